@@ -1,0 +1,1 @@
+"""featcomp: calibrated feature-map compression for ONNX models."""

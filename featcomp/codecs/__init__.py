@@ -1,0 +1,33 @@
+"""Codecs: numpy reference implementations that define each bitstream.
+
+The registry maps the names users type (`--codec dct-cm`) to calibration policies and frozen-site
+classes; passes and runtimes look codecs up here and never import a codec module directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from featcomp.codecs.base import ActivationStats, Codec, SiteCodec, sqnr_db
+from featcomp.codecs.dctcm import DctCm, DctCmSite
+from featcomp.errors import FeatcompError
+
+CODECS: dict[str, type] = {"dct-cm": DctCm}
+SITE_TYPES: dict[str, Any] = {"dct-cm": DctCmSite}
+
+
+def make_codec(name: str, **options: Any) -> Codec:
+    if name not in CODECS:
+        raise FeatcompError(f"unknown codec '{name}'; choose one of: {', '.join(CODECS)}")
+    return CODECS[name](**options)
+
+
+def site_codec_from_arrays(name: str, arrays: dict[str, np.ndarray], attributes: dict[str, Any]) -> SiteCodec:
+    if name not in SITE_TYPES:
+        raise FeatcompError(f"the model uses codec '{name}', which this featcomp does not know")
+    return SITE_TYPES[name].from_arrays(arrays, attributes)
+
+
+__all__ = ["ActivationStats", "Codec", "SiteCodec", "CODECS", "make_codec", "site_codec_from_arrays", "sqnr_db"]

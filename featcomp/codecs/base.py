@@ -1,0 +1,117 @@
+"""The codec protocol and the calibration statistics every codec starts from.
+
+A codec has two halves. `Codec.calibrate(stats)` looks at activations once and returns a frozen
+`SiteCodec` for one site. A SiteCodec is the numpy reference that *defines* the format: `symbols`
+is exactly what the ONNX encode op computes (the integer payload), `pack`/`unpack` turn symbols into
+the bitstream and back, `dequantize` is the decode op. Runtime kernels are tested against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from featcomp.errors import FeatcompError
+
+
+@dataclass
+class ActivationStats:
+    """Streaming statistics of one activation tensor over the calibration set.
+
+    The range is exact over all data; the distribution is kept as a bounded random sample of pixel
+    channel-vectors, which is what channel transforms need and keeps memory flat on big sets.
+    """
+
+    name: str
+    shape: tuple[int, int, int]
+    max_values: int = 1 << 21
+    seed: int = 0
+    minimum: float = np.inf
+    maximum: float = -np.inf
+    values: int = 0
+    zeros: int = 0
+    batches: int = 0
+    _parts: list[np.ndarray] = field(default_factory=list)
+    _rng: np.random.Generator | None = None
+
+    def update(self, x: np.ndarray) -> None:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.shape:
+            raise FeatcompError(f"activation '{self.name}' has shape {x.shape}, expected (N, {', '.join(map(str, self.shape))})")
+        if not np.isfinite(x).all():
+            raise FeatcompError(
+                f"activation '{self.name}' contains NaN or Inf on the calibration data; check the inputs and --preprocess"
+            )
+        if self._rng is None:
+            self._rng = np.random.default_rng(self.seed)
+        self.minimum = min(self.minimum, float(x.min()))
+        self.maximum = max(self.maximum, float(x.max()))
+        self.values += x.size
+        self.zeros += int(np.count_nonzero(x == 0))
+        self.batches += x.shape[0]
+        c = self.shape[0]
+        vectors = x.transpose(0, 2, 3, 1).reshape(-1, c)
+        per_batch = max(1, self.max_values // (c * 8))
+        if len(vectors) > per_batch:
+            vectors = vectors[self._rng.choice(len(vectors), per_batch, replace=False)]
+        self._parts.append(np.ascontiguousarray(vectors, dtype=np.float32))
+        kept = sum(len(p) for p in self._parts)
+        limit = max(1, self.max_values // c)
+        if kept > 2 * limit:
+            merged = np.concatenate(self._parts)
+            self._parts = [merged[self._rng.choice(len(merged), limit, replace=False)]]
+
+    @property
+    def sample(self) -> np.ndarray:
+        """Pixel channel-vectors [S, C] drawn from the calibration activations."""
+        if not self._parts:
+            raise FeatcompError(f"no calibration data reached activation '{self.name}'")
+        merged = np.concatenate(self._parts)
+        limit = max(1, self.max_values // self.shape[0])
+        return merged if len(merged) <= limit else merged[: limit]
+
+    @property
+    def zero_fraction(self) -> float:
+        return self.zeros / max(1, self.values)
+
+
+@runtime_checkable
+class SiteCodec(Protocol):
+    """Frozen parameters of one site plus the reference encoder/decoder they define."""
+
+    codec_name: str
+    shape: tuple[int, int, int]
+
+    def symbols(self, x: np.ndarray) -> np.ndarray: ...
+    def dequantize(self, symbols: np.ndarray) -> np.ndarray: ...
+    def pack(self, symbols: np.ndarray) -> bytes: ...
+    def unpack(self, data: bytes) -> np.ndarray: ...
+    def coded_bytes(self, symbols: np.ndarray) -> int: ...
+    def encode(self, x: np.ndarray) -> bytes: ...
+    def decode(self, data: bytes) -> np.ndarray: ...
+    def side_arrays(self) -> dict[str, np.ndarray]: ...
+    def attributes(self) -> dict[str, Any]: ...
+    def describe(self) -> dict[str, Any]: ...
+
+    @property
+    def side_bytes(self) -> int: ...
+
+
+class Codec(Protocol):
+    """A codec family: turns calibration statistics into a frozen SiteCodec."""
+
+    name: str
+
+    def calibrate(self, stats: ActivationStats) -> SiteCodec: ...
+
+
+def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB (inf when exact)."""
+    signal = float(np.sum(np.square(reference, dtype=np.float64)))
+    noise = float(np.sum(np.square(reference.astype(np.float64) - approx, dtype=np.float64)))
+    if noise == 0.0:
+        return float("inf")
+    if signal == 0.0:
+        return float("-inf")
+    return 10.0 * float(np.log10(signal / noise))

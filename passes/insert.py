@@ -1,0 +1,112 @@
+"""Insert a calibrated compress -> decompress pair on each chosen site, and strip them again.
+
+Insertion only appends: two nodes right after each site's producer, their parameters as
+initializers, value_info for the two new tensors, the op functions and the opset import. Strip
+removes exactly those, so strip(insert(m)) is m again, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from featcomp.codecs.base import SiteCodec
+from featcomp.errors import FeatcompError
+from featcomp.passes.pairs import find_pairs
+from featcomp.runtime_ops.functions import function_for
+from featcomp.runtime_ops.schemas import DOMAIN, PAIRS, VERSION
+
+METADATA_KEY = "featcomp"
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def insert_pairs(model: onnx.ModelProto, codecs: Mapping[str, SiteCodec]) -> onnx.ModelProto:
+    """A copy of `model` with a pair on every tensor named in `codecs`."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    if find_pairs(out):
+        raise FeatcompError("the model already has featcomp pairs; run 'featcomp strip' first or start from the original")
+    producers = {o: i for i, n in enumerate(graph.node) for o in n.output}
+    batch = _batch_dim(graph)
+    new_nodes: dict[int, list[onnx.NodeProto]] = {}
+    used_ops: set[str] = set()
+    for site, codec in codecs.items():
+        if site not in producers:
+            raise FeatcompError(f"tensor '{site}' is not produced by any node of the model")
+        enc_schema, dec_schema = PAIRS[codec.codec_name]
+        arrays = codec.side_arrays()
+        prefix = f"fc/{site}/"
+        for key, value in arrays.items():
+            graph.initializer.append(numpy_helper.from_array(value, prefix + key))
+        symbols, decoded = prefix + "symbols", prefix + "decoded"
+        enc = helper.make_node(enc_schema.name, [site] + [prefix + p.name for p in enc_schema.inputs[1:]], [symbols],
+                               name=prefix + "encode", domain=DOMAIN, **codec.attributes())
+        dec = helper.make_node(dec_schema.name, [symbols] + [prefix + p.name for p in dec_schema.inputs[1:]], [decoded],
+                               name=prefix + "decode", domain=DOMAIN)
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                if name == site:
+                    node.input[i] = decoded
+        new_nodes.setdefault(producers[site], []).extend([enc, dec])
+        shape = [batch, *codec.shape]
+        graph.value_info.extend([
+            helper.make_tensor_value_info(symbols, TensorProto.INT16, shape),
+            helper.make_tensor_value_info(decoded, TensorProto.FLOAT, shape),
+        ])
+        used_ops.update({enc_schema.name, dec_schema.name})
+    nodes = list(graph.node)
+    del graph.node[:]
+    for i, node in enumerate(nodes):
+        graph.node.append(node)
+        graph.node.extend(new_nodes.get(i, []))
+    out.opset_import.append(helper.make_opsetid(DOMAIN, VERSION))
+    opset = default_opset(out)
+    out.functions.extend(function_for(op, opset) for op in sorted(used_ops))
+    entry = out.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps({"version": VERSION, "sites": list(codecs)})
+    return out
+
+
+def strip_pairs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The exact inverse of insert_pairs: the model as it was before compression."""
+    pairs = find_pairs(model)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    rewire = {p.decoded: p.site for p in pairs}
+    drop_nodes = {id_ for p in pairs for id_ in (p.encode.name, p.decode.name)}
+    drop_tensors = {t for p in pairs for t in p.side_tensors}
+    drop_values = {t for p in pairs for t in (p.symbols, p.decoded)}
+    kept = [n for n in graph.node if not (n.domain == DOMAIN and n.name in drop_nodes)]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in rewire:
+                node.input[i] = rewire[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    _remove(graph.initializer, lambda t: t.name in drop_tensors)
+    _remove(graph.value_info, lambda v: v.name in drop_values)
+    _remove(out.functions, lambda f: f.domain == DOMAIN)
+    _remove(out.opset_import, lambda o: o.domain == DOMAIN)
+    _remove(out.metadata_props, lambda m: m.key == METADATA_KEY)
+    return out
+
+
+def _remove(container, predicate) -> None:  # type: ignore[no-untyped-def]
+    keep = [item for item in container if not predicate(item)]
+    del container[:]
+    container.extend(keep)
+
+
+def _batch_dim(graph: onnx.GraphProto) -> int | str:
+    dim = graph.input[0].type.tensor_type.shape.dim[0] if graph.input else None
+    if dim is not None and dim.HasField("dim_param"):
+        return dim.dim_param
+    return int(dim.dim_value) if dim is not None and dim.dim_value > 0 else "N"

@@ -1,0 +1,118 @@
+"""Which activation tensors are worth compressing: the ones a deployed CNN writes to memory between
+conv layers.
+
+The rule, in the terms of the graph as exported:
+
+1. *Layers* are Conv, ConvTranspose, Gemm and MatMul (a classifier is a 1x1 conv layer too).
+2. *Epilogue* ops (BatchNormalization, activations, Add/Sum/Mul, Concat, Identity, Dropout) are what a
+   deployment fuses into the output stage of the layer before them. A tensor whose every consumer is
+   an epilogue op is never written to memory, so it is not a site; the epilogue's output is.
+3. A site is a float tensor of rank 4 with static C, H, W that comes *from* a layer (walking back
+   through epilogue, pooling and reshaping ops reaches one) and flows *toward* a layer (walking
+   forward through the same ops reaches one), and that is written to memory (rule 2).
+
+So in conv -> BN -> ReLU -> conv the site is the ReLU output; in a residual block, the Add output;
+in SqueezeNet's fire modules, the Concat output; a ReLU output that feeds a MaxPool is a site, and
+so is the pooled tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+EPILOGUE_OPS = frozenset({
+    "BatchNormalization", "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish",
+    "Tanh", "Elu", "Selu", "Softplus", "Mish", "Gelu", "Add", "Sum", "Mul", "Concat", "Identity", "Dropout",
+})
+PASS_OPS = EPILOGUE_OPS | frozenset({
+    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "Pad", "Reshape", "Flatten",
+    "Squeeze", "Unsqueeze", "Resize", "Upsample", "Transpose", "Split", "Slice", "DepthToSpace", "SpaceToDepth",
+})
+
+
+@dataclass(frozen=True)
+class Site:
+    """One activation tensor that a pass may compress."""
+
+    name: str
+    producer: str
+    producer_op: str
+    consumers: tuple[str, ...]
+    shape: tuple[int, int, int]  # C, H, W of one sample
+
+    @property
+    def values(self) -> int:
+        return int(np.prod(self.shape))
+
+
+SiteFilter = Callable[[Site], bool]
+
+
+def find_sites(model: onnx.ModelProto) -> list[Site]:
+    """All sites of a shape-inferred model, in graph order."""
+    graph = gs.import_onnx(model)
+    sites = []
+    for node in graph.nodes:
+        for tensor in node.outputs:
+            site = _as_site(tensor, node)
+            if site is not None:
+                sites.append(site)
+    return sites
+
+
+def select(sites: Sequence[Site], include: Iterable[str] | SiteFilter | None = None,
+           op_types: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> list[Site]:
+    """Keep sites by name (include), by producer op type, or by a callable; then drop the excluded."""
+    chosen = list(sites)
+    if callable(include):
+        chosen = [s for s in chosen if include(s)]
+    elif include is not None:
+        wanted = set(include)
+        chosen = [s for s in chosen if s.name in wanted]
+    if op_types is not None:
+        kinds = set(op_types)
+        chosen = [s for s in chosen if s.producer_op in kinds]
+    dropped = set(exclude)
+    return [s for s in chosen if s.name not in dropped]
+
+
+def _as_site(tensor: gs.Tensor, node: gs.Node) -> Site | None:
+    if not isinstance(tensor, gs.Variable) or tensor.dtype is None or np.dtype(tensor.dtype) != np.float32:
+        return None
+    shape = tensor.shape
+    if shape is None or len(shape) != 4 or not all(isinstance(d, int) and d > 0 for d in shape[1:]):
+        return None
+    consumers = list(tensor.outputs)
+    if not consumers or all(c.op in EPILOGUE_OPS for c in consumers):
+        return None
+    if not (_reaches_layer(node, backward=True) and any(_reaches_layer(c, backward=False) for c in consumers)):
+        return None
+    return Site(
+        name=tensor.name, producer=node.name, producer_op=node.op,
+        consumers=tuple(c.name for c in consumers), shape=(int(shape[1]), int(shape[2]), int(shape[3])),
+    )
+
+
+def _reaches_layer(start: gs.Node, backward: bool) -> bool:
+    stack, seen = [start], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op in LAYER_OPS:
+            return True
+        if node.op not in PASS_OPS:
+            continue
+        tensors = node.inputs if backward else node.outputs
+        for t in tensors:
+            if isinstance(t, gs.Constant):
+                continue
+            stack.extend(t.inputs if backward else t.outputs)
+    return False

@@ -1,0 +1,88 @@
+"""Function bodies of standard ONNX ops for each featcomp op, so ONNX Runtime runs them natively.
+
+ORT inlines model-local functions, so a compressed model needs no custom kernel library and loads
+in a plain InferenceSession. Each body follows the numpy reference op for op (Div, Round, Clip,
+MatMul on integer-valued floats, Max/Min), which is what makes the symbols bit-exact.
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import TensorProto, helper
+
+from featcomp.runtime_ops.schemas import DCTCM_DECODE, DCTCM_ENCODE, OpSchema
+
+MIN_OPSET = 11  # Round and Clip-with-inputs
+
+
+def _group_shape(nodes: list[onnx.NodeProto], x: str, matrix: str, prefix: str) -> tuple[str, str]:
+    """Nodes computing [N, C/G, G, H*W] (reshape target) and the original shape of x."""
+    def const(name: str, values: list[int]) -> str:
+        nodes.append(helper.make_node("Constant", [], [prefix + name],
+                                      value=helper.make_tensor(prefix + name, TensorProto.INT64, [len(values)], values)))
+        return prefix + name
+
+    def node(op: str, inputs: list[str], name: str, **attrs: object) -> str:
+        nodes.append(helper.make_node(op, inputs, [prefix + name], **attrs))
+        return prefix + name
+
+    shape = node("Shape", [x], "shape")
+    n = node("Gather", [shape, const("i0", [0])], "n", axis=0)
+    h = node("Gather", [shape, const("i2", [2])], "h", axis=0)
+    w = node("Gather", [shape, const("i3", [3])], "w", axis=0)
+    hw = node("Mul", [h, w], "hw")
+    g = node("Gather", [node("Shape", [matrix], "mshape"), const("j0", [0])], "g", axis=0)
+    target = node("Concat", [n, const("m1", [-1]), g, hw], "target", axis=0)
+    return target, shape
+
+
+def dctcm_encode(opset: int) -> onnx.FunctionProto:
+    op = DCTCM_ENCODE
+    nodes: list[onnx.NodeProto] = []
+    target, shape = _group_shape(nodes, "X", "transform", "_")
+    nodes += [
+        helper.make_node("Div", ["X", "scale"], ["_xs"]),
+        helper.make_node("Round", ["_xs"], ["_xr"]),
+        helper.make_node("Clip", ["_xr", "qmin", "qmax"], ["_q"]),
+        helper.make_node("Reshape", ["_q", target], ["_qg"]),
+        helper.make_node("MatMul", ["transform", "_qg"], ["_y"]),
+        helper.make_node("Div", ["_y", "step"], ["_ys"]),
+        helper.make_node("Round", ["_ys"], ["_yr"]),
+        helper.make_node("Max", ["_yr", "cmin"], ["_ylo"]),
+        helper.make_node("Min", ["_ylo", "cmax"], ["_yc"]),
+        helper.make_node("Reshape", ["_yc", shape], ["_yf"]),
+        helper.make_node("Cast", ["_yf"], ["Y"], to=TensorProto.INT16),
+    ]
+    return _function(op, nodes, opset)
+
+
+def dctcm_decode(opset: int) -> onnx.FunctionProto:
+    op = DCTCM_DECODE
+    nodes: list[onnx.NodeProto] = [helper.make_node("Cast", ["Y"], ["_yf"], to=TensorProto.FLOAT)]
+    target, shape = _group_shape(nodes, "Y", "decode", "_")
+    nodes += [
+        helper.make_node("Reshape", ["_yf", target], ["_yg"]),
+        helper.make_node("MatMul", ["decode", "_yg"], ["_xg"]),
+        helper.make_node("Reshape", ["_xg", shape], ["X"]),
+    ]
+    return _function(op, nodes, opset)
+
+
+def _function(op: OpSchema, nodes: list[onnx.NodeProto], opset: int) -> onnx.FunctionProto:
+    return helper.make_function(
+        domain=op.domain,
+        fname=op.name,
+        inputs=op.input_names,
+        outputs=[p.name for p in op.outputs],
+        nodes=nodes,
+        opset_imports=[helper.make_opsetid("", opset)],
+        attributes=[a.name for a in op.attributes],
+        doc_string=op.doc,
+    )
+
+
+BUILDERS = {DCTCM_ENCODE.name: dctcm_encode, DCTCM_DECODE.name: dctcm_decode}
+
+
+def function_for(op_name: str, opset: int) -> onnx.FunctionProto:
+    return BUILDERS[op_name](max(opset, MIN_OPSET))

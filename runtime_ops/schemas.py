@@ -1,0 +1,73 @@
+"""The ops featcomp adds to a model: named once here, implemented by the numpy codecs, the ONNX
+function bodies (functions.py) and, later, the TVM kernels. Tests hold all of them to these names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DOMAIN = "ai.featcomp"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    type: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class OpSchema:
+    name: str
+    doc: str
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+    attributes: tuple[Port, ...] = ()
+    domain: str = DOMAIN
+    version: int = VERSION
+
+    @property
+    def input_names(self) -> list[str]:
+        return [p.name for p in self.inputs]
+
+
+DCTCM_ENCODE = OpSchema(
+    name="DctCmEncode",
+    doc=(
+        "DCT-CM encoder. q = clip(round(X / scale), qmin, qmax); per pixel, channels in groups of G: "
+        "y = transform @ q; symbols = min(max(round(y / step), cmin), cmax), int16, same shape as X. "
+        "transform is integer-valued, so the symbols are bit-exact across runtimes."
+    ),
+    inputs=(
+        Port("X", "tensor(float) [N,C,H,W]", "activation"),
+        Port("scale", "tensor(float) []", "8-bit quantization step"),
+        Port("qmin", "tensor(float) []", "0 (uint8) or -127 (int8)"),
+        Port("qmax", "tensor(float) []", "255 or 127"),
+        Port("transform", "tensor(float) [G,G]", "integer channel transform (identity when G=1)"),
+        Port("step", "tensor(float) [G,1]", "per-frequency quantization step"),
+        Port("cmin", "tensor(float) [G,1]", "per-frequency lower clip (integer)"),
+        Port("cmax", "tensor(float) [G,1]", "per-frequency upper clip (integer)"),
+    ),
+    outputs=(Port("Y", "tensor(int16) [N,C,H,W]", "symbols: the integer payload the bitstream codes"),),
+    attributes=(
+        Port("kinds", "ints [G]", "coding of each frequency: 0 drop, 1 dense, 2 mask (used by the bitstream packer)"),
+        Port("shape", "ints [3]", "C, H, W of one sample (used by the bitstream header)"),
+    ),
+)
+
+DCTCM_DECODE = OpSchema(
+    name="DctCmDecode",
+    doc="DCT-CM decoder. Per pixel, per group of G symbols: X = decode @ symbols (decode folds dequantization, "
+        "the inverse transform and the 8-bit scale into one G x G matrix).",
+    inputs=(
+        Port("Y", "tensor(int16) [N,C,H,W]", "symbols from DctCmEncode"),
+        Port("decode", "tensor(float) [G,G]", "scale * inverse(transform) * diag(step)"),
+    ),
+    outputs=(Port("X", "tensor(float) [N,C,H,W]", "reconstructed activation"),),
+)
+
+OPS: dict[str, OpSchema] = {op.name: op for op in (DCTCM_ENCODE, DCTCM_DECODE)}
+
+# Which op pair implements which codec, and which side arrays (SiteCodec.side_arrays keys) feed each op.
+PAIRS: dict[str, tuple[OpSchema, OpSchema]] = {"dct-cm": (DCTCM_ENCODE, DCTCM_DECODE)}
