@@ -78,17 +78,23 @@ def image_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise FeatcompError(f"image folder {folder} {what}; pass a folder of images")
-    found = sorted(
+    found = _images_in(folder)
+    if not found and (folder / "images").is_dir():
+        found = _images_in(folder / "images")  # the common DATASET/images + DATASET/labels.txt layout
+    if not found:
+        raise FeatcompError(
+            f"no image files in {folder} (looked for {', '.join(_LOWER_SUFFIXES)}, not in subfolders "
+            "other than images/); put the images directly in that folder"
+        )
+    return found
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(
         p
         for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
-    if not found:
-        raise FeatcompError(
-            f"no image files in {folder} (looked for {', '.join(_LOWER_SUFFIXES)}, not in subfolders); "
-            "put the images directly in that folder"
-        )
-    return found
 
 
 def read_labels(path: Path) -> dict[str, int]:

@@ -94,9 +94,16 @@ def _as_site(tensor: gs.Tensor, node: gs.Node) -> Site | None:
     if not (_reaches_layer(node, backward=True) and any(_reaches_layer(c, backward=False) for c in consumers)):
         return None
     return Site(
-        name=tensor.name, producer=node.name, producer_op=node.op,
-        consumers=tuple(c.name for c in consumers), shape=(int(shape[1]), int(shape[2]), int(shape[3])),
+        name=tensor.name, producer=node_label(node), producer_op=node.op,
+        consumers=tuple(node_label(c) for c in consumers), shape=(int(shape[1]), int(shape[2]), int(shape[3])),
     )
+
+
+def node_label(node: gs.Node) -> str:
+    """A node's name, or 'Op->first output' for the unnamed nodes some exporters write."""
+    if node.name:
+        return node.name
+    return f"{node.op}->{node.outputs[0].name}" if node.outputs else node.op
 
 
 def _reaches_layer(start: gs.Node, backward: bool) -> bool:

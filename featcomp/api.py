@@ -1,0 +1,182 @@
+"""The public API: the one way in for users, the CLI and the examples.
+
+Models may be given as paths or ModelProtos; data as a folder of images (with a Preprocess), an .npz
+of ready tensors, or any object with get_next() (ONNX Runtime's CalibrationDataReader protocol).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from featcomp.codecs import ActivationStats, SiteCodec, make_codec
+from featcomp.data import InputReader, open_inputs, read_labels, validate_batch
+from featcomp.errors import FeatcompError
+from featcomp.modelio import input_spec, load_model, prepare
+from featcomp.passes.insert import insert_pairs, strip_pairs
+from featcomp.passes.sites import Site, SiteFilter, find_sites, select
+from featcomp.preprocess import Preprocess
+from featcomp.report.measure import measure
+from featcomp.report.schema import Report
+from featcomp.runtime_ops import ort
+
+ModelLike = str | os.PathLike[str] | onnx.ModelProto
+DataLike = str | os.PathLike[str] | InputReader
+Progress = Callable[[Iterable[Any]], Iterable[Any]]
+
+
+@dataclass
+class CompressResult:
+    model: onnx.ModelProto
+    sites: list[Site]
+    codecs: dict[str, SiteCodec]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _model(model: ModelLike, *, need_conv: bool = True) -> onnx.ModelProto:
+    proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    return prepare(proto, need_conv=need_conv)
+
+
+def _preprocess(spec: Preprocess | str | None) -> Preprocess | None:
+    return Preprocess.parse(spec) if isinstance(spec, str) else spec
+
+
+def _reader(model: onnx.ModelProto, data: DataLike, preprocess: Preprocess | str | None,
+            limit: int | None, role: str) -> InputReader:
+    return open_inputs(data, input_spec(model), _preprocess(preprocess), limit, role=role)
+
+
+def inspect(model: ModelLike) -> list[Site]:
+    """The compressible sites of a model (see featcomp.passes.sites for the rule)."""
+    return find_sites(_model(model))
+
+
+def calibrate(model: ModelLike, data: DataLike, *, sites: Sequence[Site] | None = None,
+              preprocess: Preprocess | str | None = None, limit: int | None = None,
+              progress: Progress | None = None) -> dict[str, ActivationStats]:
+    """Run the original model on calibration data and collect per-site statistics."""
+    proto = _model(model)
+    chosen = list(sites) if sites is not None else find_sites(proto)
+    if not chosen:
+        raise FeatcompError("no sites to calibrate: the selection matched no activation tensor")
+    reader = _reader(proto, data, preprocess, limit, "calibration")
+    spec = input_spec(proto)
+    names = [s.name for s in chosen]
+    sess = ort.session(ort.with_outputs(proto, names))
+    stats = {s.name: ActivationStats(s.name, s.shape) for s in chosen}
+    batches = _validated(reader, spec, "calibration")
+    count = 0
+    for feeds in (progress(batches) if progress else batches):
+        outs = ort.run(sess, feeds, names)
+        for name in names:
+            stats[name].update(outs[name])
+        count += 1
+    if count == 0:
+        raise FeatcompError("the calibration set is empty: the reader returned no batches; check the folder, .npz or --limit")
+    return stats
+
+
+def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", preprocess: Preprocess | str | None = None,
+             include: Iterable[str] | SiteFilter | None = None, op_types: Iterable[str] | None = None,
+             exclude: Iterable[str] = (), limit: int | None = None, progress: Progress | None = None,
+             **codec_options: Any) -> CompressResult:
+    """Calibrate a codec per site and insert compress -> decompress pairs. Returns the new model."""
+    t0 = time.perf_counter()
+    proto = _model(model)
+    family = make_codec(codec, **codec_options)
+    sites = select(find_sites(proto), include, op_types, exclude)
+    if not sites:
+        raise FeatcompError("the site selection is empty: check --sites/--op-types/--exclude against 'featcomp inspect'")
+    t1 = time.perf_counter()
+    stats = calibrate(proto, calib, sites=sites, preprocess=preprocess, limit=limit, progress=progress)
+    t2 = time.perf_counter()
+    codecs = {s.name: family.calibrate(stats[s.name]) for s in sites}
+    t3 = time.perf_counter()
+    out = insert_pairs(proto, codecs)
+    onnx.checker.check_model(out, full_check=True)
+    t4 = time.perf_counter()
+    seconds = {"load": t1 - t0, "calibration_run": t2 - t1, "codec_fit": t3 - t2, "insert": t4 - t3, "total": t4 - t0}
+    return CompressResult(model=out, sites=sites, codecs=codecs, seconds=seconds)
+
+
+def report(model: ModelLike, data: DataLike, *, preprocess: Preprocess | str | None = None,
+           limit: int | None = None, name: str | None = None, progress: Progress | None = None) -> Report:
+    """Run a compressed model and measure real coded bytes, SQNR and agreement per site."""
+    proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    label = name or (Path(model).name if not isinstance(model, onnx.ModelProto) else proto.graph.name or "model")
+    reader = open_inputs(data, input_spec(proto), _preprocess(preprocess), limit, role="report")
+    return measure(proto, reader, name=label, progress=progress)
+
+
+def strip(model: ModelLike) -> onnx.ModelProto:
+    """The original model back from a compressed one (exact inverse of the insert pass)."""
+    proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    return strip_pairs(proto)
+
+
+@dataclass
+class EvalResult:
+    images: int
+    top1: float
+    top5: float
+    reference_top1: float | None = None
+    reference_top5: float | None = None
+    agreement: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def evaluate(model: ModelLike, images: str | os.PathLike[str], labels: str | os.PathLike[str], *,
+             preprocess: Preprocess | str, reference: ModelLike | None = None, label_offset: int = 0,
+             limit: int | None = None, progress: Progress | None = None) -> EvalResult:
+    """Top-1/top-5 on labelled images, and top-1 agreement with a reference model when given."""
+    proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    ref = None
+    if reference is not None:
+        ref = reference if isinstance(reference, onnx.ModelProto) else load_model(reference)
+    truth = read_labels(Path(labels))
+    reader = open_inputs(images, input_spec(proto), _preprocess(preprocess), limit, role="evaluation")
+    paths = list(getattr(reader, "paths", []))
+    missing = [p.name for p in paths if p.name not in truth]
+    if missing:
+        raise FeatcompError(f"{len(missing)} images have no label in {labels} (first: {missing[0]})")
+    sessions = [ort.session(proto)] + ([ort.session(ref)] if ref is not None else [])
+    ranks: list[list[np.ndarray]] = [[] for _ in sessions]
+    batches = _validated(reader, input_spec(proto), "evaluation")
+    for feeds in (progress(batches) if progress else batches):
+        for i, sess in enumerate(sessions):
+            y = next(iter(ort.run(sess, feeds).values()))
+            ranks[i].append(np.argsort(-y.reshape(len(y), -1), axis=1)[:, :5] - label_offset)
+    if not ranks[0]:
+        raise FeatcompError("the evaluation set is empty: no images were read")
+    target = np.array([truth[p.name] for p in paths])[:, None]
+    top = [np.concatenate(r) for r in ranks]
+    result = EvalResult(images=len(target), top1=float(np.mean(top[0][:, :1] == target)),
+                        top5=float(np.mean(np.any(top[0] == target, axis=1))))
+    if ref is not None:
+        result.reference_top1 = float(np.mean(top[1][:, :1] == target))
+        result.reference_top5 = float(np.mean(np.any(top[1] == target, axis=1)))
+        result.agreement = float(np.mean(top[0][:, 0] == top[1][:, 0]))
+    return result
+
+
+def _validated(reader: InputReader, spec: Any, role: str) -> Iterator[dict[str, np.ndarray]]:
+    while (batch := reader.get_next()) is not None:
+        yield validate_batch(batch, spec, role=role)
+
+
+def site_codecs(model: ModelLike) -> Mapping[str, SiteCodec]:
+    """The frozen per-site codecs stored in a compressed model (for decoding bitstreams offline)."""
+    from featcomp.passes.pairs import find_pairs
+
+    proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    return {p.site: p.codec for p in find_pairs(proto)}
