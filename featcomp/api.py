@@ -88,7 +88,10 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
              include: Iterable[str] | SiteFilter | None = None, op_types: Iterable[str] | None = None,
              exclude: Iterable[str] = (), limit: int | None = None, progress: Progress | None = None,
              **codec_options: Any) -> CompressResult:
-    """Calibrate a codec per site and insert compress -> decompress pairs. Returns the new model."""
+    """Calibrate a codec per site and insert compress -> decompress pairs. Returns the new model.
+
+    `progress` wraps two loops in turn: the calibration batches, then the list of sites being fitted.
+    """
     t0 = time.perf_counter()
     proto = _model(model)
     family = make_codec(codec, **codec_options)
@@ -98,7 +101,7 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     t1 = time.perf_counter()
     stats = calibrate(proto, calib, sites=sites, preprocess=preprocess, limit=limit, progress=progress)
     t2 = time.perf_counter()
-    codecs = {s.name: family.calibrate(stats[s.name]) for s in sites}
+    codecs = {s.name: family.calibrate(stats[s.name]) for s in (progress(sites) if progress else sites)}
     t3 = time.perf_counter()
     out = insert_pairs(proto, codecs)
     onnx.checker.check_model(out, full_check=True)

@@ -57,6 +57,8 @@ def prepare(model: onnx.ModelProto, *, need_conv: bool = True) -> onnx.ModelProt
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
+        if any(not i.type.tensor_type.HasField("shape") for i in model.graph.input):
+            input_spec(model)  # the checker's "Field 'shape' ... missing" does not say which input or what to do
         raise FeatcompError(f"the model is not valid ONNX: {_first_line(exc)}") from None
     if opset < 11:
         try:
@@ -118,6 +120,9 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
         os.replace(tmp, p)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

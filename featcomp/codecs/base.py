@@ -26,7 +26,7 @@ class ActivationStats:
 
     name: str
     shape: tuple[int, int, int]
-    max_values: int = 1 << 21
+    max_values: int = 1 << 17  # values kept for fitting; plenty for per-frequency statistics
     seed: int = 0
     minimum: float = np.inf
     maximum: float = -np.inf

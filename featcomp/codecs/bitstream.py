@@ -72,47 +72,75 @@ def read(data: bytes, codec_id: int, param_id: int, shape: tuple[int, int, int])
     return payload
 
 
-def pack_uint(values: np.ndarray, bits: int) -> bytes:
-    """Pack non-negative integers < 2**bits, MSB first, into ceil(n*bits/8) bytes."""
-    if bits == 0 or values.size == 0:
-        return b""
-    if bits == 8:
-        return values.astype(np.uint8).tobytes()
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint32)
-    planes = (values.astype(np.uint32)[:, None] >> shifts) & 1
-    return np.packbits(planes.astype(np.uint8).reshape(-1)).tobytes()
+class BitWriter:
+    """Collects bit planes; each plane starts on a byte boundary so a reader can find it without a scan."""
+
+    def __init__(self) -> None:
+        self._parts: list[np.ndarray] = []
+
+    def bits(self, flags: np.ndarray) -> None:
+        flags = np.asarray(flags, dtype=np.uint8).reshape(-1)
+        pad = (-len(flags)) % 8
+        self._parts.append(flags if not pad else np.concatenate([flags, np.zeros(pad, np.uint8)]))
+
+    def uint(self, values: np.ndarray, width: int) -> None:
+        """Fixed-width unsigned values, MSB first."""
+        if width == 0 or values.size == 0:
+            return
+        shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
+        self.bits(((values.astype(np.int64)[:, None] >> shifts) & 1).astype(np.uint8))
+
+    def unary(self, quotients: np.ndarray) -> None:
+        """q zeros then a one, for each q."""
+        if quotients.size == 0:
+            return
+        ends = np.cumsum(quotients.astype(np.int64) + 1) - 1
+        plane = np.zeros(int(ends[-1]) + 1, np.uint8)
+        plane[ends] = 1
+        self.bits(plane)
+
+    def tobytes(self) -> bytes:
+        return np.packbits(np.concatenate(self._parts)).tobytes() if self._parts else b""
 
 
-def unpack_uint(buf: memoryview, count: int, bits: int) -> np.ndarray:
-    """Inverse of pack_uint; the caller has checked that buf holds packed_size(count, bits) bytes."""
-    if bits == 0 or count == 0:
-        return np.zeros(count, dtype=np.int64)
-    raw = np.frombuffer(buf, dtype=np.uint8, count=packed_size(count, bits))
-    if bits == 8:
-        return raw.astype(np.int64)
-    planes = np.unpackbits(raw, count=count * bits).reshape(count, bits)
-    weights = (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
-    return planes.astype(np.int64) @ weights
-
-
-def packed_size(count: int, bits: int) -> int:
-    return (count * bits + 7) // 8
-
-
-class Reader:
-    """A cursor over a payload that refuses to read past its end."""
+class BitReader:
+    """Reads the planes BitWriter wrote; refuses to read past the end and reports trailing bytes."""
 
     def __init__(self, payload: memoryview) -> None:
-        self._buf = payload
+        self._bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
+        self._ones: np.ndarray | None = None
         self._pos = 0
 
-    def take(self, n: int) -> memoryview:
-        if n < 0 or self._pos + n > len(self._buf):
-            raise CodecError(f"bitstream payload truncated: needs {n} more bytes at offset {self._pos}, has {len(self._buf) - self._pos}")
-        out = self._buf[self._pos:self._pos + n]
-        self._pos += n
+    def _advance(self, end: int) -> None:
+        self._pos = (end + 7) // 8 * 8
+
+    def bits(self, count: int) -> np.ndarray:
+        end = self._pos + count
+        if end > len(self._bits):
+            raise CodecError(f"bitstream payload truncated: needs {count} bits at bit {self._pos}, has {len(self._bits) - self._pos}")
+        out = self._bits[self._pos:end]
+        self._advance(end)
         return out
 
+    def uint(self, count: int, width: int) -> np.ndarray:
+        if width == 0 or count == 0:
+            return np.zeros(count, dtype=np.int64)
+        planes = self.bits(count * width).reshape(count, width).astype(np.int64)
+        return planes @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+
+    def unary(self, count: int) -> np.ndarray:
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        if self._ones is None:
+            self._ones = np.flatnonzero(self._bits)
+        first = int(np.searchsorted(self._ones, self._pos))
+        if first + count > len(self._ones):
+            raise CodecError("bitstream payload truncated: a unary-coded plane ends early")
+        ends = self._ones[first:first + count]
+        quotients = np.diff(ends, prepend=self._pos - 1) - 1
+        self._advance(int(ends[-1]) + 1)
+        return quotients
+
     def finish(self) -> None:
-        if self._pos != len(self._buf):
-            raise CodecError(f"bitstream payload has {len(self._buf) - self._pos} unexpected trailing bytes")
+        if self._pos != len(self._bits):
+            raise CodecError(f"bitstream payload has {(len(self._bits) - self._pos) // 8} unexpected trailing bytes")

@@ -3,19 +3,22 @@
 Per site the activations are first quantized to 8 bits with a calibrated scale (uint8 after ReLU,
 symmetric int8 otherwise). Each pixel's channel vector is then cut into groups of G channels and
 transformed by an *integer* approximation of the orthonormal DCT-II (G = 1 is the identity: plain
-zero-mask coding of the 8-bit values). Coefficient f of every group is quantized with its own step
-and clipped to its calibrated range, giving int16 symbols. Because the transform is integer and
-every float operation is a single correctly rounded IEEE op (divisions, not
-multiplications by a reciprocal, so that graph optimizers cannot fold them into a preceding Conv), any runtime that follows the same op
-sequence produces the same symbols bit for bit.
+zero-mask coding of the 8-bit values). Coefficient f of every group is divided by its own step,
+rounded and clipped to its calibrated range, giving int16 symbols. Because the transform is integer
+and every float operation is a single correctly rounded IEEE op (divisions, not multiplications by
+a reciprocal, so that graph optimizers cannot fold them into a preceding Conv), any runtime that
+follows the same op sequence produces the same symbols bit for bit.
 
 Each frequency f is coded in one of three ways, chosen at calibration by expected bits:
-DROP (always zero, nothing stored), DENSE (every value at b_f bits) or MASK (a bitmap of nonzeros
-plus the nonzeros at b_f bits). Values are stored as `v - cmin_f` in b_f = ceil(log2(range)) bits.
+DROP (always zero, nothing stored), DENSE (every value) or MASK (a bitmap of nonzeros, then the
+nonzeros). Values are Golomb-Rice coded with a calibrated parameter k_f (see rice.py): DENSE codes
+zigzag(v) for signed ranges and v - cmin otherwise; MASK codes a sign bit (signed ranges) and
+|v| - 1.
 
-Payload, after the shared header (see bitstream.py): for f = 0..G-1 in order, the segment of
-frequency f over all positions (group-major, then pixel), each segment byte-aligned:
-DENSE: packed values; MASK: ceil(n/8) bytes of bitmap (MSB first) then the packed nonzeros.
+Payload, after the shared header (see bitstream.py): for f = 0..G-1 in order, over the positions of
+frequency f (group-major, then pixel), these planes, each starting on a byte boundary:
+DENSE: Rice remainders, Rice quotients (unary);
+MASK: nonzero bitmap, sign bits (signed ranges only), Rice remainders, Rice quotients.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from featcomp.codecs import bitstream
+from featcomp.codecs import bitstream, rice
 from featcomp.codecs.base import ActivationStats, sqnr_db
 from featcomp.errors import CodecError, FeatcompError
 
@@ -49,11 +52,6 @@ def integer_dct(group: int) -> np.ndarray:
     return np.rint(t * (1 << TRANSFORM_BITS)).astype(np.float32)
 
 
-def _bits(cmin: np.ndarray, cmax: np.ndarray) -> np.ndarray:
-    span = (cmax.astype(np.int64) - cmin.astype(np.int64) + 1).clip(1)
-    return np.ceil(np.log2(span)).astype(np.int64)
-
-
 @dataclass(frozen=True, eq=False)
 class DctCmSite:
     """Frozen parameters of one site. The fields are exactly the inputs of the ONNX ops."""
@@ -68,6 +66,7 @@ class DctCmSite:
     cmax: np.ndarray       # [G]
     decode_matrix: np.ndarray  # [G, G] float32 = scale * inverse(transform) * diag(step)
     kinds: np.ndarray      # [G] uint8: DROP / DENSE / MASK
+    rice_k: np.ndarray     # [G] uint8: Golomb-Rice parameter per frequency
 
     codec_name = "dct-cm"
 
@@ -88,14 +87,10 @@ class DctCmSite:
         return "mask" if self.group == 1 else "dct"
 
     @property
-    def bits(self) -> np.ndarray:
-        return _bits(self.cmin, self.cmax)
-
-    @property
     def param_id(self) -> int:
         crc = zlib.crc32(struct.pack("<3H", *self.shape))
         for a in (self.scale, self.qmin, self.qmax, self.transform, self.step, self.cmin, self.cmax,
-                  self.decode_matrix, self.kinds):
+                  self.decode_matrix, self.kinds, self.rice_k):
             crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
         return crc
 
@@ -130,57 +125,72 @@ class DctCmSite:
         g = self.group
         return symbols.reshape(c // g, g, h * w).transpose(1, 0, 2).reshape(g, -1)
 
+    def _coded_values(self, f: int, v: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(values to Rice-code, nonzero mask or None, sign bits or None) of frequency f."""
+        lo = int(self.cmin[f])
+        if self.kinds[f] == DENSE:
+            u = np.where(v >= 0, 2 * v, -2 * v - 1) if lo < 0 else v - lo
+            return u, None, None
+        nz = v != 0
+        nzv = v[nz]
+        if lo < 0:
+            return np.abs(nzv) - 1, nz, (nzv < 0).astype(np.uint8)
+        return nzv - 1, nz, None
+
     def pack(self, symbols: np.ndarray) -> bytes:
-        freq = self._by_frequency(symbols)
-        parts: list[bytes] = []
-        for f, (kind, b) in enumerate(zip(self.kinds, self.bits)):
-            v = freq[f].astype(np.int64)
-            if kind == DROP:
+        freq = self._by_frequency(symbols).astype(np.int64)
+        writer = bitstream.BitWriter()
+        for f in range(self.group):
+            if self.kinds[f] == DROP:
                 continue
-            if kind == DENSE:
-                parts.append(bitstream.pack_uint(v - int(self.cmin[f]), int(b)))
-            else:
-                nz = v != 0
-                parts.append(np.packbits(nz).tobytes())
-                parts.append(bitstream.pack_uint(v[nz] - int(self.cmin[f]), int(b)))
-        return bitstream.write(CODEC_ID, self.param_id, self.shape, b"".join(parts))
+            u, nz, signs = self._coded_values(f, freq[f])
+            if nz is not None:
+                writer.bits(nz)
+            if signs is not None:
+                writer.bits(signs)
+            rice.write(writer, u, int(self.rice_k[f]))
+        return bitstream.write(CODEC_ID, self.param_id, self.shape, writer.tobytes())
 
     def unpack(self, data: bytes) -> np.ndarray:
-        payload = bitstream.Reader(bitstream.read(data, CODEC_ID, self.param_id, self.shape))
+        reader = bitstream.BitReader(bitstream.read(data, CODEC_ID, self.param_id, self.shape))
         c, h, w = self.shape
         g = self.group
         n = (c // g) * h * w
         freq = np.zeros((g, n), dtype=np.int64)
-        for f, (kind, b) in enumerate(zip(self.kinds, self.bits)):
-            lo, span = int(self.cmin[f]), int(self.cmax[f]) - int(self.cmin[f])
+        for f in range(g):
+            kind, k, lo, hi = self.kinds[f], int(self.rice_k[f]), int(self.cmin[f]), int(self.cmax[f])
             if kind == DROP:
                 continue
             if kind == DENSE:
-                u = bitstream.unpack_uint(payload.take(bitstream.packed_size(n, int(b))), n, int(b))
-                if np.any(u > span):
-                    raise CodecError(f"bitstream value out of range in frequency {f}")
-                freq[f] = u + lo
+                u = rice.read(reader, n, k)
+                v = np.where(u % 2 == 0, u // 2, -(u + 1) // 2) if lo < 0 else u + lo
+                freq[f] = v
             else:
-                nz = np.unpackbits(np.frombuffer(payload.take((n + 7) // 8), dtype=np.uint8), count=n).astype(bool)
-                k = int(nz.sum())
-                u = bitstream.unpack_uint(payload.take(bitstream.packed_size(k, int(b))), k, int(b))
-                if np.any(u > span) or np.any(u + lo == 0):
-                    raise CodecError(f"bitstream value out of range in frequency {f}")
-                freq[f, nz] = u + lo
-        payload.finish()
+                nz = reader.bits(n).astype(bool)
+                count = int(nz.sum())
+                negative = reader.bits(count).astype(bool) if lo < 0 else np.zeros(count, bool)
+                m = rice.read(reader, count, k) + 1
+                v = np.where(negative, -m, m)
+                freq[f, nz] = v
+                if lo >= 0 and np.any(negative):
+                    raise CodecError(f"bitstream holds a negative value in unsigned frequency {f}")
+            if np.any((freq[f] < lo) | (freq[f] > hi)):
+                raise CodecError(f"bitstream value out of range in frequency {f}")
+        reader.finish()
         return freq.reshape(g, c // g, h * w).transpose(1, 0, 2).reshape(c, h, w).astype(np.int16)
 
     def coded_bytes(self, symbols: np.ndarray) -> int:
         """Exact len(pack(symbols)) from counts alone (no packing)."""
-        freq = self._by_frequency(symbols)
-        n = freq.shape[1]
-        nnz = np.count_nonzero(freq, axis=1)
+        freq = self._by_frequency(symbols).astype(np.int64)
         size = bitstream.HEADER_BYTES
-        for kind, b, k in zip(self.kinds, self.bits, nnz):
-            if kind == DENSE:
-                size += bitstream.packed_size(n, int(b))
-            elif kind == MASK:
-                size += (n + 7) // 8 + bitstream.packed_size(int(k), int(b))
+        for f in range(self.group):
+            if self.kinds[f] == DROP:
+                continue
+            u, nz, signs = self._coded_values(f, freq[f])
+            k = int(self.rice_k[f])
+            for plane in (len(nz) if nz is not None else 0, len(signs) if signs is not None else 0, u.size * k,
+                          rice.size_bits(u, k) - u.size * k):
+                size += (plane + 7) // 8
         return size
 
     def encode(self, x: np.ndarray) -> bytes:
@@ -205,10 +215,10 @@ class DctCmSite:
 
     @property
     def side_bytes(self) -> int:
-        return sum(a.nbytes for a in self.side_arrays().values()) + self.kinds.nbytes
+        return sum(a.nbytes for a in self.side_arrays().values()) + self.kinds.nbytes + self.rice_k.nbytes
 
     def attributes(self) -> dict[str, Any]:
-        return {"kinds": [int(k) for k in self.kinds], "shape": list(self.shape)}
+        return {"kinds": [int(k) for k in self.kinds], "rice_k": [int(k) for k in self.rice_k], "shape": list(self.shape)}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], attributes: dict[str, Any]) -> "DctCmSite":
@@ -224,6 +234,7 @@ class DctCmSite:
             cmax=arrays["cmax"].reshape(g).astype(np.float32),
             decode_matrix=arrays["decode"].astype(np.float32),
             kinds=np.asarray(attributes["kinds"], dtype=np.uint8),
+            rice_k=np.asarray(attributes["rice_k"], dtype=np.uint8),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -234,55 +245,110 @@ class DctCmSite:
             "signed": bool(self.qmin < 0),
             "scale": float(self.scale),
             "frequencies": {name: kinds.count(name) for name in ("dense", "mask", "drop")},
-            "bits": [int(b) for b in self.bits],
+            "step": float(self.step[0] / self.transform[0, 0]) if self.group == 1 else None,
+            "rice_k": [int(k) for k in self.rice_k],
         }
 
 
 @dataclass(frozen=True)
-class DctCm:
-    """Calibration policy: per site, the cheapest of zero-mask and channel-DCT that keeps SQNR >= target.
+class Candidate:
+    """One way to code a site, with its expected cost and quality on the calibration sample."""
 
-    Zero-mask coding is lossless with respect to the 8-bit values, so it is always admissible; a DCT
-    mode competes only where its quantization keeps the site's SQNR (against float) above `sqnr_db`.
+    site: DctCmSite
+    bits_per_value: float  # payload bits per value (header excluded)
+    sqnr_db: float
+
+
+@dataclass(frozen=True)
+class DctCm:
+    """Calibration policy: per site, the cheapest candidate whose SQNR meets `sqnr_db`.
+
+    Candidates: lossless zero-mask coding of the 8-bit values (always admissible), and for each G in
+    `groups` (G = 1 re-quantizes the 8-bit values more coarsely; G > 1 is a channel DCT) a grid of
+    `grid` steps. `candidates()` exposes the whole rate-distortion front so that an allocator can
+    give each site its own target (see featcomp.allocate).
     """
 
     sqnr_db: float = 30.0
-    groups: tuple[int, ...] = (8, 16)
+    groups: tuple[int, ...] = (1, 8, 16)
+    grid: int = 12
     name: str = "dct-cm"
 
     def calibrate(self, stats: ActivationStats) -> DctCmSite:
+        return pick(self.candidates(stats), self.sqnr_db).site
+
+    def candidates(self, stats: ActivationStats) -> list[Candidate]:
+        """The Pareto front (fewer bits <-> lower SQNR), cheapest first, lossless last."""
         sample = stats.sample
         signed = stats.minimum < 0
         qmax = 127.0 if signed else 255.0
         peak = max(abs(stats.minimum), abs(stats.maximum))
         scale = np.float32(peak / qmax) if peak > 0 else np.float32(1.0)
         q = np.clip(np.rint(sample / scale), -qmax if signed else 0.0, qmax).astype(np.float32)
-        best = _mask_candidate(stats.shape, scale, signed, q, sample)
+        found = [_fit(stats.shape, scale, signed, q, sample, 1, None)]
         c = stats.shape[0]
         for g in self.groups:
             if c % g or c < g:
                 continue
-            cand = _search_dct(stats.shape, scale, signed, q, sample, g, self.sqnr_db)
-            if cand is not None and cand[1] < best[1]:
-                best = cand
-        return best[0]
+            low = 1.25 if g == 1 else 0.5
+            for delta in np.geomspace(low, 128.0, self.grid):
+                found.append(_fit(stats.shape, scale, signed, q, sample, g, float(delta)))
+        front: list[Candidate] = []
+        for cand in sorted(found, key=lambda c: (c.bits_per_value, -c.sqnr_db)):
+            if not front or cand.sqnr_db > front[-1].sqnr_db:
+                front.append(cand)
+        return front
 
 
-def _estimate(site: DctCmSite, q: np.ndarray, sample: np.ndarray) -> tuple[float, float]:
-    """(bits per value, SQNR dB) of a site on the calibration sample, from counts."""
+def pick(front: list[Candidate], target_db: float) -> Candidate:
+    """The cheapest candidate meeting the target, else the most accurate one."""
+    return next((c for c in front if c.sqnr_db >= target_db), front[-1])
+
+
+def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.ndarray, sample: np.ndarray,
+         group: int, delta: float | None) -> Candidate:
+    """The site for one (group, step), with per-frequency coding chosen by expected bits.
+
+    delta None means lossless: identity transform, unit step, the full 8-bit range.
+    """
     s, c = q.shape
-    g = site.group
-    y = q.reshape(s, c // g, g) @ site.transform.T
-    coef = np.clip(np.rint(y / site.step), site.cmin, site.cmax)
-    nnz = np.count_nonzero(coef, axis=(0, 1)) / (s * c // g)
-    b = site.bits
-    cost = np.where(site.kinds == DENSE, b, np.where(site.kinds == MASK, 1 + nnz * b, 0.0))
-    recon = (coef @ site.decode_matrix.T).reshape(s, c)
-    return float(cost.sum() / g), sqnr_db(sample, recon)
+    qmax = 127.0 if signed else 255.0
+    if delta is None:
+        t = np.ones((1, 1), np.float32)
+        step = np.ones(1)
+        coef = q.reshape(-1, 1)
+        lo, hi = np.array([-qmax if signed else 0.0]), np.array([qmax])
+    else:
+        t = integer_dct(group)
+        step = delta * np.linalg.norm(t.astype(np.float64), axis=1)
+        y = q.reshape(s, c // group, group) @ t.T
+        coef = np.rint(y / step.astype(np.float32)).reshape(-1, group)
+        # Ranges are clipped at a high quantile: rare outliers are cheap to clip and costly to allow.
+        hi = np.ceil(np.quantile(np.abs(coef), RANGE_QUANTILE, axis=0))
+        coef = np.clip(coef, -hi, hi)
+        lo = -hi if (signed or group > 1) else np.zeros_like(hi)
+    v = coef.astype(np.int64)
+    has_sign = lo < 0
+    k_dense, dense = rice.best_k(np.where(has_sign, np.where(v >= 0, 2 * v, -2 * v - 1), v - lo.astype(np.int64)))
+    nz = v != 0
+    k_mask, mask_bits = rice.best_k(np.maximum(np.abs(v) - 1, 0), nz)
+    masked = 1.0 + nz.mean(axis=0) * (mask_bits + has_sign)
+    use_mask = masked < dense
+    kinds = np.where(use_mask, MASK, DENSE).astype(np.uint8)
+    ks = np.where(use_mask, k_mask, k_dense)
+    cost = np.where(use_mask, masked, dense)
+    if delta is not None:
+        energy = np.mean(np.square(v * delta, dtype=np.float64), axis=0)
+        drop = (hi == 0) | (energy < _RD_SLOPE * delta * delta * cost)
+        kinds[drop], cost[drop] = DROP, 0.0
+    site = _make_site(shape, scale, signed, t, step, lo, hi, kinds, ks)
+    recon = (np.clip(coef, site.cmin, site.cmax) @ site.decode_matrix.T).reshape(s, c)
+    return Candidate(site, float(cost.sum() / group), sqnr_db(sample, recon))
 
 
 def _make_site(shape: tuple[int, int, int], scale: np.float32, signed: bool, transform: np.ndarray,
-               step: np.ndarray, cmin: np.ndarray, cmax: np.ndarray, kinds: np.ndarray) -> DctCmSite:
+               step: np.ndarray, cmin: np.ndarray, cmax: np.ndarray, kinds: np.ndarray,
+               rice_k: np.ndarray) -> DctCmSite:
     keep = kinds != DROP
     step = np.where(keep, step, 1.0).astype(np.float32)
     decode = float(scale) * np.linalg.inv(transform.astype(np.float64)) @ np.diag(np.where(keep, step, 0.0))
@@ -292,49 +358,5 @@ def _make_site(shape: tuple[int, int, int], scale: np.float32, signed: bool, tra
         transform=transform.astype(np.float32), step=step,
         cmin=np.where(keep, cmin, 0).astype(np.float32), cmax=np.where(keep, cmax, 0).astype(np.float32),
         decode_matrix=decode.astype(np.float32), kinds=kinds.astype(np.uint8),
+        rice_k=np.where(keep, rice_k, 0).astype(np.uint8),
     )
-
-
-def _mask_candidate(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.ndarray,
-                    sample: np.ndarray) -> tuple[DctCmSite, float]:
-    density = float(np.count_nonzero(q)) / max(1, q.size)
-    kind = MASK if 1.0 + 8.0 * density < 8.0 else DENSE
-    qmax = 127.0 if signed else 255.0
-    site = _make_site(shape, scale, signed, np.ones((1, 1), np.float32), np.ones(1),
-                      np.array([-qmax if signed else 0.0]), np.array([qmax]), np.array([kind]))
-    return site, _estimate(site, q, sample)[0]
-
-
-def _dct_candidate(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.ndarray,
-                   group: int, delta: float) -> DctCmSite:
-    s, c = q.shape
-    t = integer_dct(group)
-    step = delta * np.linalg.norm(t.astype(np.float64), axis=1)
-    y = q.reshape(s, c // group, group) @ t.T
-    coef = np.rint(y / step.astype(np.float32)).reshape(-1, group)
-    # The range is clipped at a high quantile: a few outliers would otherwise cost a bit on every value.
-    peak = np.ceil(np.quantile(np.abs(coef), RANGE_QUANTILE, axis=0))
-    nnz = np.count_nonzero(coef, axis=0) / len(coef)
-    b = _bits(-peak, peak)
-    dense, masked = b.astype(np.float64), 1.0 + nnz * b
-    kinds = np.where(masked < dense, MASK, DENSE)
-    cost = np.minimum(dense, masked)
-    energy = np.mean(np.square(coef * delta, dtype=np.float64), axis=0)
-    kinds = np.where((peak == 0) | (energy < _RD_SLOPE * delta * delta * cost), DROP, kinds)
-    return _make_site(shape, scale, signed, t, step, -peak, peak, kinds)
-
-
-def _search_dct(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.ndarray,
-                sample: np.ndarray, group: int, target_db: float) -> tuple[DctCmSite, float] | None:
-    """The coarsest step whose SQNR on the sample still meets the target (bisection on log step)."""
-    lo, hi = math.log(0.5), math.log(512.0)
-    found: tuple[DctCmSite, float] | None = None
-    for _ in range(12):
-        mid = 0.5 * (lo + hi)
-        site = _dct_candidate(shape, scale, signed, q, group, math.exp(mid))
-        bpv, sqnr = _estimate(site, q, sample)
-        if sqnr >= target_db:
-            found, lo = (site, bpv), mid
-        else:
-            hi = mid
-    return found

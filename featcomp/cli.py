@@ -1,0 +1,459 @@
+"""The `featcomp` command line: one argparse parser, lazily run subcommands, one-line errors.
+
+Why lazy: `featcomp --help`/`--version` must not import ONNX Runtime, and an optional subcommand
+whose dependency is missing must fail alone with an install hint instead of breaking the others.
+Each entry of COMMANDS pairs a cheap argument builder with a run function that does its heavy
+imports inside; a later `compile` entry would do
+``try: import tvm except ImportError: raise FeatcompError("featcomp compile needs TVM: pip install 'featcomp[tvm]'")``.
+
+Errors: a FeatcompError (bad input) becomes `featcomp: error: <message>` on stderr and exit code 1;
+Ctrl-C exits 130; anything else is a bug and keeps its traceback. Output paths are checked before
+any long work and written atomically (modelio.write_bytes), so a failed run leaves no output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from featcomp.errors import FeatcompError
+
+if TYPE_CHECKING:
+    import onnx
+
+    from featcomp.data import InputReader
+    from featcomp.passes.sites import Site
+
+Progress = Callable[[Iterable[Any]], Iterable[Any]]
+FORMATS = ("table", "json", "csv", "md")  # the same names as featcomp.report.render.FORMATS
+DEFAULT_NAME = "efficientnet-lite0"
+DEFAULT_OUT = Path("featcomp-out") / f"{DEFAULT_NAME}.fc.onnx"
+
+
+class Bars:
+    """rich progress bars on stderr, only on a terminal; each stops when its loop ends or fails."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._live: list[Any] = []
+
+    def __enter__(self) -> Bars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for bar in self._live:  # a loop that raised is not finalized yet: stop its bar before the error line
+            bar.stop()
+
+    def track(self, stage: str, *later: str, total: int | None = None) -> Progress | None:
+        """A progress callable for the api (None when disabled, so the api skips the wrapper).
+
+        Each call of the callable is the next loop of the api function, named `stage`, then each of `later`
+        (api.compress runs two: calibration batches, then codec fitting over the sites). The bar's
+        total is len(items) when the loop has one, else `total` (the reader's length).
+        """
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       console=Console(stderr=True), transient=True)
+        self._live.append(bar)
+        names = iter((stage, *later))
+
+        def run(items: Iterable[Any]) -> Iterator[Any]:
+            size = _size(items)
+            task = bar.add_task(next(names, stage), total=size if size is not None else total)
+            bar.start()
+            try:
+                for item in items:
+                    yield item
+                    bar.advance(task)
+            finally:
+                bar.stop()
+
+        return run
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: help text, a cheap argument builder, and the run function (heavy imports inside)."""
+
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, Bars], int]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines) or type(exc).__name__
+
+
+def _checked(path: str | None) -> Path | None:
+    """Fail now, not after calibration, when an output cannot be written."""
+    if path is None:
+        return None
+    from featcomp.modelio import check_writable
+
+    return check_writable(path)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """Print to stdout, or write atomically to --output."""
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from featcomp.modelio import write_bytes
+
+    write_bytes(output, text.encode("utf-8"))
+
+
+def _names(text: str | None) -> list[str] | None:
+    """'a,b' -> ['a', 'b'] (None stays None: no filter)."""
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _size(items: object) -> int | None:
+    """len() when the object has one (readers over files do; generators and ORT-style readers do not)."""
+    try:
+        return len(items)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def _open(model: onnx.ModelProto, source: object, preprocess: str | None, limit: int | None,
+          role: str) -> InputReader:
+    """A validating reader built here (not inside the api) so the progress bar knows its length."""
+    from featcomp.data import open_inputs
+    from featcomp.modelio import input_spec
+    from featcomp.preprocess import Preprocess
+
+    spec = Preprocess.parse(preprocess) if preprocess is not None else None
+    return open_inputs(source, input_spec(model), spec, limit, role=role)  # type: ignore[arg-type]
+
+
+def _table(headers: list[str], rows: list[list[str]], left: int, footer: Sequence[str] = ()) -> str:
+    """A plain rich table (first ``left`` columns left-aligned) plus footer lines, as text."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(header_style="bold")
+    for i, name in enumerate(headers):
+        table.add_column(name, justify="left" if i < left else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    buf = io.StringIO()
+    console = Console(file=buf, width=200, force_terminal=False, color_system=None)
+    console.print(table)
+    for line in footer:
+        console.print(line, highlight=False, soft_wrap=True)
+    return buf.getvalue()
+
+
+def _format_arg(parser: argparse.ArgumentParser, choices: tuple[str, ...] = FORMATS) -> None:
+    parser.add_argument("--format", choices=choices, default="table", help="output format (default: table)")
+
+
+def _output_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the output to FILE instead of stdout")
+
+
+def _data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preprocess", metavar="SPEC",
+                        help="how images become tensors, e.g. 'resize=256,crop=224,order=rgb,mean=128,std=128'")
+    parser.add_argument("--limit", type=int, metavar="N", help="use at most N samples")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+# ---------------------------------------------------------------------------------------------- inspect
+
+
+def _inspect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="an ONNX model")
+    _format_arg(p)
+    _output_arg(p)
+
+
+def _inspect(args: argparse.Namespace, bars: Bars) -> int:
+    output = _checked(args.output)
+    from featcomp import api
+
+    sites = api.inspect(args.model)
+    _emit(render_sites(Path(args.model).name, sites, args.format), output)
+    return 0
+
+
+SITE_COLUMNS = ["site", "producer", "op", "consumers", "shape", "fp32 B", "int8 B"]
+
+
+def render_sites(model: str, sites: list[Site], fmt: str) -> str:
+    """The `inspect` listing in one of FORMATS; sizes are one sample's feature map (batch 1)."""
+    import csv
+    import io
+    import json
+
+    rows = [[s.name, s.producer, s.producer_op, " ".join(s.consumers), "x".join(map(str, s.shape)),
+             str(4 * s.values), str(s.values)] for s in sites]
+    values = sum(s.values for s in sites)
+    totals = {"sites": len(sites), "values": values, "fp32_bytes": 4 * values, "int8_bytes": values}
+    summary = f"{model}: {len(sites)} sites, {4 * values / 1e6:.3f} MB fp32, {values / 1e6:.3f} MB int8 per inference"
+    if fmt == "json":
+        data = {"model": model, "sites": [
+            {"name": s.name, "producer": s.producer, "producer_op": s.producer_op, "consumers": list(s.consumers),
+             "shape": list(s.shape), "values": s.values, "fp32_bytes": 4 * s.values, "int8_bytes": s.values}
+            for s in sites], "totals": totals}
+        return json.dumps(data, indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["site", "producer", "op", "consumers", "shape", "fp32_bytes", "int8_bytes"])
+        writer.writerows(rows)
+        return buf.getvalue()
+    if fmt == "md":
+        lines = ["| " + " | ".join(SITE_COLUMNS) + " |", "|" + "|".join("---" for _ in SITE_COLUMNS) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        return "\n".join([f"- {summary}", "", *lines]) + "\n"
+    return _table(SITE_COLUMNS, rows, left=5, footer=[summary])
+
+
+# ---------------------------------------------------------------------------------------------- compress
+
+
+def _compress_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", nargs="?",
+                   help=f"an ONNX model; without one, the embedded default job ({DEFAULT_NAME} on sample photos)")
+    p.add_argument("-o", "--output", metavar="OUT", help=f"compressed model to write (default job: {DEFAULT_OUT})")
+    p.add_argument("--codec", default="dct-cm", help="codec (default: dct-cm)")
+    p.add_argument("--calib", metavar="SRC", help="calibration data: a folder of images or an .npz")
+    p.add_argument("--sqnr", type=float, metavar="DB", help="codec option: minimum SQNR per site in dB")
+    p.add_argument("--sites", metavar="A,B", help="compress only these sites (names from 'featcomp inspect')")
+    p.add_argument("--op-types", metavar="OPS", help="compress only sites produced by these op types, e.g. Conv,Add")
+    p.add_argument("--exclude", metavar="A,B", help="never compress these sites")
+    p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON (default job: next to OUT)")
+    _data_args(p)
+    _format_arg(p)
+
+
+def _compress(args: argparse.Namespace, bars: Bars) -> int:
+    output, report_path = _compress_paths(args)
+    from featcomp import api
+    from featcomp.modelio import load_model, prepare, save_model, write_bytes
+    from featcomp.report.render import render
+
+    if args.model is None:
+        from featcomp import zoo
+
+        model, name = zoo.efficientnet_lite0(), DEFAULT_NAME
+        preprocess = args.preprocess or zoo.DEFAULT_PREPROCESS
+        calib: object = args.calib or zoo.sample_images()
+    else:
+        model, name = load_model(args.model), Path(args.model).name
+        preprocess, calib = args.preprocess, args.calib
+    model = prepare(model)
+    known = {s.name for s in api.inspect(model)}
+    include, exclude = _names(args.sites), _names(args.exclude) or []
+    unknown = [n for n in [*(include or []), *exclude] if n not in known]
+    if unknown:
+        raise FeatcompError(f"{name} has no site named '{unknown[0]}'; 'featcomp inspect' lists the sites")
+    options = {} if args.sqnr is None else {"sqnr_db": args.sqnr}
+
+    def reader(role: str) -> InputReader:  # an InputReader is consumed once: one per pass
+        if isinstance(calib, list):
+            from featcomp.data import ImageReader
+            from featcomp.modelio import input_spec
+            from featcomp.preprocess import Preprocess
+
+            return ImageReader(calib, Preprocess.parse(preprocess), input_spec(model), args.limit, role=role)
+        return _open(model, calib, preprocess, args.limit, role)
+
+    calib_reader = reader("calibration")
+    stages = bars.track("calibrating", "fitting codecs", total=_size(calib_reader))
+    result = api.compress(model, calib_reader, codec=args.codec, include=include, op_types=_names(args.op_types),
+                          exclude=exclude, progress=stages, **options)
+    save_model(result.model, output)
+    report_reader = reader("report")
+    report = api.report(result.model, report_reader, name=output.name,
+                        progress=bars.track("measuring", total=_size(report_reader)))
+    text = render(report, args.format)
+    sys.stdout.write(text)
+    if report_path is not None:
+        write_bytes(report_path, (report.to_json() + "\n").encode("utf-8"))
+    # keeps json/csv on stdout parseable: the closing line goes to stderr for those formats
+    done = sys.stdout if args.format in ("table", "md") else sys.stderr
+    print(f"compressed model: {output} ({len(result.sites)} sites, {result.seconds['total']:.2f}s to compress)",
+          file=done)
+    return 0
+
+
+def _compress_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The model and report outputs, checked before any work (the default job makes featcomp-out/)."""
+    from featcomp.modelio import check_writable
+
+    if args.model is not None:
+        missing = [flag for flag, value in (("-o OUT", args.output), ("--calib SRC", args.calib)) if value is None]
+        if missing:
+            raise FeatcompError(f"compress {args.model} needs {' and '.join(missing)} "
+                                "(run 'featcomp compress' without a model for the embedded default job)")
+        return check_writable(args.output), _checked(args.report)
+    if args.output is None:
+        try:
+            DEFAULT_OUT.parent.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise FeatcompError(f"cannot create folder {DEFAULT_OUT.parent}: {exc.strerror or exc}") from None
+    output = Path(args.output or DEFAULT_OUT)
+    stem = output.name.removesuffix(".onnx").removesuffix(".fc")
+    return check_writable(output), check_writable(args.report or output.with_name(f"{stem}.report.json"))
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL_FC", help="a model written by 'featcomp compress'")
+    p.add_argument("--calib", "--images", dest="calib", metavar="SRC", required=True,
+                   help="the data to measure on: a folder of images or an .npz")
+    _data_args(p)
+    _format_arg(p)
+    _output_arg(p)
+
+
+def _report(args: argparse.Namespace, bars: Bars) -> int:
+    output = _checked(args.output)
+    from featcomp import api
+    from featcomp.modelio import load_model
+    from featcomp.report.render import render
+
+    model = load_model(args.model)
+    if not api.site_codecs(model):  # say so before reading any data
+        raise FeatcompError(f"{args.model} has no featcomp pairs: compress it first ('featcomp compress')")
+    reader = _open(model, args.calib, args.preprocess, args.limit, "report")
+    report = api.report(model, reader, name=Path(args.model).name,
+                        progress=bars.track("measuring", total=_size(reader)))
+    _emit(render(report, args.format), output)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- eval
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="an ONNX classifier (compressed or not)")
+    p.add_argument("--images", metavar="DIR", required=True, help="a folder of labelled images")
+    p.add_argument("--labels", metavar="FILE", help="'FILENAME CLASS_INDEX' lines (default: DIR/labels.txt)")
+    p.add_argument("--preprocess", metavar="SPEC", required=True,
+                   help="how images become tensors, e.g. 'resize=256,crop=224,order=rgb,mean=128,std=128'")
+    p.add_argument("--label-offset", type=int, default=0, metavar="K",
+                   help="subtract K from the model's class index (e.g. 1 for models with a background class)")
+    p.add_argument("--reference", metavar="MODEL", help="also evaluate this model and report top-1 agreement")
+    p.add_argument("--limit", type=int, metavar="N", help="use at most N images")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    _format_arg(p, ("table", "json"))
+    _output_arg(p)
+
+
+def _eval(args: argparse.Namespace, bars: Bars) -> int:
+    output = _checked(args.output)
+    import json
+
+    from featcomp import api
+    from featcomp.data import image_files
+
+    images = Path(args.images)
+    labels = Path(args.labels) if args.labels else images / "labels.txt"
+    count = len(image_files(images))
+    total = min(count, args.limit) if args.limit and args.limit > 0 else count
+    result = api.evaluate(args.model, images, labels, preprocess=args.preprocess, reference=args.reference,
+                          label_offset=args.label_offset, limit=args.limit,
+                          progress=bars.track("evaluating", total=total))
+    if args.format == "json":
+        _emit(json.dumps(result.as_dict(), indent=2) + "\n", output)
+        return 0
+    rows = [["images", str(result.images)], ["top-1", f"{result.top1:.1%}"], ["top-5", f"{result.top5:.1%}"]]
+    if result.agreement is not None:
+        rows += [["reference top-1", f"{result.reference_top1:.1%}"],
+                 ["reference top-5", f"{result.reference_top5:.1%}"],
+                 ["top-1 agreement", f"{result.agreement:.1%}"]]
+    _emit(_table(["metric", Path(args.model).name], rows, left=1), output)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- strip
+
+
+def _strip_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL_FC", help="a model written by 'featcomp compress'")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the original model")
+
+
+def _strip(args: argparse.Namespace, bars: Bars) -> int:
+    output = _checked(args.output)
+    assert output is not None
+    from featcomp import api
+    from featcomp.modelio import load_model, save_model
+
+    model = load_model(args.model)
+    if not api.site_codecs(model):
+        raise FeatcompError(f"{args.model} has no featcomp pairs: there is nothing to strip")
+    save_model(api.strip(model), output)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+COMMANDS: dict[str, Command] = {
+    "inspect": Command("list the compressible activation sites of a model", _inspect_args, _inspect),
+    "compress": Command("calibrate codecs and insert compress/decompress pairs", _compress_args, _compress),
+    "report": Command("measure coded bytes, ratios and SQNR of a compressed model", _report_args, _report),
+    "eval": Command("top-1/top-5 accuracy on labelled images", _eval_args, _eval),
+    "strip": Command("recover the original model from a compressed one", _strip_args, _strip),
+}
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("featcomp")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="featcomp", description="Compress the feature maps a CNN moves.")
+    parser.add_argument("--version", action="version", version=f"featcomp {_version()}")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        command.arguments(p)
+        p.set_defaults(command=command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 bad input, 2 usage error, 130 interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors: argparse has printed them
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    quiet = getattr(args, "quiet", False)
+    try:
+        with Bars(enabled=not quiet and sys.stderr.isatty()) as bars:
+            return args.command.run(args, bars)
+    except FeatcompError as exc:
+        print(f"featcomp: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("featcomp: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,116 @@
+"""Tiny ONNX models built in code, so CLI and error tests run in milliseconds without model files.
+
+All but no_input_shape() are checker-valid, ir_version 8, opset 13 unless stated, 16x16 inputs, seeded weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+Dims = Sequence[int | str] | None
+INPUT = "input"
+SIZE = 16
+
+
+class _Builder:
+    """Collects nodes and initializers; conv weights are He-scaled normals from one seeded RNG."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[TensorProto] = []
+        self.rng = np.random.default_rng(seed)
+
+    def op(self, op_type: str, inputs: list[str], output: str, **attrs: object) -> str:
+        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attrs))
+        return output
+
+    def conv(self, x: str, out: str, cin: int, cout: int, k: int = 3, weight: float | None = None) -> str:
+        shape = (cout, cin, k, k)
+        w = (np.full(shape, weight) if weight is not None
+             else self.rng.normal(0.0, np.sqrt(2.0 / (cin * k * k)), shape))
+        b = self.rng.normal(0.0, 0.1, cout) if weight is None else np.zeros(cout)
+        self.inits += [numpy_helper.from_array(w.astype(np.float32), f"{out}.w"),
+                       numpy_helper.from_array(b.astype(np.float32), f"{out}.b")]
+        return self.op("Conv", [x, f"{out}.w", f"{out}.b"], out, pads=[k // 2] * 4)
+
+    def model(self, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],
+              opset: int = 13) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, "tiny", inputs, outputs, self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+        model.producer_name = "featcomp-tests"
+        return model
+
+
+def _input(dims: Dims = (1, 3, SIZE, SIZE), name: str = INPUT) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None if dims is None else list(dims))
+
+
+def two_convs(*, dims: Dims = (1, 3, SIZE, SIZE), opset: int = 13, first_weight: float | None = None,
+              seed: int = 0) -> onnx.ModelProto:
+    """Conv(8)-Relu-Conv(8)-Relu-Conv(4)-GAP-Flatten -> [1, 4]: two sites (the Relu outputs).
+
+    ``first_weight`` fills the first conv's weights with one value (1e38 makes activations overflow).
+    """
+    b = _Builder(seed)
+    x = b.op("Relu", [b.conv(INPUT, "conv1", 3, 8, weight=first_weight)], "relu1")
+    x = b.op("Relu", [b.conv(x, "conv2", 8, 8)], "relu2")
+    x = b.op("GlobalAveragePool", [b.conv(x, "conv3", 8, 4, k=1)], "gap")
+    b.op("Flatten", [x], "logits")
+    batch = dims[0] if dims is not None else "N"
+    return b.model([_input(dims)], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4])], opset)
+
+
+def residual(seed: int = 1) -> onnx.ModelProto:
+    """conv-relu, conv + skip Add, two branches concatenated, maxpool, final 1x1 conv: four sites."""
+    b = _Builder(seed)
+    r1 = b.op("Relu", [b.conv(INPUT, "conv1", 3, 8)], "relu1")
+    added = b.op("Add", [b.conv(r1, "conv2", 8, 8), r1], "add")
+    left = b.op("Relu", [b.conv(added, "left", 8, 4, k=1)], "left_relu")
+    right = b.op("Relu", [b.conv(added, "right", 8, 4)], "right_relu")
+    cat = b.op("Concat", [left, right], "concat", axis=1)
+    pooled = b.op("MaxPool", [cat], "pool", kernel_shape=[2, 2], strides=[2, 2])
+    x = b.op("GlobalAveragePool", [b.conv(pooled, "head", 8, 4, k=1)], "gap")
+    b.op("Flatten", [x], "logits")
+    return b.model([_input()], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])])
+
+
+def no_conv() -> onnx.ModelProto:
+    """Relu and Add only: nothing for featcomp to compress."""
+    b = _Builder()
+    b.op("Add", [b.op("Relu", [INPUT], "relu"), INPUT], "out")
+    return b.model([_input()], [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, SIZE, SIZE])])
+
+
+def dynamic_input() -> onnx.ModelProto:
+    """two_convs with input dims ['N', 3, 'H', 'W']: the spatial size is not fixed."""
+    return two_convs(dims=("N", 3, "H", "W"))
+
+
+def no_input_shape() -> onnx.ModelProto:
+    """two_convs whose input carries no shape at all (the only builder the ONNX checker rejects)."""
+    return two_convs(dims=None)
+
+
+def old_opset(opset: int = 6) -> onnx.ModelProto:
+    """two_convs declared at an old opset (6 is below featcomp's minimum, 9 gets upgraded)."""
+    return two_convs(opset=opset)
+
+
+def two_inputs() -> onnx.ModelProto:
+    """Two image inputs added together before the convs: featcomp needs exactly one input."""
+    b = _Builder()
+    x = b.op("Relu", [b.conv(b.op("Add", [INPUT, "other"], "sum"), "conv1", 3, 8)], "relu1")
+    x = b.op("GlobalAveragePool", [b.conv(x, "conv2", 8, 4, k=1)], "gap")
+    b.op("Flatten", [x], "logits")
+    return b.model([_input(), _input(name="other")],
+                   [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])])
+
+
+def save(model: onnx.ModelProto, path: object) -> str:
+    """Write ``model`` to ``path``; returns the path as a string for argv lists."""
+    onnx.save_model(model, str(path))
+    return str(path)

