@@ -17,7 +17,8 @@ import numpy as np
 import onnx
 
 from featcomp.codecs import ActivationStats, SiteCodec, make_codec
-from featcomp.data import InputReader, open_inputs, read_labels, validate_batch
+from featcomp import allocate as allocation
+from featcomp.data import InputReader, collect, open_inputs, read_labels, validate_batch
 from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec, load_model, prepare
 from featcomp.passes.insert import insert_pairs, strip_pairs
@@ -30,6 +31,7 @@ from featcomp.runtime_ops import ort
 ModelLike = str | os.PathLike[str] | onnx.ModelProto
 DataLike = str | os.PathLike[str] | InputReader
 Progress = Callable[[Iterable[Any]], Iterable[Any]]
+SENSITIVITY_BATCHES = 8  # calibration batches used to measure site sensitivities
 
 
 @dataclass
@@ -38,6 +40,7 @@ class CompressResult:
     sites: list[Site]
     codecs: dict[str, SiteCodec]
     seconds: dict[str, float] = field(default_factory=dict)
+    allocation: dict[str, Any] = field(default_factory=dict)
 
 
 def _model(model: ModelLike, *, need_conv: bool = True) -> onnx.ModelProto:
@@ -59,7 +62,7 @@ def inspect(model: ModelLike) -> list[Site]:
     return find_sites(_model(model))
 
 
-def calibrate(model: ModelLike, data: DataLike, *, sites: Sequence[Site] | None = None,
+def calibrate(model: ModelLike, data: DataLike | Sequence[dict[str, np.ndarray]], *, sites: Sequence[Site] | None = None,
               preprocess: Preprocess | str | None = None, limit: int | None = None,
               progress: Progress | None = None) -> dict[str, ActivationStats]:
     """Run the original model on calibration data and collect per-site statistics."""
@@ -67,12 +70,14 @@ def calibrate(model: ModelLike, data: DataLike, *, sites: Sequence[Site] | None 
     chosen = list(sites) if sites is not None else find_sites(proto)
     if not chosen:
         raise FeatcompError("no sites to calibrate: the selection matched no activation tensor")
-    reader = _reader(proto, data, preprocess, limit, "calibration")
     spec = input_spec(proto)
+    if isinstance(data, (list, tuple)):
+        batches: Iterable[dict[str, np.ndarray]] = [validate_batch(b, spec) for b in data]
+    else:
+        batches = _validated(_reader(proto, data, preprocess, limit, "calibration"), spec, "calibration")
     names = [s.name for s in chosen]
     sess = ort.session(ort.with_outputs(proto, names))
     stats = {s.name: ActivationStats(s.name, s.shape) for s in chosen}
-    batches = _validated(reader, spec, "calibration")
     count = 0
     for feeds in (progress(batches) if progress else batches):
         outs = ort.run(sess, feeds, names)
@@ -86,11 +91,19 @@ def calibrate(model: ModelLike, data: DataLike, *, sites: Sequence[Site] | None 
 
 def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", preprocess: Preprocess | str | None = None,
              include: Iterable[str] | SiteFilter | None = None, op_types: Iterable[str] | None = None,
-             exclude: Iterable[str] = (), limit: int | None = None, progress: Progress | None = None,
+             exclude: Iterable[str] = (), limit: int | None = None, max_drop: float | None = None,
+             output_snr_db: float | None = None, labels: str | os.PathLike[str] | None = None,
+             label_offset: int = 0, progress: Progress | None = None,
              **codec_options: Any) -> CompressResult:
     """Calibrate a codec per site and insert compress -> decompress pairs. Returns the new model.
 
-    `progress` wraps two loops in turn: the calibration batches, then the list of sites being fitted.
+    How each site's quality is chosen, in order of precedence:
+    - codec option `sqnr_db=DB`: the same SQNR target at every site;
+    - `output_snr_db=DB`: sensitivity-weighted targets (featcomp.allocate) for that logit SNR;
+    - `max_drop=P` (default 1.0): sensitivity-weighted targets, with the fewest bits whose top-1
+      agreement with the original on the calibration inputs stays within P points; with `labels`
+      (a labels file for a folder of calibration images) top-1 accuracy is used instead.
+    `progress` wraps each long loop in turn (calibration batches, sites being fitted, search steps).
     """
     t0 = time.perf_counter()
     proto = _model(model)
@@ -98,16 +111,51 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     sites = select(find_sites(proto), include, op_types, exclude)
     if not sites:
         raise FeatcompError("the site selection is empty: check --sites/--op-types/--exclude against 'featcomp inspect'")
+    if max_drop is not None and not 0 <= max_drop <= 100:
+        raise FeatcompError(f"max drop must be between 0 and 100 points, got {max_drop}")
+    reader = _reader(proto, calib, preprocess, limit, "calibration")
+    feeds = collect(reader, input_spec(proto))
+    targets = _label_targets(reader, feeds, labels, label_offset) if labels is not None else None
     t1 = time.perf_counter()
-    stats = calibrate(proto, calib, sites=sites, preprocess=preprocess, limit=limit, progress=progress)
+    stats = calibrate(proto, feeds, sites=sites, progress=progress)
     t2 = time.perf_counter()
-    codecs = {s.name: family.calibrate(stats[s.name]) for s in (progress(sites) if progress else sites)}
+    info: dict[str, Any] = {}
+    if "sqnr_db" in codec_options:
+        codecs = {s.name: family.calibrate(stats[s.name]) for s in (progress(sites) if progress else sites)}
+        info = {"method": "uniform", "sqnr_db": codec_options["sqnr_db"]}
+    else:
+        fronts = {s.name: family.candidates(stats[s.name]) for s in (progress(sites) if progress else sites)}
+        probe_feeds = feeds[:SENSITIVITY_BATCHES]
+        gains = allocation.sensitivities(proto, sites, probe_feeds, stats, progress=progress)
+        if output_snr_db is not None:
+            power = allocation.output_power(proto, probe_feeds)
+            codecs = allocation.allocate(fronts, gains, stats, power, output_snr_db)
+            info = {"method": "sensitivity", "output_snr_db": output_snr_db}
+        else:
+            drop = 1.0 if max_drop is None else max_drop
+            found = allocation.search(proto, fronts, gains, stats, feeds, drop, labels=targets, progress=progress)
+            codecs = found.codecs
+            key = "calibration_top1" if targets is not None else "calibration_agreement"
+            info = {"method": "sensitivity", "max_drop": drop, "output_snr_db": found.output_snr_db, key: found.agreement}
     t3 = time.perf_counter()
     out = insert_pairs(proto, codecs)
     onnx.checker.check_model(out, full_check=True)
     t4 = time.perf_counter()
     seconds = {"load": t1 - t0, "calibration_run": t2 - t1, "codec_fit": t3 - t2, "insert": t4 - t3, "total": t4 - t0}
-    return CompressResult(model=out, sites=sites, codecs=codecs, seconds=seconds)
+    return CompressResult(model=out, sites=sites, codecs=codecs, seconds=seconds, allocation=info)
+
+
+def _label_targets(reader: InputReader, feeds: Sequence[dict[str, np.ndarray]], labels: str | os.PathLike[str],
+                   offset: int) -> list[np.ndarray]:
+    """Class indices (in the model's output numbering) for each calibration batch."""
+    paths = list(getattr(reader, "paths", []))
+    if len(paths) != len(feeds) or any(len(next(iter(f.values()))) != 1 for f in feeds):
+        raise FeatcompError("labels for calibration need a folder of images (one image per batch), not an .npz or a reader")
+    truth = read_labels(Path(labels))
+    missing = [p.name for p in paths if p.name not in truth]
+    if missing:
+        raise FeatcompError(f"{len(missing)} calibration images have no label in {labels} (first: {missing[0]})")
+    return [np.array([truth[p.name] + offset]) for p in paths]
 
 
 def report(model: ModelLike, data: DataLike, *, preprocess: Preprocess | str | None = None,
@@ -149,6 +197,8 @@ def evaluate(model: ModelLike, images: str | os.PathLike[str], labels: str | os.
     truth = read_labels(Path(labels))
     reader = open_inputs(images, input_spec(proto), _preprocess(preprocess), limit, role="evaluation")
     paths = list(getattr(reader, "paths", []))
+    if not paths:
+        raise FeatcompError("evaluation needs a folder of labelled images (labels name image files)")
     missing = [p.name for p in paths if p.name not in truth]
     if missing:
         raise FeatcompError(f"{len(missing)} images have no label in {labels} (first: {missing[0]})")

@@ -68,3 +68,88 @@ def images(tmp_path: Path) -> Path:
         lines.append(f"img{i}.png {i % 4}")
     (folder / "labels.txt").write_text("\n".join(lines) + "\n")
     return folder
+
+
+# --- synthetic activations and calibrated dct-cm sites (codec, bitstream and ORT tests) -----------
+
+SITE_SHAPE = (16, 8, 8)  # C, H, W: small, and 8 samples x 64 pixels all fit in ActivationStats' sample
+
+
+def relu_sparse(rng: np.random.Generator, n: int, shape: tuple[int, int, int] = SITE_SHAPE,
+                keep: float = 0.08) -> np.ndarray:
+    """Post-ReLU, very sparse: about `keep` of the values are nonzero, with a heavy right tail."""
+    x = rng.standard_normal((n, *shape)) * rng.uniform(0.5, 2.0, (1, shape[0], 1, 1))
+    threshold = np.quantile(x, 1.0 - keep)
+    return (np.maximum(x - threshold, 0.0) * 3.0).astype(np.float32)
+
+
+def relu_lowrank(rng: np.random.Generator, n: int, shape: tuple[int, int, int] = SITE_SHAPE,
+                 rank: int = 4) -> np.ndarray:
+    """Post-ReLU with channel correlation: a rank-`rank` mix of smooth spatial fields, then ReLU."""
+    c, h, w = shape
+    fields = rng.standard_normal((n, rank, h, w))
+    fields = (fields + np.roll(fields, 1, axis=-1) + np.roll(fields, 1, axis=-2)) / 3.0
+    mix = rng.standard_normal((rank, c))
+    return np.maximum(np.einsum("nkhw,kc->nchw", fields, mix) + 0.1, 0.0).astype(np.float32)
+
+
+def signed_smooth(rng: np.random.Generator, n: int, shape: tuple[int, int, int] = SITE_SHAPE) -> np.ndarray:
+    """Signed and dense, smooth along the channel axis (low channel frequencies dominate): DCT territory."""
+    c, h, w = shape
+    t = (np.arange(c) + 0.5) / c
+    basis = np.stack([np.ones(c), np.cos(np.pi * t), np.cos(2 * np.pi * t)]) * np.array([[3.0], [1.2], [0.5]])
+    fields = rng.standard_normal((n, 3, h, w))
+    x = np.einsum("nkhw,kc->nchw", fields, basis) + 0.05 * rng.standard_normal((n, c, h, w))
+    return x.astype(np.float32)
+
+
+def signed_gated(rng: np.random.Generator, n: int, shape: tuple[int, int, int] = SITE_SHAPE) -> np.ndarray:
+    """signed_smooth where ~70% of the pixels are inactive (all channels zero): DCT with masked frequencies."""
+    x = signed_smooth(rng, n, shape)
+    return (x * (rng.random((n, 1, *shape[1:])) < 0.3)).astype(np.float32)
+
+
+def activation_stats(name: str, x: np.ndarray) -> "ActivationStats":
+    from featcomp.codecs.base import ActivationStats
+
+    stats = ActivationStats(name, tuple(x.shape[1:]))
+    for sample in x:
+        stats.update(sample[None])
+    return stats
+
+
+@dataclass(frozen=True)
+class SiteCase:
+    """A calibrated site with the data it was calibrated on and held-out data of the same kind."""
+
+    name: str
+    site: object  # DctCmSite
+    calib: np.ndarray
+    fresh: np.ndarray
+    target_db: float
+
+
+DATA_KINDS: dict[str, Callable[..., np.ndarray]] = {
+    "sparse": relu_sparse, "lowrank": relu_lowrank, "smooth": signed_smooth, "gated": signed_gated,
+}
+SQNR_TARGETS = (12.0, 24.0, 36.0)
+
+
+@pytest.fixture(scope="session")
+def site_cases() -> list[SiteCase]:
+    """Sites calibrated at several SQNR targets on sparse, low-rank and smooth data, plus G=1-only and
+    lossless sites; between them both modes (mask, dct) and all three frequency kinds occur."""
+    from featcomp.codecs.dctcm import DctCm
+
+    cases = []
+    for seed, (kind, make) in enumerate(DATA_KINDS.items()):
+        rng = np.random.default_rng(100 + seed)
+        calib, fresh = make(rng, 8), make(rng, 4)
+        stats = activation_stats(kind, calib)
+        policies = {f"{t:g}dB": DctCm(sqnr_db=t) for t in SQNR_TARGETS}
+        policies["g1-24dB"] = DctCm(sqnr_db=24.0, groups=(1,))
+        policies["g8-30dB"] = DctCm(sqnr_db=30.0, groups=(8,))
+        policies["lossless"] = DctCm(groups=())
+        for label, policy in policies.items():
+            cases.append(SiteCase(f"{kind}-{label}", policy.calibrate(stats), calib, fresh, policy.sqnr_db))
+    return cases

@@ -98,12 +98,31 @@ class SiteCodec(Protocol):
     def side_bytes(self) -> int: ...
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One way to code a site, with its expected cost and quality on the calibration sample."""
+
+    site: SiteCodec
+    bits_per_value: float  # payload bits per value (header excluded)
+    sqnr_db: float
+
+
+def pick(front: list[Candidate], target_db: float) -> Candidate:
+    """The cheapest candidate meeting the target, else the most accurate one."""
+    return next((c for c in front if c.sqnr_db >= target_db), front[-1])
+
+
 class Codec(Protocol):
-    """A codec family: turns calibration statistics into a frozen SiteCodec."""
+    """A codec family: turns calibration statistics into frozen SiteCodecs.
+
+    `candidates` is the site's rate-distortion front (cheapest first); `calibrate` picks from it by the
+    family's own default target, and allocators (featcomp.allocate) pick per site instead.
+    """
 
     name: str
 
     def calibrate(self, stats: ActivationStats) -> SiteCodec: ...
+    def candidates(self, stats: ActivationStats) -> list[Candidate]: ...
 
 
 def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:

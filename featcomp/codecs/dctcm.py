@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from featcomp.codecs import bitstream, rice
-from featcomp.codecs.base import ActivationStats, sqnr_db
+from featcomp.codecs.base import ActivationStats, Candidate, pick, sqnr_db
 from featcomp.errors import CodecError, FeatcompError
 
 CODEC_ID = 1
@@ -251,15 +251,6 @@ class DctCmSite:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One way to code a site, with its expected cost and quality on the calibration sample."""
-
-    site: DctCmSite
-    bits_per_value: float  # payload bits per value (header excluded)
-    sqnr_db: float
-
-
-@dataclass(frozen=True)
 class DctCm:
     """Calibration policy: per site, the cheapest candidate whose SQNR meets `sqnr_db`.
 
@@ -298,11 +289,6 @@ class DctCm:
             if not front or cand.sqnr_db > front[-1].sqnr_db:
                 front.append(cand)
         return front
-
-
-def pick(front: list[Candidate], target_db: float) -> Candidate:
-    """The cheapest candidate meeting the target, else the most accurate one."""
-    return next((c for c in front if c.sqnr_db >= target_db), front[-1])
 
 
 def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.ndarray, sample: np.ndarray,

@@ -35,14 +35,19 @@ def size_bits(values: np.ndarray, k: int) -> int:
 def best_k(values: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per column of values [n, F]: the k with the fewest mean bits over the valid entries, and that mean.
 
+    One histogram per column and one small matrix product give the cost of every k at once.
     Columns without valid entries get k = 0 and 0 bits.
     """
     v = values.astype(np.int64)
-    weight = np.ones(v.shape, bool) if valid is None else valid
-    count = weight.sum(axis=0)
-    top = int(np.max(v, initial=0)).bit_length()
-    ks = np.arange(min(MAX_K, top) + 1)
-    costs = np.stack([np.where(weight, v >> k, 0).sum(axis=0) for k in ks]) / np.maximum(count, 1) + (ks + 1)[:, None]
-    best = np.argmin(costs, axis=0)
-    mean = np.where(count > 0, costs[best, np.arange(v.shape[1])], 0.0)
+    n, cols = v.shape
+    top = int(np.max(v, initial=0))
+    column = np.broadcast_to(np.arange(cols), v.shape)
+    index = (column * (top + 1) + v)[valid] if valid is not None else (column * (top + 1) + v).reshape(-1)
+    hist = np.bincount(index, minlength=cols * (top + 1)).reshape(cols, top + 1).astype(np.float64)
+    count = hist.sum(axis=1)
+    ks = np.arange(min(MAX_K, top.bit_length()) + 1)
+    quotient_bits = hist @ (np.arange(top + 1)[:, None] >> ks[None, :])  # [F, K]
+    costs = quotient_bits / np.maximum(count, 1)[:, None] + (ks + 1)[None, :]
+    best = np.argmin(costs, axis=1)
+    mean = np.where(count > 0, costs[np.arange(cols), best], 0.0)
     return best.astype(np.uint8), mean

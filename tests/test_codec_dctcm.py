@@ -1,0 +1,449 @@
+"""DCT-CM, the numpy reference codec: exact round trips, an independent re-derivation of the encode op,
+calibration that keeps its promises, a golden bitstream, and a decoder that refuses every corrupt stream
+with a CodecError (truncation, header bytes, hypothesis fuzzing of the payload parser).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import DATA_KINDS, SiteCase, activation_stats
+from featcomp.codecs.base import sqnr_db
+from featcomp.codecs.dctcm import DENSE, DROP, MASK, DctCm, DctCmSite
+from featcomp.errors import CodecError, FeatcompError
+
+HEADER = struct.Struct("<2sBBIHHHII")  # the layout documented in bitstream.py, restated independently
+HEADER_LEN = 22
+FUZZ = settings(max_examples=200, deadline=None, database=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+def by_frequency(site: DctCmSite, symbols: np.ndarray) -> np.ndarray:
+    """[G, values] view of one sample's symbols: channel c is frequency c % G of group c // G."""
+    c, h, w = site.shape
+    return symbols.reshape(c // site.group, site.group, h * w).transpose(1, 0, 2).reshape(site.group, -1)
+
+
+def reference_symbols(site: DctCmSite, x: np.ndarray) -> np.ndarray:
+    """The encode op re-derived from its definition, written independently of DctCmSite.symbols.
+
+    The channel transform is done in int64 (exact), so any bit difference would be the codec's.
+    """
+    x = np.asarray(x, np.float32)
+    n, c, h, w = x.shape
+    g = site.transform.shape[0]
+    q = np.clip(np.rint(x / np.float32(site.scale)), np.float32(site.qmin), np.float32(site.qmax))
+    grouped = q.astype(np.int64).reshape(n, c // g, g, h * w)
+    y = np.matmul(site.transform.astype(np.int64), grouped)  # [n, c/g, g, hw], integers
+    ratio = y.astype(np.float32) / site.step.astype(np.float32).reshape(g, 1)
+    coef = np.clip(np.rint(ratio), site.cmin.reshape(g, 1), site.cmax.reshape(g, 1))
+    return coef.reshape(n, c, h, w).astype(np.int16)
+
+
+def rebuild(site: DctCmSite) -> DctCmSite:
+    return DctCmSite.from_arrays({k: v.copy() for k, v in site.side_arrays().items()}, site.attributes())
+
+
+def with_payload(stream: bytes, payload: bytes) -> bytes:
+    """A stream with the header of `stream` and a new payload; length and CRC fields rewritten."""
+    magic, version, codec, param, c, h, w, _, _ = HEADER.unpack_from(stream)
+    return HEADER.pack(magic, version, codec, param, c, h, w, len(payload), zlib.crc32(payload)) + payload
+
+
+def check_decoded(site: DctCmSite, data: bytes) -> None:
+    """The fuzz property: a CodecError, or int16 symbols of the site's shape within its ranges."""
+    try:
+        out = site.unpack(data)
+    except CodecError:
+        return
+    assert out.dtype == np.int16 and out.shape == site.shape
+    freq = by_frequency(site, out.astype(np.int64))
+    assert np.all(freq >= site.cmin[:, None]) and np.all(freq <= site.cmax[:, None])
+
+
+# --- hand-built sites: fixed parameters that calibration changes cannot move ----------------------------
+
+def _site(shape, scale, signed, transform, step, cmin, cmax, kinds, rice_k) -> DctCmSite:
+    transform = np.asarray(transform, np.float32)
+    step = np.asarray(step, np.float32)
+    keep = np.asarray(kinds) != DROP
+    # decode = scale * transform^T / |row|^2 * step: elementwise float32 ops only, so the bytes (and the
+    # parameter id in the golden stream's header) are the same on every machine.
+    norms = np.sum(transform * transform, axis=1).astype(np.float32)
+    decode = (transform.T / norms[None, :]) * (np.float32(scale) * np.where(keep, step, 0).astype(np.float32))[None, :]
+    qmax = 127.0 if signed else 255.0
+    return DctCmSite(
+        shape=shape, scale=np.float32(scale), qmin=np.float32(-qmax if signed else 0.0), qmax=np.float32(qmax),
+        transform=transform, step=step, cmin=np.asarray(cmin, np.float32), cmax=np.asarray(cmax, np.float32),
+        decode_matrix=decode.astype(np.float32), kinds=np.asarray(kinds, np.uint8), rice_k=np.asarray(rice_k, np.uint8),
+    )
+
+
+DCT4 = [[64, 64, 64, 64], [84, 35, -35, -84], [64, -64, -64, 64], [35, -84, 84, -35]]
+HAND_SITES = {
+    # signed G=4 DCT: one dense, two masked (with sign bits), one dropped frequency
+    "dct4": _site((8, 3, 3), 0.05, True, DCT4, [128.0, 96.0, 192.0, 1.0], [-40, -12, -6, 0], [40, 12, 6, 0],
+                  [DENSE, MASK, MASK, DROP], [3, 1, 0, 0]),
+    # unsigned G=1 zero-mask coding of 8-bit values
+    "mask1": _site((4, 3, 3), 0.1, False, [[1]], [1.0], [0], [255], [MASK], [2]),
+    # unsigned G=1 dense coding with a coarser step
+    "dense1": _site((4, 2, 5), 0.02, False, [[1]], [3.0], [0], [85], [DENSE], [4]),
+}
+
+
+def lcg_symbols(site: DctCmSite, seed: int) -> np.ndarray:
+    """Seeded symbols from a 64-bit LCG in pure Python integers (no numpy RNG: stable forever).
+
+    Magnitudes are geometric (trailing zeros of a random word), about half are zero, signs random.
+    """
+    c, h, w = site.shape
+    state = seed
+    out = np.zeros(site.shape, np.int64)
+    for index in range(c * h * w):
+        state = (state * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        word = state >> 16
+        f = (index // (h * w)) % site.group
+        lo, hi = int(site.cmin[f]), int(site.cmax[f])
+        if word & 1:
+            continue
+        rest = word >> 2
+        magnitude = (rest & -rest).bit_length()  # 1 + trailing zeros: P(m) = 2**-m
+        negative = bool(word & 2) and lo < 0
+        out.flat[index] = -min(magnitude, -lo) if negative else min(magnitude, hi)
+    return out.astype(np.int16)
+
+
+GOLDEN_SHA256 = {
+    "dct4": "8d81e76fee19cb502697dd634822ca80586a4f9fdd5ed135886e0f45a6b9cf21",
+    "mask1": "706d7a63c6a71a59260799568b0059efa9fcf54aa80675259c77525f8083346b",
+}
+
+
+# --- calibrated sites -------------------------------------------------------------------------------------
+
+def test_calibration_exercises_both_modes_and_all_kinds(site_cases: list[SiteCase]) -> None:
+    modes = {case.site.mode for case in site_cases}
+    assert modes == {"mask", "dct"}
+    assert any(c.site.group == 1 for c in site_cases) and any(c.site.group > 1 for c in site_cases)
+    kinds = {int(k) for c in site_cases for k in c.site.kinds}
+    assert kinds == {DROP, DENSE, MASK}
+    # sign bits: a signed masked frequency in both modes
+    assert any(c.site.mode == "dct" and MASK in c.site.kinds for c in site_cases)
+    assert any(c.site.mode == "mask" and c.site.qmin < 0 and MASK in c.site.kinds for c in site_cases)
+    # DCT wins on channel-smooth data, the zero mask on very sparse post-ReLU data, at every target
+    for case in site_cases:
+        if case.name.startswith("smooth-") and "dB" in case.name and "g1" not in case.name:
+            assert case.site.mode == "dct", case.name
+        if case.name.startswith("sparse-"):
+            assert case.site.mode == "mask", case.name
+
+
+def _all_sites(site_cases: list[SiteCase]) -> list[tuple[str, DctCmSite, np.ndarray]]:
+    """Every calibrated site with calibration, held-out and out-of-range data, plus the hand-built ones."""
+    out = []
+    for case in site_cases:
+        data = np.concatenate([case.calib[:3], case.fresh, 4.0 * case.fresh[:1], -4.0 * case.fresh[1:2]])
+        out.append((case.name, case.site, data))
+    rng = np.random.default_rng(7)
+    for name, site in HAND_SITES.items():
+        span = float(site.scale) * float(site.qmax)
+        data = rng.laplace(0.0, span / 6, (6, *site.shape)) * (rng.random((6, *site.shape)) < 0.6)
+        if site.qmin >= 0:
+            data = np.maximum(data, 0)
+        out.append((name, site, data.astype(np.float32)))
+    return out
+
+
+def test_pack_unpack_roundtrip_is_exact(site_cases: list[SiteCase]) -> None:
+    for name, site, data in _all_sites(site_cases):
+        for x in data:
+            sym = site.symbols(x)
+            assert sym.dtype == np.int16 and sym.shape == site.shape
+            packed = site.pack(sym)
+            assert isinstance(packed, bytes)
+            back = site.unpack(packed)
+            assert back.dtype == np.int16, name
+            np.testing.assert_array_equal(back, sym, err_msg=name)
+            assert len(packed) == site.coded_bytes(sym), name
+
+
+def test_roundtrip_of_arbitrary_in_range_integers() -> None:
+    """Not only what the encoder produces: any int16 array within the per-frequency ranges round-trips."""
+    rng = np.random.default_rng(11)
+    for name, site in HAND_SITES.items():
+        for trial in range(20):
+            lo, hi = site.cmin.astype(np.int64), site.cmax.astype(np.int64)
+            c, h, w = site.shape
+            f = np.arange(c) % site.group
+            sym = rng.integers(lo[f][:, None, None], hi[f][:, None, None] + 1, size=site.shape)
+            if trial % 2:
+                sym = sym * (rng.random(site.shape) < 0.2)
+            sym = sym.astype(np.int16)
+            data = site.pack(sym)
+            np.testing.assert_array_equal(site.unpack(data), sym, err_msg=name)
+            assert len(data) == site.coded_bytes(sym)
+
+
+def test_decode_encode_equals_dequantize_symbols(site_cases: list[SiteCase]) -> None:
+    for name, site, data in _all_sites(site_cases):
+        for x in data:
+            decoded = site.decode(site.encode(x))
+            expected = site.dequantize(site.symbols(x))
+            assert decoded.dtype == np.float32 and decoded.shape == site.shape
+            np.testing.assert_array_equal(decoded, expected, err_msg=name)
+
+
+def test_symbols_stay_within_frequency_ranges(site_cases: list[SiteCase]) -> None:
+    for name, site, data in _all_sites(site_cases):
+        huge = np.concatenate([data, 1e6 * np.sign(data[:1]) + data[:1], np.full(data[:1].shape, -3e4, np.float32)])
+        for x in huge:
+            freq = by_frequency(site, site.symbols(x).astype(np.int64))
+            assert np.all(freq >= site.cmin[:, None]), name
+            assert np.all(freq <= site.cmax[:, None]), name
+            assert np.all(freq[site.kinds == DROP] == 0), name
+
+
+def test_symbols_match_independent_rederivation(site_cases: list[SiteCase]) -> None:
+    """Bit for bit, including values at 8-bit rounding ties and far beyond the clip range."""
+    rng = np.random.default_rng(5)
+    for name, site, data in _all_sites(site_cases):
+        k = rng.integers(-300, 300, size=(2, *site.shape)).astype(np.float32)
+        ties = (k + np.float32(0.5)) * np.float32(site.scale)
+        batch = np.concatenate([data, ties]).astype(np.float32)
+        np.testing.assert_array_equal(site.symbols(batch), reference_symbols(site, batch), err_msg=name)
+        # also one sample at a time, [C, H, W] in -> [C, H, W] out
+        np.testing.assert_array_equal(site.symbols(batch[0]), reference_symbols(site, batch[:1])[0], err_msg=name)
+
+
+def test_determinism_and_rebuild_from_arrays(site_cases: list[SiteCase]) -> None:
+    for name, site, data in _all_sites(site_cases):
+        again = rebuild(site)
+        assert again.param_id == site.param_id, name
+        assert again.shape == site.shape and again.group == site.group and again.mode == site.mode
+        x = data[0]
+        first, second = site.encode(x), site.encode(x.copy())
+        assert first == second, name
+        assert again.encode(x) == first, name
+        np.testing.assert_array_equal(again.symbols(data), site.symbols(data))
+        np.testing.assert_array_equal(again.decode(first), site.decode(first))
+        np.testing.assert_array_equal(again.dequantize(site.symbols(data)), site.dequantize(site.symbols(data)))
+
+
+def test_param_id_tracks_every_parameter() -> None:
+    base = HAND_SITES["dct4"]
+    arrays, attrs = base.side_arrays(), base.attributes()
+    for key in arrays:
+        changed = {k: v.copy() for k, v in arrays.items()}
+        changed[key] = (changed[key] + np.float32(1)).astype(np.float32)
+        try:
+            other = DctCmSite.from_arrays(changed, attrs)
+        except FeatcompError:
+            continue  # e.g. a dropped frequency's range must stay [0, 0]
+        assert other.param_id != base.param_id, key
+    other = DctCmSite.from_arrays(arrays, {**attrs, "rice_k": [k + 1 for k in attrs["rice_k"]]})
+    assert other.param_id != base.param_id
+    # a stream made for other parameters is refused, not misread
+    data = base.pack(lcg_symbols(base, 3))
+    with pytest.raises(CodecError):
+        other.unpack(data)
+
+
+def test_pack_rejects_wrong_shape() -> None:
+    site = HAND_SITES["dct4"]
+    with pytest.raises(FeatcompError):
+        site.pack(np.zeros((site.shape[0], site.shape[1] + 1, site.shape[2]), np.int16))
+
+
+def test_lossless_mask_reproduces_8bit_quantization(site_cases: list[SiteCase]) -> None:
+    cases = [c for c in site_cases if c.name.endswith("-lossless")]
+    assert len(cases) == len(DATA_KINDS)
+    for case in cases:
+        site = case.site
+        assert site.group == 1 and site.mode == "mask"
+        assert float(site.transform[0, 0]) == 1.0 and float(site.step[0]) == 1.0
+        assert site.cmin[0] == site.qmin and site.cmax[0] == site.qmax
+        data = np.concatenate([case.calib, case.fresh, 3 * case.fresh[:1]])
+        scale = np.float32(site.scale)
+        q8 = np.clip(np.rint(data / scale), site.qmin, site.qmax)
+        np.testing.assert_array_equal(site.symbols(data), q8.astype(np.int16))
+        np.testing.assert_array_equal(site.dequantize(site.symbols(data)), (q8 * scale).astype(np.float32))
+        # the 8-bit scale covers the calibration range: no clipping there, error at most half a step
+        assert np.max(np.abs(site.dequantize(site.symbols(case.calib)) - case.calib)) <= 0.5 * float(scale) * (1 + 1e-6)
+
+
+# --- calibration -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fronts() -> dict[str, tuple[np.ndarray, list]]:
+    out = {}
+    for seed, (kind, make) in enumerate(DATA_KINDS.items()):
+        x = make(np.random.default_rng(200 + seed), 8)
+        out[kind] = (x, DctCm().candidates(activation_stats(kind, x)))
+    return out
+
+
+def _measured_sqnr(site: DctCmSite, x: np.ndarray) -> float:
+    decoded = np.stack([site.decode(site.encode(sample)) for sample in x])
+    return sqnr_db(x, decoded)
+
+
+def test_candidate_sqnr_matches_measured(fronts) -> None:
+    for kind, (x, front) in fronts.items():
+        assert len(front) >= 3, kind
+        for cand in front:
+            measured = _measured_sqnr(cand.site, x)
+            assert abs(measured - cand.sqnr_db) <= 1.0, (kind, cand.site.describe(), cand.sqnr_db, measured)
+
+
+def test_candidate_front_is_sorted_and_pareto(fronts) -> None:
+    for kind, (x, front) in fronts.items():
+        bits = [c.bits_per_value for c in front]
+        snrs = [c.sqnr_db for c in front]
+        assert bits == sorted(bits), kind
+        assert all(b > a for a, b in zip(snrs, snrs[1:])), kind
+        assert all(b >= 0 and np.isfinite(b) for b in bits)
+        # the estimated bits are what the bitstream really spends (payload, header excluded), up to the
+        # byte padding of at most four planes per coded frequency
+        for cand in front:
+            real = np.mean([8 * (len(cand.site.encode(s)) - HEADER_LEN) for s in x]) / x[0].size
+            padding = 4 * 8 * int(np.count_nonzero(cand.site.kinds != DROP)) / x[0].size
+            assert abs(real - cand.bits_per_value) <= 0.1 * cand.bits_per_value + 0.05 + padding, (
+                kind, cand.site.describe(), cand.bits_per_value, real)
+
+
+def test_calibrate_picks_cheapest_candidate_meeting_target(fronts) -> None:
+    for kind, (x, front) in fronts.items():
+        stats = activation_stats(kind, x)
+        for target in (8.0, 20.0, 32.0, 1000.0):
+            chosen = DctCm(sqnr_db=target).calibrate(stats)
+            meeting = [c for c in front if c.sqnr_db >= target]
+            expected = meeting[0] if meeting else max(front, key=lambda c: c.sqnr_db)
+            assert chosen.param_id == expected.site.param_id, (kind, target)
+            if meeting:
+                assert _measured_sqnr(chosen, x) >= target - 1.0
+
+
+# --- golden bitstream ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_SHA256))
+def test_golden_bitstream(name: str) -> None:
+    site = HAND_SITES[name]
+    symbols = lcg_symbols(site, seed=20240601)
+    assert np.count_nonzero(symbols) > symbols.size // 4  # the input is not trivial
+    data = site.pack(symbols)
+    np.testing.assert_array_equal(site.unpack(data), symbols)
+    digest = hashlib.sha256(data).hexdigest()
+    if os.environ.get("FEATCOMP_UPDATE_GOLDEN") == "1":
+        path = Path(__file__)
+        text = path.read_text()
+        text = re.sub(rf'(\n    "{name}": )"[0-9a-f]*"', rf'\1"{digest}"', text, count=1)
+        path.write_text(text)
+        print(f"golden {name}: {digest} ({len(data)} bytes)")
+        return
+    assert digest == GOLDEN_SHA256[name], (
+        f"the {name} bitstream changed (sha256 {digest}); if the format change is intended, bump the format "
+        "version and rerun with FEATCOMP_UPDATE_GOLDEN=1"
+    )
+
+
+def test_golden_header_layout() -> None:
+    """The header is the documented 22-byte little-endian layout."""
+    site = HAND_SITES["dct4"]
+    data = site.pack(lcg_symbols(site, seed=1))
+    magic, version, codec, param, c, h, w, length, crc = HEADER.unpack_from(data)
+    assert (magic, version, codec) == (b"FC", 1, 1)
+    assert param == site.param_id and (c, h, w) == site.shape
+    assert length == len(data) - HEADER_LEN and crc == zlib.crc32(data[HEADER_LEN:])
+
+
+# --- corruption --------------------------------------------------------------------------------------------
+
+def _small_stream(name: str = "dct4") -> tuple[DctCmSite, bytes]:
+    site = HAND_SITES[name]
+    return site, site.pack(lcg_symbols(site, seed=99))
+
+
+@pytest.mark.parametrize("name", sorted(HAND_SITES))
+def test_every_truncation_is_a_codec_error(name: str) -> None:
+    site, data = _small_stream(name)
+    for n in range(len(data)):
+        with pytest.raises(CodecError):
+            site.unpack(data[:n])
+        with pytest.raises(CodecError):
+            site.decode(data[:n])
+
+
+def test_truncated_payload_with_valid_header_is_a_codec_error() -> None:
+    """Truncation that a recomputed header cannot hide: the payload parser itself must notice."""
+    for name in HAND_SITES:
+        site, data = _small_stream(name)
+        payload = data[HEADER_LEN:]
+        for n in range(len(payload)):
+            with pytest.raises(CodecError):
+                site.unpack(with_payload(data, payload[:n]))
+        with pytest.raises(CodecError):  # trailing bytes
+            site.unpack(with_payload(data, payload + b"\x00"))
+
+
+def test_every_header_byte_change_is_a_codec_error() -> None:
+    site, data = _small_stream()
+    for offset in range(HEADER_LEN):
+        for value in range(256):
+            if value == data[offset]:
+                continue
+            corrupt = data[:offset] + bytes([value]) + data[offset + 1:]
+            with pytest.raises(CodecError):
+                site.unpack(corrupt)
+
+
+def test_payload_byte_change_without_crc_update_is_a_codec_error() -> None:
+    site, data = _small_stream()
+    for offset in range(HEADER_LEN, len(data)):
+        for flip in (0x01, 0x80, 0xFF):
+            corrupt = data[:offset] + bytes([data[offset] ^ flip]) + data[offset + 1:]
+            with pytest.raises(CodecError):
+                site.unpack(corrupt)
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(HAND_SITES)), payload=st.binary(max_size=96))
+def test_fuzz_random_payload_with_valid_header(name: str, payload: bytes) -> None:
+    site, data = _small_stream(name)
+    check_decoded(site, with_payload(data, payload))
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(HAND_SITES)), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_fuzz_mutated_valid_streams(name: str, seed: int, data: st.DataObject) -> None:
+    site = HAND_SITES[name]
+    stream = site.pack(lcg_symbols(site, seed))
+    payload = bytearray(stream[HEADER_LEN:])
+    edits = data.draw(st.lists(st.tuples(st.integers(0, max(0, len(payload) - 1)), st.integers(0, 255)),
+                               max_size=6))
+    for position, value in edits:
+        if payload:
+            payload[position] = value
+    cut = data.draw(st.integers(0, len(payload)))
+    tail = data.draw(st.binary(max_size=4))
+    mutated = bytes(payload[:cut]) + tail if data.draw(st.booleans()) else bytes(payload)
+    check_decoded(site, with_payload(stream, mutated))
+
+
+@FUZZ
+@given(blob=st.binary(max_size=160))
+def test_fuzz_random_bytes(blob: bytes) -> None:
+    site = HAND_SITES["dct4"]
+    check_decoded(site, blob)
+    check_decoded(site, HEADER.pack(b"FC", 1, 1, site.param_id, *site.shape, 0, 0)[:len(blob) % 23] + blob)
