@@ -32,6 +32,7 @@ class Allocation:
     codecs: dict[str, SiteCodec]
     output_snr_db: float
     agreement: float | None  # top-1 agreement (or accuracy, with labels) on the calibration inputs
+    required: float | None = None  # what max_drop asked for; agreement < required means it could not be met
 
 
 def logits_name(model: onnx.ModelProto) -> str:
@@ -156,11 +157,11 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
         codecs = allocate(fronts, gains, stats, power, mid)
         score = agreement(insert_pairs(model, codecs), feeds, target)
         if score >= need - 1e-12:
-            best, hi = Allocation(codecs, mid, score), mid
+            best, hi = Allocation(codecs, mid, score, need), mid
         else:
             lo = mid
     if best.agreement is None:
-        best = Allocation(best.codecs, hi, agreement(insert_pairs(model, best.codecs), feeds, target))
+        best = Allocation(best.codecs, hi, agreement(insert_pairs(model, best.codecs), feeds, target), need)
     return best
 
 

@@ -136,7 +136,8 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
             found = allocation.search(proto, fronts, gains, stats, feeds, drop, labels=targets, progress=progress)
             codecs = found.codecs
             key = "calibration_top1" if targets is not None else "calibration_agreement"
-            info = {"method": "sensitivity", "max_drop": drop, "output_snr_db": found.output_snr_db, key: found.agreement}
+            info = {"method": "sensitivity", "max_drop": drop, "output_snr_db": found.output_snr_db, key: found.agreement,
+                    "required": found.required, "met": bool(found.agreement >= (found.required or 0) - 1e-12)}
     t3 = time.perf_counter()
     out = insert_pairs(proto, codecs)
     onnx.checker.check_model(out, full_check=True)

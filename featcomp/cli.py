@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 Progress = Callable[[Iterable[Any]], Iterable[Any]]
 FORMATS = ("table", "json", "csv", "md")  # the same names as featcomp.report.render.FORMATS
 DEFAULT_NAME = "efficientnet-lite0"
+DEFAULT_OUTPUT_SNR = 20.0  # dB of logit SNR for the default job (see README)
 DEFAULT_OUT = Path("featcomp-out") / f"{DEFAULT_NAME}.fc.onnx"
 
 
@@ -237,7 +238,16 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="OUT", help=f"compressed model to write (default job: {DEFAULT_OUT})")
     p.add_argument("--codec", default="dct-cm", help="codec (default: dct-cm)")
     p.add_argument("--calib", metavar="SRC", help="calibration data: a folder of images or an .npz")
-    p.add_argument("--sqnr", type=float, metavar="DB", help="codec option: minimum SQNR per site in dB")
+    quality = p.add_mutually_exclusive_group()
+    quality.add_argument("--max-drop", type=float, metavar="P",
+                         help="fewest bits whose top-1 on the calibration data stays within P points (default 1.0): "
+                              "agreement with the original, or accuracy with --labels")
+    quality.add_argument("--output-snr", type=float, metavar="DB",
+                         help="sensitivity-weighted sites for this logit SNR in dB (no search)")
+    quality.add_argument("--sqnr", type=float, metavar="DB", help="the same minimum SQNR at every site, in dB")
+    p.add_argument("--labels", metavar="FILE", help="labels of the calibration images, for --max-drop on accuracy")
+    p.add_argument("--label-offset", type=int, default=0, metavar="K",
+                   help="model class index minus label index (e.g. 1 for 1001-class models with background)")
     p.add_argument("--sites", metavar="A,B", help="compress only these sites (names from 'featcomp inspect')")
     p.add_argument("--op-types", metavar="OPS", help="compress only sites produced by these op types, e.g. Conv,Add")
     p.add_argument("--exclude", metavar="A,B", help="never compress these sites")
@@ -258,6 +268,8 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         model, name = zoo.efficientnet_lite0(), DEFAULT_NAME
         preprocess = args.preprocess or zoo.DEFAULT_PREPROCESS
         calib: object = args.calib or zoo.sample_images()
+        if args.max_drop is None and args.sqnr is None and args.output_snr is None:
+            args.output_snr = DEFAULT_OUTPUT_SNR  # ten photos are too few for an accuracy search
     else:
         model, name = load_model(args.model), Path(args.model).name
         preprocess, calib = args.preprocess, args.calib
@@ -267,7 +279,15 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     unknown = [n for n in [*(include or []), *exclude] if n not in known]
     if unknown:
         raise FeatcompError(f"{name} has no site named '{unknown[0]}'; 'featcomp inspect' lists the sites")
-    options = {} if args.sqnr is None else {"sqnr_db": args.sqnr}
+    options: dict[str, Any] = {}
+    if args.sqnr is not None:
+        options["sqnr_db"] = args.sqnr
+    if args.output_snr is not None:
+        options["output_snr_db"] = args.output_snr
+    if args.max_drop is not None:
+        options["max_drop"] = args.max_drop
+    if args.labels is not None:
+        options.update(labels=args.labels, label_offset=args.label_offset)
 
     def reader(role: str) -> InputReader:  # an InputReader is consumed once: one per pass
         if isinstance(calib, list):
@@ -279,7 +299,8 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         return _open(model, calib, preprocess, args.limit, role)
 
     calib_reader = reader("calibration")
-    stages = bars.track("calibrating", "fitting codecs", total=_size(calib_reader))
+    stages = bars.track("calibrating", "fitting codecs", "measuring sensitivity", "searching allocation",
+                        total=_size(calib_reader))
     result = api.compress(model, calib_reader, codec=args.codec, include=include, op_types=_names(args.op_types),
                           exclude=exclude, progress=stages, **options)
     save_model(result.model, output)
@@ -292,7 +313,14 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         write_bytes(report_path, (report.to_json() + "\n").encode("utf-8"))
     # keeps json/csv on stdout parseable: the closing line goes to stderr for those formats
     done = sys.stdout if args.format in ("table", "md") else sys.stderr
-    print(f"compressed model: {output} ({len(result.sites)} sites, {result.seconds['total']:.2f}s to compress)",
+    how = result.allocation
+    if how.get("met") is False:
+        measure = "top-1 accuracy" if "calibration_top1" in how else "top-1 agreement"
+        got = how.get("calibration_top1", how.get("calibration_agreement", 0.0))
+        print(f"note: --max-drop {how['max_drop']:g} could not be met: even the finest setting gives {measure} "
+              f"{got:.1%} on the calibration data (needed {how['required']:.1%}); the finest setting was used", file=sys.stderr)
+    chosen = f", output SNR {how['output_snr_db']:.1f} dB" if "output_snr_db" in how else ""
+    print(f"compressed model: {output} ({len(result.sites)} sites{chosen}, {result.seconds['total']:.1f}s to compress)",
           file=done)
     return 0
 

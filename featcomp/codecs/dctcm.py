@@ -1,7 +1,8 @@
 """DCT-CM: channel-DCT with masks (after Shi et al., ISCAS 2021), as a calibrated, frozen codec.
 
 Per site the activations are first quantized to 8 bits with a calibrated scale (uint8 after ReLU,
-symmetric int8 otherwise). Each pixel's channel vector is then cut into groups of G channels and
+symmetric int8 otherwise; the range is the calibration peak or, for heavy tails, the clip with the
+least squared error). Each pixel's channel vector is then cut into groups of G channels and
 transformed by an *integer* approximation of the orthonormal DCT-II (G = 1 is the identity: plain
 zero-mask coding of the 8-bit values). Coefficient f of every group is divided by its own step,
 rounded and clipped to its calibrated range, giving int16 symbols. Because the transform is integer
@@ -39,6 +40,7 @@ CODEC_ID = 1
 DROP, DENSE, MASK = 0, 1, 2
 KIND_NAMES = {DROP: "drop", DENSE: "dense", MASK: "mask"}
 TRANSFORM_BITS = 7  # the integer DCT is round(2**7 * orthonormal DCT): exact in float32 for G <= 64
+CLIP_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)  # of the calibration peak
 RANGE_QUANTILE = 0.9999  # coefficient ranges cover this fraction of calibration values
 _RD_SLOPE = 2.0 * math.log(2.0) / 12.0  # dD/dR of a uniform quantizer at high rate, per step^2
 
@@ -273,8 +275,7 @@ class DctCm:
         sample = stats.sample
         signed = stats.minimum < 0
         qmax = 127.0 if signed else 255.0
-        peak = max(abs(stats.minimum), abs(stats.maximum))
-        scale = np.float32(peak / qmax) if peak > 0 else np.float32(1.0)
+        scale = _clip_scale(sample, max(abs(stats.minimum), abs(stats.maximum)), signed)
         q = np.clip(np.rint(sample / scale), -qmax if signed else 0.0, qmax).astype(np.float32)
         found = [_fit(stats.shape, scale, signed, q, sample, 1, None)]
         c = stats.shape[0]
@@ -289,6 +290,20 @@ class DctCm:
             if not front or cand.sqnr_db > front[-1].sqnr_db:
                 front.append(cand)
         return front
+
+
+def _clip_scale(sample: np.ndarray, peak: float, signed: bool) -> np.float32:
+    """The 8-bit step with the least squared error on the sample: the max, or a clip below a heavy tail."""
+    if peak <= 0:
+        return np.float32(1.0)
+    qmax = 127.0 if signed else 255.0
+    best, best_err = np.float32(peak / qmax), np.inf
+    for fraction in CLIP_FRACTIONS:
+        scale = np.float32(peak * fraction / qmax)
+        err = float(np.sum(np.square(sample - scale * np.clip(np.rint(sample / scale), -qmax if signed else 0, qmax))))
+        if err < best_err:
+            best, best_err = scale, err
+    return best
 
 
 def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.ndarray, sample: np.ndarray,
