@@ -13,6 +13,8 @@ from PIL import Image
 
 import models
 from featcomp.cli import main
+from featcomp.codecs.base import ActivationStats
+from featcomp.codecs.dctcm import DctCm, DctCmSite
 
 PREPROCESS = "resize=16,crop=16,order=rgb,mean=128,std=128"
 
@@ -109,9 +111,8 @@ def signed_gated(rng: np.random.Generator, n: int, shape: tuple[int, int, int] =
     return (x * (rng.random((n, 1, *shape[1:])) < 0.3)).astype(np.float32)
 
 
-def activation_stats(name: str, x: np.ndarray) -> "ActivationStats":
-    from featcomp.codecs.base import ActivationStats
-
+def activation_stats(name: str, x: np.ndarray) -> ActivationStats:
+    """Statistics as calibration collects them, one sample per update."""
     stats = ActivationStats(name, tuple(x.shape[1:]))
     for sample in x:
         stats.update(sample[None])
@@ -123,7 +124,7 @@ class SiteCase:
     """A calibrated site with the data it was calibrated on and held-out data of the same kind."""
 
     name: str
-    site: object  # DctCmSite
+    site: DctCmSite
     calib: np.ndarray
     fresh: np.ndarray
     target_db: float
@@ -137,10 +138,8 @@ SQNR_TARGETS = (12.0, 24.0, 36.0)
 
 @pytest.fixture(scope="session")
 def site_cases() -> list[SiteCase]:
-    """Sites calibrated at several SQNR targets on sparse, low-rank and smooth data, plus G=1-only and
+    """Sites calibrated at several SQNR targets on each kind of data in DATA_KINDS, plus G=1-only, G=8 and
     lossless sites; between them both modes (mask, dct) and all three frequency kinds occur."""
-    from featcomp.codecs.dctcm import DctCm
-
     cases = []
     for seed, (kind, make) in enumerate(DATA_KINDS.items()):
         rng = np.random.default_rng(100 + seed)

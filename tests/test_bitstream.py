@@ -43,6 +43,30 @@ def test_uint_roundtrip_every_width(width: int) -> None:
         r.finish()
 
 
+def test_variable_width_uint_roundtrip() -> None:
+    rng = np.random.default_rng(17)
+    for count in (0, 1, 5, 64, 333):
+        widths = rng.integers(0, 17, count)
+        if count:
+            widths[0] = 0  # zero-width entries read back as 0
+        values = rng.integers(0, 1 << widths) if count else np.zeros(0, np.int64)
+        w = BitWriter()
+        w.uint_var(values, widths)
+        data = w.tobytes()
+        assert len(data) == (int(widths.sum()) + 7) // 8
+        r = reader(data)
+        np.testing.assert_array_equal(r.uint_var(widths), values)
+        r.finish()
+    # equal widths: the same plane as the fixed-width writer
+    values = rng.integers(0, 1 << 11, 50)
+    a, b = BitWriter(), BitWriter()
+    a.uint_var(values, np.full(50, 11))
+    b.uint(values, 11)
+    assert a.tobytes() == b.tobytes()
+    with pytest.raises(CodecError):
+        reader(b.tobytes()).uint_var(np.full(51, 11))
+
+
 def test_uint_is_msb_first() -> None:
     w = BitWriter()
     w.uint(np.array([0b101, 0b011]), 3)
@@ -176,15 +200,17 @@ def test_trailing_bytes_are_a_codec_error() -> None:
 
 # --- Golomb-Rice -------------------------------------------------------------------------------------------
 
-def rice_decode_bitwise(data: bytes, count: int, k: int) -> tuple[np.ndarray, int]:
+def rice_decode_bitwise(data: bytes, count: int, k) -> tuple[np.ndarray, int]:
     """A slow decoder straight from the definition (remainder plane, then quotient plane, each byte
-    aligned); returns the values and the number of code bits it consumed (padding excluded)."""
+    aligned; k is one parameter or one per value); returns the values and the number of code bits it
+    consumed (padding excluded)."""
     bits = bits_of(data)
+    ks = [int(v) for v in np.broadcast_to(np.asarray(k), (count,))]
     pos, used = 0, 0
     remainders = []
-    for _ in range(count):
+    for i in range(count):
         r = 0
-        for _ in range(k):
+        for _ in range(ks[i]):
             r = (r << 1) | bits[pos]
             pos += 1
         remainders.append(r)
@@ -201,7 +227,7 @@ def rice_decode_bitwise(data: bytes, count: int, k: int) -> tuple[np.ndarray, in
         quotients.append(q)
     used += pos - start
     assert (pos + 7) // 8 * 8 == len(bits), "trailing bits after the quotient plane"
-    return np.array([(q << k) + r for q, r in zip(quotients, remainders)], np.int64), used
+    return np.array([(q << kk) + r for q, r, kk in zip(quotients, remainders, ks)], np.int64), used
 
 
 @pytest.mark.parametrize("k", range(rice.MAX_K + 1))
@@ -218,6 +244,28 @@ def test_rice_roundtrip_and_size(k: int) -> None:
         decoded, used = rice_decode_bitwise(data, len(values), k)
         np.testing.assert_array_equal(decoded, values)
         assert rice.size_bits(values, k) == used
+
+
+def test_rice_with_a_parameter_per_value() -> None:
+    rng = np.random.default_rng(40)
+    for n in (1, 9, 200):
+        ks = rng.integers(0, rice.MAX_K + 1, n)
+        values = (geometric(rng, n, 2.0) << ks) + rng.integers(0, 1 << ks)  # remainders use all k bits
+        w = BitWriter()
+        rice.write(w, values, ks)
+        data = w.tobytes()
+        r = reader(data)
+        np.testing.assert_array_equal(rice.read(r, n, ks), values)
+        r.finish()
+        decoded, used = rice_decode_bitwise(data, n, ks)
+        np.testing.assert_array_equal(decoded, values)
+        assert rice.size_bits(values, ks) == used == int(np.sum(ks + 1 + (values >> ks)))
+        # a single k given as an array of equal values codes exactly like the scalar form
+        same = BitWriter()
+        rice.write(same, values, np.full(n, 5))
+        scalar = BitWriter()
+        rice.write(scalar, values, 5)
+        assert same.tobytes() == scalar.tobytes()
 
 
 def test_rice_empty() -> None:

@@ -76,9 +76,13 @@ def check_decoded(site: DctCmSite, data: bytes) -> None:
 # --- hand-built sites: fixed parameters that calibration changes cannot move ----------------------------
 
 def _site(shape, scale, signed, transform, step, cmin, cmax, kinds, rice_k) -> DctCmSite:
+    """A site from explicit parameters: per frequency (transform, step, cmin, cmax) and per channel (kinds,
+    rice_k; channel c carries frequency c % G, and a channel is DROP exactly when its frequency's range is
+    [0, 0])."""
     transform = np.asarray(transform, np.float32)
     step = np.asarray(step, np.float32)
-    keep = np.asarray(kinds) != DROP
+    cmin, cmax = np.asarray(cmin, np.float32), np.asarray(cmax, np.float32)
+    keep = ~((cmin == 0) & (cmax == 0))
     # decode = scale * transform^T / |row|^2 * step: elementwise float32 ops only, so the bytes (and the
     # parameter id in the golden stream's header) are the same on every machine.
     norms = np.sum(transform * transform, axis=1).astype(np.float32)
@@ -86,20 +90,20 @@ def _site(shape, scale, signed, transform, step, cmin, cmax, kinds, rice_k) -> D
     qmax = 127.0 if signed else 255.0
     return DctCmSite(
         shape=shape, scale=np.float32(scale), qmin=np.float32(-qmax if signed else 0.0), qmax=np.float32(qmax),
-        transform=transform, step=step, cmin=np.asarray(cmin, np.float32), cmax=np.asarray(cmax, np.float32),
+        transform=transform, step=step, cmin=cmin, cmax=cmax,
         decode_matrix=decode.astype(np.float32), kinds=np.asarray(kinds, np.uint8), rice_k=np.asarray(rice_k, np.uint8),
     )
 
 
 DCT4 = [[64, 64, 64, 64], [84, 35, -35, -84], [64, -64, -64, 64], [35, -84, 84, -35]]
 HAND_SITES = {
-    # signed G=4 DCT: one dense, two masked (with sign bits), one dropped frequency
+    # signed G=4 DCT over two groups: dense and masked (sign bits) channels, frequency 3 dropped
     "dct4": _site((8, 3, 3), 0.05, True, DCT4, [128.0, 96.0, 192.0, 1.0], [-40, -12, -6, 0], [40, 12, 6, 0],
-                  [DENSE, MASK, MASK, DROP], [3, 1, 0, 0]),
-    # unsigned G=1 zero-mask coding of 8-bit values
-    "mask1": _site((4, 3, 3), 0.1, False, [[1]], [1.0], [0], [255], [MASK], [2]),
+                  [DENSE, MASK, MASK, DROP, MASK, DENSE, MASK, DROP], [3, 1, 0, 0, 2, 2, 1, 0]),
+    # unsigned G=1 zero-mask coding of 8-bit values (one channel dense)
+    "mask1": _site((4, 3, 3), 0.1, False, [[1]], [1.0], [0], [255], [MASK, MASK, DENSE, MASK], [2, 1, 3, 0]),
     # unsigned G=1 dense coding with a coarser step
-    "dense1": _site((4, 2, 5), 0.02, False, [[1]], [3.0], [0], [85], [DENSE], [4]),
+    "dense1": _site((4, 2, 5), 0.02, False, [[1]], [3.0], [0], [85], [DENSE] * 4, [4, 3, 2, 4]),
 }
 
 
@@ -126,8 +130,8 @@ def lcg_symbols(site: DctCmSite, seed: int) -> np.ndarray:
 
 
 GOLDEN_SHA256 = {
-    "dct4": "8d81e76fee19cb502697dd634822ca80586a4f9fdd5ed135886e0f45a6b9cf21",
-    "mask1": "706d7a63c6a71a59260799568b0059efa9fcf54aa80675259c77525f8083346b",
+    "dct4": "2e6ed94f214ef5808565c71e4d217ba9ea63b0971cda9c781ce814d1fa271ead",
+    "mask1": "bf7a5cee9a65252214847fe5d957d541333720c8d3f11fd1d1e784f39229946a",
 }
 
 
@@ -212,7 +216,8 @@ def test_symbols_stay_within_frequency_ranges(site_cases: list[SiteCase]) -> Non
             freq = by_frequency(site, site.symbols(x).astype(np.int64))
             assert np.all(freq >= site.cmin[:, None]), name
             assert np.all(freq <= site.cmax[:, None]), name
-            assert np.all(freq[site.kinds == DROP] == 0), name
+            dropped = (site.cmin == 0) & (site.cmax == 0)
+            assert np.all(freq[dropped] == 0), name
 
 
 def test_symbols_match_independent_rederivation(site_cases: list[SiteCase]) -> None:

@@ -49,7 +49,8 @@ def tie_site() -> DctCmSite:
     decode = (scale * np.linalg.inv(t.astype(np.float64)) @ np.diag(step.astype(np.float64))).astype(np.float32)
     return DctCmSite(shape=(4, 3, 5), scale=scale, qmin=np.float32(-127), qmax=np.float32(127), transform=t,
                      step=step, cmin=np.array([-100, -60], np.float32), cmax=np.array([100, 60], np.float32),
-                     decode_matrix=decode, kinds=np.array([DENSE, MASK], np.uint8), rice_k=np.array([3, 1], np.uint8))
+                     decode_matrix=decode, kinds=np.array([DENSE, MASK, MASK, DENSE], np.uint8),
+                     rice_k=np.array([3, 1, 1, 2], np.uint8))
 
 
 def inputs_for(site: DctCmSite, base: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:

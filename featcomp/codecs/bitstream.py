@@ -90,6 +90,17 @@ class BitWriter:
         shifts = np.arange(width - 1, -1, -1, dtype=np.int64)
         self.bits(((values.astype(np.int64)[:, None] >> shifts) & 1).astype(np.uint8))
 
+    def uint_var(self, values: np.ndarray, widths: np.ndarray) -> None:
+        """Unsigned values, each in its own width (MSB first), as one plane."""
+        widths = widths.astype(np.int64)
+        total = int(widths.sum())
+        if total == 0:
+            return
+        starts = np.cumsum(widths) - widths
+        width_per_bit = np.repeat(widths, widths)
+        offset = np.arange(total) - np.repeat(starts, widths)
+        self.bits((np.repeat(values.astype(np.int64), widths) >> (width_per_bit - 1 - offset)) & 1)
+
     def unary(self, quotients: np.ndarray) -> None:
         """q zeros then a one, for each q."""
         if quotients.size == 0:
@@ -127,6 +138,20 @@ class BitReader:
             return np.zeros(count, dtype=np.int64)
         planes = self.bits(count * width).reshape(count, width).astype(np.int64)
         return planes @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+
+    def uint_var(self, widths: np.ndarray) -> np.ndarray:
+        widths = widths.astype(np.int64)
+        total = int(widths.sum())
+        out = np.zeros(len(widths), dtype=np.int64)
+        if total == 0:
+            return out
+        bits = self.bits(total).astype(np.int64)
+        starts = np.cumsum(widths) - widths
+        offset = np.arange(total) - np.repeat(starts, widths)
+        weighted = bits << (np.repeat(widths, widths) - 1 - offset)
+        used = widths > 0
+        out[used] = np.add.reduceat(weighted, starts[used])
+        return out
 
     def unary(self, count: int) -> np.ndarray:
         if count == 0:

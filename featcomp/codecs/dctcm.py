@@ -10,16 +10,21 @@ and every float operation is a single correctly rounded IEEE op (divisions, not 
 a reciprocal, so that graph optimizers cannot fold them into a preceding Conv), any runtime that
 follows the same op sequence produces the same symbols bit for bit.
 
-Each frequency f is coded in one of three ways, chosen at calibration by expected bits:
-DROP (always zero, nothing stored), DENSE (every value) or MASK (a bitmap of nonzeros, then the
-nonzeros). Values are Golomb-Rice coded with a calibrated parameter k_f (see rice.py): DENSE codes
-zigzag(v) for signed ranges and v - cmin otherwise; MASK codes a sign bit (signed ranges) and
-|v| - 1.
+A frequency whose calibration energy is not worth its bits is DROPped (always zero, nothing
+stored). Every other channel (channel c carries frequency c mod G) is coded DENSE (every value) or
+MASK (a bitmap of nonzeros, then the nonzeros), chosen per channel at calibration, with its own
+Golomb-Rice parameter k_c (see rice.py): DENSE codes zigzag(v) for signed ranges and v - cmin
+otherwise; MASK codes a sign bit (signed ranges) and |v| - 1. Channel statistics differ by orders of
+magnitude in a CNN (dead channels, dense ones, sparse ones), which is why the choice is per channel.
 
-Payload, after the shared header (see bitstream.py): for f = 0..G-1 in order, over the positions of
-frequency f (group-major, then pixel), these planes, each starting on a byte boundary:
-DENSE: Rice remainders, Rice quotients (unary);
-MASK: nonzero bitmap, sign bits (signed ranges only), Rice remainders, Rice quotients.
+Payload, after the shared header (see bitstream.py): five planes, each starting on a byte boundary,
+each in channel order:
+1. one flag per channel that is not dropped: does this sample's channel hold any nonzero;
+2. the nonzero bitmaps (H*W bits) of flagged MASK channels;
+3. sign bits of the nonzeros of flagged MASK channels with a signed range;
+4. Rice remainders (k_c bits) of every coded value (all of a flagged DENSE channel, the nonzeros
+   of a flagged MASK channel);
+5. Rice quotients of the same values, in unary.
 """
 
 from __future__ import annotations
@@ -45,6 +50,14 @@ RANGE_QUANTILE = 0.9999  # coefficient ranges cover this fraction of calibration
 _RD_SLOPE = 2.0 * math.log(2.0) / 12.0  # dD/dR of a uniform quantizer at high rate, per step^2
 
 
+def _rice_bytes(codes: np.ndarray, k: np.ndarray) -> int:
+    """Bytes of the remainder plane plus the unary plane, each byte-aligned."""
+    ks = k.astype(np.int64)
+    remainder = int(ks.sum())
+    unary = int(len(codes) + np.sum(codes.astype(np.int64) >> ks))
+    return (remainder + 7) // 8 + (unary + 7) // 8
+
+
 def integer_dct(group: int) -> np.ndarray:
     """round(2**TRANSFORM_BITS * DCT-II orthonormal matrix), as float32 holding integers."""
     n = np.arange(group)
@@ -67,8 +80,8 @@ class DctCmSite:
     cmin: np.ndarray       # [G] integer-valued float32
     cmax: np.ndarray       # [G]
     decode_matrix: np.ndarray  # [G, G] float32 = scale * inverse(transform) * diag(step)
-    kinds: np.ndarray      # [G] uint8: DROP / DENSE / MASK
-    rice_k: np.ndarray     # [G] uint8: Golomb-Rice parameter per frequency
+    kinds: np.ndarray      # [C] uint8 per channel: DROP (its frequency is dropped) / DENSE / MASK
+    rice_k: np.ndarray     # [C] uint8: Golomb-Rice parameter per channel
 
     codec_name = "dct-cm"
 
@@ -76,7 +89,10 @@ class DctCmSite:
         c = self.shape[0]
         if c % self.group:
             raise FeatcompError(f"dct-cm group {self.group} does not divide {c} channels")
-        if np.any(self.cmin > self.cmax) or np.any((self.kinds == DROP) & ((self.cmin != 0) | (self.cmax != 0))):
+        if self.kinds.shape != (c,) or self.rice_k.shape != (c,) or np.any(self.rice_k > rice.MAX_K):
+            raise FeatcompError(f"dct-cm site needs one coding kind and Rice parameter per channel ({c})")
+        dropped = (self.cmin == 0) & (self.cmax == 0)
+        if np.any(self.cmin > self.cmax) or np.any((self.kinds == DROP) != dropped[np.arange(c) % self.group]):
             raise FeatcompError("dct-cm parameters are inconsistent (coefficient ranges)")
 
     # --- derived -------------------------------------------------------------------------------
@@ -120,80 +136,82 @@ class DctCmSite:
         return out.reshape(shape)
 
     # --- the bitstream -----------------------------------------------------------------------------
-    def _by_frequency(self, symbols: np.ndarray) -> np.ndarray:
-        c, h, w = self.shape
+    def _streams(self, symbols: np.ndarray) -> np.ndarray:
+        """Symbols as [C, H*W]; channel c carries frequency c mod G."""
         if symbols.shape != self.shape:
             raise FeatcompError(f"dct-cm site expects one tensor of shape {self.shape}, got {symbols.shape}")
-        g = self.group
-        return symbols.reshape(c // g, g, h * w).transpose(1, 0, 2).reshape(g, -1)
+        c, h, w = self.shape
+        return symbols.reshape(c, h * w).astype(np.int64)
 
-    def _coded_values(self, f: int, v: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """(values to Rice-code, nonzero mask or None, sign bits or None) of frequency f."""
-        lo = int(self.cmin[f])
-        if self.kinds[f] == DENSE:
-            u = np.where(v >= 0, 2 * v, -2 * v - 1) if lo < 0 else v - lo
-            return u, None, None
-        nz = v != 0
-        nzv = v[nz]
-        if lo < 0:
-            return np.abs(nzv) - 1, nz, (nzv < 0).astype(np.uint8)
-        return nzv - 1, nz, None
+    def _channel_ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        f = np.arange(self.shape[0]) % self.group
+        return self.cmin[f].astype(np.int64), self.cmax[f].astype(np.int64)
+
+    def _layout(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(any-flags of live channels, masked channels, coded positions [C, HW], coded values' channels)."""
+        live = self.kinds != DROP
+        flagged = live & (s != 0).any(axis=1)
+        masked = flagged & (self.kinds == MASK)
+        coded = np.zeros(s.shape, bool)
+        coded[flagged & (self.kinds == DENSE)] = True
+        coded[masked] = s[masked] != 0
+        return flagged[live], masked, coded, np.nonzero(coded)[0]
+
+    def _to_codes(self, values: np.ndarray, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Rice inputs, sign bits of masked signed values) for coded values of the given channels."""
+        lo, _ = self._channel_ranges()
+        lo, is_mask = lo[channel], self.kinds[channel] == MASK
+        signed = lo < 0
+        dense = np.where(signed, np.where(values >= 0, 2 * values, -2 * values - 1), values - lo)
+        masked = np.abs(values) - 1
+        return np.where(is_mask, masked, dense), (values < 0)[is_mask & signed]
 
     def pack(self, symbols: np.ndarray) -> bytes:
-        freq = self._by_frequency(symbols).astype(np.int64)
+        s = self._streams(symbols)
+        flags, masked, coded, channel = self._layout(s)
+        codes, signs = self._to_codes(s[coded], channel)
         writer = bitstream.BitWriter()
-        for f in range(self.group):
-            if self.kinds[f] == DROP:
-                continue
-            u, nz, signs = self._coded_values(f, freq[f])
-            if nz is not None:
-                writer.bits(nz)
-            if signs is not None:
-                writer.bits(signs)
-            rice.write(writer, u, int(self.rice_k[f]))
+        writer.bits(flags)
+        writer.bits(s[masked] != 0)
+        writer.bits(signs)
+        rice.write(writer, codes, self.rice_k[channel])
         return bitstream.write(CODEC_ID, self.param_id, self.shape, writer.tobytes())
 
     def unpack(self, data: bytes) -> np.ndarray:
         reader = bitstream.BitReader(bitstream.read(data, CODEC_ID, self.param_id, self.shape))
         c, h, w = self.shape
-        g = self.group
-        n = (c // g) * h * w
-        freq = np.zeros((g, n), dtype=np.int64)
-        for f in range(g):
-            kind, k, lo, hi = self.kinds[f], int(self.rice_k[f]), int(self.cmin[f]), int(self.cmax[f])
-            if kind == DROP:
-                continue
-            if kind == DENSE:
-                u = rice.read(reader, n, k)
-                v = np.where(u % 2 == 0, u // 2, -(u + 1) // 2) if lo < 0 else u + lo
-                freq[f] = v
-            else:
-                nz = reader.bits(n).astype(bool)
-                count = int(nz.sum())
-                negative = reader.bits(count).astype(bool) if lo < 0 else np.zeros(count, bool)
-                m = rice.read(reader, count, k) + 1
-                v = np.where(negative, -m, m)
-                freq[f, nz] = v
-                if lo >= 0 and np.any(negative):
-                    raise CodecError(f"bitstream holds a negative value in unsigned frequency {f}")
-            if np.any((freq[f] < lo) | (freq[f] > hi)):
-                raise CodecError(f"bitstream value out of range in frequency {f}")
+        live = self.kinds != DROP
+        flagged = np.zeros(c, bool)
+        flagged[live] = reader.bits(int(live.sum())).astype(bool)
+        masked = flagged & (self.kinds == MASK)
+        coded = np.zeros((c, h * w), bool)
+        coded[flagged & (self.kinds == DENSE)] = True
+        coded[masked] = reader.bits(int(masked.sum()) * h * w).reshape(-1, h * w).astype(bool)
+        channel = np.nonzero(coded)[0]
+        lo, hi = self._channel_ranges()
+        lo_v, hi_v, is_mask = lo[channel], hi[channel], self.kinds[channel] == MASK
+        signed = lo_v < 0
+        negative = np.zeros(len(channel), bool)
+        negative[is_mask & signed] = reader.bits(int(np.count_nonzero(is_mask & signed))).astype(bool)
+        u = rice.read(reader, len(channel), self.rice_k[channel])
         reader.finish()
-        return freq.reshape(g, c // g, h * w).transpose(1, 0, 2).reshape(c, h, w).astype(np.int16)
+        dense = np.where(signed, np.where(u % 2 == 0, u // 2, -(u + 1) // 2), u + lo_v)
+        values = np.where(is_mask, np.where(negative, -(u + 1), u + 1), dense)
+        if np.any((values < lo_v) | (values > hi_v)):
+            raise CodecError("bitstream value out of range for its channel")
+        out = np.zeros((c, h * w), np.int64)
+        out[coded] = values
+        if np.any(flagged & ~(out != 0).any(axis=1)):
+            raise CodecError("bitstream flags a channel as nonzero but codes only zeros")
+        return out.reshape(c, h, w).astype(np.int16)
 
     def coded_bytes(self, symbols: np.ndarray) -> int:
         """Exact len(pack(symbols)) from counts alone (no packing)."""
-        freq = self._by_frequency(symbols).astype(np.int64)
-        size = bitstream.HEADER_BYTES
-        for f in range(self.group):
-            if self.kinds[f] == DROP:
-                continue
-            u, nz, signs = self._coded_values(f, freq[f])
-            k = int(self.rice_k[f])
-            for plane in (len(nz) if nz is not None else 0, len(signs) if signs is not None else 0, u.size * k,
-                          rice.size_bits(u, k) - u.size * k):
-                size += (plane + 7) // 8
-        return size
+        s = self._streams(symbols)
+        flags, masked, coded, channel = self._layout(s)
+        codes, signs = self._to_codes(s[coded], channel)
+        planes = (len(flags), int(masked.sum()) * s.shape[1], len(signs))
+        return bitstream.HEADER_BYTES + sum((p + 7) // 8 for p in planes[:3]) + _rice_bytes(codes, self.rice_k[channel])
 
     def encode(self, x: np.ndarray) -> bytes:
         return self.pack(self.symbols(np.asarray(x).reshape(self.shape)))
@@ -246,9 +264,10 @@ class DctCmSite:
             "group": self.group,
             "signed": bool(self.qmin < 0),
             "scale": float(self.scale),
-            "frequencies": {name: kinds.count(name) for name in ("dense", "mask", "drop")},
+            "channels": {name: kinds.count(name) for name in ("dense", "mask", "drop")},
+            "dropped_frequencies": int(np.count_nonzero((self.cmin == 0) & (self.cmax == 0))),
             "step": float(self.step[0] / self.transform[0, 0]) if self.group == 1 else None,
-            "rice_k": [int(k) for k in self.rice_k],
+            "mean_rice_k": float(np.mean(self.rice_k)),
         }
 
 
@@ -308,7 +327,7 @@ def _clip_scale(sample: np.ndarray, peak: float, signed: bool) -> np.float32:
 
 def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.ndarray, sample: np.ndarray,
          group: int, delta: float | None) -> Candidate:
-    """The site for one (group, step), with per-frequency coding chosen by expected bits.
+    """The site for one (group, step), with per-channel coding chosen by expected bits.
 
     delta None means lossless: identity transform, unit step, the full 8-bit range.
     """
@@ -328,9 +347,12 @@ def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.nda
         hi = np.ceil(np.quantile(np.abs(coef), RANGE_QUANTILE, axis=0))
         coef = np.clip(coef, -hi, hi)
         lo = -hi if (signed or group > 1) else np.zeros_like(hi)
-    v = coef.astype(np.int64)
-    has_sign = lo < 0
-    k_dense, dense = rice.best_k(np.where(has_sign, np.where(v >= 0, 2 * v, -2 * v - 1), v - lo.astype(np.int64)))
+    # per channel (channel = group * G + frequency): the cheaper of DENSE and MASK, with its own Rice k
+    v = coef.astype(np.int64).reshape(s, c)
+    freq = np.arange(c) % group
+    lo_c = lo[freq].astype(np.int64)
+    has_sign = lo_c < 0
+    k_dense, dense = rice.best_k(np.where(has_sign, np.where(v >= 0, 2 * v, -2 * v - 1), v - lo_c))
     nz = v != 0
     k_mask, mask_bits = rice.best_k(np.maximum(np.abs(v) - 1, 0), nz)
     masked = 1.0 + nz.mean(axis=0) * (mask_bits + has_sign)
@@ -339,18 +361,21 @@ def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.nda
     ks = np.where(use_mask, k_mask, k_dense)
     cost = np.where(use_mask, masked, dense)
     if delta is not None:
-        energy = np.mean(np.square(v * delta, dtype=np.float64), axis=0)
-        drop = (hi == 0) | (energy < _RD_SLOPE * delta * delta * cost)
-        kinds[drop], cost[drop] = DROP, 0.0
+        freq_cost = np.bincount(freq, weights=cost, minlength=group) / (c // group)
+        energy = np.mean(np.square(coef * delta, dtype=np.float64), axis=0)
+        dropped = (hi == 0) | (energy < _RD_SLOPE * delta * delta * freq_cost)
+        kinds[dropped[freq]], cost[dropped[freq]] = DROP, 0.0
     site = _make_site(shape, scale, signed, t, step, lo, hi, kinds, ks)
     recon = (np.clip(coef, site.cmin, site.cmax) @ site.decode_matrix.T).reshape(s, c)
-    return Candidate(site, float(cost.sum() / group), sqnr_db(sample, recon))
+    return Candidate(site, float(cost.mean()), sqnr_db(sample, recon))
 
 
 def _make_site(shape: tuple[int, int, int], scale: np.float32, signed: bool, transform: np.ndarray,
                step: np.ndarray, cmin: np.ndarray, cmax: np.ndarray, kinds: np.ndarray,
                rice_k: np.ndarray) -> DctCmSite:
-    keep = kinds != DROP
+    group = transform.shape[0]
+    keep = np.ones(group, bool)
+    keep[np.arange(len(kinds))[kinds == DROP] % group] = False
     step = np.where(keep, step, 1.0).astype(np.float32)
     decode = float(scale) * np.linalg.inv(transform.astype(np.float64)) @ np.diag(np.where(keep, step, 0.0))
     qmax = 127.0 if signed else 255.0
@@ -359,5 +384,5 @@ def _make_site(shape: tuple[int, int, int], scale: np.float32, signed: bool, tra
         transform=transform.astype(np.float32), step=step,
         cmin=np.where(keep, cmin, 0).astype(np.float32), cmax=np.where(keep, cmax, 0).astype(np.float32),
         decode_matrix=decode.astype(np.float32), kinds=kinds.astype(np.uint8),
-        rice_k=np.where(keep, rice_k, 0).astype(np.uint8),
+        rice_k=np.where(kinds != DROP, rice_k, 0).astype(np.uint8),
     )

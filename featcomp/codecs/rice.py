@@ -16,38 +16,37 @@ from featcomp.codecs.bitstream import BitReader, BitWriter
 MAX_K = 15
 
 
-def write(writer: BitWriter, values: np.ndarray, k: int) -> None:
+def write(writer: BitWriter, values: np.ndarray, k: np.ndarray | int) -> None:
+    """Rice-code values with a parameter per value (or one for all)."""
     values = values.astype(np.int64)
-    writer.uint(values & ((1 << k) - 1), k)
-    writer.unary(values >> k)
+    ks = np.broadcast_to(np.asarray(k, dtype=np.int64), values.shape)
+    writer.uint_var(values & ((1 << ks) - 1), ks)
+    writer.unary(values >> ks)
 
 
-def read(reader: BitReader, count: int, k: int) -> np.ndarray:
-    remainders = reader.uint(count, k)
-    return (reader.unary(count) << k) + remainders
+def read(reader: BitReader, count: int, k: np.ndarray | int) -> np.ndarray:
+    ks = np.broadcast_to(np.asarray(k, dtype=np.int64), (count,))
+    remainders = reader.uint_var(ks)
+    return (reader.unary(count) << ks) + remainders
 
 
-def size_bits(values: np.ndarray, k: int) -> int:
+def size_bits(values: np.ndarray, k: np.ndarray | int) -> int:
     """Bits of write(values, k) before byte alignment."""
-    return int(values.size * (k + 1) + np.sum(values.astype(np.int64) >> k))
+    ks = np.broadcast_to(np.asarray(k, dtype=np.int64), values.shape)
+    return int(np.sum(ks + 1) + np.sum(values.astype(np.int64) >> ks))
 
 
 def best_k(values: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per column of values [n, F]: the k with the fewest mean bits over the valid entries, and that mean.
 
-    One histogram per column and one small matrix product give the cost of every k at once.
     Columns without valid entries get k = 0 and 0 bits.
     """
     v = values.astype(np.int64)
-    n, cols = v.shape
-    top = int(np.max(v, initial=0))
-    column = np.broadcast_to(np.arange(cols), v.shape)
-    index = (column * (top + 1) + v)[valid] if valid is not None else (column * (top + 1) + v).reshape(-1)
-    hist = np.bincount(index, minlength=cols * (top + 1)).reshape(cols, top + 1).astype(np.float64)
-    count = hist.sum(axis=1)
-    ks = np.arange(min(MAX_K, top.bit_length()) + 1)
-    quotient_bits = hist @ (np.arange(top + 1)[:, None] >> ks[None, :])  # [F, K]
-    costs = quotient_bits / np.maximum(count, 1)[:, None] + (ks + 1)[None, :]
-    best = np.argmin(costs, axis=1)
-    mean = np.where(count > 0, costs[np.arange(cols), best], 0.0)
+    if valid is not None:
+        v = np.where(valid, v, 0)
+    count = v.shape[0] if valid is None else valid.sum(axis=0)
+    ks = np.arange(min(MAX_K, int(np.max(v, initial=0)).bit_length()) + 1)
+    costs = np.stack([(v >> k).sum(axis=0) for k in ks]) / np.maximum(count, 1) + (ks + 1)[:, None]
+    best = np.argmin(costs, axis=0)
+    mean = np.where(np.asarray(count) > 0, costs[best, np.arange(v.shape[1])], 0.0)
     return best.astype(np.uint8), mean
