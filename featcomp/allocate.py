@@ -1,8 +1,8 @@
 """Give each site its own quality target: spend bits where the network is sensitive.
 
-A site's sensitivity g_i is measured, not guessed: Gaussian noise is injected at that one site and
-the change of the logits is measured in ONNX Runtime (g_i = output error energy per unit of injected
-noise energy). With output error ~ sum_i g_i n_i D_i and rate ~ sum_i n_i/2 log2(P_i / D_i), the
+A site's sensitivity g_i is measured, not guessed: the site's own codec is inserted at that one
+site and the change of the logits is measured in ONNX Runtime (g_i = output error energy per unit of
+the codec's error energy at the site). With output error ~ sum_i g_i n_i D_i and rate ~ sum_i n_i/2 log2(P_i / D_i), the
 Lagrangian optimum is D_i = lambda / g_i: every site gets the noise its sensitivity allows, and the
 one knob lambda is fixed by a target output SNR or searched for an accuracy budget (`max_drop`).
 """
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
 from featcomp.codecs.base import ActivationStats, Candidate, SiteCodec, pick
 from featcomp.passes.insert import insert_pairs
@@ -22,7 +21,8 @@ from featcomp.passes.sites import Site
 from featcomp.runtime_ops import ort
 
 Feeds = Sequence[dict[str, np.ndarray]]
-PROBE_SNR_DB = 30.0
+PROBE_SNR_DB = 25.0  # quality of the codec candidate that probes a site's sensitivity
+MIN_SITE_SQNR_DB = 12.0  # below this a codec's error is no longer noise-like (it erases structure)
 SNR_RANGE_DB = (10.0, 70.0)
 SEARCH_STEPS = 8
 
@@ -48,56 +48,30 @@ def logits_name(model: onnx.ModelProto) -> str:
 
 
 def sensitivities(model: onnx.ModelProto, sites: Sequence[Site], feeds: Feeds,
-                  stats: Mapping[str, ActivationStats], seed: int = 0,
+                  fronts: Mapping[str, list[Candidate]],
                   progress: Callable[[Iterable[Site]], Iterable[Site]] | None = None) -> dict[str, float]:
-    """g_i per site: logit error energy per unit of noise energy injected at site i alone."""
-    probe, noise_inputs = _noise_probe(model, sites)
+    """g_i per site: logit error energy per unit of error energy that site i's own codec makes.
+
+    The probe is the real codec (its candidate nearest PROBE_SNR_DB), inserted at that site alone:
+    codec errors are biased and spatially correlated, and white noise would hide that (a global
+    pooling averages white noise away but not a shifted mean).
+    """
     out = logits_name(model)
-    sess = ort.session(ort.with_outputs(probe, [out]))
-    rng = np.random.default_rng(seed)
-
-    def feed(f: dict[str, np.ndarray], noisy: str | None = None, noise: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        n = len(next(iter(f.values())))
-        full = {noise_inputs[s.name]: np.zeros((n, *s.shape), np.float32) for s in sites}
-        if noisy is not None:
-            full[noise_inputs[noisy]] = noise
-        return {**f, **full}
-
-    base = [ort.run(sess, feed(f), [out])[out].astype(np.float64) for f in feeds]
+    ref_sess = ort.session(ort.with_outputs(model, [out]))
+    base = [_centered(ort.run(ref_sess, f, [out])[out]) for f in feeds]
     gains = {}
     for site in (progress(sites) if progress else sites):
-        power = float(np.mean(np.square(stats[site.name].sample, dtype=np.float64)))
-        sigma = np.sqrt(max(power, 1e-30) * 10 ** (-PROBE_SNR_DB / 10))
+        probe = pick(fronts[site.name], PROBE_SNR_DB).site
+        one = insert_pairs(model, {site.name: probe})
+        decoded = f"fc/{site.name}/decoded"
+        sess = ort.session(ort.with_outputs(one, [out, site.name, decoded]))
         err = injected = 0.0
         for f, y0 in zip(feeds, base):
-            n = len(next(iter(f.values())))
-            noise = (rng.standard_normal((n, *site.shape)) * sigma).astype(np.float32)
-            y = ort.run(sess, feed(f, site.name, noise), [out])[out]
-            err += float(np.sum(np.square(y - y0)))
-            injected += float(np.sum(np.square(noise, dtype=np.float64)))
-        gains[site.name] = max(err / max(injected, 1e-30), 1e-12)
+            got = ort.run(sess, f, [out, site.name, decoded])
+            err += float(np.sum(np.square(_centered(got[out]) - y0)))
+            injected += float(np.sum(np.square(got[decoded].astype(np.float64) - got[site.name])))
+        gains[site.name] = max(err / injected, 1e-12) if injected > 0 else 1e-12
     return gains
-
-
-def _noise_probe(model: onnx.ModelProto, sites: Sequence[Site]) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """A copy of the model with `site + noise_input` feeding every consumer of each site."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    graph = probe.graph
-    names = {s.name: f"fc/noise/{s.name}" for s in sites}
-    noisy = {s: f"{n}/out" for s, n in names.items()}
-    nodes = list(graph.node)
-    del graph.node[:]
-    for node in nodes:
-        for i, name in enumerate(node.input):
-            if name in noisy:
-                node.input[i] = noisy[name]
-        graph.node.append(node)
-        for out in node.output:
-            if out in names:
-                graph.node.append(helper.make_node("Add", [out, names[out]], [noisy[out]], name=noisy[out]))
-    graph.input.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names.values())
-    return probe, names
 
 
 def allocate(fronts: Mapping[str, list[Candidate]], gains: Mapping[str, float], stats: Mapping[str, ActivationStats],
@@ -108,7 +82,7 @@ def allocate(fronts: Mapping[str, list[Candidate]], gains: Mapping[str, float], 
     chosen = {}
     for name, front in fronts.items():
         power = float(np.mean(np.square(stats[name].sample, dtype=np.float64)))
-        target = 10 * np.log10(max(power * gains[name], 1e-30) / lam)
+        target = max(10 * np.log10(max(power * gains[name], 1e-30) / lam), MIN_SITE_SQNR_DB)
         chosen[name] = pick(front, float(target)).site
     return chosen
 
@@ -166,8 +140,15 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
 
 
 def output_power(model: onnx.ModelProto, feeds: Feeds) -> float:
+    """Mean per-sample energy of the centred logits: the signal that decides the class."""
     logit = logits_name(model)
     probe = ort.session(ort.with_outputs(model, [logit]))
-    energies = [np.sum(np.square(ort.run(probe, f, [logit])[logit], dtype=np.float64)) / len(next(iter(f.values())))
+    energies = [np.sum(np.square(_centered(ort.run(probe, f, [logit])[logit]))) / len(next(iter(f.values())))
                 for f in feeds]
     return float(np.mean(energies))
+
+
+def _centered(y: np.ndarray) -> np.ndarray:
+    """Logits minus their per-sample mean: softmax ignores a common shift, so errors are measured without it."""
+    flat = y.reshape(len(y), -1).astype(np.float64)
+    return flat - flat.mean(axis=1, keepdims=True)

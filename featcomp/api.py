@@ -126,7 +126,7 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     else:
         fronts = {s.name: family.candidates(stats[s.name]) for s in (progress(sites) if progress else sites)}
         probe_feeds = feeds[:SENSITIVITY_BATCHES]
-        gains = allocation.sensitivities(proto, sites, probe_feeds, stats, progress=progress)
+        gains = allocation.sensitivities(proto, sites, probe_feeds, fronts, progress=progress)
         if output_snr_db is not None:
             power = allocation.output_power(proto, probe_feeds)
             codecs = allocation.allocate(fronts, gains, stats, power, output_snr_db)

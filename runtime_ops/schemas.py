@@ -51,7 +51,8 @@ DCTCM_ENCODE = OpSchema(
     ),
     outputs=(Port("Y", "tensor(int16) [N,C,H,W]", "symbols: the integer payload the bitstream codes"),),
     attributes=(
-        Port("kinds", "ints [G]", "coding of each frequency: 0 drop, 1 dense, 2 mask (used by the bitstream packer)"),
+        Port("kinds", "ints [C]", "coding of each channel: 0 drop, 1 dense, 2 mask (used by the bitstream packer)"),
+        Port("rice_k", "ints [C]", "Golomb-Rice parameter of each channel (used by the bitstream packer)"),
         Port("shape", "ints [3]", "C, H, W of one sample (used by the bitstream header)"),
     ),
 )

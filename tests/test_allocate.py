@@ -65,7 +65,7 @@ class Setup:
         self.feeds = feeds(n)
         self.stats = api.calibrate(self.model, self.feeds, sites=self.sites)
         self.fronts = {s.name: DctCm().candidates(self.stats[s.name]) for s in self.sites}
-        self.gains = alloc.sensitivities(self.model, self.sites, self.feeds, self.stats)
+        self.gains = alloc.sensitivities(self.model, self.sites, self.feeds, self.fronts)
         self.power = alloc.output_power(self.model, self.feeds)
 
 
@@ -101,7 +101,7 @@ def test_downstream_gain_shows_in_the_sensitivity(branches: Setup) -> None:
 
 
 def test_sensitivity_is_reproducible(branches: Setup) -> None:
-    again = alloc.sensitivities(branches.model, branches.sites, branches.feeds, branches.stats)
+    again = alloc.sensitivities(branches.model, branches.sites, branches.feeds, branches.fronts)
     assert again == branches.gains
 
 
@@ -114,9 +114,12 @@ def test_allocate_gives_the_sensitive_site_more_quality(branches: Setup) -> None
         assert loud.sqnr_db >= quiet.sqnr_db, snr
         assert loud.bits_per_value >= quiet.bits_per_value, snr
     # 20 dB of sensitivity difference is more than one step of the front apart somewhere in the range
-    codecs = alloc.allocate(branches.fronts, branches.gains, branches.stats, branches.power, 25.0)
-    assert (chosen_candidate(branches.fronts["loud"], codecs["loud"]).sqnr_db
-            > chosen_candidate(branches.fronts["quiet"], codecs["quiet"]).sqnr_db)
+    strictly = []
+    for snr in np.linspace(20.0, 60.0, 9):
+        codecs = alloc.allocate(branches.fronts, branches.gains, branches.stats, branches.power, float(snr))
+        strictly.append(chosen_candidate(branches.fronts["loud"], codecs["loud"]).sqnr_db
+                        > chosen_candidate(branches.fronts["quiet"], codecs["quiet"]).sqnr_db)
+    assert any(strictly)
 
 
 def test_allocation_is_monotonic_in_the_output_snr(branches: Setup) -> None:
@@ -143,12 +146,6 @@ def test_higher_output_snr_gives_a_better_model(branches: Setup) -> None:
     assert high > low + 10.0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "allocate() misses output_snr_db by up to 15 dB on a ReLU -> 1x1 conv -> GlobalAveragePool head: the "
-    "sensitivities are measured with zero-mean white noise, which GAP averages away (1/HW of its energy), "
-    "but the chosen codecs' errors are biased and spatially correlated (the 0-bit all-drop candidate, "
-    "SQNR 0 dB, is picked for the low-gain site and removes its positive mean entirely), so they pass GAP "
-    "undamped; e.g. target 35 dB -> 20 dB measured on the logits"))
 def test_allocated_model_meets_the_output_snr(branches: Setup) -> None:
     """The contract of output_snr_db: the logits' SNR against the original is (about) the target."""
     for target in (20.0, 25.0, 30.0, 35.0, 40.0, 50.0):

@@ -164,9 +164,6 @@ def test_pairs_and_side_arrays_cover_the_op_inputs() -> None:
     assert enc.outputs[0].name == "Y" and dec.inputs[0].name == "Y"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "DctCmSite.attributes() returns 'rice_k', which insert_pairs puts on the DctCmEncode node, but "
-    "schemas.DCTCM_ENCODE (and so the function proto) declares only 'kinds' and 'shape'"))
 def test_encode_node_attributes_are_declared_in_schema() -> None:
     assert set(tie_site().attributes()) == {a.name for a in DCTCM_ENCODE.attributes}
 

@@ -145,14 +145,7 @@ def test_strip_gives_back_the_prepared_original(compressed, originals, name: str
     assert strip_pairs(compressed[name]).SerializeToString() == originals[name].SerializeToString()
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("squeezenet1.1", marks=pytest.mark.xfail(strict=True, reason=(
-        "compress(output_snr_db=20) on SqueezeNet 1.1 reaches only ~14-15 dB logit SNR (calibration and val "
-        "images alike) and top-1 agreement 0.75 (< 0.8) on 20 val images: the white-noise sensitivities "
-        "underestimate the biased, spatially correlated codec errors that GlobalAveragePool does not average "
-        "away (see test_allocate.py::test_allocated_model_meets_the_output_snr)"))),
-    "mobilenet_v2",
-])
+@pytest.mark.parametrize("name", MODELS)
 def test_top1_agreement_with_the_original(compressed, originals, name: str) -> None:
     real = MODELS[name]
     result = api.evaluate(compressed[name], VAL, VAL / "labels.txt", preprocess=real.preprocess,
