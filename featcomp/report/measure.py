@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from featcomp.allocate import top1
 from featcomp.data import InputReader, InputSpec, validate_batch
 from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec
@@ -64,7 +65,7 @@ def measure(model: onnx.ModelProto, reader: InputReader, *, name: str = "model",
         ref = ort.run(ref_sess, feeds, [out_name])[out_name]
         for p in pairs:
             acc[p.site].add(outs[p.site], outs[p.symbols])
-        agree += int(np.sum(_top1(outs[out_name]) == _top1(ref)))
+        agree += int(np.sum(top1(outs[out_name]) == top1(ref)))
         samples += len(ref)
     sites = {s.name: s for s in find_sites(original)}
     reports = [_site_report(acc[p.site], sites.get(p.site)) for p in pairs]
@@ -78,10 +79,6 @@ def measure(model: onnx.ModelProto, reader: InputReader, *, name: str = "model",
 def _batches(reader: InputReader, spec: InputSpec) -> Iterator[dict[str, np.ndarray]]:
     while (batch := reader.get_next()) is not None:
         yield validate_batch(batch, spec, role="report")
-
-
-def _top1(y: np.ndarray) -> np.ndarray:
-    return y.reshape(len(y), -1).argmax(axis=1)
 
 
 def _site_report(acc: _SiteAccumulator, site: Site | None) -> SiteReport:
