@@ -307,6 +307,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     report_reader = reader("report")
     report = api.report(result.model, report_reader, name=output.name,
                         progress=bars.track("measuring", total=_size(report_reader)))
+    report.meta.update(featcomp=_version(), allocation=result.allocation, compress_seconds=result.seconds)
     text = render(report, args.format)
     sys.stdout.write(text)
     if report_path is not None:

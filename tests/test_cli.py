@@ -166,3 +166,18 @@ def test_cli_imports_lazily() -> None:
     result = _python("-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_compress_report_records_how_it_was_made(cli, model_file, calib_npz, tmp_path) -> None:
+    """The report JSON written by compress says which allocation was used and how long each stage took."""
+    import json
+
+    import models
+
+    out, report = tmp_path / "m.fc.onnx", tmp_path / "r.json"
+    run = cli("compress", model_file(models.two_convs()), "-o", out, "--calib", calib_npz, "--output-snr", "20",
+              "--report", report, "--quiet", "--format", "json")
+    assert run.code == 0, run.err
+    meta = json.loads(report.read_text())["meta"]
+    assert meta["allocation"]["method"] == "sensitivity" and meta["allocation"]["output_snr_db"] == 20.0
+    assert meta["compress_seconds"]["total"] > 0 and meta["featcomp"]
