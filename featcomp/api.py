@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -74,7 +74,7 @@ def calibrate(model: ModelLike, data: DataLike | Sequence[dict[str, np.ndarray]]
     if isinstance(data, (list, tuple)):
         batches: Iterable[dict[str, np.ndarray]] = [validate_batch(b, spec) for b in data]
     else:
-        batches = _validated(_reader(proto, data, preprocess, limit, "calibration"), spec, "calibration")
+        batches = _validated(_reader(proto, cast(DataLike, data), preprocess, limit, "calibration"), spec, "calibration")
     names = [s.name for s in chosen]
     sess = ort.session(ort.with_outputs(proto, names))
     stats = {s.name: ActivationStats(s.name, s.shape) for s in chosen}
@@ -137,7 +137,8 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
             codecs = found.codecs
             key = "calibration_top1" if targets is not None else "calibration_agreement"
             info = {"method": "sensitivity", "max_drop": drop, "output_snr_db": found.output_snr_db, key: found.agreement,
-                    "required": found.required, "met": bool(found.agreement >= (found.required or 0) - 1e-12)}
+                    "required": found.required,
+                    "met": found.agreement is not None and found.agreement >= (found.required or 0.0) - 1e-12}
     t3 = time.perf_counter()
     out = insert_pairs(proto, codecs)
     onnx.checker.check_model(out, full_check=True)

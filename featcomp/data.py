@@ -324,7 +324,7 @@ def _check_limit(limit: int | None) -> int | None:
 
 
 def open_inputs(
-    source: str | Path | InputReader,
+    source: str | os.PathLike[str] | InputReader,
     spec: InputSpec,
     preprocess: Preprocess | None,
     limit: int | None = None,

@@ -185,7 +185,7 @@ class Preprocess:
         pixels = np.asarray(self._geometry(_to_rgb(image)), dtype=np.float32)
         if self.order == "bgr":
             pixels = pixels[..., ::-1]
-        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        pixels = ((pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)).astype(np.float32)
         if self.layout == "nchw":
             pixels = pixels.transpose(2, 0, 1)
         return np.ascontiguousarray(pixels, dtype=np.float32)

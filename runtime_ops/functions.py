@@ -7,6 +7,8 @@ MatMul on integer-valued floats, Max/Min), which is what makes the symbols bit-e
 
 from __future__ import annotations
 
+from typing import Any
+
 import onnx
 from onnx import TensorProto, helper
 
@@ -22,7 +24,7 @@ def _group_shape(nodes: list[onnx.NodeProto], x: str, matrix: str, prefix: str) 
                                       value=helper.make_tensor(prefix + name, TensorProto.INT64, [len(values)], values)))
         return prefix + name
 
-    def node(op: str, inputs: list[str], name: str, **attrs: object) -> str:
+    def node(op: str, inputs: list[str], name: str, **attrs: Any) -> str:
         nodes.append(helper.make_node(op, inputs, [prefix + name], **attrs))
         return prefix + name
 

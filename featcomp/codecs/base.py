@@ -81,7 +81,9 @@ class SiteCodec(Protocol):
     """Frozen parameters of one site plus the reference encoder/decoder they define."""
 
     codec_name: str
-    shape: tuple[int, int, int]
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
 
     def symbols(self, x: np.ndarray) -> np.ndarray: ...
     def dequantize(self, symbols: np.ndarray) -> np.ndarray: ...

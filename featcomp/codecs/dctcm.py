@@ -118,7 +118,7 @@ class DctCmSite:
         x = np.asarray(x, dtype=np.float32)
         shape = x.shape
         x4 = x.reshape((-1,) + tuple(shape[-3:]))
-        n, c, h, w = x4.shape
+        n, c, h, w = map(int, x4.shape)
         g = self.group
         q = np.clip(np.rint(x4 / self.scale), self.qmin, self.qmax)
         y = self.transform @ q.reshape(n, c // g, g, h * w)
@@ -130,7 +130,7 @@ class DctCmSite:
         """The decode op: int16 symbols -> float activations."""
         shape = symbols.shape
         s4 = symbols.reshape((-1,) + tuple(shape[-3:]))
-        n, c, h, w = s4.shape
+        n, c, h, w = map(int, s4.shape)
         g = self.group
         out = self.decode_matrix @ s4.astype(np.float32).reshape(n, c // g, g, h * w)
         return out.reshape(shape)
@@ -287,7 +287,9 @@ class DctCm:
     name: str = "dct-cm"
 
     def calibrate(self, stats: ActivationStats) -> DctCmSite:
-        return pick(self.candidates(stats), self.sqnr_db).site
+        site = pick(self.candidates(stats), self.sqnr_db).site
+        assert isinstance(site, DctCmSite)
+        return site
 
     def candidates(self, stats: ActivationStats) -> list[Candidate]:
         """The Pareto front (fewer bits <-> lower SQNR), cheapest first, lossless last."""

@@ -123,7 +123,7 @@ def _totals(reports: list[SiteReport], original: onnx.ModelProto, sites: dict[st
     weights = sum(int(np.prod(t.dims)) for t in original.graph.initializer)
     weight_fp32 = sum(numpy_helper.to_array(t).nbytes for t in original.graph.initializer)
     spec = input_spec(original)
-    in_values = int(np.prod(spec.shape[1:]))
+    in_values = int(np.prod([int(d) for d in spec.shape[1:] if d is not None]))
     total_int8 = traffic_int8 + weights + in_values
     total_fc = traffic_fc + weights + in_values
     return Totals(

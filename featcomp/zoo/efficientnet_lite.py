@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -70,7 +72,7 @@ class _Builder:
         self.inits.append(numpy_helper.from_array(value.astype(np.float32), name))
         return name
 
-    def node(self, op: str, inputs: list[str], name: str, **attrs: int | list[int]) -> str:
+    def node(self, op: str, inputs: list[str], name: str, **attrs: Any) -> str:
         """Append a node whose single output tensor has the node's name."""
         self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
         return name
