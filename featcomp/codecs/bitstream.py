@@ -125,6 +125,10 @@ class BitReader:
     def _advance(self, end: int) -> None:
         self._pos = (end + 7) // 8 * 8
 
+    def peek(self) -> np.ndarray:
+        """The bits from the cursor to the end, not consumed (for decoders that must look ahead)."""
+        return self._bits[self._pos:]
+
     def bits(self, count: int) -> np.ndarray:
         end = self._pos + count
         if end > len(self._bits):

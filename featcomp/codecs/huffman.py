@@ -13,23 +13,35 @@ which keeps wide sparse ranges codable under a short cap (e.g. 8 bits like the p
 Plane layout: the codewords, MSB first, back to back, as one byte-aligned plane (BitWriter.uint_var).
 The plane has no length field; the reader finds its end by decoding.
 
-Decoding without a loop over symbols: for every bit position p of the plane, one table lookup on the
-next max-length bits gives the length of the codeword that would start at p, hence next(p). The
-codeword starts are the chain 0 -> next(0) -> ..., found by pointer doubling (jump = jump[jump])
-while the set of positions still in play shrinks to the images of the jumps: Huffman codes
-resynchronise, so chains from wrong starts merge into the true one after a few codewords and the
-set collapses onto the true chain, which one vectorised check then confirms - typically after a
-handful of rounds. Codes that never resynchronise (e.g. all lengths equal) fall back to plain
-doubling, log2(count) rounds, so the work is bounded either way.
+Decoding without a Python loop over values. Where a codeword starts depends on every codeword
+before it, so decoding is sequential in principle; two vectorised methods find the starts anyway,
+both resting on the fact that prefix codes resynchronise (a decoder started mid-codeword soon lands
+on a true codeword start and from then on agrees with the true decoding):
 
-BitReader has no way to look at bits without consuming them; `_unread_bits` below is the one place
-that reaches into it (see its docstring for the public method that would replace it). Consuming
-goes through the public ``reader.bits(n)``, which also moves to the next byte boundary.
+- walkers (fast; planes of 2**18 bits and more): the plane is cut into chunks and one decoder per
+  chunk starts at its first bit as if a codeword started there; all decode in lock step, a margin
+  into the next chunk. The Python loop runs over the steps within a chunk (a few hundred, however
+  many values), each step decoding one codeword in every chunk. From the first position decoder k
+  shares with decoder k - 1 it is right, so the starts are decoder 0 up to where decoder 1 joins
+  it, decoder 1 from there, and so on. A decoder nobody joined is restarted where its left
+  neighbour entered its chunk (a few rounds); many such mean a code that resynchronises slowly
+  (flat distributions), and the walk is redone with longer margins; failing that, exact runs.
+- exact (reference; small planes and the fallback): for every bit position p, a table lookup on
+  the next bits gives next(p), where the codeword starting at p ends. The starts are the chain
+  0 -> next(0) -> ..., found by pointer doubling over a set of positions that shrinks as chains
+  from wrong starts merge into the true one; log2(count) rounds at worst.
+
+Codes whose codewords all have one length need neither: the starts are multiples of it. A plane
+that does not decode (a pattern that is no codeword, too few bits) is a CodecError.
+
+Look-ahead uses ``BitReader.peek()``; consuming goes through ``reader.bits(n)``, which also moves to
+the next byte boundary.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -41,6 +53,10 @@ from featcomp.errors import CodecError
 MAX_LENGTH = 16          # longest codeword; the decoder's lookup table has 2**MAX_LENGTH entries
 MAX_SYMBOLS = 1 << 20    # widest symbol range a table covers, so escaped offsets fit in 20 bits
 _SIDE = struct.Struct("<iIBB")  # lo, symbol count, escape length, bits per stored length (4 or 8)
+_ESCAPED = np.iinfo(np.int64).min  # decoded value standing for "escape: the value follows in escape_bits"
+_NO_CODEWORD = 1 << 40   # how far a decoder jumps from a bit pattern that starts no codeword: past any plane
+_WALK_FROM_BITS = 1 << 18  # below this many bits the exact decoder is as fast as the walkers
+_RESTARTS = 4            # rounds of restarting walkers that did not resynchronise, then the exact decoder
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,10 +99,14 @@ class HuffmanTable:
         """Optimal lengths (capped at max_length) for calibration values.
 
         Without an escape every value in [min, max] of the data gets a codeword, with add-one
-        smoothing, so values the calibration never saw but that lie in its range stay codable. With
-        an escape, only seen values get codewords (the 2**max_length - 1 most frequent, if there are
-        more) and the rest share the escape. escape=None uses one only when the range has more than
-        2**max_length values, i.e. when there is no other way.
+        smoothing, so values the calibration never saw but that lie in its range stay codable (a
+        range much wider than the data spends bits on that: clip outliers first). With an escape,
+        only the most frequent values get codewords of their own, as many as cost the fewest bits on
+        the calibration data (0, 1, 3, 7, ... are tried: keeping 2**max_length - 1 would force every
+        codeword to max_length bits), and the rest share the escape, weighted by their count plus one
+        so that unseen values stay codable at little cost. escape=None picks whichever costs fewer
+        bits on the calibration data (an escape is the only way when the range has more than
+        2**max_length values); True and False force one or the other.
         """
         v = np.asarray(values).reshape(-1)
         if v.size == 0 or not (np.issubdtype(v.dtype, np.integer) or v.dtype == np.bool_):
@@ -98,24 +118,28 @@ class HuffmanTable:
         if n > MAX_SYMBOLS:
             raise ValueError(f"calibration values span {n} integers; clip them to at most {MAX_SYMBOLS}")
         counts = np.bincount((v.astype(np.int64) - lo), minlength=n)
-        room = 1 << max_length
-        if escape is None:
-            escape = n > room
-        if not escape:
-            if n > room:
-                raise ValueError(f"{n} symbols need codewords longer than {max_length} bits; fit with escape=True")
-            return cls(lo, _limited_lengths(counts + 1, max_length))
-        keep = np.flatnonzero(counts)
-        if len(keep) > room - 1:  # the escape takes one codeword
-            keep = np.sort(keep[np.argsort(-counts[keep], kind="stable")[:room - 1]])
-        n_escaped = n - len(keep)
-        if n_escaped == 0:
-            return cls(lo, _limited_lengths(counts + 1, max_length))
-        escape_weight = int(counts.sum() - counts[keep].sum()) + n_escaped
-        both = _limited_lengths(np.append(counts[keep] + 1, escape_weight), max_length)
-        lengths = np.zeros(n, np.uint8)
-        lengths[keep] = both[:-1]
-        return cls(lo, lengths, int(both[-1]))
+        options = []  # (bits on the calibration data, kept values, lengths, escape length)
+        if escape is not True:
+            if n > (1 << max_length):
+                if escape is False:
+                    raise ValueError(f"{n} symbols need codewords longer than {max_length} bits; fit with an escape")
+            else:
+                lengths = _limited_lengths(counts + 1, max_length)
+                options.append((int(np.sum(counts * lengths)), -1, lengths, 0))
+        if escape is not False:
+            seen = np.flatnonzero(counts)
+            by_count = seen[np.argsort(-counts[seen], kind="stable")]
+            escape_bits = (n - 1).bit_length()
+            for k in sorted({min(len(by_count), (1 << j) - 1) for j in range(max_length + 1)} - {n}):
+                keep = by_count[:k]
+                escaped = int(counts.sum() - counts[keep].sum())
+                both = _limited_lengths(np.append(counts[keep] + 1, escaped + 1), max_length)
+                lengths = np.zeros(n, np.uint8)
+                lengths[keep] = both[:-1]
+                bits = int(np.sum(counts * lengths)) + escaped * (int(both[-1]) + escape_bits)
+                options.append((bits, k, lengths, int(both[-1])))
+        _, _, lengths, escape_length = min(options, key=lambda option: option[:2])
+        return cls(lo, lengths, escape_length)
 
     def to_bytes(self) -> bytes:
         """Side information: lo, symbol count, escape length, then one length per symbol in 4 or 8 bits."""
@@ -203,13 +227,19 @@ class HuffmanTable:
         ext = all_len.copy()
         ext[n] += self.escape_bits
         filled = int(span.sum())
-        symbol = np.full(1 << width, -1, np.int32)  # symbol index of the codeword the window starts with
-        symbol[:filled] = np.repeat(order, span)
+        value = np.full(1 << width, _ESCAPED, np.int64)  # value of the codeword the window starts with
+        value[:filled] = np.repeat(np.where(order == n, _ESCAPED, order + self.lo), span)
         step = np.zeros(1 << width, np.uint8)       # bits it takes, escape offset included; 0 = no codeword
         step[:filled] = np.repeat(ext[order], span)
+        jump = np.where(step > 0, step.astype(np.int64), _NO_CODEWORD)
         weight = 0.5 ** all_len[order]
         mean_step = float(np.sum(weight * ext[order]) / np.sum(weight))
-        return _Decoder(width, symbol, step, int(ext[order].max()), mean_step)
+        steps = ext[order]
+        fixed = int(steps[0]) if (steps == steps[0]).all() else 0
+        grain = int(np.gcd.reduce(steps))  # every codeword start is a multiple of this from the first
+        margin = -(-(int(32 * mean_step) + int(steps.max())) // grain) * grain  # ~32 codewords
+        return _Decoder(width, value, step, jump, int(steps.min()), int(steps.max()), mean_step,
+                        filled == len(step), fixed, grain, margin, self.escape_length > 0)
 
     # --- measures -----------------------------------------------------------------------------------
 
@@ -244,10 +274,17 @@ class HuffmanTable:
 @dataclass(frozen=True)
 class _Decoder:
     width: int            # bits looked at per position (the longest codeword)
-    symbol: np.ndarray    # [2**width] symbol index (len(lengths) = escape, -1 = no codeword)
+    value: np.ndarray     # [2**width] value of the codeword starting the window (_ESCAPED for the escape)
     step: np.ndarray      # [2**width] bits consumed, escape offset included (0 = no codeword)
+    jump: np.ndarray      # step as int64, with _NO_CODEWORD where there is no codeword
+    min_step: int
     max_step: int
     mean_step: float      # expected bits per value if values followed the code's own distribution
+    complete: bool        # every window starts with a codeword (Kraft sum 1)
+    fixed: int            # the one codeword length (escape offset included) if all are equal, else 0
+    grain: int            # every codeword length is a multiple of this, so walkers start on multiples of it
+    margin: int           # bits a walker decodes into the next chunk to meet its neighbour (fast decoder)
+    escape: bool          # the code has an escape codeword
 
 
 def entropy_bits(values: np.ndarray) -> float:
@@ -267,128 +304,349 @@ def write(writer: BitWriter, values: np.ndarray, table: HuffmanTable) -> None:
 
 
 def read(reader: BitReader, count: int, table: HuffmanTable) -> np.ndarray:
-    """Decode count values written by write(); a plane that is not count codewords is a CodecError."""
+    """Decode count values written by write(), leaving the reader at the next plane.
+
+    A plane that does not hold count codewords (corrupt or truncated) is a CodecError.
+    """
     if count == 0:
         return np.zeros(0, np.int64)
     dec = table._decoder
-    bits = _unread_bits(reader)
+    bits = reader.peek()
     avail = len(bits)
-    starts: list[np.ndarray] = []
-    symbols: list[np.ndarray] = []
-    start, left = 0, count
-    # First try a window sized by the expected length: the plane is usually followed by other planes,
-    # and looking at every bit position up to the worst case (count * longest codeword) would waste work.
-    stop = min(avail, int(count * dec.mean_step * 1.125) + 64)
-    while True:
-        chain, sym, end, dead = _decode_window(bits, start, stop, left, dec)
-        starts.append(chain + start)
-        symbols.append(sym)
-        left -= len(chain)
+    parts: list[np.ndarray] = []
+    escapes: list[np.ndarray] = []
+    start, left, per_value = 0, count, dec.mean_step
+    for attempt in range(3):
+        # The plane's end is unknown and other planes may follow, so look at a window sized by the
+        # expected bits per value first; only the third try takes the bound (values * longest codeword).
+        guess = left * dec.max_step if attempt >= 2 else int(left * per_value * 1.125) + 64
+        stop = min(avail, start + min(guess, left * dec.max_step))
+        values, escaped_at, end, dead = _decode_window(bits, start, stop, left, dec)
+        parts.append(values)
+        escapes.append(escaped_at)
+        left -= len(values)
         if left == 0:
-            start = end
             break
         if dead or stop >= avail:
             raise CodecError(f"Huffman plane corrupt or truncated: {count - left} of {count} values decode, "
                              f"then no codeword fits at bit {end} of {avail}")
-        start = end
-        stop = min(avail, start + left * dec.max_step)  # enough for any codewords
-    sym = np.concatenate(symbols)
-    out = sym.astype(np.int64)
-    n = len(table.lengths)
-    escaped = np.flatnonzero(sym == n)
-    if escaped.size:
-        at = np.concatenate(starts)[escaped] + table.escape_length
-        offsets = _read_uint(bits, at, table.escape_bits)
-        if offsets.max() >= n:
+        start, per_value = end, max(per_value, end / (count - left))
+    else:  # the third window holds every remaining codeword, so it cannot end without one of the above
+        raise AssertionError("unreachable")
+    out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if dec.escape:
+        n = len(table.lengths)
+        offsets = _read_uint(bits, np.concatenate(escapes) + table.escape_length, table.escape_bits)
+        if offsets.size and offsets.max() >= n:
             raise CodecError(f"Huffman plane escapes to symbol index {int(offsets.max())}, the table has {n}")
-        out[escaped] = offsets
-    reader.bits(start)
-    return out + table.lo
+        out[out == _ESCAPED] = offsets + table.lo
+    reader.bits(end)
+    return out
 
 
-def _decode_window(bits: np.ndarray, start: int, stop: int, need: int, dec: _Decoder) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """Up to need codeword starts (relative to start) whose starts lie in [start, stop), with their symbols.
+_Decoded = tuple[np.ndarray, np.ndarray, int, bool]
 
-    Also returns the bit where the last codeword ends and whether the chain hit a bit pattern that is no
-    codeword (or a codeword running past the end of the bits).
+
+def _decode_window(bits: np.ndarray, start: int, stop: int, need: int, dec: _Decoder) -> _Decoded:
+    """Decode up to need codewords that start in [start, stop), the first at start.
+
+    Returns their values (_ESCAPED for escapes), the bit positions of the escapes among them, the bit where
+    the last one ends, and whether decoding stopped at a bit pattern that is no codeword (or one that
+    runs past the end of the bits) rather than at the end of the window.
     """
-    avail = len(bits)
     if stop <= start:
-        return np.zeros(0, np.int64), np.zeros(0, np.int32), start, False
-    base = start - start % 8
-    ahead = min(avail, stop + dec.width)  # lookahead so windows near stop see real bits
-    packed = np.zeros((ahead - base + 7) // 8 + 3, np.uint8)
-    packed[:(ahead - base + 7) // 8] = np.packbits(bits[base:ahead])
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), start, False
+    if dec.fixed:
+        return _decode_fixed(bits, start, stop, need, dec)
+    fast = _decode_walkers(bits, start, stop, need, dec)
+    return fast if fast is not None else _decode_exact(bits, start, stop, need, dec)
+
+
+def _decode_fixed(bits: np.ndarray, start: int, stop: int, need: int, dec: _Decoder) -> _Decoded:
+    """All codewords one length: the starts are known (and such codes never resynchronise, so walkers would fail)."""
+    k = dec.fixed
+    chain = np.arange(min(need, -(-(stop - start) // k)), dtype=np.int64) * k + start
+    fits = chain[chain + k <= len(bits)]
+    window = _read_uint(bits, fits, dec.width)  # width <= k, so inside the bits
+    bad = dec.step[window] == 0
+    n_ok = int(np.argmax(bad)) if bad.any() else len(fits)
+    values = dec.value[window[:n_ok]]
+    return values, chain[:n_ok][values == _ESCAPED], start + n_ok * k, n_ok < len(chain)
+
+
+def _decode_exact(bits: np.ndarray, start: int, stop: int, need: int, dec: _Decoder) -> _Decoded:
+    """The reference method: next codeword start for every bit position, then the chain by pointer doubling."""
     n_pos = stop - start
-    n_bytes = (stop - base + 7) // 8
-    word = (packed[:n_bytes].astype(np.uint32) << 16) | (packed[1:n_bytes + 1].astype(np.uint32) << 8) | packed[2:n_bytes + 2]
-    shifts = (24 - dec.width - np.arange(8)).astype(np.uint32)
-    window = ((word[:, None] >> shifts) & np.uint32((1 << dec.width) - 1)).reshape(-1)[start - base:start - base + n_pos]
-    step = dec.step[window]
-    itype = np.int32 if n_pos + 2 < (1 << 31) else np.int64
-    nxt = np.empty(n_pos + 2, itype)
-    nxt[:n_pos] = np.arange(n_pos, dtype=itype) + step
-    nxt[n_pos], nxt[n_pos + 1] = n_pos, n_pos + 1  # END: left the window; DEAD: no codeword here
-    bad = (step == 0) | (nxt[:n_pos] > avail - start)
-    np.minimum(nxt[:n_pos], n_pos, out=nxt[:n_pos])
-    nxt[:n_pos][bad] = n_pos + 1
-    chain, dead = _chain(nxt, need)
+    room = len(bits) - start
+    window = _windows(bits, start, n_pos, dec.width)
+    end, dead = n_pos, n_pos + 1
+    nxt = np.arange(n_pos + 2, dtype=np.int64)  # nxt[end] = end, nxt[dead] = dead
+    nxt[:n_pos] += dec.jump[window]              # no codeword: a jump far past dead
+    safe = max(0, min(n_pos, room) - dec.max_step)  # codewords starting before this end inside both
+    if not dec.complete:
+        np.minimum(nxt[:safe], dead, out=nxt[:safe])
+    tail = nxt[safe:n_pos]
+    tail[tail > end] = np.where(tail[tail > end] > room, dead, end)
+    chain = _chain(nxt, need)
     last = int(chain[-1])
-    return chain, dec.symbol[window[chain]], start + last + int(step[last]), dead
+    broken = bool(nxt[last] == dead)  # the last start holds no whole codeword
+    if broken:
+        chain = chain[:-1]
+    values = dec.value[window[chain]]
+    return values, chain[values == _ESCAPED] + start, start + last + (0 if broken else int(dec.step[window[last]])), broken
 
 
-def _chain(nxt: np.ndarray, need: int) -> tuple[np.ndarray, bool]:
-    """The first need positions of 0 -> nxt[0] -> ... below END = len(nxt) - 2, and whether it ended in DEAD.
+def _decode_walkers(bits: np.ndarray, start: int, stop: int, need: int, dec: _Decoder) -> _Decoded | None:
+    """The fast method: decode chunks of the window in parallel, stitched where the decoders resynchronise.
 
-    Pointer doubling over a shrinking domain. Invariants after round r: `jump` is nxt applied 2**r
-    times on every position of `domain`; `domain` holds the whole chain and is closed under `jump`;
-    `prefix` is the first 2**r chain positions. The domain is the image of the jumps plus the prefix,
-    so wrong chains drop out as they merge into the true one; once nothing else is left, the domain
-    is the chain, which a single comparison against nxt proves.
+    One decoder ("walker") starts at the beginning of each chunk as if a codeword started there and
+    decodes, all walkers in lock step, a margin into the next chunk. Walker 0 is right; walker k is
+    right from the first position it shares with walker k - 1, so the chain is walker 0 up to that
+    position, walker 1 from it, and so on. A few walkers that met nobody are restarted from where
+    their left neighbour entered their chunk; many mean a code that resynchronises slowly, and the
+    walk is redone with a longer margin (twice at most). None (use _decode_exact) if that does not
+    settle it, or if the window is too small for walkers to pay off. The Python loop runs over the
+    steps within a chunk (a few hundred for most codes, whatever the number of values).
+    """
+    n_pos = stop - start
+    if n_pos < _WALK_FROM_BITS:
+        return None
+    base = start - start % 8  # walker positions count from here, so bytes line up
+    off = start - base
+    cap = off + n_pos
+    word = _words(bits, base, min(len(bits), stop + dec.width), cap // 8 + 1)
+    for margin in (dec.margin, 8 * dec.margin, 64 * dec.margin):
+        # Chunk length: each step costs a fixed Python overhead plus a little per walker, so the best
+        # length grows like sqrt(bits * margin); it must exceed the margin (see _Joins).
+        chunk = max(2 * margin, int(np.sqrt(n_pos * margin / 250)))
+        chunk = -(-chunk // dec.grain) * dec.grain
+        if chunk >= n_pos:
+            return None
+        chain = _walk_chain(word, off, cap, chunk, margin, need, dec)
+        if chain is None:
+            continue
+        wins, position = chain
+        values = dec.value[wins]
+        escaped_at = position(np.flatnonzero(values == _ESCAPED)) + base if dec.escape else np.zeros(0, np.int64)
+        last = int(position(np.array([len(wins) - 1]))[0]) + base
+        step = int(dec.step[wins[-1]])
+        if step == 0 or last + step > len(bits):  # the last start holds no whole codeword
+            return values[:-1], escaped_at[escaped_at < last], last, True
+        return values, escaped_at, last + step, False
+    return None
+
+
+def _walk_chain(word: np.ndarray, off: int, cap: int, chunk: int, margin: int, need: int,
+                dec: _Decoder) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None:
+    """Walkers for one chunk length and margin: the windows of (up to) the first need codewords of the
+    chain, and a function from their indices to their bit positions; None if walkers did not resynchronise.
+    """
+    n_walkers = -(-(cap - off) // chunk)
+    first = off + np.arange(n_walkers, dtype=np.int64) * chunk
+    limit = np.minimum(first + chunk + margin, cap)
+    pos, win, steps = _walk(word, first, limit, dec)
+    joins = _Joins(first, chunk, limit, margin, dec)
+    joins.update(pos[:steps], np.arange(n_walkers))
+    for attempt in range(_RESTARTS + 1):
+        found, row_start, row_end, bad = joins.result()
+        lens = row_end[:bad + 1] - row_start[:bad + 1]
+        if bad == n_walkers - 1 or lens.sum() >= need:
+            break
+        # restart each walker its left neighbour did not meet, from where that neighbour entered its chunk
+        lost = np.flatnonzero(~found[:-1])
+        entry = pos[np.minimum(joins.cross[lost], steps - 1), lost]
+        ok = (joins.cross[lost] < steps) & (entry < limit[lost])
+        if not ok[0] and entry[0] >= _NO_CODEWORD:  # walker `bad` is right, so the chain ends there
+            break
+        if not ok[0] or attempt == _RESTARTS or len(lost) > n_walkers // 2:
+            return None  # a code that resynchronises slowly: a longer margin will do better
+        lost, entry = lost[ok] + 1, entry[ok]
+        new_pos, new_win, new_steps = _walk(word, entry, limit[lost], dec)
+        pos[steps:new_steps] = cap  # the others are done: pad them
+        pos[:new_steps, lost] = new_pos[:new_steps]
+        win[:new_steps, lost] = new_win[:new_steps]
+        pos[new_steps:steps, lost] = cap
+        steps = max(steps, new_steps)
+        joins.update(pos[:steps], lost)
+    # the chain: walker k's steps row_start[k] .. row_end[k] - 1, for k = 0 .. bad, gathered walker by walker
+    at = np.arange(steps)
+    keep = (at >= row_start[:bad + 1, None]) & (at < row_end[:bad + 1, None])
+    wins = np.ascontiguousarray(win[:steps, :bad + 1].T)[keep][:need]
+    ends = np.cumsum(lens)
+
+    def position(i: np.ndarray) -> np.ndarray:
+        k = np.searchsorted(ends, i, side="right")
+        return pos[i - (ends[k] - lens[k]) + row_start[k], k]
+
+    return wins, position
+
+
+def _walk(word: np.ndarray, first: np.ndarray, limit: np.ndarray, dec: _Decoder) -> tuple[np.ndarray, np.ndarray, int]:
+    """Decode from every position in first, in lock step, until each is at or past its limit.
+
+    Returns positions and windows [room for steps, walkers] and the steps taken; a walker that meets
+    no codeword jumps _NO_CODEWORD bits on, past every limit. Each step moves every walker on by at least
+    min_step bits, so the loop ends, and the arrays have room for every step.
+    """
+    pos = first.copy()
+    shift, mask = 24 - dec.width, (1 << dec.width) - 1
+    room = int((limit - first).max(initial=0)) // dec.min_step + 9
+    positions = np.empty((room, len(first)), np.int64)
+    windows = np.empty((room, len(first)), np.uint16)  # small: the chain is gathered from it across rows
+    steps = 0
+    while True:
+        for _ in range(8):
+            w = word.take(pos >> 3, mode="clip")  # walkers past the end read anything; they are done
+            w >>= shift - (pos & 7)
+            w &= mask
+            positions[steps] = pos
+            windows[steps] = w
+            pos = pos + dec.jump.take(w)
+            steps += 1
+        if (pos >= limit).all():
+            return positions, windows, steps
+
+
+class _Joins:
+    """Where each walker meets its right neighbour (see _decode_walkers), kept up to date as walkers restart.
+
+    Per walker k: cross[k], its first step into the next chunk; meet[k], its step at the first position it
+    shares with walker k + 1 (-1: none), which is walker k + 1's step met[k] - 1; n_over[k], its steps
+    in the overlap when there is no meeting.
+    """
+
+    def __init__(self, first: np.ndarray, chunk: int, limit: np.ndarray, margin: int, dec: _Decoder) -> None:
+        n = len(first)
+        self.first, self.limit, self.margin, self.dec = first, limit, margin, dec
+        self.head = margin + dec.max_step  # a walker's opening stretch, shorter than a chunk
+        self.next_first = np.append(first[1:], first[-1] + chunk)
+        self.cross = np.zeros(n, np.int64)
+        self.step_at = np.zeros((n + 1) * (self.head + 1), np.int32)  # flat: walker * (head + 1) + offset
+        self.meet = np.full(n, -1, np.int64)
+        self.met = np.zeros(n, np.int64)
+        self.n_over = np.zeros(n, np.int64)
+
+    def update(self, pos: np.ndarray, walkers: np.ndarray) -> None:
+        """Recompute what involves these walkers (sorted), from positions [steps, all walkers]."""
+        n, head, dec = len(self.first), self.head, self.dec
+        cols = pos if len(walkers) == n else pos[:, walkers]
+        self.cross[walkers] = (cols < np.minimum(self.next_first, self.limit)[walkers]).sum(axis=0)
+        # each walker's opening steps by offset from its first position: a position there belongs to that
+        # walker only, so one table serves all; positions past `head` go to a spare slot per walker
+        self.step_at.reshape(-1, head + 1)[walkers] = 0
+        for row in range(0, min(len(pos), head // dec.min_step + 1), 16):  # until all are past `head`
+            opening = cols[row:row + 16] - self.first[walkers]
+            if opening.min() >= head:
+                break
+            np.minimum(opening, head, out=opening)
+            opening += walkers * (head + 1)
+            self.step_at[opening] = np.arange(row + 1, row + len(opening) + 1, dtype=np.int32)[:, None]
+        pairs = np.arange(n - 1) if len(walkers) == n else np.union1d(walkers - 1, walkers)
+        self._meet(pos, pairs[(pairs >= 0) & (pairs < n - 1)])
+
+    def _meet(self, pos: np.ndarray, todo: np.ndarray) -> None:
+        """Walker k's steps into the next chunk looked up among walker k + 1's opening steps, for k in todo.
+
+        The first few for all, then the rest (fewer than margin / min_step + 1 in all) for those not met yet.
+        """
+        steps, n = pos.shape
+        head = self.head
+        self.meet[todo], self.met[todo], self.n_over[todo] = -1, 0, 0
+        for lo, hi in ((0, 8), (8, self.margin // self.dec.min_step + 1)):
+            if lo >= hi or not len(todo):
+                break
+            reach = self.cross[todo, None] + np.arange(lo, hi)
+            over = pos.reshape(-1)[np.minimum(reach, steps - 1) * n + todo[:, None]]
+            inside = (reach < steps) & (over < self.limit[todo, None])
+            over -= self.next_first[todo, None]
+            np.clip(over, 0, head, out=over)
+            over += (todo[:, None] + 1) * (head + 1)
+            hit = self.step_at[over]
+            hit[~inside] = 0
+            col = np.argmax(hit > 0, axis=1)
+            hit = hit[np.arange(len(todo)), col]
+            got = hit > 0
+            self.meet[todo[got]] = lo + col[got]
+            self.met[todo[got]] = hit[got]
+            self.n_over[todo] += inside.sum(axis=1)
+            todo = todo[~got & inside[:, -1]]  # not met, and steps left in the overlap
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """found[k] (walker k meets walker k + 1); per walker the steps that belong to the chain if
+        its left neighbour is right, row_start[k] .. row_end[k] - 1; and the first walker k that meets
+        no right neighbour (the last if all do)."""
+        found = self.meet >= 0
+        row_end = np.where(found, self.cross + self.meet, self.cross + self.n_over)
+        row_start = np.zeros(len(found), np.int64)
+        row_start[1:] = np.where(found[:-1], self.met[:-1] - 1, 0)
+        bad = int(np.argmin(found[:-1])) if not found[:-1].all() else len(found) - 1
+        return found, row_start, row_end, bad
+
+
+def _windows(bits: np.ndarray, start: int, count: int, width: int) -> np.ndarray:
+    """For each bit position start .. start + count - 1: the next width bits as an integer (zeros past the end)."""
+    base = start - start % 8
+    word = _words(bits, base, min(len(bits), start + count + width), (start + count - base + 7) // 8)
+    window = word[:, None] >> (24 - width - np.arange(8, dtype=np.int64))
+    window &= (1 << width) - 1
+    return window.reshape(-1)[start - base:start - base + count]
+
+
+def _words(bits: np.ndarray, base: int, stop: int, count: int) -> np.ndarray:
+    """For count bytes from bit base (a byte boundary): 24 bits from that byte on, enough for width + 7 bits.
+
+    Bits from stop on read as zeros.
+    """
+    packed = np.zeros(max(count, (stop - base + 7) // 8) + 2, np.uint8)
+    packed[:(stop - base + 7) // 8] = np.packbits(bits[base:stop])
+    word = packed[:count].astype(np.int64) << 16
+    word |= packed[1:count + 1].astype(np.int64) << 8
+    word |= packed[2:count + 2]
+    return word
+
+
+def _chain(nxt: np.ndarray, need: int) -> np.ndarray:
+    """The first need positions of 0 -> nxt[0] -> ... that lie below END = len(nxt) - 2.
+
+    nxt[END] = END and nxt[END + 1] = END + 1 (DEAD). Pointer doubling over a shrinking domain.
+    Invariants after round r: `jump` is nxt applied 2**r times on every position of `domain`;
+    `domain` holds the whole chain and is closed under `jump`; `prefix` is the first 2**r chain
+    positions. The domain is the image of the jumps plus the prefix, so wrong chains drop out as they
+    merge into the true one; once nothing else is left, the domain is the chain, which one comparison
+    against nxt proves. Otherwise the prefix is complete after log2(need) rounds.
     """
     end = len(nxt) - 2
-    jump = nxt.copy()
-    domain: np.ndarray | None = None  # None: every position
-    prefix = np.zeros(1, nxt.dtype)
-    mask = np.empty(len(nxt), bool)
+    mask = np.zeros(len(nxt), bool)
+    jump = nxt[nxt]  # round 0 over every position
+    prefix = np.array([0, nxt[0]], np.int64)
+    mask[jump] = True
+    mask[prefix] = True
+    domain = np.flatnonzero(mask)
     while True:
-        cand = np.arange(end, dtype=nxt.dtype) if domain is None else domain[:np.searchsorted(domain, end)]
-        if len(cand) and cand[0] == 0 and np.array_equal(nxt[cand[:-1]], cand[1:]):
-            return cand[:need], bool(nxt[cand[-1]] == end + 1) and len(cand) < need
+        cand = domain[:np.searchsorted(domain, end)]
+        probe = np.arange(0, len(cand) - 1, 61)  # a sample first: most rounds fail it, saving the full check
+        if (len(cand) and cand[0] == 0 and np.array_equal(nxt[cand[probe]], cand[probe + 1])
+                and np.array_equal(nxt[cand[:-1]], cand[1:])):
+            return cand[:need]
         if len(prefix) >= need or prefix[-1] >= end:
-            chain = prefix[:np.searchsorted(prefix, end)][:need]  # prefix is increasing until it sticks at END/DEAD
-            return chain, bool(prefix[-1] == end + 1) and len(chain) < need
+            return prefix[:np.searchsorted(prefix, end)][:need]  # prefix rises until it sticks at END or DEAD
         prefix = np.concatenate([prefix, jump[prefix]])
-        if domain is None:
-            image = jump[jump]
-            jump = image
-        else:
-            image = jump[jump[domain]]
-            jump[domain] = image
+        image = jump[jump[domain]]
+        jump[domain] = image
         mask[:] = False
         mask[image] = True
         mask[prefix] = True
-        domain = np.flatnonzero(mask).astype(nxt.dtype, copy=False)
+        domain = np.flatnonzero(mask)
 
 
 def _read_uint(bits: np.ndarray, at: np.ndarray, width: int) -> np.ndarray:
-    """The width-bit MSB-first integers starting at bit positions `at` (few: only escaped values)."""
-    if width == 0:
+    """The width-bit MSB-first integers starting at bit positions `at` (all inside the bits)."""
+    if width == 0 or len(at) == 0:
         return np.zeros(len(at), np.int64)
-    idx = at[:, None] + np.arange(width)
-    if idx.max() >= len(bits):
-        raise CodecError("Huffman plane truncated inside an escaped value")
-    return bits[idx].astype(np.int64) @ (np.int64(1) << np.arange(width - 1, -1, -1, dtype=np.int64))
+    got = bits[at[:, None] + np.arange(width)].astype(np.int64)
+    return got @ (np.int64(1) << np.arange(width - 1, -1, -1, dtype=np.int64))
 
 
-def _unread_bits(reader: BitReader) -> np.ndarray:
-    """The bits from the reader's cursor to the end, without consuming them.
-
-    >>> BitReader has no public peek, so this reads its private fields. The clean fix is one method in
-    >>> bitstream.py: ``def peek(self) -> np.ndarray: return self._bits[self._pos:]`` (callers consume
-    >>> with ``bits(n)`` as now), and this helper becomes ``reader.peek()``.
-    """
-    return reader._bits[reader._pos:]
 
 
 def _limited_lengths(weights: np.ndarray, max_length: int) -> np.ndarray:
