@@ -81,8 +81,7 @@ def allocate(fronts: Mapping[str, list[Candidate]], gains: Mapping[str, float], 
     lam = output_power * 10 ** (-output_snr_db / 10) / max(total, 1)
     chosen = {}
     for name, front in fronts.items():
-        power = float(np.mean(np.square(stats[name].sample, dtype=np.float64)))
-        target = max(10 * np.log10(max(power * gains[name], 1e-30) / lam), MIN_SITE_SQNR_DB)
+        target = max(10 * np.log10(max(stats[name].mean_square * gains[name], 1e-30) / lam), MIN_SITE_SQNR_DB)
         chosen[name] = pick(front, float(target)).site
     return chosen
 
@@ -113,16 +112,17 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
     stay >= 1 - max_drop/100); with labels (class indices in the model's output numbering) it is
     top-1 accuracy, which must stay >= the original's accuracy - max_drop/100.
     """
-    out = model.graph.output[0].name
-    ref_sess = ort.session(model)
-    original = [top1(ort.run(ref_sess, f, [out])[out]) for f in feeds]
+    out, logit = model.graph.output[0].name, logits_name(model)
+    ref_sess = ort.session(ort.with_outputs(model, [logit]))
+    runs = [ort.run(ref_sess, f, [out, logit]) for f in feeds]
+    original = [top1(r[out]) for r in runs]
+    power = float(np.mean([np.sum(np.square(_centered(r[logit]))) / len(r[logit]) for r in runs]))
     if labels is None:
         target, need = original, 1.0 - max_drop / 100.0
     else:
         target = list(labels)
         hits = sum(int(np.sum(o == t)) for o, t in zip(original, target))
         need = hits / max(1, sum(len(t) for t in target)) - max_drop / 100.0
-    power = output_power(model, feeds)
     lo, hi = SNR_RANGE_DB
     best = Allocation(codecs=allocate(fronts, gains, stats, power, hi), output_snr_db=hi, agreement=None)
     steps = range(SEARCH_STEPS)
@@ -143,9 +143,8 @@ def output_power(model: onnx.ModelProto, feeds: Feeds) -> float:
     """Mean per-sample energy of the centred logits: the signal that decides the class."""
     logit = logits_name(model)
     probe = ort.session(ort.with_outputs(model, [logit]))
-    energies = [np.sum(np.square(_centered(ort.run(probe, f, [logit])[logit]))) / len(next(iter(f.values())))
-                for f in feeds]
-    return float(np.mean(energies))
+    logits = [ort.run(probe, f, [logit])[logit] for f in feeds]
+    return float(np.mean([np.sum(np.square(_centered(y))) / len(y) for y in logits]))
 
 
 def _centered(y: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -18,7 +18,7 @@ import onnx
 
 from featcomp.codecs import ActivationStats, SiteCodec, make_codec
 from featcomp import allocate as allocation
-from featcomp.data import InputReader, collect, open_inputs, read_labels, validate_batch
+from featcomp.data import InputReader, collect, open_inputs, read_labels, validate_batch, validated
 from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec, load_model, prepare
 from featcomp.passes.insert import insert_pairs, strip_pairs
@@ -74,7 +74,7 @@ def calibrate(model: ModelLike, data: DataLike | Sequence[dict[str, np.ndarray]]
     if isinstance(data, (list, tuple)):
         batches: Iterable[dict[str, np.ndarray]] = [validate_batch(b, spec) for b in data]
     else:
-        batches = _validated(_reader(proto, cast(DataLike, data), preprocess, limit, "calibration"), spec, "calibration")
+        batches = validated(_reader(proto, cast(DataLike, data), preprocess, limit, "calibration"), spec, "calibration")
     names = [s.name for s in chosen]
     sess = ort.session(ort.with_outputs(proto, names))
     stats = {s.name: ActivationStats(s.name, s.shape) for s in chosen}
@@ -150,10 +150,10 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
 def _label_targets(reader: InputReader, feeds: Sequence[dict[str, np.ndarray]], labels: str | os.PathLike[str],
                    offset: int) -> list[np.ndarray]:
     """Class indices (in the model's output numbering) for each calibration batch."""
+    truth = read_labels(Path(labels))
     paths = list(getattr(reader, "paths", []))
     if len(paths) != len(feeds) or any(len(next(iter(f.values()))) != 1 for f in feeds):
         raise FeatcompError("labels for calibration need a folder of images (one image per batch), not an .npz or a reader")
-    truth = read_labels(Path(labels))
     missing = [p.name for p in paths if p.name not in truth]
     if missing:
         raise FeatcompError(f"{len(missing)} calibration images have no label in {labels} (first: {missing[0]})")
@@ -206,7 +206,7 @@ def evaluate(model: ModelLike, images: str | os.PathLike[str], labels: str | os.
         raise FeatcompError(f"{len(missing)} images have no label in {labels} (first: {missing[0]})")
     sessions = [ort.session(proto)] + ([ort.session(ref)] if ref is not None else [])
     ranks: list[list[np.ndarray]] = [[] for _ in sessions]
-    batches = _validated(reader, input_spec(proto), "evaluation")
+    batches = validated(reader, input_spec(proto), "evaluation")
     for feeds in (progress(batches) if progress else batches):
         for i, sess in enumerate(sessions):
             y = next(iter(ort.run(sess, feeds).values()))
@@ -222,11 +222,6 @@ def evaluate(model: ModelLike, images: str | os.PathLike[str], labels: str | os.
         result.reference_top5 = float(np.mean(np.any(top[1] == target, axis=1)))
         result.agreement = float(np.mean(top[0][:, 0] == top[1][:, 0]))
     return result
-
-
-def _validated(reader: InputReader, spec: Any, role: str) -> Iterator[dict[str, np.ndarray]]:
-    while (batch := reader.get_next()) is not None:
-        yield validate_batch(batch, spec, role=role)
 
 
 def site_codecs(model: ModelLike) -> Mapping[str, SiteCodec]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -306,6 +306,12 @@ class _Validated:
         checked = validate_batch(batch, self.spec, role=self.role)
         return {name: array.copy() for name, array in checked.items()}
 
+    @property
+    def paths(self) -> list[Path]:
+        """The inner reader's image paths (within the limit), so labels can be matched; [] if it has none."""
+        paths = list(getattr(self.inner, "paths", []))
+        return paths if self.limit is None else paths[: self.limit]
+
     def rewind(self) -> None:
         """Rewind the inner reader if it can; ORT readers often cannot."""
         rewind = getattr(self.inner, "rewind", None)
@@ -352,6 +358,12 @@ def open_inputs(
     if path.suffix.lower() == ".npz":
         return NpzReader(path, spec, limit, role=role)
     raise FeatcompError(f"{role} data {path} is neither a folder of images nor a .npz file")
+
+
+def validated(reader: InputReader, spec: InputSpec, role: str = "calibration") -> Iterator[dict[str, np.ndarray]]:
+    """Batches of a reader, each checked against the model input (lazily, one at a time)."""
+    while (batch := reader.get_next()) is not None:
+        yield validate_batch(batch, spec, role=role)
 
 
 def collect(

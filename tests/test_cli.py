@@ -181,3 +181,29 @@ def test_compress_report_records_how_it_was_made(cli, model_file, calib_npz, tmp
     meta = json.loads(report.read_text())["meta"]
     assert meta["allocation"]["method"] == "sensitivity" and meta["allocation"]["output_snr_db"] == 20.0
     assert meta["compress_seconds"]["total"] > 0 and meta["featcomp"]
+
+
+def test_compress_searches_on_labelled_calibration_images(cli, model_file, images, tmp_path) -> None:
+    """--labels reaches the accuracy search through the CLI's own image reader (a wrapped reader keeps its paths)."""
+    import json
+
+    import models
+    from conftest import PREPROCESS
+
+    out, report = tmp_path / "m.fc.onnx", tmp_path / "r.json"
+    run = cli("compress", model_file(models.two_convs()), "-o", out, "--calib", images, "--preprocess", PREPROCESS,
+              "--labels", images / "labels.txt", "--max-drop", "100", "--report", report, "--quiet")
+    assert run.code == 0, run.err
+    allocation = json.loads(report.read_text())["meta"]["allocation"]
+    assert "calibration_top1" in allocation and allocation["met"] is True
+
+
+def test_compress_with_a_missing_labels_file_names_it(cli, model_file, images, tmp_path) -> None:
+    import models
+    from conftest import PREPROCESS
+
+    out = tmp_path / "m.fc.onnx"
+    run = cli("compress", model_file(models.two_convs()), "-o", out, "--calib", images, "--preprocess", PREPROCESS,
+              "--labels", tmp_path / "nope.txt", "--quiet")
+    assert run.code == 1 and "nope.txt" in run.err and len(run.err.strip().splitlines()) == 1
+    assert not out.exists()

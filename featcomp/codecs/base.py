@@ -31,8 +31,7 @@ class ActivationStats:
     minimum: float = np.inf
     maximum: float = -np.inf
     values: int = 0
-    zeros: int = 0
-    batches: int = 0
+    sum_squares: float = 0.0
     _parts: list[np.ndarray] = field(default_factory=list)
     _rng: np.random.Generator | None = None
 
@@ -48,8 +47,7 @@ class ActivationStats:
         self.minimum = min(self.minimum, float(x.min()))
         self.maximum = max(self.maximum, float(x.max()))
         self.values += x.size
-        self.zeros += int(np.count_nonzero(x == 0))
-        self.batches += x.shape[0]
+        self.sum_squares += float(np.sum(np.square(x, dtype=np.float64)))
         c = self.shape[0]
         vectors = x.transpose(0, 2, 3, 1).reshape(-1, c)
         per_batch = max(1, self.max_values // (c * 8))
@@ -72,8 +70,9 @@ class ActivationStats:
         return merged if len(merged) <= limit else merged[: limit]
 
     @property
-    def zero_fraction(self) -> float:
-        return self.zeros / max(1, self.values)
+    def mean_square(self) -> float:
+        """Signal power per value, over all calibration data."""
+        return self.sum_squares / max(1, self.values)
 
 
 @runtime_checkable

@@ -7,14 +7,14 @@ strip of the compressed one) runs on the same inputs for top-1 agreement.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
 from featcomp.allocate import top1
-from featcomp.data import InputReader, InputSpec, validate_batch
+from featcomp.data import InputReader, validated
 from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec
 from featcomp.passes.insert import strip_pairs
@@ -59,7 +59,7 @@ def measure(model: onnx.ModelProto, reader: InputReader, *, name: str = "model",
     sess, ref_sess = ort.session(probe), ort.session(original)
     acc = {p.site: _SiteAccumulator(p) for p in pairs}
     agree = samples = 0
-    batches = _batches(reader, spec)
+    batches = validated(reader, spec, "report")
     for feeds in (progress(batches) if progress else batches):
         outs = ort.run(sess, feeds)
         ref = ort.run(ref_sess, feeds, [out_name])[out_name]
@@ -74,11 +74,6 @@ def measure(model: onnx.ModelProto, reader: InputReader, *, name: str = "model",
         model=name, codec=",".join(sorted({p.codec_name for p in pairs})), samples=samples, sites=reports,
         totals=totals, accuracy={"top1_agreement": agree / max(1, samples), "samples": samples},
     )
-
-
-def _batches(reader: InputReader, spec: InputSpec) -> Iterator[dict[str, np.ndarray]]:
-    while (batch := reader.get_next()) is not None:
-        yield validate_batch(batch, spec, role="report")
 
 
 def _site_report(acc: _SiteAccumulator, site: Site | None) -> SiteReport:

@@ -9,7 +9,7 @@ from featcomp.modelio import input_spec
 from featcomp.runtime_ops import ort as fort
 
 PRE = "resize=256,crop=224,order=rgb,mean=128,std=128"
-VAL = "/work/shared/data/imagenet-val-100"
+VAL = str(__import__("pathlib").Path(__file__).resolve().parents[4] / "shared/data/imagenet-val-100")
 
 
 def inputs(model: onnx.ModelProto, limit: int = 2) -> list[dict[str, np.ndarray]]:
