@@ -439,6 +439,26 @@ def _strip(args: argparse.Namespace, bars: Bars) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- plug-in subcommands
+
+
+def _plugin(module: str, help: str) -> Command:
+    """A subcommand whose parser and runner live in `module` (its top level imports argparse only)."""
+
+    def arguments(p: argparse.ArgumentParser) -> None:
+        import importlib
+
+        importlib.import_module(module).arguments(p)
+
+    def run(args: argparse.Namespace, bars: Bars) -> int:
+        import importlib
+
+        result: int = importlib.import_module(module).run(args, bars)
+        return result
+
+    return Command(help, arguments, run)
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 COMMANDS: dict[str, Command] = {
@@ -448,6 +468,26 @@ COMMANDS: dict[str, Command] = {
     "eval": Command("top-1/top-5 accuracy on labelled images", _eval_args, _eval),
     "strip": Command("recover the original model from a compressed one", _strip_args, _strip),
 }
+# Subcommands in their own modules (each module's top level imports argparse only; the heavy and the
+# optional imports, TVM among them, happen in its run()).
+PLUGINS = {
+    "sweep": ("featcomp.sweep_cli", "bits/value vs top-1 curves of the codecs (JSON + PNG plot)"),
+    "jpeg": ("featcomp.jpeg.cli", "learned-JPEG input: learn tables, insert the node, encode files, evaluate"),
+    "compile": ("featcomp.deploy.compile_cli", "compile a (compressed) model with TVM into a bundle for a target"),
+    "run": ("featcomp.deploy.run_cli", "run a compiled bundle on this host, under qemu, or on a board via RPC"),
+}
+
+
+def _installed(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is absent
+        return False
+
+
+COMMANDS.update({name: _plugin(module, text) for name, (module, text) in PLUGINS.items() if _installed(module)})
 
 
 def _version() -> str:
