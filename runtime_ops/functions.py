@@ -12,7 +12,7 @@ from typing import Any
 import onnx
 from onnx import TensorProto, helper
 
-from featcomp.runtime_ops.schemas import DCTCM_DECODE, DCTCM_ENCODE, OpSchema
+from featcomp.runtime_ops.schemas import DCTCM_DECODE, DCTCM_ENCODE, TVLC_DECODE, TVLC_ENCODE, OpSchema
 
 MIN_OPSET = 11  # Round and Clip-with-inputs
 
@@ -33,13 +33,13 @@ def _group_shape(nodes: list[onnx.NodeProto], x: str, matrix: str, prefix: str) 
     h = node("Gather", [shape, const("i2", [2])], "h", axis=0)
     w = node("Gather", [shape, const("i3", [3])], "w", axis=0)
     hw = node("Mul", [h, w], "hw")
-    g = node("Gather", [node("Shape", [matrix], "mshape"), const("j0", [0])], "g", axis=0)
+    g = node("Gather", [node("Shape", [matrix], "mshape"), const("j0", [-1])], "g", axis=0)  # [G,G] or [K,G,G]
     target = node("Concat", [n, const("m1", [-1]), g, hw], "target", axis=0)
     return target, shape
 
 
-def dctcm_encode(opset: int) -> onnx.FunctionProto:
-    op = DCTCM_ENCODE
+def _encode(op: OpSchema, opset: int) -> onnx.FunctionProto:
+    """DctCmEncode and TvlcEncode share their arithmetic; MatMul broadcasts a [K,G,G] transform per group."""
     nodes: list[onnx.NodeProto] = []
     target, shape = _group_shape(nodes, "X", "transform", "_")
     nodes += [
@@ -58,8 +58,7 @@ def dctcm_encode(opset: int) -> onnx.FunctionProto:
     return _function(op, nodes, opset)
 
 
-def dctcm_decode(opset: int) -> onnx.FunctionProto:
-    op = DCTCM_DECODE
+def _decode(op: OpSchema, opset: int) -> onnx.FunctionProto:
     nodes: list[onnx.NodeProto] = [helper.make_node("Cast", ["Y"], ["_yf"], to=TensorProto.FLOAT)]
     target, shape = _group_shape(nodes, "Y", "decode", "_")
     nodes += [
@@ -83,8 +82,10 @@ def _function(op: OpSchema, nodes: list[onnx.NodeProto], opset: int) -> onnx.Fun
     )
 
 
-BUILDERS = {DCTCM_ENCODE.name: dctcm_encode, DCTCM_DECODE.name: dctcm_decode}
+BUILDERS = {op.name: (_encode, op) for op in (DCTCM_ENCODE, TVLC_ENCODE)} | {
+    op.name: (_decode, op) for op in (DCTCM_DECODE, TVLC_DECODE)}
 
 
 def function_for(op_name: str, opset: int) -> onnx.FunctionProto:
-    return BUILDERS[op_name](max(opset, MIN_OPSET))
+    build, op = BUILDERS[op_name]
+    return build(op, max(opset, MIN_OPSET))

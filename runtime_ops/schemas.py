@@ -68,7 +68,48 @@ DCTCM_DECODE = OpSchema(
     outputs=(Port("X", "tensor(float) [N,C,H,W]", "reconstructed activation"),),
 )
 
-OPS: dict[str, OpSchema] = {op.name: op for op in (DCTCM_ENCODE, DCTCM_DECODE)}
+TVLC_ENCODE = OpSchema(
+    name="TvlcEncode",
+    doc=(
+        "Transform-VLC encoder (the transform and quantizer half; the variable-length code is the bitstream's). "
+        "q = clip(round(X / scale), qmin, qmax); per pixel, channels in K = C/G groups of G: y_k = transform[k] @ q_k "
+        "(an integer approximation of the group's calibrated PCA basis, a DCT, or the identity); "
+        "symbols = min(max(round(y / step), cmin), cmax), int16. Same arithmetic as DctCmEncode, with one "
+        "transform per group; transform may also be [G,G] (shared by all groups)."
+    ),
+    inputs=(
+        Port("X", "tensor(float) [N,C,H,W]", "activation"),
+        Port("scale", "tensor(float) [] or [C,1,1]", "8-bit quantization step"),
+        Port("qmin", "tensor(float) [] or [C,1,1]", "0 (uint8) or -127 (int8)"),
+        Port("qmax", "tensor(float) [] or [C,1,1]", "255 or 127"),
+        Port("transform", "tensor(float) [K,G,G] or [G,G]", "integer-valued transform per group of G channels"),
+        Port("step", "tensor(float) [K,G,1]", "per-coefficient quantization step"),
+        Port("cmin", "tensor(float) [K,G,1]", "per-coefficient lower clip (integer)"),
+        Port("cmax", "tensor(float) [K,G,1]", "per-coefficient upper clip (integer)"),
+    ),
+    outputs=(Port("Y", "tensor(int16) [N,C,H,W]", "symbols: the integer payload the variable-length code codes"),),
+    attributes=(
+        Port("coder", "string", "the frozen entropy coder: per-channel centres, table classes and Huffman tables"),
+        Port("transform_kind", "string", "pca, dct or none (informational)"),
+        Port("shape", "ints [3]", "C, H, W of one sample (used by the bitstream header)"),
+    ),
+)
+
+TVLC_DECODE = OpSchema(
+    name="TvlcDecode",
+    doc="Transform-VLC decoder. Per pixel, per group k of G symbols: X_k = decode[k] @ symbols_k (dequantization, "
+        "the inverse transform and the 8-bit scale folded into one G x G matrix per group).",
+    inputs=(
+        Port("Y", "tensor(int16) [N,C,H,W]", "symbols from TvlcEncode"),
+        Port("decode", "tensor(float) [K,G,G] or [G,G]", "scale * inverse(transform[k]) * diag(step[k])"),
+    ),
+    outputs=(Port("X", "tensor(float) [N,C,H,W]", "reconstructed activation"),),
+)
+
+OPS: dict[str, OpSchema] = {op.name: op for op in (DCTCM_ENCODE, DCTCM_DECODE, TVLC_ENCODE, TVLC_DECODE)}
 
 # Which op pair implements which codec, and which side arrays (SiteCodec.side_arrays keys) feed each op.
-PAIRS: dict[str, tuple[OpSchema, OpSchema]] = {"dct-cm": (DCTCM_ENCODE, DCTCM_DECODE)}
+PAIRS: dict[str, tuple[OpSchema, OpSchema]] = {
+    "dct-cm": (DCTCM_ENCODE, DCTCM_DECODE),
+    "transform-vlc": (TVLC_ENCODE, TVLC_DECODE),
+}
