@@ -64,7 +64,7 @@ def inspect(model: ModelLike) -> list[Site]:
 
 def calibrate(model: ModelLike, data: DataLike | Sequence[dict[str, np.ndarray]], *, sites: Sequence[Site] | None = None,
               preprocess: Preprocess | str | None = None, limit: int | None = None,
-              progress: Progress | None = None) -> dict[str, ActivationStats]:
+              progress: Progress | None = None, stats_options: Mapping[str, Any] | None = None) -> dict[str, ActivationStats]:
     """Run the original model on calibration data and collect per-site statistics."""
     proto = _model(model)
     chosen = list(sites) if sites is not None else find_sites(proto)
@@ -77,7 +77,7 @@ def calibrate(model: ModelLike, data: DataLike | Sequence[dict[str, np.ndarray]]
         batches = validated(_reader(proto, cast(DataLike, data), preprocess, limit, "calibration"), spec, "calibration")
     names = [s.name for s in chosen]
     sess = ort.session(ort.with_outputs(proto, names))
-    stats = {s.name: ActivationStats(s.name, s.shape) for s in chosen}
+    stats = {s.name: ActivationStats(s.name, s.shape, **dict(stats_options or {})) for s in chosen}
     count = 0
     for feeds in (progress(batches) if progress else batches):
         outs = ort.run(sess, feeds, names)
@@ -117,7 +117,7 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     feeds = collect(reader, input_spec(proto))
     targets = _label_targets(reader, feeds, labels, label_offset) if labels is not None else None
     t1 = time.perf_counter()
-    stats = calibrate(proto, feeds, sites=sites, progress=progress)
+    stats = calibrate(proto, feeds, sites=sites, progress=progress, stats_options=family.stats_options)
     t2 = time.perf_counter()
     info: dict[str, Any] = {}
     if "sqnr_db" in codec_options:

@@ -42,16 +42,21 @@ def _encode(op: OpSchema, opset: int) -> onnx.FunctionProto:
     """DctCmEncode and TvlcEncode share their arithmetic; MatMul broadcasts a [K,G,G] transform per group."""
     nodes: list[onnx.NodeProto] = []
     target, shape = _group_shape(nodes, "X", "transform", "_")
+    matrix = "transform"
+    lo, hi = "cmin", "cmax"
+    if op is TVLC_ENCODE:  # integer side arrays stored as int16
+        nodes += [helper.make_node("Cast", [name], [f"_{name}f"], to=TensorProto.FLOAT) for name in ("transform", "cmin", "cmax")]
+        matrix, lo, hi = "_transformf", "_cminf", "_cmaxf"
     nodes += [
         helper.make_node("Div", ["X", "scale"], ["_xs"]),
         helper.make_node("Round", ["_xs"], ["_xr"]),
         helper.make_node("Clip", ["_xr", "qmin", "qmax"], ["_q"]),
         helper.make_node("Reshape", ["_q", target], ["_qg"]),
-        helper.make_node("MatMul", ["transform", "_qg"], ["_y"]),
+        helper.make_node("MatMul", [matrix, "_qg"], ["_y"]),
         helper.make_node("Div", ["_y", "step"], ["_ys"]),
         helper.make_node("Round", ["_ys"], ["_yr"]),
-        helper.make_node("Max", ["_yr", "cmin"], ["_ylo"]),
-        helper.make_node("Min", ["_ylo", "cmax"], ["_yc"]),
+        helper.make_node("Max", ["_yr", lo], ["_ylo"]),
+        helper.make_node("Min", ["_ylo", hi], ["_yc"]),
         helper.make_node("Reshape", ["_yc", shape], ["_yf"]),
         helper.make_node("Cast", ["_yf"], ["Y"], to=TensorProto.INT16),
     ]
@@ -59,11 +64,19 @@ def _encode(op: OpSchema, opset: int) -> onnx.FunctionProto:
 
 
 def _decode(op: OpSchema, opset: int) -> onnx.FunctionProto:
+    matrix = op.inputs[1].name
     nodes: list[onnx.NodeProto] = [helper.make_node("Cast", ["Y"], ["_yf"], to=TensorProto.FLOAT)]
-    target, shape = _group_shape(nodes, "Y", "decode", "_")
+    target, shape = _group_shape(nodes, "Y", matrix, "_")
+    if op is TVLC_DECODE:  # decode = transpose(transform) * gain, per group
+        nodes += [
+            helper.make_node("Cast", ["transform"], ["_tf"], to=TensorProto.FLOAT),
+            helper.make_node("Transpose", ["_tf"], ["_tt"], perm=[0, 2, 1]),
+            helper.make_node("Mul", ["_tt", "gain"], ["_dm"]),
+        ]
+        matrix = "_dm"
     nodes += [
         helper.make_node("Reshape", ["_yf", target], ["_yg"]),
-        helper.make_node("MatMul", ["decode", "_yg"], ["_xg"]),
+        helper.make_node("MatMul", [matrix, "_yg"], ["_xg"]),
         helper.make_node("Reshape", ["_xg", shape], ["X"]),
     ]
     return _function(op, nodes, opset)

@@ -72,20 +72,20 @@ TVLC_ENCODE = OpSchema(
     name="TvlcEncode",
     doc=(
         "Transform-VLC encoder (the transform and quantizer half; the variable-length code is the bitstream's). "
-        "q = clip(round(X / scale), qmin, qmax); per pixel, channels in K = C/G groups of G: y_k = transform[k] @ q_k "
-        "(an integer approximation of the group's calibrated PCA basis, a DCT, or the identity); "
-        "symbols = min(max(round(y / step), cmin), cmax), int16. Same arithmetic as DctCmEncode, with one "
-        "transform per group; transform may also be [G,G] (shared by all groups)."
+        "q = clip(round(X / scale), qmin, qmax); per pixel, channels in K = C/G groups of G: "
+        "y_k = float(transform[k]) @ q_k (an integer approximation of the group's calibrated PCA basis, a DCT, or "
+        "the identity, exact in float32); symbols = min(max(round(y / step), float(cmin)), float(cmax)), int16. The "
+        "same arithmetic as DctCmEncode, with one transform per group and integer side arrays stored as int16."
     ),
     inputs=(
         Port("X", "tensor(float) [N,C,H,W]", "activation"),
-        Port("scale", "tensor(float) [] or [C,1,1]", "8-bit quantization step"),
-        Port("qmin", "tensor(float) [] or [C,1,1]", "0 (uint8) or -127 (int8)"),
-        Port("qmax", "tensor(float) [] or [C,1,1]", "255 or 127"),
-        Port("transform", "tensor(float) [K,G,G] or [G,G]", "integer-valued transform per group of G channels"),
-        Port("step", "tensor(float) [K,G,1]", "per-coefficient quantization step"),
-        Port("cmin", "tensor(float) [K,G,1]", "per-coefficient lower clip (integer)"),
-        Port("cmax", "tensor(float) [K,G,1]", "per-coefficient upper clip (integer)"),
+        Port("scale", "tensor(float) []", "8-bit quantization step"),
+        Port("qmin", "tensor(float) []", "0 (uint8) or -127 (int8)"),
+        Port("qmax", "tensor(float) []", "255 or 127"),
+        Port("transform", "tensor(int16) [K,G,G]", "integer transform of each group of G channels"),
+        Port("step", "tensor(float) []", "quantization step of every coefficient (rows of transform share one norm)"),
+        Port("cmin", "tensor(int16) [K,G,1]", "per-coefficient lower clip"),
+        Port("cmax", "tensor(int16) [K,G,1]", "per-coefficient upper clip (cmin == cmax: a constant, not coded)"),
     ),
     outputs=(Port("Y", "tensor(int16) [N,C,H,W]", "symbols: the integer payload the variable-length code codes"),),
     attributes=(
@@ -97,11 +97,13 @@ TVLC_ENCODE = OpSchema(
 
 TVLC_DECODE = OpSchema(
     name="TvlcDecode",
-    doc="Transform-VLC decoder. Per pixel, per group k of G symbols: X_k = decode[k] @ symbols_k (dequantization, "
-        "the inverse transform and the 8-bit scale folded into one G x G matrix per group).",
+    doc="Transform-VLC decoder. Per pixel, per group k of G symbols: X_k = (float(transform[k])^T * gain) @ symbols_k. "
+        "The transform's rows are orthonormal times 2**B to within their integer rounding, so its transpose times "
+        "gain = scale * step / 4**B inverts it; the decoder reads the encoder's int16 transform, not a float matrix.",
     inputs=(
         Port("Y", "tensor(int16) [N,C,H,W]", "symbols from TvlcEncode"),
-        Port("decode", "tensor(float) [K,G,G] or [G,G]", "scale * inverse(transform[k]) * diag(step[k])"),
+        Port("transform", "tensor(int16) [K,G,G]", "the encoder's transform"),
+        Port("gain", "tensor(float) []", "scale * step / 4**B"),
     ),
     outputs=(Port("X", "tensor(float) [N,C,H,W]", "reconstructed activation"),),
 )

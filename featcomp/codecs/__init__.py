@@ -12,10 +12,11 @@ import numpy as np
 
 from featcomp.codecs.base import ActivationStats, Codec, SiteCodec, sqnr_db
 from featcomp.codecs.dctcm import DctCm, DctCmSite
+from featcomp.codecs.tvlc import TransformVlc, TvlcSite
 from featcomp.errors import FeatcompError
 
-CODECS: dict[str, type] = {"dct-cm": DctCm}
-SITE_TYPES: dict[str, Any] = {"dct-cm": DctCmSite}
+CODECS: dict[str, type] = {"dct-cm": DctCm, "transform-vlc": TransformVlc}
+SITE_TYPES: dict[str, Any] = {"dct-cm": DctCmSite, "transform-vlc": TvlcSite}
 
 
 def make_codec(name: str, **options: Any) -> Codec:

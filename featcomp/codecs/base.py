@@ -28,12 +28,21 @@ class ActivationStats:
     shape: tuple[int, int, int]
     max_values: int = 1 << 17  # values kept for fitting; plenty for per-frequency statistics
     seed: int = 0
+    # Optional, for codecs that need them (see Codec.stats_options): the exact channel covariance over
+    # all data (calibrated transforms), and the first samples whole, up to this many values
+    # (entropy coders whose codes depend on spatial order, such as zero runs).
+    covariance: bool = False
+    spatial_values: int = 0
     minimum: float = np.inf
     maximum: float = -np.inf
     values: int = 0
     sum_squares: float = 0.0
     _parts: list[np.ndarray] = field(default_factory=list)
     _rng: np.random.Generator | None = None
+    _sum: np.ndarray | None = None
+    _outer: np.ndarray | None = None
+    _pixels: int = 0
+    _spatial: list[np.ndarray] = field(default_factory=list)
 
     def update(self, x: np.ndarray) -> None:
         if x.ndim != 4 or tuple(x.shape[1:]) != self.shape:
@@ -50,6 +59,17 @@ class ActivationStats:
         self.sum_squares += float(np.sum(np.square(x, dtype=np.float64)))
         c = self.shape[0]
         vectors = x.transpose(0, 2, 3, 1).reshape(-1, c)
+        if self.covariance:
+            v64 = vectors.astype(np.float64)
+            self._sum = v64.sum(axis=0) + (0.0 if self._sum is None else self._sum)
+            self._outer = v64.T @ v64 + (0.0 if self._outer is None else self._outer)
+            self._pixels += len(vectors)
+        kept_spatial = sum(a.size for a in self._spatial)
+        for one in x:
+            if kept_spatial >= self.spatial_values:
+                break
+            self._spatial.append(np.array(one, dtype=np.float32))
+            kept_spatial += one.size
         per_batch = max(1, self.max_values // (c * 8))
         if len(vectors) > per_batch:
             vectors = vectors[self._rng.choice(len(vectors), per_batch, replace=False)]
@@ -68,6 +88,21 @@ class ActivationStats:
         merged = np.concatenate(self._parts)
         limit = max(1, self.max_values // self.shape[0])
         return merged if len(merged) <= limit else merged[: limit]
+
+    @property
+    def channel_covariance(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean [C], covariance [C, C]) of the pixel channel-vectors over all calibration data."""
+        if self._outer is None or self._sum is None:
+            raise FeatcompError(f"activation '{self.name}' was calibrated without channel covariance")
+        mean = self._sum / self._pixels
+        return mean, self._outer / self._pixels - np.outer(mean, mean)
+
+    @property
+    def spatial(self) -> np.ndarray:
+        """The first calibration samples whole, [n, C, H, W] (at least one)."""
+        if not self._spatial:
+            raise FeatcompError(f"activation '{self.name}' was calibrated without whole samples")
+        return np.stack(self._spatial)
 
     @property
     def mean_square(self) -> float:
@@ -121,6 +156,7 @@ class Codec(Protocol):
     """
 
     name: str
+    stats_options: dict[str, Any]  # extra ActivationStats fields the family needs (covariance, spatial_values)
 
     def calibrate(self, stats: ActivationStats) -> SiteCodec: ...
     def candidates(self, stats: ActivationStats) -> list[Candidate]: ...

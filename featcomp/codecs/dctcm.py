@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -58,13 +58,18 @@ def _rice_bytes(codes: np.ndarray, k: np.ndarray) -> int:
     return (remainder + 7) // 8 + (unary + 7) // 8
 
 
-def integer_dct(group: int) -> np.ndarray:
-    """round(2**TRANSFORM_BITS * DCT-II orthonormal matrix), as float32 holding integers."""
+def dct_matrix(group: int) -> np.ndarray:
+    """The orthonormal DCT-II matrix (float64), one frequency per row."""
     n = np.arange(group)
     k = n[:, None]
     t = np.sqrt(2.0 / group) * np.cos(np.pi * (2 * n + 1) * k / (2 * group))
     t[0] /= np.sqrt(2.0)
-    return np.rint(t * (1 << TRANSFORM_BITS)).astype(np.float32)
+    return t
+
+
+def integer_dct(group: int) -> np.ndarray:
+    """round(2**TRANSFORM_BITS * DCT-II orthonormal matrix), as float32 holding integers."""
+    return np.rint(dct_matrix(group) * (1 << TRANSFORM_BITS)).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -285,6 +290,7 @@ class DctCm:
     groups: tuple[int, ...] = (1, 8, 16)
     grid: int = 12
     name: str = "dct-cm"
+    stats_options: dict[str, Any] = field(default_factory=dict)
 
     def calibrate(self, stats: ActivationStats) -> DctCmSite:
         site = pick(self.candidates(stats), self.sqnr_db).site

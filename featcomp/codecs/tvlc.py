@@ -1,0 +1,549 @@
+"""Transform-VLC: calibrated channel transform + uniform quantizer + static variable-length code.
+
+After Chmiel et al. ("Feature Map Transform Coding for Energy-Efficient CNN Inference"), done the
+way a deployed codec must be: every parameter is calibrated once and frozen, the bits are real
+bitstream bits, and the side information (bases, centres, code tables) is counted.
+
+The arithmetic half is the same integer pipeline as DCT-CM (and runs in the same kind of ONNX
+function, TvlcEncode/TvlcDecode): an 8-bit quantization with a calibrated clip, then per pixel and
+per group of G channels an *integer* transform, then per coefficient a step, rounding and a clip
+range. The transform of group k is round(2**B * V_k^T), V_k the eigenvectors of the calibration
+covariance of that group's channels (PCA/KLT, strongest first), or a DCT-II, or the identity; B is
+the largest precision at which every product sum stays an exact float32 integer, so the symbols are
+bit-exact in numpy, ONNX Runtime and TVM. One step Delta (in 8-bit units, orthonormal scale) serves
+every coefficient of a site: for MSE that is the high-rate optimum after a decorrelating transform.
+A coefficient whose energy is not worth its bits gets cmin == cmax: it costs nothing and decodes to
+its calibrated constant.
+
+The coder half (numpy here, the reference that defines the bitstream):
+- each coefficient channel ("plane", H*W values of one sample in raster order) has a calibrated
+  centre, its most frequent symbol: the calibrated mean for unimodal coefficients, the zero of sparse
+  ones. The coder codes symbol - centre;
+- planes are grouped into table classes by their calibrated entropy (half-bit bins); one static,
+  length-limited canonical Huffman table per class (huffman.py) codes tokens: a nonzero level v is
+  the token v, a run of r values equal to the centre (1 <= r <= RUN_MAX, runs never cross planes)
+  is the token 0 for r = 1 and hi + r - 1 otherwise (hi: the class's highest level). Runs are what
+  lets a near-constant coefficient cost far less than the one bit per value a symbol-by-symbol
+  code cannot go below.
+
+Payload, after the shared header (bitstream.py): one byte-aligned plane with the token count of
+each class that has live planes (class order; fixed widths, enough for planes * H * W tokens), then
+per such class one Huffman plane holding the tokens of its planes, in channel order.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from featcomp.codecs import bitstream, huffman
+from featcomp.codecs.base import ActivationStats, Candidate, pick, sqnr_db
+from featcomp.codecs.dctcm import _clip_scale, dct_matrix
+from featcomp.codecs.huffman import HuffmanTable
+from featcomp.errors import CodecError, FeatcompError
+
+CODEC_ID = 2
+TRANSFORMS = ("pca", "dct", "none")
+RUN_MAX = 64               # longest zero run one token stands for
+MAX_CODE_LENGTH = 16       # longest Huffman codeword
+EXACT = float(1 << 24)     # float32 holds every integer below this exactly
+MAX_BASIS_BITS = 14
+RANGE_QUANTILE = 0.9999    # coefficient ranges cover this fraction of calibration values
+ENTROPY_BIN = 0.5          # bits: planes whose entropies fall in one bin share a table
+NO_TABLE = 255             # table class of a constant plane (nothing coded)
+SPATIAL_VALUES = 1 << 18   # whole-sample values kept for fitting run-length tables
+_RD_SLOPE = 2.0 * math.log(2.0) / 12.0  # dD/dR of a uniform quantizer at high rate, per step^2
+_CODER_HEAD = struct.Struct("<BHBH")  # format 1, channels, table count, RUN_MAX
+
+
+# --------------------------------------------------------------------------------------------- tokens
+
+def tokens_of(v: np.ndarray, hi: int) -> np.ndarray:
+    """Tokens of planes v [P, HW] of centred symbols: nonzero levels as themselves, zero runs as run tokens."""
+    p, hw = v.shape
+    flat = v.reshape(-1).astype(np.int64)
+    n = flat.size
+    zero = flat == 0
+    at_plane_start = (np.arange(n) % hw) == 0 if hw else np.zeros(n, bool)
+    prev_zero = np.concatenate([[False], zero[:-1]])
+    start = zero & (~prev_zero | at_plane_start)
+    starts = np.flatnonzero(start)
+    run_id = np.cumsum(start) - 1
+    lengths = np.bincount(run_id[zero], minlength=len(starts))
+    chunks = -(-lengths // RUN_MAX)
+    run_of = np.repeat(np.arange(len(starts)), chunks)
+    k = np.arange(len(run_of)) - np.repeat(np.cumsum(chunks) - chunks, chunks)
+    size = np.minimum(RUN_MAX, lengths[run_of] - k * RUN_MAX)
+    out = np.zeros(n, np.int64)
+    used = ~zero
+    out[starts[run_of] + k * RUN_MAX] = np.where(size == 1, 0, hi + size - 1)
+    used[starts[run_of] + k * RUN_MAX] = True
+    out[~zero] = flat[~zero]
+    return out[used]
+
+
+def values_of(tokens: np.ndarray, hi: int, count: int) -> np.ndarray:
+    """Inverse of tokens_of: the count centred values the tokens stand for (CodecError if they don't)."""
+    run = tokens > hi
+    lengths = np.where(run, tokens - hi + 1, 1)
+    total = int(lengths.sum())
+    if total != count:
+        raise CodecError(f"transform-vlc tokens stand for {total} values, the planes hold {count}")
+    return np.repeat(np.where(run, 0, tokens), lengths)
+
+
+# ---------------------------------------------------------------------------------------------- coder
+
+@dataclass(frozen=True, eq=False)
+class Coder:
+    """The frozen entropy coder of one site: per plane a centre and a table class, and the tables."""
+
+    centre: np.ndarray     # [C] int: subtracted from each plane's symbols
+    table_of: np.ndarray   # [C] uint8: table class of each plane, NO_TABLE for constant planes
+    tables: tuple[HuffmanTable, ...]
+
+    def hi(self, j: int) -> int:
+        """Highest level of class j: the table spans lo .. hi + RUN_MAX - 1 (levels, then run tokens)."""
+        t = self.tables[j]
+        return t.lo + len(t.lengths) - RUN_MAX
+
+    def to_bytes(self) -> bytes:
+        parts = [_CODER_HEAD.pack(1, len(self.centre), len(self.tables), RUN_MAX),
+                 self.centre.astype("<i2").tobytes(), self.table_of.astype(np.uint8).tobytes()]
+        for t in self.tables:
+            body = t.to_bytes()
+            parts += [struct.pack("<I", len(body)), body]
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Coder:
+        """Inverse of to_bytes; anything malformed is a CodecError."""
+        if len(data) < _CODER_HEAD.size:
+            raise CodecError("transform-vlc coder description is truncated")
+        fmt, c, n, run_max = _CODER_HEAD.unpack_from(data)
+        if fmt != 1 or run_max != RUN_MAX:
+            raise CodecError(f"transform-vlc coder format {fmt} (runs up to {run_max}) is not supported")
+        at = _CODER_HEAD.size
+        if len(data) < at + 3 * c:
+            raise CodecError("transform-vlc coder description is truncated")
+        centre = np.frombuffer(data, "<i2", c, at).astype(np.int64)
+        table_of = np.frombuffer(data, np.uint8, c, at + 2 * c).copy()
+        at += 3 * c
+        tables = []
+        for _ in range(n):
+            if len(data) < at + 4:
+                raise CodecError("transform-vlc coder description is truncated")
+            (size,) = struct.unpack_from("<I", data, at)
+            if len(data) < at + 4 + size:
+                raise CodecError("transform-vlc coder description is truncated")
+            tables.append(HuffmanTable.from_bytes(data[at + 4:at + 4 + size]))
+            at += 4 + size
+        if at != len(data):
+            raise CodecError("transform-vlc coder description has trailing bytes")
+        coder = cls(centre, table_of, tuple(tables))
+        coder.check(c)
+        return coder
+
+    def check(self, channels: int) -> None:
+        if self.centre.shape != (channels,) or self.table_of.shape != (channels,):
+            raise CodecError(f"transform-vlc coder needs one centre and table class per channel ({channels})")
+        live = self.table_of[self.table_of != NO_TABLE]
+        if live.size and int(live.max()) >= len(self.tables):
+            raise CodecError("transform-vlc coder refers to a table it does not have")
+        for j, t in enumerate(self.tables):
+            if len(t.lengths) < RUN_MAX or not t.lo <= 0 <= self.hi(j):
+                raise CodecError("transform-vlc table does not span its levels and run tokens")
+
+
+# ----------------------------------------------------------------------------------------------- site
+
+@dataclass(frozen=True, eq=False)
+class TvlcSite:
+    """Frozen parameters of one site; the array fields are exactly the inputs of the ONNX ops."""
+
+    shape: tuple[int, int, int]
+    scale: np.float32
+    qmin: np.float32
+    qmax: np.float32
+    transform: np.ndarray      # [K, G, G] int16
+    step: np.float32           # of every coefficient: delta * 2**B (rows of transform have norm ~2**B)
+    cmin: np.ndarray           # [K, G] int16
+    cmax: np.ndarray           # [K, G] int16
+    gain: np.float32           # scale * step / 4**B: decode = transform^T * gain
+    coder: Coder
+    kind: str = "pca"
+    delta: float = 1.0         # the step in 8-bit units, orthonormal scale (informational)
+
+    codec_name = "transform-vlc"
+
+    def __post_init__(self) -> None:
+        c = self.shape[0]
+        k, g = self.cmin.shape
+        if k * g != c or self.transform.shape not in ((k, g, g), (1, g, g)) or self.transform.dtype != np.int16:
+            raise FeatcompError(f"transform-vlc site with {c} channels has inconsistent group shapes")
+        if self.cmin.shape != (k, g) or self.cmax.shape != (k, g) or np.any(self.cmin > self.cmax):
+            raise FeatcompError("transform-vlc coefficient ranges are inconsistent")
+        self.coder.check(c)
+        constant = (self.cmin == self.cmax).reshape(c)
+        if np.any(constant != (self.coder.table_of == NO_TABLE)):
+            raise FeatcompError("transform-vlc coder and coefficient ranges disagree on constant planes")
+        for j in range(len(self.coder.tables)):
+            planes = self.coder.table_of == j
+            if not planes.any():
+                continue
+            lo = self.cmin.reshape(c)[planes] - self.coder.centre[planes]
+            hi = self.cmax.reshape(c)[planes] - self.coder.centre[planes]
+            if lo.min() < self.coder.tables[j].lo or hi.max() > self.coder.hi(j):
+                raise FeatcompError("transform-vlc table range does not cover its planes' coefficient ranges")
+
+    # --- derived -------------------------------------------------------------------------------
+    @property
+    def group(self) -> int:
+        return int(self.cmin.shape[1])
+
+    @property
+    def mode(self) -> str:
+        return "none" if self.group == 1 else f"{self.kind}{self.group}"
+
+    @property
+    def param_id(self) -> int:
+        crc = zlib.crc32(struct.pack("<3H", *self.shape))
+        for a in (self.scale, self.qmin, self.qmax, self.transform, self.step, self.cmin, self.cmax, self.gain):
+            crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
+        return zlib.crc32(self.coder.to_bytes(), crc)
+
+    @property
+    def decode_matrix(self) -> np.ndarray:
+        """[K, G, G] float32, computed as the decode op computes it: transpose(float(transform)) * gain."""
+        return np.swapaxes(self.transform.astype(np.float32), 1, 2) * self.gain
+
+    # --- the ops ---------------------------------------------------------------------------------
+    def symbols(self, x: np.ndarray) -> np.ndarray:
+        """The encode op: float [N,C,H,W] (or [C,H,W]) -> int16 symbols of the same shape."""
+        x = np.asarray(x, dtype=np.float32)
+        shape = x.shape
+        n = int(np.prod(shape[:-3], dtype=np.int64))
+        c, h, w = map(int, shape[-3:])
+        k, g = self.cmin.shape
+        q = np.clip(np.rint(x.reshape(n, c, h, w) / self.scale), self.qmin, self.qmax)
+        y = self.transform.astype(np.float32) @ q.reshape(n, k, g, h * w)
+        coef = np.rint(y / self.step)
+        coef = np.minimum(np.maximum(coef, self.cmin[..., None].astype(np.float32)), self.cmax[..., None].astype(np.float32))
+        return coef.reshape(shape).astype(np.int16)
+
+    def dequantize(self, symbols: np.ndarray) -> np.ndarray:
+        """The decode op: int16 symbols -> float activations."""
+        shape = symbols.shape
+        n = int(np.prod(shape[:-3], dtype=np.int64))
+        c, h, w = map(int, shape[-3:])
+        k, g = self.cmin.shape
+        out = self.decode_matrix @ symbols.astype(np.float32).reshape(n, k, g, h * w)
+        return out.reshape(shape)
+
+    # --- the bitstream -----------------------------------------------------------------------------
+    def _classes(self) -> list[tuple[int, np.ndarray]]:
+        """(class, its planes) for every class with live planes, in class order."""
+        table_of = self.coder.table_of
+        return [(j, np.flatnonzero(table_of == j)) for j in range(len(self.coder.tables)) if np.any(table_of == j)]
+
+    def _count_widths(self, classes: list[tuple[int, np.ndarray]]) -> np.ndarray:
+        hw = self.shape[1] * self.shape[2]
+        return np.array([int(len(planes) * hw).bit_length() for _, planes in classes], np.int64)
+
+    def _tokens(self, symbols: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        if symbols.shape != self.shape:
+            raise FeatcompError(f"transform-vlc site expects one tensor of shape {self.shape}, got {symbols.shape}")
+        c, h, w = self.shape
+        s = symbols.reshape(c, h * w).astype(np.int64) - self.coder.centre[:, None]
+        return [(j, tokens_of(s[planes], self.coder.hi(j))) for j, planes in self._classes()]
+
+    def pack(self, symbols: np.ndarray) -> bytes:
+        classes = self._classes()
+        tokens = self._tokens(symbols)
+        writer = bitstream.BitWriter()
+        writer.uint_var(np.array([len(t) for _, t in tokens], np.int64), self._count_widths(classes))
+        for j, t in tokens:
+            huffman.write(writer, t, self.coder.tables[j])
+        return bitstream.write(CODEC_ID, self.param_id, self.shape, writer.tobytes())
+
+    def unpack(self, data: bytes) -> np.ndarray:
+        reader = bitstream.BitReader(bitstream.read(data, CODEC_ID, self.param_id, self.shape))
+        c, h, w = self.shape
+        hw = h * w
+        classes = self._classes()
+        counts = reader.uint_var(self._count_widths(classes))
+        cmin, cmax = self.cmin.reshape(c).astype(np.int64), self.cmax.reshape(c).astype(np.int64)
+        out = np.repeat(cmin[:, None], hw, axis=1)  # constant planes: cmin == cmax
+        for (j, planes), count in zip(classes, counts):
+            if count > len(planes) * hw:
+                raise CodecError(f"transform-vlc class {j} claims {count} tokens for {len(planes) * hw} values")
+            t = huffman.read(reader, int(count), self.coder.tables[j])
+            v = values_of(t, self.coder.hi(j), len(planes) * hw).reshape(len(planes), hw)
+            out[planes] = v + self.coder.centre[planes, None]
+        reader.finish()
+        if np.any((out < cmin[:, None]) | (out > cmax[:, None])):
+            raise CodecError("transform-vlc bitstream value out of range for its coefficient")
+        return out.reshape(c, h, w).astype(np.int16)
+
+    def coded_bytes(self, symbols: np.ndarray) -> int:
+        """Exact len(pack(symbols)) from counts alone (no packing)."""
+        classes = self._classes()
+        payload = (int(self._count_widths(classes).sum()) + 7) // 8
+        for j, t in self._tokens(symbols):
+            payload += (self.coder.tables[j].size_bits(t) + 7) // 8
+        return bitstream.HEADER_BYTES + payload
+
+    def entropy_bits(self, symbols: np.ndarray) -> float:
+        """Order-0 empirical entropy of each coded plane's symbols, summed: the limit of a per-plane symbol code."""
+        c, h, w = self.shape
+        s = symbols.reshape(c, h * w).astype(np.int64)
+        live = self.coder.table_of != NO_TABLE
+        if not live.any():
+            return 0.0
+        s = s[live] - s[live].min(axis=1, keepdims=True)
+        span = int(s.max()) + 1
+        counts = np.bincount((np.arange(len(s))[:, None] * span + s).reshape(-1), minlength=len(s) * span)
+        p = counts[counts > 0] / (h * w)
+        return float(-np.sum(counts[counts > 0] * np.log2(p)))
+
+    def encode(self, x: np.ndarray) -> bytes:
+        return self.pack(self.symbols(np.asarray(x).reshape(self.shape)))
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self.dequantize(self.unpack(data))
+
+    # --- storage in an ONNX model ------------------------------------------------------------------
+    def side_arrays(self) -> dict[str, np.ndarray]:
+        k, g = self.cmin.shape
+        return {
+            "scale": np.asarray(self.scale, np.float32),
+            "qmin": np.asarray(self.qmin, np.float32),
+            "qmax": np.asarray(self.qmax, np.float32),
+            "transform": self.transform,
+            "step": np.asarray(self.step, np.float32),
+            "cmin": self.cmin.reshape(k, g, 1),
+            "cmax": self.cmax.reshape(k, g, 1),
+            "gain": np.asarray(self.gain, np.float32),
+        }
+
+    @property
+    def side_bytes(self) -> int:
+        """Bytes the ops and the coder read per inference: the arrays as stored, and the coder description."""
+        return sum(a.nbytes for a in self.side_arrays().values()) + len(self.coder.to_bytes())
+
+    def attributes(self) -> dict[str, Any]:
+        return {"coder": self.coder.to_bytes(), "transform_kind": self.kind, "shape": list(self.shape)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], attributes: dict[str, Any]) -> TvlcSite:
+        t = arrays["transform"]
+        g = t.shape[-1]
+        k = arrays["cmin"].size // g
+        coder = attributes["coder"]
+        kind = attributes.get("transform_kind", b"pca")
+        return cls(
+            shape=tuple(int(v) for v in attributes["shape"]),  # type: ignore[arg-type]
+            scale=np.float32(arrays["scale"]), qmin=np.float32(arrays["qmin"]), qmax=np.float32(arrays["qmax"]),
+            transform=t.astype(np.int16).reshape(-1, g, g), step=np.float32(arrays["step"]),
+            cmin=arrays["cmin"].reshape(k, g).astype(np.int16), cmax=arrays["cmax"].reshape(k, g).astype(np.int16),
+            gain=np.float32(arrays["gain"]),
+            coder=Coder.from_bytes(coder if isinstance(coder, bytes) else str(coder).encode()),
+            kind=kind.decode() if isinstance(kind, bytes) else str(kind),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        live = self.coder.table_of != NO_TABLE
+        return {
+            "mode": self.mode,
+            "transform": self.kind if self.group > 1 else "none",
+            "group": self.group,
+            "signed": bool(self.qmin < 0),
+            "scale": float(self.scale),
+            "step": float(self.delta),
+            "coded_channels": int(live.sum()),
+            "constant_channels": int((~live).sum()),
+            "tables": len(self.coder.tables),
+            "coder_bytes": len(self.coder.to_bytes()),
+        }
+
+
+# -------------------------------------------------------------------------------------------- policy
+
+@dataclass(frozen=True)
+class TransformVlc:
+    """Calibration policy. The front spans groups x steps; `step` fixes Delta (8-bit units) at every site.
+
+    transform: "pca" (calibrated KLT per group), "dct" (integer DCT-II per group) or "none" (G = 1).
+    groups: the group sizes tried (each must divide C; the identity G = 1 is always tried as well).
+    """
+
+    transform: str = "pca"
+    groups: tuple[int, ...] = (8, 32)
+    grid: int = 10
+    step: float | None = None
+    sqnr_db: float = 30.0
+    name: str = "transform-vlc"
+    stats_options: dict[str, Any] = field(default_factory=lambda: {"covariance": True, "spatial_values": SPATIAL_VALUES})
+
+    def __post_init__(self) -> None:
+        if self.transform not in TRANSFORMS:
+            raise FeatcompError(f"unknown transform '{self.transform}'; choose one of: {', '.join(TRANSFORMS)}")
+        if self.step is not None and not (math.isfinite(self.step) and self.step > 0):
+            raise FeatcompError(f"--step must be a positive number (8-bit quantization steps), got {self.step}")
+
+    def calibrate(self, stats: ActivationStats) -> TvlcSite:
+        front = self.candidates(stats)
+        chosen = front[0] if self.step is not None else pick(front, self.sqnr_db)
+        site = chosen.site
+        assert isinstance(site, TvlcSite)
+        return site
+
+    def candidates(self, stats: ActivationStats) -> list[Candidate]:
+        """The Pareto front (fewer bits <-> lower SQNR), cheapest first. Bits include side information."""
+        sample = stats.sample
+        signed = stats.minimum < 0
+        qmax = 127.0 if signed else 255.0
+        scale = _clip_scale(sample, max(abs(stats.minimum), abs(stats.maximum)), signed)
+        fit = _Fitter(stats, scale, signed, qmax)
+        c = stats.shape[0]
+        groups = [1] + ([g for g in self.groups if 1 < g <= c and c % g == 0] if self.transform != "none" else [])
+        found = []
+        for g in groups:
+            basis, bits = fit.basis(self.transform, g)
+            deltas = [self.step] if self.step is not None else list(np.geomspace(1.0 if g == 1 else 0.5, 64.0, self.grid))
+            found += [fit.candidate(basis, bits, float(d), self.transform if g > 1 else "none") for d in deltas]
+        if self.step is not None:
+            return sorted(found, key=lambda cand: cand.bits_per_value)[:1]
+        front: list[Candidate] = []
+        for cand in sorted(found, key=lambda cand: (cand.bits_per_value, -cand.sqnr_db)):
+            if not front or cand.sqnr_db > front[-1].sqnr_db:
+                front.append(cand)
+        return front
+
+
+def integer_basis(vectors: np.ndarray, peak: float) -> tuple[np.ndarray, int]:
+    """(round(2**B * vectors) [K, G, G] as int16, B) with the largest B whose product sums stay exact in float32."""
+    worst = float(np.abs(vectors).sum(axis=-1).max())
+    for bits in range(MAX_BASIS_BITS, -1, -1):
+        t = np.rint(vectors * (1 << bits))
+        if peak * float(np.abs(t).sum(axis=-1).max()) < EXACT and np.all(np.linalg.slogdet(t)[0] != 0):
+            return t.astype(np.int16), bits
+    raise FeatcompError(f"no exact integer transform exists for basis rows of L1 norm {worst:.1f}")
+
+
+class _Fitter:
+    """Shared work of one site's candidates: the 8-bit quantized sample, whole samples, covariance."""
+
+    def __init__(self, stats: ActivationStats, scale: np.float32, signed: bool, qmax: float) -> None:
+        self.stats, self.scale, self.signed, self.qmax = stats, scale, signed, qmax
+        self.qmin = -qmax if signed else 0.0
+        self.sample = stats.sample
+        self.spatial = stats.spatial[:, :, :, :]
+        self.q = np.clip(np.rint(self.sample / scale), self.qmin, qmax).astype(np.float32)
+
+    def basis(self, kind: str, g: int) -> tuple[np.ndarray, int]:
+        """The integer transform [K, G, G] of each group, and its precision B (rows have norm ~2**B)."""
+        c = self.stats.shape[0]
+        k = c // g
+        if g == 1:
+            return np.ones((1, 1, 1), np.int16), 0  # broadcast over the C groups of one channel
+        if kind == "dct":
+            t, bits = integer_basis(dct_matrix(g)[None], self.qmax)
+            return np.repeat(t, k, axis=0), bits
+        _, cov = self.stats.channel_covariance
+        blocks = np.stack([cov[i * g:(i + 1) * g, i * g:(i + 1) * g] for i in range(k)])
+        _, vecs = np.linalg.eigh(blocks)              # ascending eigenvalues, vectors in columns
+        rows = np.swapaxes(vecs[:, :, ::-1], 1, 2)    # strongest first, one basis vector per row
+        sign = np.sign(np.take_along_axis(rows, np.abs(rows).argmax(axis=2)[..., None], axis=2))
+        return integer_basis(rows * np.where(sign == 0, 1.0, sign), self.qmax)
+
+    def candidate(self, t: np.ndarray, bits: int, delta: float, kind: str) -> Candidate:
+        c = self.stats.shape[0]
+        g = t.shape[-1]
+        k = c // g
+        step = np.float32(delta * (1 << bits))
+        s = len(self.q)
+        y = np.einsum("kfg,skg->skf", np.broadcast_to(t, (k, g, g)).astype(np.float64), self.q.reshape(s, k, g))
+        coef = np.rint(y / step)                                       # [S, K, G]
+        lo = np.floor(np.quantile(coef, 1 - RANGE_QUANTILE, axis=0))
+        hi = np.ceil(np.quantile(coef, RANGE_QUANTILE, axis=0))
+        coef = np.clip(coef, lo, hi).reshape(s, c)
+        lo, hi = lo.reshape(c), hi.reshape(c)
+        centre = _mode(coef.astype(np.int64))
+        # make constant the coefficients whose distortion saving is not worth their bits
+        entropy = _plane_entropy(coef.astype(np.int64))
+        yo = (y / (1 << bits)).reshape(s, c)  # orthonormal units (8-bit steps)
+        gain = np.mean(np.square(yo - centre * delta), axis=0) - np.mean(np.square(yo - coef * delta), axis=0)
+        constant = (lo == hi) | (gain < _RD_SLOPE * delta * delta * entropy)
+        lo = np.where(constant, centre, lo)
+        hi = np.where(constant, centre, hi)
+        table_of = np.where(constant, NO_TABLE, np.minimum(np.floor(entropy / ENTROPY_BIN), NO_TABLE - 1)).astype(np.int64)
+        used = np.unique(table_of[table_of != NO_TABLE])
+        table_of = np.where(constant, NO_TABLE, np.searchsorted(used, table_of)).astype(np.uint8)
+        arith = self._site_arrays(t, bits, step, lo, hi)
+        # tables from the whole samples' symbols (spatial order matters to the runs)
+        probe = TvlcSite(shape=self.stats.shape, **arith, coder=_flat_coder(centre, table_of, lo, hi), kind=kind, delta=delta)
+        sym = probe.symbols(self.spatial).reshape(len(self.spatial), c, -1).astype(np.int64)
+        tables = []
+        for j in range(len(used)):
+            planes = np.flatnonzero(table_of == j)
+            lv = int((lo[planes] - centre[planes]).min())
+            hv = int((hi[planes] - centre[planes]).max())
+            v = sym[:, planes, :] - centre[planes][None, :, None]
+            toks = np.concatenate([tokens_of(one, hv) for one in v])
+            ends = np.array([lv, hv + RUN_MAX - 1])
+            tables.append(HuffmanTable.fit(np.concatenate([toks, ends]), MAX_CODE_LENGTH))
+        site = TvlcSite(shape=self.stats.shape, **arith, coder=Coder(centre, table_of, tuple(tables)), kind=kind, delta=delta)
+        coded = sum(site.coded_bytes(one) - bitstream.HEADER_BYTES for one in sym.astype(np.int16).reshape(-1, *self.stats.shape))
+        values = self.spatial[0].size
+        bits = 8.0 * (coded / len(self.spatial) + site.side_bytes) / values
+        clipped = np.clip(coef, site.cmin.reshape(c), site.cmax.reshape(c))
+        decode = np.broadcast_to(site.decode_matrix, (k, g, g)).astype(np.float64)
+        recon = np.einsum("kfg,skg->skf", decode, clipped.reshape(s, k, g)).reshape(s, c)
+        return Candidate(site, float(bits), sqnr_db(self.sample, recon))
+
+    def _site_arrays(self, t: np.ndarray, bits: int, step: np.float32, lo: np.ndarray, hi: np.ndarray) -> dict[str, Any]:
+        g = t.shape[-1]
+        k = len(lo) // g
+        return {
+            "scale": np.float32(self.scale), "qmin": np.float32(self.qmin), "qmax": np.float32(self.qmax),
+            "transform": t.astype(np.int16), "step": step,
+            "cmin": lo.reshape(k, g).astype(np.int16), "cmax": hi.reshape(k, g).astype(np.int16),
+            "gain": np.float32(float(self.scale) * float(step) / 4.0 ** bits),
+        }
+
+
+def _flat_coder(centre: np.ndarray, table_of: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Coder:
+    """A placeholder coder with valid ranges (tables spanning each class), for computing symbols."""
+    tables = []
+    for j in range(int(table_of[table_of != NO_TABLE].max()) + 1 if np.any(table_of != NO_TABLE) else 0):
+        planes = table_of == j
+        lv = int((lo[planes] - centre[planes]).min())
+        hv = int((hi[planes] - centre[planes]).max())
+        tables.append(HuffmanTable.fit(np.array([lv, hv + RUN_MAX - 1]), MAX_CODE_LENGTH, escape=True))
+    return Coder(centre.astype(np.int64), table_of, tuple(tables))
+
+
+def _mode(v: np.ndarray) -> np.ndarray:
+    """Most frequent value of each column of v [S, C] (the smallest on ties)."""
+    lo = v.min(axis=0)
+    span = int((v - lo).max()) + 1
+    c = v.shape[1]
+    counts = np.bincount((np.arange(c) * span + (v - lo)).reshape(-1), minlength=c * span).reshape(c, span)
+    return lo + counts.argmax(axis=1)
+
+
+def _plane_entropy(v: np.ndarray) -> np.ndarray:
+    """Order-0 entropy in bits/value of each column of v [S, C]."""
+    lo = v.min(axis=0)
+    span = int((v - lo).max()) + 1
+    s, c = v.shape
+    counts = np.bincount((np.arange(c) * span + (v - lo)).reshape(-1), minlength=c * span).reshape(c, span)
+    p = counts / s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.sum(np.where(p > 0, p * np.log2(p), 0.0), axis=1)

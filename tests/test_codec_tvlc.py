@@ -1,0 +1,302 @@
+"""Transform-VLC, the numpy reference codec: run tokens, exact round trips, an independent
+re-derivation of the encode op, calibration that keeps its promises, a golden bitstream, and a
+decoder that refuses every corrupt stream with a CodecError (truncation, fuzzing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import DATA_KINDS
+from featcomp.codecs.base import ActivationStats, sqnr_db
+from featcomp.codecs.huffman import HuffmanTable
+from featcomp.codecs.tvlc import (
+    NO_TABLE, RUN_MAX, Coder, TransformVlc, TvlcSite, integer_basis, tokens_of, values_of,
+)
+from featcomp.errors import CodecError, FeatcompError
+
+HEADER = struct.Struct("<2sBBIHHHII")
+HEADER_LEN = 22
+FUZZ = settings(max_examples=150, deadline=None, database=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SHAPE = (16, 8, 8)
+
+
+def stats_of(x: np.ndarray, name: str = "t") -> ActivationStats:
+    stats = ActivationStats(name, tuple(x.shape[1:]), covariance=True, spatial_values=1 << 16)
+    for sample in x:
+        stats.update(sample[None])
+    return stats
+
+
+@pytest.fixture(scope="module")
+def fronts() -> dict[str, tuple[list, np.ndarray, np.ndarray]]:
+    """Per data kind and transform: the candidate front, calibration data and held-out data."""
+    out = {}
+    for seed, (kind, make) in enumerate(DATA_KINDS.items()):
+        rng = np.random.default_rng(300 + seed)
+        calib, fresh = make(rng, 8), make(rng, 4)
+        stats = stats_of(calib, kind)
+        for transform in ("pca", "dct", "none"):
+            out[f"{kind}-{transform}"] = (TransformVlc(transform=transform, groups=(4, 16)).candidates(stats), calib, fresh)
+    return out
+
+
+# --- tokens --------------------------------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None, database=None, derandomize=True)
+@given(planes=st.integers(1, 4), hw=st.integers(1, 200), density=st.floats(0.0, 1.0), seed=st.integers(0, 2**31))
+def test_tokens_round_trip_and_runs_stay_in_planes(planes: int, hw: int, density: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    v = np.where(rng.random((planes, hw)) < density, rng.integers(-5, 6, (planes, hw)), 0)
+    hi = 5
+    t = tokens_of(v, hi)
+    np.testing.assert_array_equal(values_of(t, hi, v.size), v.reshape(-1))
+    assert t.max(initial=0) <= hi + RUN_MAX - 1
+    # no run token spans a plane boundary: decoding plane by plane gives the same tokens
+    per_plane = np.concatenate([tokens_of(v[i:i + 1], hi) for i in range(planes)])
+    np.testing.assert_array_equal(per_plane, t)
+
+
+def test_long_runs_split_into_max_runs() -> None:
+    v = np.zeros((1, 3 * RUN_MAX + 5), np.int64)
+    t = tokens_of(v, 2)
+    np.testing.assert_array_equal(t, [2 + RUN_MAX - 1] * 3 + [2 + 5 - 1])
+    assert tokens_of(np.zeros((1, 1), np.int64), 2).tolist() == [0]
+
+
+def test_values_of_rejects_wrong_count() -> None:
+    with pytest.raises(CodecError):
+        values_of(np.array([0, 9]), 2, 5)
+
+
+# --- calibrated sites ----------------------------------------------------------------------------------------
+
+def test_pca_beats_identity_on_correlated_channels() -> None:
+    """On low-rank signed data big enough to amortise the basis, the calibrated transform must win at
+    every SQNR the identity reaches, by a clear margin (side information included)."""
+    rng = np.random.default_rng(11)
+    stats = stats_of(DATA_KINDS["smooth"](rng, 6, (16, 32, 32)))
+    pca = TransformVlc(transform="pca", groups=(16,)).candidates(stats)
+    none = TransformVlc(transform="none").candidates(stats)
+    for cand in [c for c in none if 10 <= c.sqnr_db <= 35]:
+        better = [p for p in pca if p.site.group == 16 and p.sqnr_db >= cand.sqnr_db]
+        assert better and min(p.bits_per_value for p in better) < 0.8 * cand.bits_per_value
+
+
+def test_fronts_are_sorted_pareto_and_bits_include_side(fronts) -> None:
+    for name, (front, _, _) in fronts.items():
+        bits = [c.bits_per_value for c in front]
+        db = [c.sqnr_db for c in front]
+        assert bits == sorted(bits) and db == sorted(db), name
+        for c in front:
+            assert c.bits_per_value >= 8.0 * c.site.side_bytes / int(np.prod(SHAPE))
+
+
+def test_candidate_sqnr_matches_measured_on_calibration_data(fronts) -> None:
+    for name, (front, calib, _) in fronts.items():
+        for cand in front:
+            got = sqnr_db(calib, cand.site.dequantize(cand.site.symbols(calib)))
+            assert abs(got - cand.sqnr_db) < 1.0, (name, cand.site.mode, got, cand.sqnr_db)
+
+
+def test_round_trip_exact_and_size_exact_on_fresh_data(fronts) -> None:
+    for name, (front, _, fresh) in fronts.items():
+        for cand in front[:: max(1, len(front) // 4)]:
+            site = cand.site
+            for x in fresh:
+                s = site.symbols(x)
+                data = site.pack(s)
+                assert len(data) == site.coded_bytes(s)
+                np.testing.assert_array_equal(site.unpack(data), s)
+                np.testing.assert_array_equal(site.decode(data), site.dequantize(s))
+
+
+def test_symbols_match_independent_rederivation(fronts) -> None:
+    """Integer maths in int64 (exact), then the float32 division the op performs."""
+    for name, (front, _, fresh) in fronts.items():
+        for cand in front:
+            site = cand.site
+            c, h, w = site.shape
+            k, g = site.cmin.shape
+            q = np.clip(np.rint(fresh / site.scale), site.qmin, site.qmax).astype(np.int64)
+            t = np.broadcast_to(site.transform.astype(np.int64), (k, g, g))
+            y = np.einsum("kfg,nkgp->nkfp", t, q.reshape(len(fresh), k, g, h * w))
+            assert np.abs(y).max() < 2**24  # exact in float32
+            coef = np.rint(y.astype(np.float32) / site.step)
+            coef = np.clip(coef, site.cmin[..., None], site.cmax[..., None])
+            np.testing.assert_array_equal(coef.reshape(fresh.shape).astype(np.int16), site.symbols(fresh))
+
+
+def test_constant_planes_cost_nothing_and_decode_to_their_constant(fronts) -> None:
+    front = fronts["lowrank-pca"][0]
+    site = next(c.site for c in front if np.any(c.site.coder.table_of == NO_TABLE))
+    s = site.symbols(fronts["lowrank-pca"][2][0])
+    const = site.coder.table_of == NO_TABLE
+    np.testing.assert_array_equal(s.reshape(SHAPE[0], -1)[const], site.cmin.reshape(-1)[const][:, None] + 0 * s.reshape(SHAPE[0], -1)[const])
+
+
+def test_determinism_and_rebuild_from_arrays(fronts) -> None:
+    front, _, fresh = fronts["smooth-pca"]
+    site = front[len(front) // 2].site
+    again = TvlcSite.from_arrays(site.side_arrays(), site.attributes())
+    assert again.param_id == site.param_id
+    s = site.symbols(fresh[0])
+    assert site.pack(s) == again.pack(s) == site.pack(s.copy())
+
+
+def test_integer_basis_is_exact_in_float32() -> None:
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((64, 64)))
+    t, bits = integer_basis(q[None], 255.0)
+    assert t.dtype == np.int16 and bits >= 8
+    assert 255 * np.abs(t.astype(np.int64)).sum(axis=-1).max() < 2**24
+
+
+def test_policy_rejects_bad_options() -> None:
+    with pytest.raises(FeatcompError, match="transform"):
+        TransformVlc(transform="wavelet")
+    with pytest.raises(FeatcompError, match="step"):
+        TransformVlc(step=-1.0)
+
+
+def test_fixed_step_uses_that_step() -> None:
+    rng = np.random.default_rng(5)
+    stats = stats_of(DATA_KINDS["lowrank"](rng, 6))
+    site = TransformVlc(step=4.0).calibrate(stats)
+    assert site.delta == 4.0
+
+
+# --- golden bitstream ----------------------------------------------------------------------------------------
+
+def _hand_site() -> TvlcSite:
+    """Fixed parameters: a 4-point integer DCT per group, tables fitted on a fixed LCG sequence."""
+    c = SHAPE[0]
+    k, g = c // 4, 4
+    n = np.arange(4)
+    basis = np.sqrt(0.5) * np.cos(np.pi * (2 * n + 1) * n[:, None] / 8)
+    basis[0] = 0.5
+    t, bits = integer_basis(basis[None], 255.0)
+    cmin = np.full((k, g), -6, np.int16)
+    cmax = np.full((k, g), 9, np.int16)
+    cmin[1, 2] = cmax[1, 2] = 2  # one constant plane
+    centre = np.where(np.arange(c) == 6, 2, np.arange(c) % 3 - 1).astype(np.int64)
+    table_of = (np.arange(c) % 2).astype(np.uint8)
+    table_of[6] = NO_TABLE
+    seq = _lcg(7, 4000)
+    tables = tuple(HuffmanTable.fit(np.concatenate([(seq % (9 + 4 * j)) - 4 - j, [-7, 10 + RUN_MAX - 1]]), 16)
+                   for j in range(2))
+    step = np.float32(3 * (1 << bits))
+    return TvlcSite(shape=SHAPE, scale=np.float32(0.05), qmin=np.float32(0), qmax=np.float32(255),
+                    transform=np.repeat(t, k, axis=0), step=step, cmin=cmin, cmax=cmax,
+                    gain=np.float32(0.05 * float(step) / 4.0 ** bits), coder=Coder(centre, table_of, tables), kind="dct")
+
+
+def _lcg(seed: int, n: int) -> np.ndarray:
+    out = np.empty(n, np.int64)
+    state = seed
+    for i in range(n):
+        state = (1103515245 * state + 12345) % 2**31
+        out[i] = state >> 16
+    return out
+
+
+def _golden_symbols(site: TvlcSite, seed: int) -> np.ndarray:
+    raw = _lcg(seed, int(np.prod(SHAPE))).reshape(SHAPE[0], -1)
+    sparse = np.where(raw % 3 == 0, raw % 16 - 6, 0)  # runs of zeros and levels in range
+    s = np.clip(sparse + site.coder.centre[:, None], site.cmin.reshape(-1, 1), site.cmax.reshape(-1, 1))
+    return s.reshape(SHAPE).astype(np.int16)
+
+
+HAND = _hand_site()
+GOLDEN_SHA256 = "0c1cc138721cdd66bf45d3a115b0ce1015c864c7e1d2a7894132fbcaa0f28e7d"
+
+
+def test_golden_bitstream() -> None:
+    symbols = _golden_symbols(HAND, 20240601)
+    data = HAND.pack(symbols)
+    np.testing.assert_array_equal(HAND.unpack(data), symbols)
+    magic, version, codec, param, *_ = HEADER.unpack_from(data)
+    assert (magic, version, codec, param) == (b"FC", 1, 2, HAND.param_id)
+    digest = hashlib.sha256(data).hexdigest()
+    if os.environ.get("FEATCOMP_UPDATE_GOLDEN") == "1":
+        path = Path(__file__)
+        path.write_text(re.sub(r'\nGOLDEN_SHA256 = "[0-9a-f]*"', f'\nGOLDEN_SHA256 = "{digest}"', path.read_text(), count=1))
+        return
+    assert digest == GOLDEN_SHA256, (
+        f"the transform-vlc bitstream changed (sha256 {digest}); if intended, bump the format version and rerun "
+        "with FEATCOMP_UPDATE_GOLDEN=1")
+
+
+# --- corruption ----------------------------------------------------------------------------------------------
+
+def with_payload(stream: bytes, payload: bytes) -> bytes:
+    magic, version, codec, param, c, h, w, _, _ = HEADER.unpack_from(stream)
+    return HEADER.pack(magic, version, codec, param, c, h, w, len(payload), zlib.crc32(payload)) + payload
+
+
+def check_decoded(site: TvlcSite, data: bytes) -> None:
+    """The fuzz property: a CodecError, or int16 symbols of the site's shape within its ranges."""
+    try:
+        out = site.unpack(data)
+    except CodecError:
+        return
+    assert out.dtype == np.int16 and out.shape == site.shape
+    flat = out.reshape(site.shape[0], -1)
+    assert np.all(flat >= site.cmin.reshape(-1, 1)) and np.all(flat <= site.cmax.reshape(-1, 1))
+
+
+def test_every_truncation_is_a_codec_error() -> None:
+    data = HAND.pack(_golden_symbols(HAND, 99))
+    payload = data[HEADER_LEN:]
+    for n in range(len(data)):
+        with pytest.raises(CodecError):
+            HAND.unpack(data[:n])
+    for n in range(len(payload)):
+        with pytest.raises(CodecError):
+            HAND.unpack(with_payload(data, payload[:n]))
+    with pytest.raises(CodecError):
+        HAND.unpack(with_payload(data, payload + b"\x00"))
+
+
+@FUZZ
+@given(payload=st.binary(max_size=200))
+def test_fuzz_random_payload_with_valid_header(payload: bytes) -> None:
+    check_decoded(HAND, with_payload(HAND.pack(_golden_symbols(HAND, 1)), payload))
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**31 - 1), data=st.data())
+def test_fuzz_mutated_valid_streams(seed: int, data: st.DataObject) -> None:
+    stream = HAND.pack(_golden_symbols(HAND, seed % 1000))
+    payload = bytearray(stream[HEADER_LEN:])
+    edits = data.draw(st.lists(st.tuples(st.integers(0, len(payload) - 1), st.integers(0, 255)), max_size=6))
+    for position, value in edits:
+        payload[position] = value
+    cut = data.draw(st.integers(0, len(payload)))
+    mutated = bytes(payload[:cut]) + data.draw(st.binary(max_size=4)) if data.draw(st.booleans()) else bytes(payload)
+    check_decoded(HAND, with_payload(stream, mutated))
+
+
+@FUZZ
+@given(blob=st.binary(max_size=300))
+def test_fuzz_coder_description(blob: bytes) -> None:
+    """The coder side information parses, or is refused with a CodecError."""
+    try:
+        Coder.from_bytes(blob)
+    except CodecError:
+        pass
+    good = HAND.coder.to_bytes()
+    for cut in range(0, len(good), 7):
+        with pytest.raises(CodecError):
+            Coder.from_bytes(good[:cut])
