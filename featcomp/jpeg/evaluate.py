@@ -54,7 +54,7 @@ def matched(family: Tables, views: Sequence[np.ndarray], bpps: Sequence[float]) 
     """For each target rate, the family member whose real rate on ``views`` is closest at or below it."""
     found = []
     for target in bpps:
-        tables = search_scale(family, lambda t: rate(views, t) <= target, iterations=14)
+        tables = search_scale(family, lambda t: rate(views, t) <= target, iterations=14, finest=True)
         if tables is not None:
             found.append(tables)
     return found

@@ -122,23 +122,27 @@ def learned_profile(g_luma: np.ndarray, g_chroma: np.ndarray) -> tuple[np.ndarra
     return luma * c, chroma * c
 
 
-def search_scale(family: Tables, meets: Callable[[Tables], bool], iterations: int = 18) -> Tables | None:
-    """The coarsest tables of the family (largest scale) that still ``meets``; None if even all-1 steps fail.
+def search_scale(family: Tables, meets: Callable[[Tables], bool], iterations: int = 18, *,
+                 finest: bool = False) -> Tables | None:
+    """The coarsest member of the family (largest scale) that ``meets``, or with ``finest`` the finest one.
 
-    Bisection on log(scale), assuming coarser tables never do better (rate and accuracy both fall).
+    Bisection on log(scale) for a monotone test: an accuracy test holds for fine tables and fails for
+    coarse ones (ask for the coarsest); a rate budget holds for coarse ones (ask for the finest).
+    None when no member in SCALE_RANGE meets it.
     """
     lo, hi = math.log(SCALE_RANGE[0]), math.log(SCALE_RANGE[1])
-    if meets(family.scaled(SCALE_RANGE[1])):
-        return family.scaled(SCALE_RANGE[1])
-    if not meets(family.scaled(SCALE_RANGE[0])):
+    good, bad = (hi, lo) if finest else (lo, hi)
+    if meets(family.scaled(math.exp(bad))):
+        return family.scaled(math.exp(bad))
+    if not meets(family.scaled(math.exp(good))):
         return None
     for _ in range(iterations):
-        mid = (lo + hi) / 2
+        mid = (good + bad) / 2
         if meets(family.scaled(math.exp(mid))):
-            lo = mid
+            good = mid
         else:
-            hi = mid
-    return family.scaled(math.exp(lo))
+            bad = mid
+    return family.scaled(math.exp(good))
 
 
 def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | None = None, *,
@@ -177,11 +181,11 @@ def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | Non
                            "g_chroma": np.round(g_chroma, 6).tolist()}
     family = Tables.from_profile(luma, chroma, 1.0, method, model=model_name)
     if target_bpp is not None:
-        found = search_scale(family, lambda t: rate(views, t) <= target_bpp)
+        found = search_scale(family, lambda t: rate(views, t) <= target_bpp, finest=True)
         if found is None:
-            low = rate(views, family.scaled(SCALE_RANGE[0]))
-            raise FeatcompError(f"--target-bpp {target_bpp:g} is above what these tables can spend: "
-                                f"{low:.3f} bpp with every step at 1")
+            low = rate(views, family.scaled(SCALE_RANGE[1]))
+            raise FeatcompError(f"--target-bpp {target_bpp:g} is below what JPEG can reach on these images: "
+                                f"{low:.3f} bpp with every step at 255 (headers included)")
         target: dict[str, float] = {"target_bpp": target_bpp}
     else:
         assert classifier is not None and max_drop is not None

@@ -1,0 +1,106 @@
+"""The numpy reference is libjpeg, bit for bit: quantized coefficients equal the ones in the file Pillow
+writes (read back with jpeglib), and the reference's decoded pixels equal Pillow's decode (tolerance 0)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featcomp.errors import FeatcompError
+from featcomp.jpeg import dct
+from featcomp.jpeg.encode import decode, encode
+from featcomp.jpeg.tables import Tables, standard
+
+KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
+
+
+def _photo(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth synthetic photo with edges and noise: realistic coefficient statistics, no files needed."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    base = np.stack([np.sin(6 * x + c) * 80 + np.cos(9 * y * (c + 1)) * 40 for c in range(3)], axis=-1) + 128
+    base[h // 3:, w // 2:] -= 60
+    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
+CASES = [
+    ("q50 16x16", _photo(16, 16, 0), standard(50)),
+    ("q10 odd size", _photo(37, 45, 1), standard(10)),
+    ("q95 noise", np.random.default_rng(2).integers(0, 256, (24, 33, 3), dtype=np.uint8), standard(95)),
+    ("all steps 1", _photo(40, 24, 3), Tables(np.ones((8, 8)), np.ones((8, 8)))),
+    ("all steps 255", _photo(23, 17, 4), Tables(np.full((8, 8), 255), np.full((8, 8), 255))),
+    ("ragged learned", _photo(64, 48, 5), Tables(np.random.default_rng(6).integers(1, 256, (8, 8)),
+                                                 np.random.default_rng(7).integers(1, 256, (8, 8)))),
+    ("extremes", np.where(np.indices((32, 32, 3)).sum(0) % 2 == 0, 0, 255).astype(np.uint8), standard(30)),
+]
+
+
+@pytest.mark.parametrize("name, rgb, tables", CASES, ids=[c[0] for c in CASES])
+def test_coefficients_equal_the_file(tmp_path: Path, name: str, rgb: np.ndarray, tables: Tables) -> None:
+    jpeglib = pytest.importorskip("jpeglib")
+    path = tmp_path / "x.jpg"
+    path.write_bytes(encode(rgb, tables))
+    coded = jpeglib.read_dct(str(path))
+    ours = dct.coefficients(rgb, tables)
+    for plane, theirs in zip(ours, (coded.Y, coded.Cb, coded.Cr)):
+        assert plane.shape == theirs.shape
+        assert np.array_equal(plane, theirs)
+
+
+@pytest.mark.parametrize("name, rgb, tables", CASES, ids=[c[0] for c in CASES])
+def test_roundtrip_equals_pillow_decode(name: str, rgb: np.ndarray, tables: Tables) -> None:
+    assert np.array_equal(dct.roundtrip(rgb, tables), decode(encode(rgb, tables)))
+
+
+@pytest.mark.shared
+def test_kodak_photo_is_exact() -> None:
+    path = KODAK / "kodim23.png"
+    if not path.exists():
+        pytest.skip("../shared/data/kodak is absent")
+    rgb = np.asarray(Image.open(path).convert("RGB"))[:200, :300]
+    for quality in (10, 50, 90):
+        assert np.array_equal(dct.roundtrip(rgb, standard(quality)), decode(encode(rgb, standard(quality))))
+
+
+def test_islow_is_close_to_the_orthonormal_dct() -> None:
+    """Why the integer reference: islow is 8x the float DCT but not equal to it (the rounding differs)."""
+    rng = np.random.default_rng(0)
+    samples = rng.integers(0, 256, (64, 64))
+    islow = dct.forward_blocks(samples) / 8.0
+    blocks = (samples - 128.0).reshape(8, 8, 8, 8).swapaxes(1, 2)
+    ortho = dct.DCT_ORTHO @ blocks @ dct.DCT_ORTHO.T
+    assert np.abs(islow - ortho).max() < 0.3
+    assert np.abs(islow - ortho).max() > 0
+
+
+def test_descale_rounds_half_up_on_negatives() -> None:
+    x = np.array([-6, -5, -4, -3, 3, 4, 5, 6])
+    assert dct.descale(x, np.full(8, 2)).tolist() == [-1, -1, -1, -1, 1, 1, 1, 2]
+    assert dct.descale(x, np.zeros(8, np.int64)).tolist() == x.tolist()
+
+
+def test_quantize_rounds_half_away_from_zero() -> None:
+    coef = np.array([-12, -11, -4, 3, 4, 11, 12]) * 8  # steps of 8 after the DCT's factor of 8: divisor 64
+    assert dct.quantize(coef // 8 * 8, np.full(7, 8)).tolist() == [-2, -1, -1, 0, 1, 1, 2]
+
+
+def test_colour_conversion_is_a_near_inverse() -> None:
+    rgb = np.random.default_rng(1).integers(0, 256, (1000, 3))
+    back = dct.from_ycc(dct.to_ycc(rgb))
+    assert np.abs(back.astype(int) - rgb).max() <= 3
+
+
+def test_tiny_images_are_refused() -> None:
+    with pytest.raises(FeatcompError, match="at least 8x8"):
+        dct.roundtrip(np.zeros((7, 20, 3), np.uint8), standard(50))
+
+
+def test_file_is_baseline_and_opens_elsewhere() -> None:
+    data = encode(_photo(16, 24, 9), standard(40))
+    assert data[:2] == b"\xff\xd8" and b"\xff\xc0" in data and b"\xff\xc2" not in data  # SOF0: baseline
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == (24, 16) and im.mode == "RGB"
