@@ -86,6 +86,31 @@ def allocate(fronts: Mapping[str, list[Candidate]], gains: Mapping[str, float], 
     return chosen
 
 
+def allocate_rate(fronts: Mapping[str, list[Candidate]], gains: Mapping[str, float], stats: Mapping[str, ActivationStats],
+                  output_power: float, bits_per_value: float) -> tuple[float, dict[str, SiteCodec], float]:
+    """(output SNR, codecs, estimated bits/value): the highest output SNR whose allocation fits the budget.
+
+    The estimate is each chosen candidate's bits/value on the calibration data, weighted by site size. When
+    even the coarsest allocation exceeds the budget, that allocation is returned with its (higher) estimate.
+    """
+    def spend(snr: float) -> tuple[dict[str, SiteCodec], float]:
+        chosen = allocate(fronts, gains, stats, output_power, snr)
+        sizes = {name: int(np.prod(stats[name].shape)) for name in fronts}
+        bits = {name: next(c.bits_per_value for c in fronts[name] if c.site is chosen[name]) for name in fronts}
+        return chosen, sum(bits[n] * sizes[n] for n in fronts) / max(1, sum(sizes.values()))
+
+    lo, hi = -20.0, SNR_RANGE_DB[1]
+    best = (lo, *spend(lo))
+    for _ in range(2 * SEARCH_STEPS):
+        mid = 0.5 * (lo + hi)
+        codecs, bits = spend(mid)
+        if bits <= bits_per_value:
+            best, lo = (mid, codecs, bits), mid
+        else:
+            hi = mid
+    return best
+
+
 def top1(y: np.ndarray) -> np.ndarray:
     return y.reshape(len(y), -1).argmax(axis=1)
 

@@ -92,13 +92,17 @@ def calibrate(model: ModelLike, data: DataLike | Sequence[dict[str, np.ndarray]]
 def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", preprocess: Preprocess | str | None = None,
              include: Iterable[str] | SiteFilter | None = None, op_types: Iterable[str] | None = None,
              exclude: Iterable[str] = (), limit: int | None = None, max_drop: float | None = None,
-             output_snr_db: float | None = None, labels: str | os.PathLike[str] | None = None,
+             output_snr_db: float | None = None, bits_per_value: float | None = None,
+             labels: str | os.PathLike[str] | None = None,
              label_offset: int = 0, progress: Progress | None = None,
              **codec_options: Any) -> CompressResult:
     """Calibrate a codec per site and insert compress -> decompress pairs. Returns the new model.
 
     How each site's quality is chosen, in order of precedence:
-    - codec option `sqnr_db=DB`: the same SQNR target at every site;
+    - codec option `sqnr_db=DB`: the same SQNR target at every site (transform-vlc: `step=S`, the same
+      quantizer step at every site);
+    - `bits_per_value=B`: sensitivity-weighted targets whose estimated average bits/value (side
+      information included) is at most B;
     - `output_snr_db=DB`: sensitivity-weighted targets (featcomp.allocate) for that logit SNR;
     - `max_drop=P` (default 1.0): sensitivity-weighted targets, with the fewest bits whose top-1
       agreement with the original on the calibration inputs stays within P points; with `labels`
@@ -120,9 +124,12 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     stats = calibrate(proto, feeds, sites=sites, progress=progress, stats_options=family.stats_options)
     t2 = time.perf_counter()
     info: dict[str, Any] = {}
-    if "sqnr_db" in codec_options:
+    if bits_per_value is not None and not bits_per_value > 0:
+        raise FeatcompError(f"bits per value must be positive, got {bits_per_value}")
+    uniform = {k: codec_options[k] for k in ("sqnr_db", "step") if codec_options.get(k) is not None}
+    if uniform:
         codecs = {s.name: family.calibrate(stats[s.name]) for s in (progress(sites) if progress else sites)}
-        info = {"method": "uniform", "sqnr_db": codec_options["sqnr_db"]}
+        info = {"method": "uniform", **uniform}
     else:
         fronts = {s.name: family.candidates(stats[s.name]) for s in (progress(sites) if progress else sites)}
         probe_feeds = feeds[:SENSITIVITY_BATCHES]
@@ -131,6 +138,11 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
             power = allocation.output_power(proto, probe_feeds)
             codecs = allocation.allocate(fronts, gains, stats, power, output_snr_db)
             info = {"method": "sensitivity", "output_snr_db": output_snr_db}
+        elif bits_per_value is not None:
+            power = allocation.output_power(proto, probe_feeds)
+            snr, codecs, bits = allocation.allocate_rate(fronts, gains, stats, power, bits_per_value)
+            info = {"method": "sensitivity", "bits_per_value": bits_per_value, "output_snr_db": snr,
+                    "estimated_bits_per_value": bits, "met": bits <= bits_per_value + 1e-9}
         else:
             drop = 1.0 if max_drop is None else max_drop
             found = allocation.search(proto, fronts, gains, stats, feeds, drop, labels=targets, progress=progress)

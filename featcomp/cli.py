@@ -236,7 +236,9 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", nargs="?",
                    help=f"an ONNX model; without one, the embedded default job ({DEFAULT_NAME} on sample photos)")
     p.add_argument("-o", "--output", metavar="OUT", help=f"compressed model to write (default job: {DEFAULT_OUT})")
-    p.add_argument("--codec", default="dct-cm", help="codec (default: dct-cm)")
+    p.add_argument("--codec", default="dct-cm", choices=("dct-cm", "transform-vlc"), help="codec (default: dct-cm)")
+    p.add_argument("--transform", choices=("pca", "dct", "none"),
+                   help="transform-vlc only: calibrated PCA per channel group (default), DCT, or none")
     p.add_argument("--calib", metavar="SRC", help="calibration data: a folder of images or an .npz")
     quality = p.add_mutually_exclusive_group()
     quality.add_argument("--max-drop", type=float, metavar="P",
@@ -245,6 +247,10 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     quality.add_argument("--output-snr", type=float, metavar="DB",
                          help="sensitivity-weighted sites for this logit SNR in dB (no search)")
     quality.add_argument("--sqnr", type=float, metavar="DB", help="the same minimum SQNR at every site, in dB")
+    quality.add_argument("--bits-per-value", type=float, metavar="B",
+                         help="sensitivity-weighted sites for this average of bits/value (side information included)")
+    quality.add_argument("--step", type=float, metavar="S",
+                         help="transform-vlc only: the same quantizer step at every site, in units of its 8-bit step")
     p.add_argument("--labels", metavar="FILE", help="labels of the calibration images, for --max-drop on accuracy")
     p.add_argument("--label-offset", type=int, default=0, metavar="K",
                    help="model class index minus label index (e.g. 1 for 1001-class models with background)")
@@ -268,7 +274,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         model, name = zoo.efficientnet_lite0(), DEFAULT_NAME
         preprocess = args.preprocess or zoo.DEFAULT_PREPROCESS
         calib: object = args.calib or zoo.sample_images()
-        if args.max_drop is None and args.sqnr is None and args.output_snr is None:
+        if all(v is None for v in (args.max_drop, args.sqnr, args.output_snr, args.bits_per_value, args.step)):
             args.output_snr = DEFAULT_OUTPUT_SNR  # ten photos are too few for an accuracy search
     else:
         model, name = load_model(args.model), Path(args.model).name
@@ -280,6 +286,14 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     if unknown:
         raise FeatcompError(f"{name} has no site named '{unknown[0]}'; 'featcomp inspect' lists the sites")
     options: dict[str, Any] = {}
+    if args.codec != "transform-vlc" and (args.transform is not None or args.step is not None):
+        raise FeatcompError("--transform and --step belong to --codec transform-vlc")
+    if args.transform is not None:
+        options["transform"] = args.transform
+    if args.step is not None:
+        options["step"] = args.step
+    if args.bits_per_value is not None:
+        options["bits_per_value"] = args.bits_per_value
     if args.sqnr is not None:
         options["sqnr_db"] = args.sqnr
     if args.output_snr is not None:
@@ -315,7 +329,10 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     # keeps json/csv on stdout parseable: the closing line goes to stderr for those formats
     done = sys.stdout if args.format in ("table", "md") else sys.stderr
     how = result.allocation
-    if how.get("met") is False:
+    if how.get("met") is False and "bits_per_value" in how:
+        print(f"note: --bits-per-value {how['bits_per_value']:g} could not be met: the coarsest allocation needs "
+              f"{how['estimated_bits_per_value']:.2f} bits/value on the calibration data; it was used", file=sys.stderr)
+    elif how.get("met") is False:
         measure = "top-1 accuracy" if "calibration_top1" in how else "top-1 agreement"
         got = how.get("calibration_top1", how.get("calibration_agreement", 0.0))
         print(f"note: --max-drop {how['max_drop']:g} could not be met: even the finest setting gives {measure} "

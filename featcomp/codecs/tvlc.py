@@ -177,7 +177,6 @@ class TvlcSite:
     gain: np.float32           # scale * step / 4**B: decode = transform^T * gain
     coder: Coder
     kind: str = "pca"
-    delta: float = 1.0         # the step in 8-bit units, orthonormal scale (informational)
 
     codec_name = "transform-vlc"
 
@@ -205,6 +204,12 @@ class TvlcSite:
     @property
     def group(self) -> int:
         return int(self.cmin.shape[1])
+
+    @property
+    def delta(self) -> float:
+        """The step in 8-bit units at orthonormal scale: step / 2**B, B from the transform's row norm."""
+        norm = float(np.sqrt(np.sum(np.square(self.transform[0, 0].astype(np.float64)))))
+        return float(self.step) / 2.0 ** round(math.log2(norm))
 
     @property
     def mode(self) -> str:
@@ -487,7 +492,7 @@ class _Fitter:
         table_of = np.where(constant, NO_TABLE, np.searchsorted(used, table_of)).astype(np.uint8)
         arith = self._site_arrays(t, bits, step, lo, hi)
         # tables from the whole samples' symbols (spatial order matters to the runs)
-        probe = TvlcSite(shape=self.stats.shape, **arith, coder=_flat_coder(centre, table_of, lo, hi), kind=kind, delta=delta)
+        probe = TvlcSite(shape=self.stats.shape, **arith, coder=_flat_coder(centre, table_of, lo, hi), kind=kind)
         sym = probe.symbols(self.spatial).reshape(len(self.spatial), c, -1).astype(np.int64)
         tables = []
         for j in range(len(used)):
@@ -498,7 +503,7 @@ class _Fitter:
             toks = np.concatenate([tokens_of(one, hv) for one in v])
             ends = np.array([lv, hv + RUN_MAX - 1])
             tables.append(HuffmanTable.fit(np.concatenate([toks, ends]), MAX_CODE_LENGTH))
-        site = TvlcSite(shape=self.stats.shape, **arith, coder=Coder(centre, table_of, tuple(tables)), kind=kind, delta=delta)
+        site = TvlcSite(shape=self.stats.shape, **arith, coder=Coder(centre, table_of, tuple(tables)), kind=kind)
         coded = sum(site.coded_bytes(one) - bitstream.HEADER_BYTES for one in sym.astype(np.int16).reshape(-1, *self.stats.shape))
         values = self.spatial[0].size
         bits = 8.0 * (coded / len(self.spatial) + site.side_bytes) / values

@@ -34,16 +34,45 @@ class _SiteAccumulator:
         self.noise = 0.0
         self.zeros = 0
         self.values = 0
+        self.histogram = _ChannelHistogram()
 
     def add(self, x: np.ndarray, symbols: np.ndarray) -> None:
         codec = self.pair.codec
         for sample in symbols:
             self.sizes.append(len(codec.pack(sample)))
+        self.histogram.add(symbols)
         approx = codec.dequantize(symbols)
         self.signal += float(np.sum(np.square(x, dtype=np.float64)))
         self.noise += float(np.sum(np.square(x.astype(np.float64) - approx)))
         self.zeros += int(np.count_nonzero(x == 0))
         self.values += x.size
+
+
+class _ChannelHistogram:
+    """Counts of (channel, symbol) over all samples, kept sparse: entropies need no dense C x 65536 table."""
+
+    def __init__(self) -> None:
+        self.keys = np.zeros(0, np.int64)
+        self.counts = np.zeros(0, np.int64)
+        self.samples = 0
+
+    def add(self, symbols: np.ndarray) -> None:
+        n, c = symbols.shape[:2]
+        keys = (np.arange(c, dtype=np.int64)[None, :, None] << 16) + symbols.reshape(n, c, -1).astype(np.int64) + 32768
+        new, counts = np.unique(keys, return_counts=True)
+        merged, inverse = np.unique(np.concatenate([self.keys, new]), return_inverse=True)
+        self.counts = np.bincount(inverse, weights=np.concatenate([self.counts, counts]),
+                                  minlength=len(merged)).astype(np.int64)
+        self.keys = merged
+        self.samples += n
+
+    def entropy_bits(self) -> float:
+        """Sum over channels of the order-0 entropy of that channel's symbols, per sample."""
+        if not len(self.keys):
+            return 0.0
+        channel = self.keys >> 16
+        totals = np.bincount(channel, weights=self.counts)[channel]
+        return float(-np.sum(self.counts * np.log2(self.counts / totals))) / max(1, self.samples)
 
 
 def measure(model: onnx.ModelProto, reader: InputReader, *, name: str = "model",
@@ -93,7 +122,8 @@ def _site_report(acc: _SiteAccumulator, site: Site | None) -> SiteReport:
         ratio_vs_int8=values / per_inference, ratio_vs_fp32=4 * values / per_inference,
         zero_fraction=acc.zeros / max(1, acc.values),
         sqnr_db=_db(acc.signal, acc.noise), mode=codec.describe()["mode"], codec=codec.codec_name,
-        details=codec.describe(),
+        details=codec.describe(), payload_bits_per_value=8.0 * coded / values,
+        entropy_bits_per_value=acc.histogram.entropy_bits() / values,
     )
 
 
@@ -130,4 +160,6 @@ def _totals(reports: list[SiteReport], original: onnx.ModelProto, sites: dict[st
         input_bytes_fp32=4 * in_values, input_bytes_uint8=in_values,
         total_traffic_int8=total_int8, total_traffic_compressed=total_fc,
         traffic_saving_vs_int8=1.0 - total_fc / max(1, total_int8),
+        payload_bits_per_value=8.0 * coded / max(1, values),
+        entropy_bits_per_value=sum(r.entropy_bits_per_value * r.values for r in reports) / max(1, values),
     )

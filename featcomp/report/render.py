@@ -14,11 +14,14 @@ COLUMNS: list[tuple[str, Callable[[SiteReport], str]]] = [
     ("producer", lambda s: s.producer),
     ("shape", lambda s: "x".join(map(str, s.shape))),
     ("mode", lambda s: s.mode + (f"/{s.details.get('group')}" if s.mode == "dct" else "")),
+    ("codec", lambda s: s.codec),
     ("int8 B", lambda s: f"{s.int8_bytes}"),
     ("coded B", lambda s: f"{s.coded_bytes_mean:.0f}"),
     ("max B", lambda s: f"{s.coded_bytes_max}"),
     ("side B", lambda s: f"{s.side_bytes}"),
     ("bits/val", lambda s: f"{s.bits_per_value:.2f}"),
+    ("payload", lambda s: f"{s.payload_bits_per_value:.2f}"),
+    ("entropy", lambda s: f"{s.entropy_bits_per_value:.2f}"),
     ("x int8", lambda s: f"{s.ratio_vs_int8:.2f}"),
     ("x fp32", lambda s: f"{s.ratio_vs_fp32:.2f}"),
     ("zeros", lambda s: f"{s.zero_fraction:.0%}"),
@@ -35,6 +38,9 @@ def summary_lines(report: Report) -> list[str]:
         f"feature maps: {t.int8_bytes / mb:.3f} MB int8 -> {(t.coded_bytes + t.side_bytes) / mb:.3f} MB coded "
         f"(side info {t.side_bytes / 1e3:.1f} kB included): {t.ratio_vs_int8:.2f}x vs int8, "
         f"{t.ratio_vs_fp32:.2f}x vs fp32, {t.bits_per_value:.2f} bits/value",
+        f"payload {t.payload_bits_per_value:.3f} bits/value, order-0 entropy of the symbols "
+        f"{t.entropy_bits_per_value:.3f} (coder overhead {t.payload_bits_per_value - t.entropy_bits_per_value:+.3f}), "
+        f"side information {8 * t.side_bytes / max(1, t.values):.3f}",
         f"traffic per inference (activations written + read, weights, input): "
         f"{t.total_traffic_int8 / mb:.2f} MB int8 -> {t.total_traffic_compressed / mb:.2f} MB "
         f"({t.traffic_saving_vs_int8:.1%} less)",

@@ -37,6 +37,11 @@ class SiteReport:
     mode: str
     codec: str
     details: dict[str, Any] = field(default_factory=dict)
+    # payload bits/value (coded bytes without side information) next to the order-0 empirical entropy of
+    # each channel's symbols over all measured samples: the limit of a static per-channel symbol code for
+    # this quantizer; their difference is the coder's overhead (negative when runs beat symbol-by-symbol)
+    payload_bits_per_value: float = float("nan")
+    entropy_bits_per_value: float = float("nan")
 
 
 @dataclass
@@ -62,6 +67,8 @@ class Totals:
     total_traffic_int8: int
     total_traffic_compressed: float
     traffic_saving_vs_int8: float
+    payload_bits_per_value: float = float("nan")
+    entropy_bits_per_value: float = float("nan")
 
 
 @dataclass
