@@ -25,6 +25,7 @@ from featcomp.errors import FeatcompError
 __all__ = ["FORMAT", "STANDARD_CHROMA", "STANDARD_LUMA", "Tables", "scale_profile", "standard", "table"]
 
 FORMAT = "featcomp.jpeg-tables/1"
+SCALE_RANGE = (1e-3, 1e3)  # every profile scales to all-1 steps below the low end and all-255 above the high end
 
 # ITU-T T.81 Annex K.1 (libjpeg's std_luminance/chrominance_quant_tbl), natural order.
 STANDARD_LUMA = np.array([
@@ -98,6 +99,7 @@ class Tables:
     profile_chroma: np.ndarray | None = None
     scale: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    ladder: np.ndarray | None = None  # [L, 2, 8, 8] (luma, chroma) from finest to coarsest, for methods without a profile
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "luma", table(self.luma, "luma table"))
@@ -110,6 +112,12 @@ class Tables:
             if array.size != 64 or not np.isfinite(array).all() or (array <= 0).any():
                 raise FeatcompError(f"{key} must be 64 positive finite numbers")
             object.__setattr__(self, key, array.reshape(8, 8))
+        if self.ladder is not None:
+            rungs = np.asarray(self.ladder)
+            if rungs.ndim != 4 or rungs.shape[1:] != (2, 8, 8) or len(rungs) < 1:
+                raise FeatcompError("ladder must be a list of [luma 8x8, chroma 8x8] pairs")
+            object.__setattr__(self, "ladder", np.stack([table(r, "ladder table") for r in rungs.reshape(-1, 8, 8)])
+                               .reshape(-1, 2, 8, 8))
 
     @classmethod
     def from_profile(cls, luma: np.ndarray, chroma: np.ndarray, scale: float, method: str,
@@ -120,7 +128,17 @@ class Tables:
 
     @property
     def sweepable(self) -> bool:
-        return self.profile_luma is not None and self.profile_chroma is not None
+        return (self.profile_luma is not None and self.profile_chroma is not None) or self.ladder is not None
+
+    def member(self, t: float) -> Tables:
+        """The family member at position t in [0, 1], finest (0) to coarsest (1): a rung of the ladder, or
+        the profile at a log-spaced scale in SCALE_RANGE."""
+        t = min(max(float(t), 0.0), 1.0)
+        if self.ladder is not None:
+            i = int(round(t * (len(self.ladder) - 1)))
+            return replace(self, luma=self.ladder[i, 0], chroma=self.ladder[i, 1], scale=float(i), meta={})
+        lo, hi = (math.log(v) for v in SCALE_RANGE)
+        return self.scaled(math.exp(lo + t * (hi - lo)))
 
     def scaled(self, scale: float) -> Tables:
         """The same family at another scale (larger scale: coarser steps, fewer bytes)."""
@@ -136,6 +154,8 @@ class Tables:
     def label(self) -> str:
         if self.method == "standard" and "quality" in self.meta:
             return f"standard q{self.meta['quality']}"
+        if self.ladder is not None and self.scale is not None:
+            return f"{self.method} rung {int(self.scale)}"
         return f"{self.method} x{self.scale:.3g}" if self.scale is not None else self.method
 
     # ---------------------------------------------------------------------------------------- JSON
@@ -150,6 +170,9 @@ class Tables:
         if self.profile_luma is not None and self.profile_chroma is not None:
             data["profile"] = {"luma": np.round(self.profile_luma, 6).tolist(),
                                "chroma": np.round(self.profile_chroma, 6).tolist(), "scale": self.scale}
+        if self.ladder is not None:
+            data["ladder"] = {"order": "finest to coarsest; scale is the rung of luma/chroma", "rung": self.scale,
+                              "tables": self.ladder.tolist()}
         data["meta"] = self.meta
         return data
 
@@ -166,12 +189,14 @@ class Tables:
         if missing:
             raise FeatcompError(f"{where}: missing {' and '.join(repr(k) for k in missing)} (8x8 tables of steps 1..255)")
         profile = data.get("profile") or {}
+        ladder = data.get("ladder") or {}
+        scale = profile.get("scale", ladder.get("rung"))
         try:
             return cls(table(data["luma"], f"{where}: luma table"), table(data["chroma"], f"{where}: chroma table"),
                        method=str(data.get("method", "custom")), model=data.get("model"),
                        profile_luma=profile.get("luma"), profile_chroma=profile.get("chroma"),
-                       scale=None if profile.get("scale") is None else float(profile["scale"]),
-                       meta=dict(data.get("meta") or {}))
+                       scale=None if scale is None else float(scale),
+                       meta=dict(data.get("meta") or {}), ladder=ladder.get("tables"))
         except FeatcompError as exc:
             text = str(exc)
             raise FeatcompError(text if text.startswith(where) else f"{where}: {text}") from None
