@@ -1,0 +1,162 @@
+"""`featcomp jpeg learn|insert|encode|eval` end to end on a tiny model, and every bad input: exit 1, one
+line, no traceback, no output file left."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+
+import models
+from conftest import PREPROCESS, Run
+from featcomp.jpeg.encode import decode
+from featcomp.jpeg.tables import Tables, standard
+from featcomp.passes.jpeg_input import find_jpeg
+from featcomp.runtime_ops import ort
+
+Cli = Callable[..., Run]
+
+
+def _bad(run: Run, *words: str) -> None:
+    assert run.code == 1, run.err
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("featcomp: error:"), run.err
+    assert "Traceback" not in run.err
+    for word in words:
+        assert word in run.err, run.err
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """Five smooth 24x20 photos with labels (classes 0..3): JPEG-friendly, unlike random noise."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    y, x = np.mgrid[0:20, 0:24]
+    lines = []
+    for i in range(5):
+        rgb = np.stack([np.sin(x / (2 + i) + c) * 70 + y * 5 for c in range(3)], -1) + 100
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(folder / f"p{i}.png")
+        lines.append(f"p{i}.png {i % 4}")
+    (folder / "labels.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_learn_insert_encode_eval(cli: Cli, model_file: Callable[..., str], photos: Path, tmp_path: Path) -> None:
+    model = model_file(models.two_convs())
+    tables = tmp_path / "tables.json"
+    done = cli("jpeg", "learn", model, "--images", photos, "--preprocess", PREPROCESS, "--method", "deepn",
+               "--target-bpp", "15", "-o", tables, "-q")
+    assert done.code == 0, done.err
+    learned = Tables.load(tables)
+    assert learned.method == "deepn" and learned.meta["bpp"] <= 15.0 and "luma steps" in done.out
+
+    done = cli("jpeg", "learn", model, "--images", photos, "--preprocess", PREPROCESS, "-o", tmp_path / "l.json", "-q")
+    assert done.code == 0, done.err
+    learned = Tables.load(tmp_path / "l.json")
+    assert learned.method == "learned" and learned.meta["target"] == {"max_drop": 1.0}
+    assert learned.meta["agreement"] == 1.0  # 5 images: within 1 point means no flip
+
+    out = tmp_path / "with_jpeg.onnx"
+    assert cli("jpeg", "insert", model, "--tables", tables, "--preprocess", PREPROCESS, "-o", out).code == 0
+    inserted = onnx.load(str(out))
+    assert find_jpeg(inserted) is not None
+    ort.session(inserted)
+    back = tmp_path / "back.onnx"
+    assert cli("jpeg", "insert", out, "--remove", "-o", back).code == 0
+    assert find_jpeg(onnx.load(str(back))) is None
+
+    jpgs = tmp_path / "jpgs"
+    done = cli("jpeg", "encode", photos, "--tables", tables, "-o", jpgs)
+    assert done.code == 0, done.err
+    files = sorted(jpgs.glob("*.jpg"))
+    assert [f.stem for f in files] == [f"p{i}" for i in range(5)]
+    total = sum(f.stat().st_size for f in files)
+    assert f"{total} bytes" in done.out and f"{8 * total / (5 * 24 * 20):.3f} bpp" in done.out
+    assert decode(files[0].read_bytes()).shape == (20, 24, 3)
+
+    plot, result = tmp_path / "curve.png", tmp_path / "curve.json"
+    done = cli("jpeg", "eval", model, "--images", photos, "--preprocess", PREPROCESS, "--tables", tables,
+               "--quality", "10,30,50,90", "--plot", plot, "--json", result, "-q")
+    assert done.code == 0, done.err
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(result.read_text())
+    assert [p["quality"] for p in data["curves"]["standard"]] == [10, 30, 50, 90]
+    assert "BD-rate vs standard on top1" in done.out
+    bpps = [p["bpp"] for p in data["curves"]["standard"]]
+    assert bpps == sorted(bpps)
+
+
+def test_encode_with_quality_and_preprocess(cli: Cli, photos: Path, tmp_path: Path) -> None:
+    done = cli("jpeg", "encode", photos / "p0.png", "--quality", "75", "--preprocess", PREPROCESS, "-o", tmp_path / "o")
+    assert done.code == 0, done.err
+    assert decode((tmp_path / "o" / "p0.jpg").read_bytes()).shape == (16, 16, 3)
+
+
+def test_greyscale_is_converted_with_a_warning(cli: Cli, tmp_path: Path) -> None:
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.full((16, 16), 90, np.uint8)).save(grey)
+    with pytest.warns(UserWarning, match="converted to RGB"):
+        done = cli("jpeg", "encode", grey, "--quality", "50", "-o", tmp_path / "o")
+    assert done.code == 0 and decode((tmp_path / "o" / "grey.jpg").read_bytes()).shape == (16, 16, 3)
+
+
+def _tables_file(tmp_path: Path, luma: object) -> Path:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"luma": luma, "chroma": standard(50).chroma.tolist()}))
+    return path
+
+
+def test_bad_inputs(cli: Cli, model_file: Callable[..., str], photos: Path, tmp_path: Path) -> None:
+    model = model_file(models.two_convs())
+    out = tmp_path / "o"
+    _bad(cli("jpeg", "encode", photos, "--tables", _tables_file(tmp_path, [[1] * 7] * 8), "-o", out), "8x8")
+    _bad(cli("jpeg", "encode", photos, "--tables", _tables_file(tmp_path, [[0] * 8] * 8), "-o", out), "1..255")
+    _bad(cli("jpeg", "encode", photos, "--tables", _tables_file(tmp_path, [[256] * 8] * 8), "-o", out), "1..255")
+    (tmp_path / "notes.txt").write_text("hello")
+    fake = tmp_path / "fake.png"
+    fake.write_text("not a png")
+    _bad(cli("jpeg", "encode", photos / "p0.png", fake, "--quality", "50", "-o", out), "cannot decode", "fake.png")
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (16, 16), (0, 50, 100, 0)).save(cmyk)
+    _bad(cli("jpeg", "encode", cmyk, "--quality", "50", "-o", out), "CMYK")
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (7, 30)).save(tiny)
+    _bad(cli("jpeg", "encode", photos / "p0.png", tiny, "--quality", "50", "-o", out), "7x30", "8x8")
+    assert not out.exists()  # nothing was written by any of the failed runs
+
+    vector = helper.make_model(helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "v", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])]), opset_imports=[helper.make_opsetid("", 13)],
+        ir_version=8)
+    target = tmp_path / "m.onnx"
+    good_tables = tmp_path / "good.json"
+    standard(50).save(good_tables)
+    _bad(cli("jpeg", "insert", model_file(vector, "vector.onnx"), "--tables", good_tables, "--preprocess", PREPROCESS,
+             "-o", target), "not a 3-channel")
+    _bad(cli("jpeg", "learn", model_file(vector, "vector.onnx"), "--images", photos, "--preprocess", PREPROCESS,
+             "-o", tmp_path / "t.json"), "not a 3-channel")
+    _bad(cli("jpeg", "insert", model, "--tables", tmp_path / "missing.json", "--preprocess", PREPROCESS, "-o", target),
+         "does not exist")
+    _bad(cli("jpeg", "insert", model, "--tables", good_tables, "-o", target), "--preprocess")
+    _bad(cli("jpeg", "learn", model, "--images", photos, "--preprocess", "resize=32,crop=32", "-o", tmp_path / "t.json"),
+         "32x32", "16x16")
+    _bad(cli("jpeg", "learn", model, "--images", tmp_path / "nowhere", "--preprocess", PREPROCESS, "-o",
+             tmp_path / "t.json"), "does not exist")
+    _bad(cli("jpeg", "learn", model, "--images", photos, "--preprocess", PREPROCESS, "--target-bpp", "0.01",
+             "--method", "deepn", "-o", tmp_path / "t.json"), "below what JPEG can reach")
+    _bad(cli("jpeg", "eval", model, "--images", photos, "--preprocess", PREPROCESS, "--quality", "10,x"), "--quality")
+    _bad(cli("jpeg", "eval", model, "--images", photos, "--preprocess", PREPROCESS, "--quality", "0"), "1..100")
+    assert not target.exists() and not (tmp_path / "t.json").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_usage_errors_exit_2(cli: Cli) -> None:
+    assert cli("jpeg").code == 2
+    assert cli("jpeg", "encode", "x.png", "-o", "d").code == 2  # --tables or --quality is required
+    assert cli("jpeg", "learn", "--target-bpp", "1", "--max-drop", "1", "-o", "t.json").code == 2
