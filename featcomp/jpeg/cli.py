@@ -86,7 +86,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def _setup(args: argparse.Namespace) -> tuple[onnx.ModelProto, str, Preprocess]:
+def _setup(args: argparse.Namespace, light: bool = False) -> tuple[onnx.ModelProto, str, Preprocess]:
+    """The model (validated; upgraded and shape-inferred, or with ``light`` only upgraded when its opset is
+    too old for the node, so that --remove gives the very file back), its name and the preprocess spec."""
     from featcomp.errors import FeatcompError
     from featcomp.modelio import load_model, prepare
     from featcomp.preprocess import Preprocess
@@ -99,7 +101,20 @@ def _setup(args: argparse.Namespace) -> tuple[onnx.ModelProto, str, Preprocess]:
         if args.preprocess is None:
             raise FeatcompError(f"{args.model} needs --preprocess (how images become its input)")
         model, name, spec = load_model(args.model), Path(args.model).name, args.preprocess
-    return prepare(model, need_conv=False), name, Preprocess.parse(spec)
+    preprocess = Preprocess.parse(spec)
+    if light:
+        from featcomp.modelio import default_opset
+        from featcomp.runtime_ops.jpeg import MIN_OPSET
+
+        if default_opset(model) >= MIN_OPSET:
+            import onnx
+
+            try:
+                onnx.checker.check_model(model)
+            except onnx.checker.ValidationError as exc:
+                raise FeatcompError(f"the model is not valid ONNX: {str(exc).strip().splitlines()[0]}") from None
+            return model, name, preprocess
+    return prepare(model, need_conv=False), name, preprocess
 
 
 def _views(args: argparse.Namespace, preprocess: Preprocess) -> tuple[list[Path], list[np.ndarray]]:
@@ -174,7 +189,7 @@ def _insert(args: argparse.Namespace, bars: Bars) -> int:
     if args.tables is None:
         raise FeatcompError("insert needs --tables TABLES.json (or --remove)")
     tables = Tables.load(args.tables)
-    model, name, preprocess = _setup(args)
+    model, name, preprocess = _setup(args, light=True)
     save_model(insert_jpeg(model, tables, preprocess), output)
     print(f"{output}: {name} with a LearnedJpeg input node ({tables.method} tables)")
     return 0
