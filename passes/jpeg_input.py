@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from featcomp.errors import FeatcompError
 from featcomp.jpeg.tables import Tables
+from featcomp.passes.insert import _remove
 from featcomp.preprocess import Preprocess
 from featcomp.runtime_ops.jpeg import DOMAIN, LEARNED_JPEG, MIN_OPSET, VERSION, learned_jpeg
 
@@ -77,7 +78,7 @@ def insert_jpeg(model: onnx.ModelProto, tables: Tables, preprocess: Preprocess) 
     mean = np.asarray(preprocess.mean, np.float32)[perm].reshape(1, 3, 1, 1)
     std = np.asarray(preprocess.std, np.float32)[perm].reshape(1, 3, 1, 1)
     h8, w8 = h + (-h % 8), w + (-w % 8)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "luma": tables.luma.astype(np.float32), "chroma": tables.chroma.astype(np.float32), "mean": mean, "std": std,
         "perm": np.array(perm, np.int64), "pads": np.array([0, 0, 0, 0, 0, 0, h8 - h, w8 - w], np.int64),
         "blocks": np.array([0, 0, h8 // 8, 8, w8 // 8, 8], np.int64), "plane": np.array([0, 0, h8, w8], np.int64),
@@ -154,9 +155,3 @@ def strip_jpeg(model: onnx.ModelProto) -> onnx.ModelProto:
         _remove(out.opset_import, lambda o: o.domain == DOMAIN)
     _remove(out.metadata_props, lambda m: m.key == METADATA_KEY)
     return out
-
-
-def _remove(container, predicate) -> None:  # type: ignore[no-untyped-def]
-    keep = [item for item in container if not predicate(item)]
-    del container[:]
-    container.extend(keep)
