@@ -54,6 +54,7 @@ MAX_CODE_LENGTH = 16       # longest Huffman codeword
 EXACT = float(1 << 24)     # float32 holds every integer below this exactly
 MAX_BASIS_BITS = 14
 RANGE_QUANTILE = 0.9999    # coefficient ranges cover this fraction of calibration values
+MIN_QUANTILE_SAMPLES = 4096  # fewer pixel vectors than this: full ranges, and no coefficient made constant
 ENTROPY_BIN = 0.5          # bits: planes whose entropies fall in one bin share a table
 NO_TABLE = 255             # table class of a constant plane (nothing coded)
 SPATIAL_VALUES = 1 << 18   # whole-sample values kept for fitting run-length tables
@@ -475,8 +476,13 @@ class _Fitter:
         s = len(self.q)
         y = np.einsum("kfg,skg->skf", np.broadcast_to(t, (k, g, g)).astype(np.float64), self.q.reshape(s, k, g))
         coef = np.rint(y / step)                                       # [S, K, G]
-        lo = np.floor(np.quantile(coef, 1 - RANGE_QUANTILE, axis=0))
-        hi = np.ceil(np.quantile(coef, RANGE_QUANTILE, axis=0))
+        if s >= MIN_QUANTILE_SAMPLES:  # ranges clipped at a high quantile: rare outliers cost escapes
+            lo = np.floor(np.quantile(coef, 1 - RANGE_QUANTILE, axis=0))
+            hi = np.ceil(np.quantile(coef, RANGE_QUANTILE, axis=0))
+        else:  # too few samples to trust a quantile: every value the 8-bit stage can produce
+            reach = np.abs(np.broadcast_to(t, (k, g, g)).astype(np.float64)).sum(axis=2) * self.qmax / float(step)
+            lo = -np.ceil(reach) if self.signed or g > 1 else np.zeros((k, g))
+            hi = np.ceil(reach)
         coef = np.clip(coef, lo, hi).reshape(s, c)
         lo, hi = lo.reshape(c), hi.reshape(c)
         centre = _mode(coef.astype(np.int64))
@@ -484,7 +490,7 @@ class _Fitter:
         entropy = _plane_entropy(coef.astype(np.int64))
         yo = (y / (1 << bits)).reshape(s, c)  # orthonormal units (8-bit steps)
         gain = np.mean(np.square(yo - centre * delta), axis=0) - np.mean(np.square(yo - coef * delta), axis=0)
-        constant = (lo == hi) | (gain < _RD_SLOPE * delta * delta * entropy)
+        constant = (lo == hi) | ((gain < _RD_SLOPE * delta * delta * entropy) & (s >= MIN_QUANTILE_SAMPLES))
         lo = np.where(constant, centre, lo)
         hi = np.where(constant, centre, hi)
         table_of = np.where(constant, NO_TABLE, np.minimum(np.floor(entropy / ENTROPY_BIN), NO_TABLE - 1)).astype(np.int64)
