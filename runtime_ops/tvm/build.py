@@ -1,0 +1,142 @@
+"""Compile an ONNX model (with or without featcomp pairs) with TVM: import with our converters,
+schedule our kernels by hand, legalize and fuse the rest, schedule it (MetaSchedule database when
+tuned, else the default CPU schedule), plan memory, build for a target and export.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+import tvm  # type: ignore[import-untyped]
+from tvm import relax, tirx  # type: ignore[import-untyped]
+
+from featcomp.errors import FeatcompError
+from featcomp.runtime_ops.tvm import convert, schedules
+from featcomp.runtime_ops.tvm.kernels import OP_ATTR
+
+
+@dataclass
+class Compiled:
+    """A built module and what it took: timings (s), schedule and fusion counts, planned memory."""
+
+    executable: Any
+    target: Any
+    seconds: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def make_target(spec: str | dict[str, Any]) -> tvm.target.Target:
+    """A TVM target from a tag name or a JSON-style dict (featcomp.deploy.targets resolves user names)."""
+    try:
+        return tvm.target.Target(spec)
+    except (tvm.TVMError, ValueError, TypeError) as exc:
+        raise FeatcompError(f"TVM does not know the target {spec!r}: {str(exc).splitlines()[0]}") from None
+
+
+def check_supported(model: onnx.ModelProto) -> None:
+    """Everything TVM cannot lower, named in one line, before any compile work."""
+    missing = convert.unsupported_ops(model)
+    if missing:
+        raise FeatcompError(f"TVM cannot compile {len(missing)} op type(s) of this model: {', '.join(missing)}; "
+                            "remove them or run the model in ONNX Runtime")
+
+
+def legalize(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
+    """The CPU pipeline's legalize stage: ops -> TIR, constants folded, fused (FuseOps, FuseTIR)."""
+    from tvm.relax.backend.cpu_generic import pipeline  # type: ignore[import-untyped]
+
+    with target:
+        return tvm.transform.Sequential(pipeline.library_dispatch_passes(target) + pipeline.legalize_passes(target))(mod)
+
+
+def _lower_passes(target: tvm.target.Target) -> list[Any]:
+    from tvm.relax.backend.cpu_generic import pipeline
+
+    return list(pipeline.dataflow_lower_passes(target)) + list(pipeline.finalize_passes(target))
+
+
+_STORAGE = re.compile(r"R\.memory\.alloc_storage\(R\.shape\(\[(\d+)\]\)")
+
+
+def planned_memory(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, int]:
+    """Bytes of the storage StaticPlanBlockMemory plans for main (tensors with disjoint lifetimes
+    share one storage), and how many storages."""
+    with target:
+        seq = tvm.transform.Sequential([relax.transform.RewriteDataflowReshape(), relax.transform.ToNonDataflow(),
+                                        relax.transform.RemovePurityChecking(), relax.transform.CallTIRRewrite(),
+                                        relax.transform.StaticPlanBlockMemory()])
+        planned = seq(mod)
+    sizes = [int(m) for m in _STORAGE.findall(planned["main"].script())]
+    return {"activation_bytes": sum(sizes), "storages": len(sizes)}
+
+
+def fusion_stats(mod: tvm.IRModule) -> dict[str, int]:
+    """Where the featcomp kernels ended up after FuseOps/FuseTIR: fused into the producer's output
+    stage (the producer's fp32 output is never written) or alone (their input/output is written)."""
+    stats = {"encode_fused": 0, "encode_alone": 0, "decode_fused": 0, "decode_alone": 0}
+    for gv, func in mod.functions_items():
+        if isinstance(func, tirx.PrimFunc):
+            alone = func.attrs is not None and OP_ATTR in func.attrs
+            for role in ("encode", "decode"):
+                stats[f"{role}_{'alone' if alone else 'fused'}"] += gv.name_hint.count(f"fc_{role}")
+    return stats
+
+
+def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_dict: dict[str, list[int]] | None = None,
+                  tune_trials: int = 0, tune_dir: str | Path | None = None, schedule: bool = True) -> Compiled:
+    """Import, schedule and build. tune_trials > 0 runs MetaSchedule first (database in tune_dir,
+    reused by later compiles); tune_dir alone applies an existing database."""
+    check_supported(model)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    mod = convert.import_model(model, shape_dict)
+    seconds["import"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if schedule:
+        mod = schedules.schedule_kernels(mod, target)
+    mod = legalize(mod, target)
+    seconds["legalize"] = time.perf_counter() - t0
+    stats: dict[str, Any] = {"rule": schedules.rule_for(target).name}
+    if tune_dir is not None:
+        from featcomp.runtime_ops.tvm import tune
+
+        t0 = time.perf_counter()
+        if tune_trials > 0:
+            stats["tuned_tasks"] = tune.tune(mod, target, tune_trials, Path(tune_dir))
+            seconds["tune"] = time.perf_counter() - t0
+        mod, stats["from_database"] = tune.apply_database(mod, target, Path(tune_dir))
+    t0 = time.perf_counter()
+    if schedule:
+        mod, stats["default_scheduled"], stats["naive"] = schedules.schedule_rest(mod, target)
+    seconds["schedule"] = time.perf_counter() - t0
+    stats["fusion"] = fusion_stats(mod)
+    stats["memory"] = planned_memory(mod, target)
+    t0 = time.perf_counter()
+    ex = tvm.compile(mod, target, relax_pipeline=tvm.transform.Sequential(_lower_passes(target)))
+    seconds["build"] = time.perf_counter() - t0
+    return Compiled(ex, target, seconds, stats)
+
+
+def export(compiled: Compiled, path: str | Path, cross_compiler: str | None = None) -> None:
+    """A shared library the TVM runtime (the native runner, or relax.VirtualMachine) can load."""
+    if cross_compiler:
+        from tvm.support import cc  # type: ignore[import-untyped]
+
+        compiled.executable.export_library(str(path), fcompile=cc.cross_compiler(cross_compiler))
+    else:
+        compiled.executable.export_library(str(path))
+
+
+def run_local(compiled: Compiled, inputs: list[Any]) -> list[Any]:
+    """Run a host-target build in this process (tests, benchmarks): numpy in, numpy out."""
+    import numpy as np
+
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    out = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
+    items = [out] if hasattr(out, "numpy") else list(out)
+    return [item.numpy() for item in items]

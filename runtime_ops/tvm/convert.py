@@ -1,0 +1,236 @@
+"""Relax ONNX importer converters for the ai.featcomp ops, and the one scoped importer patch.
+
+TVM 0.27's importer has no public hook for custom converters. It looks up the module-level
+function `onnx_frontend._get_convert_map()` on every call (in `_check_for_unsupported_ops` and
+`_convert_operator`), so `featcomp_ops()` swaps that function for one that adds our converters,
+only inside the block and under a lock. This is the only place that touches importer internals;
+`check_importer()` fails loudly when a TVM upgrade moves them (tests call it).
+
+The importer dispatches on node.op_type alone (the domain is ignored) and ignores model-local
+functions, so `unsupported_ops()` checks domains itself and lists everything it cannot lower at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import onnx
+import tvm  # type: ignore[import-untyped]
+from tvm import relax
+from tvm.relax.frontend.onnx import onnx_frontend as _fe  # type: ignore[import-untyped]
+
+from featcomp.runtime_ops import schemas
+from featcomp.runtime_ops.tvm import kernels
+
+DOMAIN = schemas.DOMAIN
+STANDARD_DOMAINS = ("", "ai.onnx")
+_lock = threading.Lock()
+
+
+def _static_shape(expr: relax.Expr, what: str) -> tuple[int, ...]:
+    ty = expr.ty
+    if not isinstance(ty, relax.TensorType) or ty.shape is None:
+        raise NotImplementedError(f"{what}: input has no known shape ({ty})")
+    dims = []
+    for d in ty.shape.values:
+        if not isinstance(d, tvm.tirx.IntImm):
+            raise NotImplementedError(f"{what}: dynamic dimension {d}; compile with a static input shape")
+        dims.append(int(d))
+    return tuple(dims)
+
+
+def _nchw(expr: relax.Expr, what: str) -> tuple[int, int, int, int]:
+    shape = _static_shape(expr, what)
+    if len(shape) != 4:
+        raise NotImplementedError(f"{what}: expected an NCHW tensor, got shape {shape}")
+    return shape[0], shape[1], shape[2], shape[3]
+
+
+def _size(expr: relax.Expr, what: str) -> int:
+    size = 1
+    for d in _static_shape(expr, what):
+        size *= d
+    return size
+
+
+def _as_kg(bb: relax.BlockBuilder, value: relax.Expr, k: int, g: int, what: str) -> relax.Expr:
+    """A side array (scalar, per channel [C,1,1], per coefficient [G,1], per group coefficient [K,G,1];
+    float or int16) as the float [K, G] buffer the kernels read."""
+    size = _size(value, what)
+    value = relax.op.astype(value, "float32")
+    if size == 1:
+        return bb.emit(relax.op.broadcast_to(relax.op.reshape(value, (1, 1)), (k, g)))
+    if size == g and k > 1:
+        return bb.emit(relax.op.broadcast_to(relax.op.reshape(value, (1, g)), (k, g)))
+    if size == k * g:
+        return bb.emit(relax.op.reshape(value, (k, g)))
+    raise ValueError(f"{what}: expected 1, {g} or {k * g} values, got {size}")
+
+
+def _as_kgg(bb: relax.BlockBuilder, matrix: relax.Expr, k: int, g: int, what: str) -> relax.Expr:
+    """One [G,G] matrix for every group, or one per group [K,G,G] (float or int16) -> float [K,G,G]."""
+    size = _size(matrix, what)
+    matrix = relax.op.astype(matrix, "float32")
+    if size == g * g:
+        return bb.emit(relax.op.broadcast_to(relax.op.reshape(matrix, (1, g, g)), (k, g, g)))
+    if size == k * g * g:
+        return bb.emit(relax.op.reshape(matrix, (k, g, g)))
+    raise ValueError(f"{what}: expected a [{g},{g}] or [{k},{g},{g}] matrix")
+
+
+def _groups(x: relax.Expr, matrix: relax.Expr, name: str) -> tuple[int, int, int, int, int]:
+    """(n, c, h, w, g) of an op whose matrix input is [G,G] or [K,G,G]."""
+    n, c, h, w = _nchw(x, name)
+    g = _static_shape(matrix, f"{name} matrix")[-1]
+    if c % g:
+        raise ValueError(f"{name}: group {g} does not divide {c} channels")
+    return n, c, h, w, g
+
+
+def _encode_converter(name: str) -> type:
+    def impl(cls: type, bb: relax.BlockBuilder, inputs: list[relax.Expr], attr: dict[str, Any], params: Any) -> relax.Expr:
+        x, scale, qmin, qmax, transform, step, cmin, cmax = inputs[:8]
+        n, c, h, w, g = _groups(x, transform, name)
+        k = c // g
+        if "shape" in attr and tuple(attr["shape"]) != (c, h, w):
+            raise ValueError(f"{name}: attribute shape {tuple(attr['shape'])} != input {(c, h, w)}")
+        side = [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in
+                ((scale, "scale"), (qmin, "qmin"), (qmax, "qmax"))]
+        tail = [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in ((step, "step"), (cmin, "cmin"), (cmax, "cmax"))]
+        gv = bb.add_func(kernels.encode_kernel(name, n, c, h, w, g), f"fc_encode_{n}x{c}x{h}x{w}_g{g}")
+        args = [*side, _as_kgg(bb, transform, k, g, f"{name} transform"), *tail]
+        if g == 1:  # elementwise on NCHW: no reshapes, so FuseOps can fuse it into the producer
+            return relax.call_tir(gv, [x, *args], out_ty=relax.TensorType((n, c, h, w), "int16"))
+        grouped = bb.emit(relax.op.reshape(x, (n, k, g, h * w)))
+        out = bb.emit(relax.call_tir(gv, [grouped, *args], out_ty=relax.TensorType((n, k, g, h * w), "int16")))
+        return relax.op.reshape(out, (n, c, h, w))
+
+    return type(name, (_fe.OnnxOpConverter,), {"__doc__": f"{name}: float NCHW -> int16 symbols",
+                                               "_impl_v1": classmethod(impl)})
+
+
+def _decode_call(bb: relax.BlockBuilder, name: str, y: relax.Expr, matrix: relax.Expr,
+                 n: int, c: int, h: int, w: int, g: int) -> relax.Expr:
+    k = c // g
+    gv = bb.add_func(kernels.decode_kernel(name, n, c, h, w, g), f"fc_decode_{n}x{c}x{h}x{w}_g{g}")
+    if g == 1:
+        return relax.call_tir(gv, [y, matrix], out_ty=relax.TensorType((n, c, h, w), "float32"))
+    grouped = bb.emit(relax.op.reshape(y, (n, k, g, h * w)))
+    out = bb.emit(relax.call_tir(gv, [grouped, matrix], out_ty=relax.TensorType((n, k, g, h * w), "float32")))
+    return relax.op.reshape(out, (n, c, h, w))
+
+
+def _decode_matrix_converter(name: str) -> type:
+    """Y, decode [G,G] or [K,G,G] (DctCmDecode)."""
+
+    def impl(cls: type, bb: relax.BlockBuilder, inputs: list[relax.Expr], attr: dict[str, Any], params: Any) -> relax.Expr:
+        y, decode = inputs[:2]
+        n, c, h, w, g = _groups(y, decode, name)
+        return _decode_call(bb, name, y, _as_kgg(bb, decode, c // g, g, f"{name} decode"), n, c, h, w, g)
+
+    return type(name, (_fe.OnnxOpConverter,), {"__doc__": f"{name}: int16 symbols -> float NCHW",
+                                               "_impl_v1": classmethod(impl)})
+
+
+def _decode_transpose_converter(name: str) -> type:
+    """Y, transform [K,G,G] int16, gain: decode matrix = transpose(float(transform)) * gain (TvlcDecode)."""
+
+    def impl(cls: type, bb: relax.BlockBuilder, inputs: list[relax.Expr], attr: dict[str, Any], params: Any) -> relax.Expr:
+        y, transform, gain = inputs[:3]
+        n, c, h, w, g = _groups(y, transform, name)
+        k = c // g
+        matrix = _as_kgg(bb, transform, k, g, f"{name} transform")
+        scaled = bb.emit(relax.op.multiply(relax.op.permute_dims(matrix, [0, 2, 1]),
+                                           relax.op.reshape(relax.op.astype(gain, "float32"), (1, 1, 1))))
+        return _decode_call(bb, name, y, scaled, n, c, h, w, g)
+
+    return type(name, (_fe.OnnxOpConverter,), {"__doc__": f"{name}: int16 symbols -> float NCHW",
+                                               "_impl_v1": classmethod(impl)})
+
+
+# Which converter maker serves an op, by the op's input names (the op contract in schemas.py).
+_ROLES: dict[tuple[str, ...], Callable[[str], type]] = {
+    ("X", "scale", "qmin", "qmax", "transform", "step", "cmin", "cmax"): _encode_converter,
+    ("Y", "decode"): _decode_matrix_converter,
+    ("Y", "transform", "gain"): _decode_transpose_converter,
+}
+
+
+def _converters() -> dict[str, type]:
+    table = {}
+    for name, op in schemas.OPS.items():
+        make = _ROLES.get(tuple(op.input_names))
+        if make is not None:
+            table[name] = make(name)
+    return table
+
+
+CONVERTERS: dict[str, type] = _converters()
+
+
+def check_importer() -> None:
+    """Fail loudly if the importer internals this adapter relies on have changed."""
+    problems = []
+    if not callable(getattr(_fe, "_get_convert_map", None)):
+        problems.append("onnx_frontend._get_convert_map is gone")
+    elif not isinstance(_fe._get_convert_map(), dict):
+        problems.append("onnx_frontend._get_convert_map() no longer returns a dict")
+    if not hasattr(_fe, "OnnxOpConverter") or not hasattr(_fe.OnnxOpConverter, "get_converter"):
+        problems.append("onnx_frontend.OnnxOpConverter.get_converter is gone")
+    if not problems:
+        clash = set(CONVERTERS) & set(_fe._get_convert_map())
+        if clash:
+            problems.append(f"TVM now has its own converters named {sorted(clash)}")
+        import inspect
+
+        source = inspect.getsource(_fe)
+        if source.count("_get_convert_map()") < 2:
+            problems.append("the importer no longer looks up _get_convert_map() at call time")
+    if problems:
+        raise RuntimeError(f"TVM {tvm.__version__} importer changed, featcomp's converter patch "
+                           f"(runtime_ops/tvm/convert.py) needs updating: " + "; ".join(problems))
+
+
+@contextlib.contextmanager
+def featcomp_ops() -> Iterator[None]:
+    """Within this block, the Relax ONNX importer knows the ai.featcomp ops."""
+    check_importer()
+    with _lock:  # the patch is process-global: serialize imports that use it
+        original = _fe._get_convert_map
+
+        def extended() -> dict[str, Any]:
+            table: dict[str, Any] = original()
+            table.update(CONVERTERS)
+            return table
+
+        _fe._get_convert_map = extended
+        try:
+            yield
+        finally:
+            _fe._get_convert_map = original
+
+
+def unsupported_ops(model: onnx.ModelProto) -> list[str]:
+    """Every op of the model TVM cannot lower, as 'domain.Op' (or 'Op'), each once, in graph order."""
+    known = set(_fe._get_convert_map()) | {"If", "Constant"}
+    local = {(f.domain, f.name) for f in model.functions}
+    found: dict[str, None] = {}
+    for node in model.graph.node:
+        if node.domain == DOMAIN:
+            if node.op_type not in CONVERTERS:
+                found[f"{DOMAIN}.{node.op_type} (no TVM kernel for this featcomp op)"] = None
+        elif node.domain not in STANDARD_DOMAINS:
+            kind = "model-local function" if (node.domain, node.op_type) in local else "custom op"
+            found[f"{node.domain}.{node.op_type} ({kind}, no TVM lowering)"] = None
+        elif node.op_type not in known:
+            found[node.op_type] = None
+    return list(found)
+
+
+def import_model(model: onnx.ModelProto, shape_dict: dict[str, list[int]] | None = None) -> tvm.IRModule:
+    """A (compressed) model -> Relax IRModule with the featcomp kernels as call_tir'd PrimFuncs."""
+    with featcomp_ops():
+        return _fe.from_onnx(model, shape_dict=shape_dict)

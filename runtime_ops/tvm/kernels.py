@@ -1,0 +1,151 @@
+"""Hand-written TIR kernels for the ai.featcomp encode/decode ops.
+
+The kernels work on the grouped view [N, K, G, H*W] of an NCHW tensor, K = C/G groups (the converter
+reshapes around the call, a view of a contiguous tensor). Every side array arrives in one general
+form, whatever the op stored: scale/qmin/qmax/step/cmin/cmax as float [K, G], the transform and the
+decode matrix as float [K, G, G]. The converter broadcasts scalars, per-channel [C,1,1] arrays,
+one [G,G] matrix for all groups (DctCm) or one per group (TVLC, int16), so one kernel serves every
+op of the domain. Side arrays stay runtime buffers, never folded into TIR constants, so no
+simplifier turns the division by `step` into a multiplication by a reciprocal.
+
+Two shapes of kernel:
+- G > 1: a reduction over the group (transform @ q), kept opaque (op_pattern 8) and scheduled by
+  hand in schedules.py.
+- G = 1: the transform is one product, so the op is elementwise on NCHW (no reshapes). The encode
+  has no pattern attribute: AnnotateTIROpPattern marks it elementwise and FuseOps fuses it into the
+  producer's output stage (conv + bias + activation + encode), so the producer's fp32 output is never
+  written, only the int16 symbols. The decode stays opaque: left elementwise, FuseOps would fuse it
+  into the *producer's* group too (encode -> decode is an elementwise chain), which writes the fp32
+  reconstruction instead of the symbols; FuseOps never fuses a producer into a conv's input stage.
+
+Exactness (TVM 0.27.0.post1 and its LLVM): T.nearbyint lowers to llvm.nearbyint (round half to
+even, numpy.rint); fdiv stays a division (no fast-math flags); transform @ q sums products of
+integers below 2**24, exact in float32 in any order, with or without FMA contraction.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from tvm import tirx  # type: ignore[import-untyped]
+from tvm.script import tirx as T  # type: ignore[import-untyped]
+
+OP_ATTR = "featcomp.op"  # which featcomp op a PrimFunc implements (schedules.py finds kernels by it)
+ENCODE, DECODE = "encode", "decode"
+
+
+@functools.lru_cache(maxsize=None)  # TVMScript parsing costs ~30 ms; PrimFuncs are immutable
+def encode_kernel(op: str, n: int, c: int, h: int, w: int, g: int) -> tirx.PrimFunc:
+    """X f32 [n, K, g, h*w] -> symbols int16 [n, K, g, h*w] (K = c/g); for g = 1, [n, c, h, w] in and out."""
+    return _encode_g1(op, n, c, h, w) if g == 1 else _encode_grouped(op, n, c, h * w, g)
+
+
+@functools.lru_cache(maxsize=None)
+def decode_kernel(op: str, n: int, c: int, h: int, w: int, g: int) -> tirx.PrimFunc:
+    """symbols int16 [n, K, g, h*w] -> X f32 [n, K, g, h*w]; for g = 1, [n, c, h, w] in and out."""
+    return _decode_g1(op, n, c, h, w) if g == 1 else _decode_grouped(op, n, c, h * w, g)
+
+
+def _i64(*dims: int) -> tuple[tirx.IntImm, ...]:
+    """Shapes as int64, as Relax legalization writes them (FuseTIR requires equal buffer types)."""
+    return tuple(tirx.IntImm("int64", d) for d in dims)
+
+
+def _encode_grouped(op: str, n_: int, c_: int, p_: int, g_: int) -> tirx.PrimFunc:
+    n, cg, p, g = _i64(n_, c_ // g_, p_, g_)
+
+    @T.prim_func(private=True, s_tir=True)
+    def fc_encode(
+        X: T.Buffer((n, cg, g, p), "float32"),
+        scale: T.Buffer((cg, g), "float32"),
+        qmin: T.Buffer((cg, g), "float32"),
+        qmax: T.Buffer((cg, g), "float32"),
+        transform: T.Buffer((cg, g, g), "float32"),
+        step: T.Buffer((cg, g), "float32"),
+        cmin: T.Buffer((cg, g), "float32"),
+        cmax: T.Buffer((cg, g), "float32"),
+        Y: T.Buffer((n, cg, g, p), "int16"),
+    ):
+        T.func_attr({"tirx.noalias": True, OP_ATTR: op, "op_pattern": 8})
+        Q = T.sblock_alloc_buffer((n, cg, g, p), "float32")
+        ACC = T.sblock_alloc_buffer((n, cg, g, p), "float32")
+        for b, k, j, s in T.grid(n, cg, g, p):
+            with T.sblock("quantize"):
+                vb, vk, vj, vs = T.axis.remap("SSSS", [b, k, j, s])
+                Q[vb, vk, vj, vs] = T.min(T.max(T.nearbyint(X[vb, vk, vj, vs] / scale[vk, vj]), qmin[vk, vj]),
+                                          qmax[vk, vj])
+        for b, k, i, s, j in T.grid(n, cg, g, p, g):
+            with T.sblock("transform"):
+                vb, vk, vi, vs, vj = T.axis.remap("SSSSR", [b, k, i, s, j])
+                with T.init():
+                    ACC[vb, vk, vi, vs] = T.float32(0)
+                ACC[vb, vk, vi, vs] = ACC[vb, vk, vi, vs] + transform[vk, vi, vj] * Q[vb, vk, vj, vs]
+        for b, k, i, s in T.grid(n, cg, g, p):
+            with T.sblock("symbols"):
+                vb, vk, vi, vs = T.axis.remap("SSSS", [b, k, i, s])
+                Y[vb, vk, vi, vs] = T.Cast(
+                    "int16", T.min(T.max(T.nearbyint(ACC[vb, vk, vi, vs] / step[vk, vi]), cmin[vk, vi]), cmax[vk, vi]))
+
+    return fc_encode
+
+
+def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int) -> tirx.PrimFunc:
+    n, c, h, w = _i64(n_, c_, h_, w_)
+    @T.prim_func(private=True, s_tir=True)
+    def fc_encode(
+        X: T.Buffer((n, c, h, w), "float32"),
+        scale: T.Buffer((c, T.int64(1)), "float32"),
+        qmin: T.Buffer((c, T.int64(1)), "float32"),
+        qmax: T.Buffer((c, T.int64(1)), "float32"),
+        transform: T.Buffer((c, T.int64(1), T.int64(1)), "float32"),
+        step: T.Buffer((c, T.int64(1)), "float32"),
+        cmin: T.Buffer((c, T.int64(1)), "float32"),
+        cmax: T.Buffer((c, T.int64(1)), "float32"),
+        Y: T.Buffer((n, c, h, w), "int16"),
+    ):
+        T.func_attr({"tirx.noalias": True, OP_ATTR: op})
+        for b, k, j, s in T.grid(n, c, h, w):
+            with T.sblock("symbols"):
+                vb, vk, vj, vs = T.axis.remap("SSSS", [b, k, j, s])
+                Y[vb, vk, vj, vs] = T.Cast("int16", T.min(T.max(T.nearbyint(
+                    transform[vk, T.int64(0), T.int64(0)] * T.min(T.max(T.nearbyint(X[vb, vk, vj, vs] / scale[vk, T.int64(0)]), qmin[vk, T.int64(0)]),
+                                                qmax[vk, T.int64(0)]) / step[vk, T.int64(0)]), cmin[vk, T.int64(0)]), cmax[vk, T.int64(0)]))
+
+    return fc_encode
+
+
+def _decode_grouped(op: str, n_: int, c_: int, p_: int, g_: int) -> tirx.PrimFunc:
+    n, cg, p, g = _i64(n_, c_ // g_, p_, g_)
+
+    @T.prim_func(private=True, s_tir=True)
+    def fc_decode(
+        Y: T.Buffer((n, cg, g, p), "int16"),
+        decode: T.Buffer((cg, g, g), "float32"),
+        X: T.Buffer((n, cg, g, p), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True, OP_ATTR: op, "op_pattern": 8})
+        for b, k, i, s, j in T.grid(n, cg, g, p, g):
+            with T.sblock("decode"):
+                vb, vk, vi, vs, vj = T.axis.remap("SSSSR", [b, k, i, s, j])
+                with T.init():
+                    X[vb, vk, vi, vs] = T.float32(0)
+                X[vb, vk, vi, vs] = X[vb, vk, vi, vs] + decode[vk, vi, vj] * T.Cast("float32", Y[vb, vk, vj, vs])
+
+    return fc_decode
+
+
+def _decode_g1(op: str, n_: int, c_: int, h_: int, w_: int) -> tirx.PrimFunc:
+    n, c, h, w = _i64(n_, c_, h_, w_)
+    @T.prim_func(private=True, s_tir=True)
+    def fc_decode(
+        Y: T.Buffer((n, c, h, w), "int16"),
+        decode: T.Buffer((c, T.int64(1), T.int64(1)), "float32"),
+        X: T.Buffer((n, c, h, w), "float32"),
+    ):
+        T.func_attr({"tirx.noalias": True, OP_ATTR: op, "op_pattern": 8})
+        for b, k, j, s in T.grid(n, c, h, w):
+            with T.sblock("decode"):
+                vb, vk, vj, vs = T.axis.remap("SSSS", [b, k, j, s])
+                X[vb, vk, vj, vs] = decode[vk, T.int64(0), T.int64(0)] * T.Cast("float32", Y[vb, vk, vj, vs])
+
+    return fc_decode
