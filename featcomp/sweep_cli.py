@@ -39,7 +39,7 @@ def run(args: argparse.Namespace, bars: Any) -> int:
 
     codecs = _names(args.codec) or []
     try:
-        snrs = [float(v) for v in _names(args.snr)] if args.snr else list(sweeping.DEFAULT_SNRS)
+        snrs = [float(v) for v in (_names(args.snr) or [])] if args.snr else list(sweeping.DEFAULT_SNRS)
     except ValueError:
         raise FeatcompError(f"--snr takes numbers in dB separated by commas, got '{args.snr}'") from None
     labels = args.labels or str(Path(args.images) / "labels.txt")
