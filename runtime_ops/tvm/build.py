@@ -28,14 +28,43 @@ class Compiled:
     target: Any
     seconds: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    outputs: list[tuple[tuple[int, ...], str]] = field(default_factory=list)  # (shape, dtype) of main's results
 
 
 def make_target(spec: str | dict[str, Any]) -> tvm.target.Target:
-    """A TVM target from a tag name or a JSON-style dict (featcomp.deploy.targets resolves user names)."""
+    """A TVM target from a tag name or a JSON-style dict (featcomp.deploy.targets resolves user names);
+    "host" is this machine's CPU with all its cores."""
+    if spec == "host":
+        import os
+
+        from tvm.target import codegen  # type: ignore[import-untyped]
+
+        spec = {"kind": "llvm", "mcpu": str(codegen.llvm_get_system_cpu()), "num-cores": os.cpu_count() or 1}
     try:
         return tvm.target.Target(spec)
-    except (tvm.TVMError, ValueError, TypeError) as exc:
-        raise FeatcompError(f"TVM does not know the target {spec!r}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # TVM raises ValueError, TVMError or its own subclasses for unknown tags/keys
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        raise FeatcompError(f"unknown target {spec!r} ({first}); use rasp4b64, aarch64, x86_64, host, "
+                            "a TVM target tag such as arm/rk3399, or a JSON target dict") from None
+
+
+def tvm_version() -> str:
+    return str(tvm.__version__)
+
+
+def triple(target: tvm.target.Target) -> str:
+    return str(target.attrs["mtriple"]) if "mtriple" in target.attrs else ""
+
+
+def _outputs(mod: tvm.IRModule) -> list[tuple[tuple[int, ...], str]]:
+    ret = mod["main"].ret_ty
+    items = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
+    out = []
+    for item in items:
+        if not isinstance(item, relax.TensorType) or item.shape is None:
+            raise FeatcompError("the model's outputs have no static shape; compile with a fixed input shape")
+        out.append((tuple(int(d) for d in item.shape.values), str(item.dtype)))
+    return out
 
 
 def check_supported(model: onnx.ModelProto) -> None:
@@ -96,6 +125,7 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
     t0 = time.perf_counter()
     mod = convert.import_model(model, shape_dict)
     seconds["import"] = time.perf_counter() - t0
+    outputs = _outputs(mod)
     t0 = time.perf_counter()
     if schedule:
         mod = schedules.schedule_kernels(mod, target)
@@ -119,7 +149,7 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
     t0 = time.perf_counter()
     ex = tvm.compile(mod, target, relax_pipeline=tvm.transform.Sequential(_lower_passes(target)))
     seconds["build"] = time.perf_counter() - t0
-    return Compiled(ex, target, seconds, stats)
+    return Compiled(ex, target, seconds, stats, outputs)
 
 
 def export(compiled: Compiled, path: str | Path, cross_compiler: str | None = None) -> None:

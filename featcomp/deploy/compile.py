@@ -1,0 +1,88 @@
+"""`featcomp compile`: a model (compressed or not) -> a bundle for a target. Every check that can
+fail (target, ops, tools, runtime libraries, output folder) runs before the compile work."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from featcomp.deploy import bundle, runtime, targets
+from featcomp.errors import FeatcompError
+
+INSTALL_HINT = "featcomp compile needs TVM: pip install 'featcomp[tvm]'"
+
+
+def adapter() -> Any:
+    """featcomp.runtime_ops.tvm.build, or a one-line install hint when TVM is missing."""
+    try:
+        from featcomp.runtime_ops.tvm import build
+    except ImportError as exc:
+        if "tvm" in str(exc).lower():
+            raise FeatcompError(INSTALL_HINT) from None
+        raise
+    return build
+
+
+def static_shape(model: Any, batch: int) -> tuple[str, list[int]]:
+    """The single input's name and shape, a symbolic batch set to `batch`."""
+    from featcomp.modelio import input_spec
+
+    spec = input_spec(model)
+    dims = list(spec.shape)
+    if any(not isinstance(d, int) for d in dims[1:]):
+        raise FeatcompError(f"input '{spec.name}' has symbolic dimensions {dims}; re-export with a fixed image size")
+    return spec.name, [batch if not isinstance(dims[0], int) else dims[0], *dims[1:]]
+
+
+def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *, tune: int = 0,
+                   tune_dir: str | Path | None = None, runtime_dir: str | Path | None = None,
+                   preprocess: str | None = None, batch: int = 1) -> dict[str, Any]:
+    """Compile and write the bundle; returns its manifest."""
+    from featcomp import api
+    from featcomp.modelio import load_model
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / bundle.MANIFEST).exists())):
+        raise FeatcompError(f"{out} exists and is not a bundle: choose an empty or new folder")
+    if preprocess is not None:
+        from featcomp.preprocess import Preprocess
+
+        Preprocess.parse(preprocess)  # fail now on a bad spec
+    model = load_model(model_path)
+    name, shape = static_shape(model, batch)
+    build = adapter()
+    target = build.make_target(targets.tvm_spec(target_name))
+    arch = targets.arch_of_triple(build.triple(target))
+    if arch is None:
+        raise FeatcompError(f"target {target_name!r} is {build.triple(target)}; bundles are built for aarch64 and x86_64")
+    build.check_supported(model)
+    compiler = runtime.compiler_for(arch)
+    libs = runtime.runtime_libs(arch, runtime_dir)
+    if tune and tune_dir is None:
+        tune_dir = out.with_name(out.name + ".tuning")
+    t0 = time.perf_counter()
+    compiled = build.compile_model(model, target, shape_dict={name: shape}, tune_trials=tune, tune_dir=tune_dir)
+    with tempfile.TemporaryDirectory(prefix="featcomp-compile-") as tmp:
+        so = Path(tmp) / "model.so"
+        t1 = time.perf_counter()
+        build.export(compiled, so, cross_compiler=compiler if arch != targets.host_arch() else None)
+        compiled.seconds["export"] = time.perf_counter() - t1
+        runner = runtime.build_runner(arch, libs)
+        compiled.seconds["total"] = time.perf_counter() - t0
+        manifest = {
+            "format": bundle.FORMAT,
+            "model": Path(model_path).name,
+            "inputs": [{"name": name, "shape": shape, "dtype": "float32"}],
+            "outputs": [{"name": f"output{i}", "shape": list(s), "dtype": d} for i, (s, d) in enumerate(compiled.outputs)],
+            "preprocess": preprocess,
+            "codec_sites": [{"site": site, "codec": codec.codec_name, "shape": list(codec.shape)}
+                            for site, codec in api.site_codecs(model).items()],
+            "target": {"name": target_name, "tvm": str(target), "arch": arch, "tuned_trials": tune},
+            "versions": {"featcomp": bundle.featcomp_version(), "tvm": build.tvm_version(),
+                         "tvm_ffi": runtime.TVM_FFI_VERSION},
+            "compile": {"seconds": {k: round(v, 3) for k, v in compiled.seconds.items()}, **compiled.stats},
+        }
+        bundle.write(out, manifest, so, runner, libs)
+    return bundle.load_manifest(out)

@@ -1,0 +1,57 @@
+"""`featcomp run BUNDLE --input x.npy --output y.npy [--emulate | --rpc HOST:PORT]` (top level: argparse only)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", metavar="BUNDLE", help="a folder written by 'featcomp compile'")
+    p.add_argument("--input", "-i", required=True, metavar="X.npy", help="the input tensor (.npy, the manifest's shape)")
+    p.add_argument("--output", "-o", metavar="Y.npy", help="write the (first) output here (.npy; .npz for all outputs)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--emulate", action="store_true", help="run a foreign-architecture bundle under qemu-user")
+    where.add_argument("--rpc", metavar="HOST:PORT", help="run on a board through a TVM RPC server")
+    p.add_argument("--iters", type=int, default=1, metavar="N", help="timed runs (after one warm-up)")
+
+
+def run(args: argparse.Namespace, bars: Any) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from featcomp.deploy import bundle
+    from featcomp.errors import FeatcompError
+    from featcomp.modelio import check_writable, write_bytes
+
+    output = check_writable(args.output) if args.output else None
+    try:
+        x = np.load(args.input, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise FeatcompError(f"cannot read {args.input} as .npy: {exc}") from None
+    if args.rpc:
+        from featcomp.deploy.compile import adapter
+
+        adapter()  # the install hint when TVM is missing
+        from featcomp.runtime_ops.tvm import rpc
+
+        manifest = bundle.load_manifest(args.bundle)
+        outputs, ms = rpc.run(Path(args.bundle), manifest, bundle.check_input(manifest, x, args.input), args.rpc,
+                              iters=args.iters)
+    else:
+        result = bundle.run(args.bundle, x, emulate=args.emulate, iters=args.iters)
+        outputs, ms = result.outputs, result.ms_per_run
+    if output is not None:
+        import io
+
+        buf = io.BytesIO()
+        if output.suffix == ".npz":
+            np.savez(buf, *outputs)
+        else:
+            np.save(buf, outputs[0])
+        write_bytes(output, buf.getvalue())
+    first = outputs[0]
+    top = f", top-1 index {int(first.reshape(first.shape[0], -1)[0].argmax())}" if first.ndim >= 1 and first.size else ""
+    print(f"{len(outputs)} output(s), first {'x'.join(map(str, first.shape))}{top}, {ms:.2f} ms/run")
+    return 0
