@@ -280,9 +280,15 @@ def _eval(args: argparse.Namespace, bars: Bars) -> int:
     if plot is not None:
         from featcomp.jpeg.plot import plot_curves
 
+        notes = [f"BD-rate vs standard, {s['curve']}: {_pct(s['linear'])} (linear), {_pct(s['cubic'])} (cubic)"
+                 for s in summary]
         plot_curves(curves, plot, title=f"{name}: rate vs accuracy ({len(views)} images)",
-                    metric="top1" if labels is not None else "agreement")
+                    metric="top1" if labels is not None else "agreement", notes=notes)
     return 0
+
+
+def _pct(value: float | None) -> str:
+    return "n/a (curves do not overlap)" if value is None else f"{value:+.1f}%"
 
 
 def _summary(curves: dict[str, Any], metric: str) -> list[dict[str, Any]]:
@@ -297,8 +303,7 @@ def _summary(curves: dict[str, Any], metric: str) -> list[dict[str, Any]]:
             continue
         r1, a1 = [p.bpp for p in pts], [getattr(p, metric) for p in pts]
         cubic, linear = ev.bd_rate((r0, a0), (r1, a1), "cubic"), ev.bd_rate((r0, a0), (r1, a1), "linear")
-        fmt = lambda v: "n/a (curves do not overlap)" if v is None else f"{v:+.1f}%"  # noqa: E731
-        lines = [f"{key}: BD-rate vs standard on {metric}: {fmt(cubic)} (cubic), {fmt(linear)} (linear envelope)"]
+        lines = [f"{key}: BD-rate vs standard on {metric}: {_pct(cubic)} (cubic), {_pct(linear)} (linear envelope)"]
         equal = []
         for p in base:
             need = ev.rate_at(r1, a1, getattr(p, metric))
