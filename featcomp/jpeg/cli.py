@@ -320,4 +320,17 @@ ACTIONS = {"learn": _learn, "insert": _insert, "encode": _encode, "eval": _eval}
 
 
 def run(args: argparse.Namespace, bars: Bars) -> int:
-    return ACTIONS[args.jpeg_command](args, bars)
+    """Run one action; input-policy warnings (greyscale converted to RGB) become one stderr line each."""
+    import warnings
+
+    from featcomp.jpeg.encode import GreyscaleWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GreyscaleWarning)
+        code = ACTIONS[args.jpeg_command](args, bars)
+    for w in caught:
+        if issubclass(w.category, GreyscaleWarning):
+            print(f"featcomp: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return code

@@ -60,7 +60,8 @@ def load_rgb(path: str | Path) -> Image.Image:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise FeatcompError(f"cannot decode image {p}: {reason}") from None
     if mode in _CONVERTED:
-        warnings.warn(f"{p} is a {mode} (greyscale/palette) image; converted to RGB", GreyscaleWarning, stacklevel=2)
+        warnings.warn(f"{p} is a greyscale or palette image (mode {mode}); converted to RGB", GreyscaleWarning,
+                      stacklevel=2)
     if rgb.width < 8 or rgb.height < 8:
         raise FeatcompError(f"{p} is {rgb.width}x{rgb.height} pixels; JPEG coding here needs at least 8x8")
     return rgb
