@@ -103,7 +103,7 @@ def test_greyscale_is_converted_with_a_warning(cli: Cli, tmp_path: Path) -> None
     Image.fromarray(np.full((16, 16), 90, np.uint8)).save(grey)
     done = cli("jpeg", "encode", grey, "--quality", "50", "-o", tmp_path / "o")
     assert done.code == 0 and decode((tmp_path / "o" / "grey.jpg").read_bytes()).shape == (16, 16, 3)
-    assert done.err == f"featcomp: warning: {grey} is a L (greyscale/palette) image; converted to RGB\n"
+    assert done.err == f"featcomp: warning: {grey} is a greyscale or palette image (mode L); converted to RGB\n"
 
 
 def _tables_file(tmp_path: Path, luma: object) -> Path:
