@@ -13,6 +13,8 @@ Sign, Clip and Cast: a later TVM lowering can import the body as it is.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -79,7 +81,7 @@ def learned_jpeg(opset: int) -> onnx.FunctionProto:
     }
     nodes = [_const(name, value) for name, value in consts.items()]
 
-    def node(op: str, inputs: list[str], output: str, **attrs: object) -> str:
+    def node(op: str, inputs: list[str], output: str, **attrs: Any) -> str:
         nodes.append(helper.make_node(op, inputs, [output], **attrs))
         return output
 
