@@ -105,14 +105,16 @@ def planned_memory(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, in
 
 
 def fusion_stats(mod: tvm.IRModule) -> dict[str, int]:
-    """Where the featcomp kernels ended up after FuseOps/FuseTIR: fused into the producer's output
-    stage (the producer's fp32 output is never written) or alone (their input/output is written)."""
+    """Where the featcomp kernels ended up after FuseOps/FuseTIR, counted per call in main: fused into
+    the producer's output stage (the producer's fp32 output is never written) or alone."""
+    calls = re.findall(r"call_tir\((?:cls\.)?(\w+)", mod["main"].script())
+    alone = {gv.name_hint for gv, f in mod.functions_items()
+             if isinstance(f, tirx.PrimFunc) and f.attrs is not None and OP_ATTR in f.attrs}
     stats = {"encode_fused": 0, "encode_alone": 0, "decode_fused": 0, "decode_alone": 0}
-    for gv, func in mod.functions_items():
-        if isinstance(func, tirx.PrimFunc):
-            alone = func.attrs is not None and OP_ATTR in func.attrs
-            for role in ("encode", "decode"):
-                stats[f"{role}_{'alone' if alone else 'fused'}"] += gv.name_hint.count(f"fc_{role}")
+    for name in calls:
+        for role in ("encode", "decode"):
+            if f"fc_{role}" in name:
+                stats[f"{role}_{'alone' if name in alone else 'fused'}"] += 1
     return stats
 
 

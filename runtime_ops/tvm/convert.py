@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import onnx
 import tvm  # type: ignore[import-untyped]
 from tvm import relax
@@ -56,10 +57,19 @@ def _size(expr: relax.Expr, what: str) -> int:
     return size
 
 
+def _const(value: relax.Expr) -> np.ndarray | None:
+    return value.value.numpy() if isinstance(value, tvm.ir.expr.Constant) and hasattr(value.value, "numpy") else None
+
+
 def _as_kg(bb: relax.BlockBuilder, value: relax.Expr, k: int, g: int, what: str) -> relax.Expr:
     """A side array (scalar, per channel [C,1,1], per coefficient [G,1], per group coefficient [K,G,1];
-    float or int16) as the float [K, G] buffer the kernels read."""
+    float or int16) as the float [K, G] buffer the kernels read. Constants (initializers) are reshaped
+    here in numpy: folding hundreds of tiny broadcasts with FoldConstant costs a TIR build each."""
     size = _size(value, what)
+    array = _const(value)
+    if array is not None and size in (1, g, k * g):
+        return relax.const(np.ascontiguousarray(np.broadcast_to(
+            array.astype(np.float32).reshape((1, 1) if size == 1 else (1, g) if size == g else (k, g)), (k, g))))
     value = relax.op.astype(value, "float32")
     if size == 1:
         return bb.emit(relax.op.broadcast_to(relax.op.reshape(value, (1, 1)), (k, g)))
@@ -73,6 +83,9 @@ def _as_kg(bb: relax.BlockBuilder, value: relax.Expr, k: int, g: int, what: str)
 def _as_kgg(bb: relax.BlockBuilder, matrix: relax.Expr, k: int, g: int, what: str) -> relax.Expr:
     """One [G,G] matrix for every group, or one per group [K,G,G] (float or int16) -> float [K,G,G]."""
     size = _size(matrix, what)
+    array = _const(matrix)
+    if array is not None and size in (g * g, k * g * g):
+        return relax.const(np.ascontiguousarray(np.broadcast_to(array.astype(np.float32).reshape(-1, g, g), (k, g, g))))
     matrix = relax.op.astype(matrix, "float32")
     if size == g * g:
         return bb.emit(relax.op.broadcast_to(relax.op.reshape(matrix, (1, g, g)), (k, g, g)))
@@ -143,6 +156,10 @@ def _decode_transpose_converter(name: str) -> type:
         n, c, h, w, g = _groups(y, transform, name)
         k = c // g
         matrix = _as_kgg(bb, transform, k, g, f"{name} transform")
+        t, gain_value = _const(matrix), _const(gain)
+        if t is not None and gain_value is not None:  # as the numpy reference computes it, in float32
+            decoded = np.swapaxes(t, 1, 2) * gain_value.astype(np.float32).reshape(())
+            return _decode_call(bb, name, y, relax.const(np.ascontiguousarray(decoded)), n, c, h, w, g)
         scaled = bb.emit(relax.op.multiply(relax.op.permute_dims(matrix, [0, 2, 1]),
                                            relax.op.reshape(relax.op.astype(gain, "float32"), (1, 1, 1))))
         return _decode_call(bb, name, y, scaled, n, c, h, w, g)

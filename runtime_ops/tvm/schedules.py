@@ -88,11 +88,12 @@ def vector_factor(p: int, lanes: int) -> int:
 # ------------------------------------------------------------------------------------ featcomp kernels
 
 
-def _elements(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> int:
+def _parallel(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule) -> bool:
+    """Is the tensor (the spatial loops b, k, i, s of a b, k, i, s, j nest) big enough for threads?"""
     total = 1
-    for loop in sch.get_loops(block):
+    for loop in sch.get_loops(block)[:-1]:
         total *= int(sch.get(loop).extent)
-    return total
+    return total >= rule.parallel_min
 
 
 def _tile(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule, parallel: bool) -> tuple:
@@ -116,7 +117,7 @@ def _vectorize_last(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV) -> None
 def schedule_encode(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc:
     sch = s_tir.Schedule(func)
     transform = sch.get_sblock("transform")
-    outer, j, si, v = _tile(sch, transform, rule, _elements(sch, transform) >= rule.parallel_min * int(sch.get(j).extent))
+    outer, j, si, v = _tile(sch, transform, rule, _parallel(sch, transform, rule))
     sch.compute_at(sch.get_sblock("quantize"), outer)
     sch.reverse_compute_at(sch.get_sblock("symbols"), outer)
     if v > 1:
@@ -131,7 +132,7 @@ def schedule_encode(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc:
 def schedule_decode(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc:
     sch = s_tir.Schedule(func)
     block = sch.get_sblock("decode")
-    outer, j, si, v = _tile(sch, block, rule, _elements(sch, block) >= rule.parallel_min * int(sch.get(j).extent))
+    outer, j, si, v = _tile(sch, block, rule, _parallel(sch, block, rule))
     if v > 1:
         sch.vectorize(si)
     init = sch.decompose_reduction(block, j)
