@@ -125,7 +125,10 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
     check_supported(model)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    mod = convert.import_model(model, shape_dict)
+    try:
+        mod = convert.import_model(model, shape_dict)
+    except (ValueError, NotImplementedError) as exc:  # our converters' messages, and the importer's
+        raise FeatcompError(f"TVM import failed: {str(exc).strip().splitlines()[-1]}") from None
     seconds["import"] = time.perf_counter() - t0
     outputs = _outputs(mod)
     t0 = time.perf_counter()
