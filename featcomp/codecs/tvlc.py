@@ -421,8 +421,9 @@ class TransformVlc:
         found = []
         for g in groups:
             basis, bits = fit.basis(self.transform, g)
+            y = fit.transformed_spatial(basis)
             deltas = [self.step] if self.step is not None else list(np.geomspace(1.0 if g == 1 else 0.5, 64.0, self.grid))
-            found += [fit.candidate(basis, bits, float(d), self.transform if g > 1 else "none") for d in deltas]
+            found += [fit.candidate(basis, bits, y, float(d), self.transform if g > 1 else "none") for d in deltas]
         if self.step is not None:
             return sorted(found, key=lambda cand: cand.bits_per_value)[:1]
         front: list[Candidate] = []
@@ -451,6 +452,13 @@ class _Fitter:
         self.sample = stats.sample
         self.spatial = stats.spatial[:, :, :, :]
         self.q = np.clip(np.rint(self.sample / scale), self.qmin, qmax).astype(np.float32)
+        self.q_spatial = np.clip(np.rint(self.spatial / scale), self.qmin, qmax).astype(np.float32)
+
+    def transformed_spatial(self, t: np.ndarray) -> np.ndarray:
+        """T q of the whole samples, [n, K, G, HW] float32 (exact integers): shared by every step."""
+        n, c, h, w = self.q_spatial.shape
+        g = t.shape[-1]
+        return t.astype(np.float32) @ self.q_spatial.reshape(n, c // g, g, h * w)
 
     def basis(self, kind: str, g: int) -> tuple[np.ndarray, int]:
         """The integer transform [K, G, G] of each group, and its precision B (rows have norm ~2**B)."""
@@ -468,7 +476,7 @@ class _Fitter:
         sign = np.sign(np.take_along_axis(rows, np.abs(rows).argmax(axis=2)[..., None], axis=2))
         return integer_basis(rows * np.where(sign == 0, 1.0, sign), self.qmax)
 
-    def candidate(self, t: np.ndarray, bits: int, delta: float, kind: str) -> Candidate:
+    def candidate(self, t: np.ndarray, bits: int, y_spatial: np.ndarray, delta: float, kind: str) -> Candidate:
         c = self.stats.shape[0]
         g = t.shape[-1]
         k = c // g
@@ -497,22 +505,25 @@ class _Fitter:
         used = np.unique(table_of[table_of != NO_TABLE])
         table_of = np.where(constant, NO_TABLE, np.searchsorted(used, table_of)).astype(np.uint8)
         arith = self._site_arrays(t, bits, step, lo, hi)
-        # tables from the whole samples' symbols (spatial order matters to the runs)
-        probe = TvlcSite(shape=self.stats.shape, **arith, coder=_flat_coder(centre, table_of, lo, hi), kind=kind)
-        sym = probe.symbols(self.spatial).reshape(len(self.spatial), c, -1).astype(np.int64)
-        tables = []
+        # tables from the whole samples' symbols (spatial order matters to the runs), computed as the op does
+        n = len(y_spatial)
+        sym = np.rint(y_spatial / step)
+        sym = np.minimum(np.maximum(sym, arith["cmin"][..., None].astype(np.float32)), arith["cmax"][..., None].astype(np.float32))
+        sym = sym.reshape(n, c, -1).astype(np.int64) - centre[None, :, None]
+        tables, tokens = [], []
         for j in range(len(used)):
             planes = np.flatnonzero(table_of == j)
             lv = int((lo[planes] - centre[planes]).min())
             hv = int((hi[planes] - centre[planes]).max())
-            v = sym[:, planes, :] - centre[planes][None, :, None]
-            toks = np.concatenate([tokens_of(one, hv) for one in v])
+            per_sample = [tokens_of(one[planes], hv) for one in sym]
             ends = np.array([lv, hv + RUN_MAX - 1])
-            tables.append(HuffmanTable.fit(np.concatenate([toks, ends]), MAX_CODE_LENGTH))
+            tables.append(HuffmanTable.fit(np.concatenate([*per_sample, ends]), MAX_CODE_LENGTH))
+            tokens.append(per_sample)
         site = TvlcSite(shape=self.stats.shape, **arith, coder=Coder(centre, table_of, tuple(tables)), kind=kind)
-        coded = sum(site.coded_bytes(one) - bitstream.HEADER_BYTES for one in sym.astype(np.int16).reshape(-1, *self.stats.shape))
+        counts = (int(site._count_widths(site._classes()).sum()) + 7) // 8
+        coded = n * counts + sum((table.size_bits(one) + 7) // 8 for table, per in zip(tables, tokens) for one in per)
         values = self.spatial[0].size
-        bits = 8.0 * (coded / len(self.spatial) + site.side_bytes) / values
+        bits = 8.0 * (coded / n + site.side_bytes) / values
         clipped = np.clip(coef, site.cmin.reshape(c), site.cmax.reshape(c))
         decode = np.broadcast_to(site.decode_matrix, (k, g, g)).astype(np.float64)
         recon = np.einsum("kfg,skg->skf", decode, clipped.reshape(s, k, g)).reshape(s, c)
@@ -527,17 +538,6 @@ class _Fitter:
             "cmin": lo.reshape(k, g).astype(np.int16), "cmax": hi.reshape(k, g).astype(np.int16),
             "gain": np.float32(float(self.scale) * float(step) / 4.0 ** bits),
         }
-
-
-def _flat_coder(centre: np.ndarray, table_of: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> Coder:
-    """A placeholder coder with valid ranges (tables spanning each class), for computing symbols."""
-    tables = []
-    for j in range(int(table_of[table_of != NO_TABLE].max()) + 1 if np.any(table_of != NO_TABLE) else 0):
-        planes = table_of == j
-        lv = int((lo[planes] - centre[planes]).min())
-        hv = int((hi[planes] - centre[planes]).max())
-        tables.append(HuffmanTable.fit(np.array([lv, hv + RUN_MAX - 1]), MAX_CODE_LENGTH, escape=True))
-    return Coder(centre.astype(np.int64), table_of, tuple(tables))
 
 
 def _mode(v: np.ndarray) -> np.ndarray:
