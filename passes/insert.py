@@ -93,8 +93,10 @@ def strip_pairs(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.node.extend(kept)
     _remove(graph.initializer, lambda t: t.name in drop_tensors)
     _remove(graph.value_info, lambda v: v.name in drop_values)
-    _remove(out.functions, lambda f: f.domain == DOMAIN)
-    _remove(out.opset_import, lambda o: o.domain == DOMAIN)
+    pair_ops = {op.name for pair in PAIRS.values() for op in pair}
+    _remove(out.functions, lambda f: f.domain == DOMAIN and f.name in pair_ops)
+    if not any(n.domain == DOMAIN for n in graph.node):  # other featcomp ops (the JPEG input node) keep it
+        _remove(out.opset_import, lambda o: o.domain == DOMAIN)
     _remove(out.metadata_props, lambda m: m.key == METADATA_KEY)
     return out
 
