@@ -1,0 +1,30 @@
+"""A model with both the learned-JPEG input node and feature-map pairs: each pass removes only its own ops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import models
+from conftest import PREPROCESS
+from featcomp import api
+from featcomp.jpeg.tables import standard
+from featcomp.passes.jpeg_input import find_jpeg, insert_jpeg, strip_jpeg
+from featcomp.preprocess import Preprocess
+from featcomp.runtime_ops import ort
+
+
+def test_strip_pairs_keeps_the_jpeg_node_and_back(calib_npz: Path) -> None:
+    base = api._model(models.two_convs())
+    with_jpeg = insert_jpeg(base, standard(50), Preprocess.parse(PREPROCESS))
+    compressed = api.compress(with_jpeg, calib_npz, output_snr_db=25.0).model
+    assert find_jpeg(compressed) is not None and api.site_codecs(compressed)
+    stripped = api.strip(compressed)
+    assert find_jpeg(stripped) is not None and not api.site_codecs(stripped)
+    x = np.load(calib_npz)[models.INPUT][:1]
+    name = stripped.graph.output[0].name
+    got = ort.run(ort.session(stripped), {models.INPUT: x}, [name])[name]
+    want = ort.run(ort.session(with_jpeg), {models.INPUT: x}, [name])[name]
+    np.testing.assert_array_equal(got, want)
+    assert strip_jpeg(stripped).graph.node[0].op_type == base.graph.node[0].op_type
