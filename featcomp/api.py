@@ -178,7 +178,16 @@ def report(model: ModelLike, data: DataLike, *, preprocess: Preprocess | str | N
     proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
     label = name or (Path(model).name if not isinstance(model, onnx.ModelProto) else proto.graph.name or "model")
     reader = open_inputs(data, input_spec(proto), _preprocess(preprocess), limit, role="report")
-    return measure(proto, reader, name=label, progress=progress)
+    result = measure(proto, reader, name=label, progress=progress)
+    from featcomp.passes.jpeg_input import jpeg_tables
+
+    tables = jpeg_tables(proto)
+    paths = list(getattr(reader, "paths", []))
+    if tables is not None and paths:  # the input node's saving, in real file bytes of the same images
+        from featcomp.jpeg.evaluate import input_bytes
+
+        result.totals.input_jpeg = input_bytes(paths, tables, preprocess=_preprocess(preprocess)).as_dict()
+    return result
 
 
 def strip(model: ModelLike) -> onnx.ModelProto:

@@ -28,3 +28,20 @@ def test_strip_pairs_keeps_the_jpeg_node_and_back(calib_npz: Path) -> None:
     want = ort.run(ort.session(with_jpeg), {models.INPUT: x}, [name])[name]
     np.testing.assert_array_equal(got, want)
     assert strip_jpeg(stripped).graph.node[0].op_type == base.graph.node[0].op_type
+
+
+def test_report_shows_input_bytes_raw_standard_learned(images: Path, calib_npz: Path) -> None:
+    from featcomp.jpeg.evaluate import input_bytes
+    from featcomp.report.render import render
+
+    base = api._model(models.two_convs())
+    tables = standard(30)
+    model = api.compress(insert_jpeg(base, tables, Preprocess.parse(PREPROCESS)), calib_npz, output_snr_db=25.0).model
+    report = api.report(model, images, preprocess=PREPROCESS)
+    j = report.totals.input_jpeg
+    assert j is not None and j["images"] == 5
+    want = input_bytes(sorted(p for p in images.iterdir() if p.suffix == ".png"), tables, preprocess=Preprocess.parse(PREPROCESS))
+    assert j["learned"] == want.learned and j["raw"] == 16 * 16 * 3 and j["standard"] > 0
+    assert "learned JPEG" in render(report, "table")
+    assert api.report(api.compress(base, calib_npz, output_snr_db=25.0).model, images,
+                      preprocess=PREPROCESS).totals.input_jpeg is None

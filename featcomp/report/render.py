@@ -45,6 +45,11 @@ def summary_lines(report: Report) -> list[str]:
         f"{t.total_traffic_int8 / mb:.2f} MB int8 -> {t.total_traffic_compressed / mb:.2f} MB "
         f"({t.traffic_saving_vs_int8:.1%} less)",
     ]
+    if t.input_jpeg:
+        j = t.input_jpeg
+        lines.append(f"input per inference: {j['raw'] / 1e3:.1f} kB raw 8-bit -> {j['standard'] / 1e3:.1f} kB JPEG "
+                     f"q{j['quality']} -> {j['learned'] / 1e3:.1f} kB learned JPEG ({j['width']}x{j['height']}, "
+                     f"real file bytes, {j['images']} images)")
     if "top1_agreement" in report.accuracy:
         lines.append(f"top-1 agreement with the original model: {report.accuracy['top1_agreement']:.1%} "
                      f"on {report.accuracy.get('samples', report.samples)} inputs")

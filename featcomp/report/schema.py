@@ -69,6 +69,9 @@ class Totals:
     traffic_saving_vs_int8: float
     payload_bits_per_value: float = float("nan")
     entropy_bits_per_value: float = float("nan")
+    # models with a learned-JPEG input node: the input's bytes raw, as standard JPEG and as learned JPEG
+    # (real file bytes of the measured images, mean per image; featcomp.jpeg.evaluate.InputBytes)
+    input_jpeg: dict[str, Any] | None = None
 
 
 @dataclass
