@@ -139,8 +139,9 @@ class Result:
     ms_per_run: float
 
 
-def run(bundle: str | Path, x: np.ndarray, *, emulate: bool = False, iters: int = 1, timeout: float = 900) -> Result:
-    """Run the bundle's runner on one input; outputs shaped and typed as the manifest says."""
+def run(bundle: str | Path, x: np.ndarray, *, emulate: bool = False, iters: int = 0, timeout: float = 900) -> Result:
+    """Run the bundle's runner on one input; outputs shaped and typed as the manifest says.
+    iters 0: one run; N > 0: a warm-up, then N timed runs (ms_per_run is their mean)."""
     bundle = Path(bundle).resolve()
     manifest = load_manifest(bundle)
     x = check_input(manifest, x, "the input")

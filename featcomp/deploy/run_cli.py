@@ -13,7 +13,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--emulate", action="store_true", help="run a foreign-architecture bundle under qemu-user")
     where.add_argument("--rpc", metavar="HOST:PORT", help="run on a board through a TVM RPC server")
-    p.add_argument("--iters", type=int, default=1, metavar="N", help="timed runs (after one warm-up)")
+    p.add_argument("--iters", type=int, default=0, metavar="N",
+                   help="timed runs after one warm-up (default 0: a single run, as the board would do it)")
 
 
 def run(args: argparse.Namespace, bars: Any) -> int:

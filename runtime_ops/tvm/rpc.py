@@ -12,7 +12,7 @@ from tvm import rpc, relax  # type: ignore[import-untyped]
 from featcomp.errors import FeatcompError
 
 
-def run(bundle: Path, manifest: dict[str, Any], x: np.ndarray, address: str, *, iters: int = 1,
+def run(bundle: Path, manifest: dict[str, Any], x: np.ndarray, address: str, *, iters: int = 0,
         timeout: int = 60) -> tuple[list[np.ndarray], float]:
     """Upload model.so, load it remotely, run main on x; returns (outputs, ms per run)."""
     host, _, port = address.rpartition(":")

@@ -3,7 +3,8 @@
 //
 // usage: runner MODEL.so OUT_PREFIX ITERS IN0.bin:1x3x224x224 [IN1.bin:DIMS ...]
 //   inputs are raw float32 (C order); every output (a tensor or a tuple of tensors) is written raw to
-//   OUT_PREFIX.<i>.bin; prints "outputs N, ms/run T" (T = mean over ITERS timed runs after one warm-up).
+//   OUT_PREFIX.<i>.bin; prints "outputs N, ms/run T" (T = mean over ITERS timed runs after one warm-up;
+//   ITERS 0: one run, timed, no warm-up).
 // MODEL.so must be a path containing '/' (dlopen searches the library path otherwise).
 // exit codes: 0 ok, 2 usage, 3 bad input file, 4 TVM error.
 #include <tvm/ffi/any.h>
@@ -78,10 +79,11 @@ int main(int argc, char** argv) {
     vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2);
     ffi::Function main_fn = vm->GetFunction("main").value();
     std::string prefix = argv[2];
-    int iters = std::max(1, std::atoi(argv[3]));
+    int iters = std::atoi(argv[3]);
     std::vector<ffi::AnyView> views(args.begin(), args.end());
     ffi::Any out;
-    main_fn.CallPacked(views.data(), static_cast<int>(views.size()), &out);  // warm-up
+    if (iters > 0) main_fn.CallPacked(views.data(), static_cast<int>(views.size()), &out);  // warm-up
+    iters = std::max(1, iters);
     auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) main_fn.CallPacked(views.data(), static_cast<int>(views.size()), &out);
     auto t1 = std::chrono::steady_clock::now();
