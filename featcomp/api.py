@@ -94,7 +94,7 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
              exclude: Iterable[str] = (), limit: int | None = None, max_drop: float | None = None,
              output_snr_db: float | None = None, bits_per_value: float | None = None,
              labels: str | os.PathLike[str] | None = None,
-             label_offset: int = 0, progress: Progress | None = None,
+             label_offset: int = 0, progress: Progress | None = None, fold: bool = False,
              **codec_options: Any) -> CompressResult:
     """Calibrate a codec per site and insert compress -> decompress pairs. Returns the new model.
 
@@ -108,6 +108,8 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
       agreement with the original on the calibration inputs stays within P points; with `labels`
       (a labels file for a folder of calibration images) top-1 accuracy is used instead.
     `progress` wraps each long loop in turn (calibration batches, sites being fitted, search steps).
+    `fold` (transform-vlc) folds each site's transform into the producing and consuming convs where both
+    are plain Convs, so the transform costs nothing at run time (see featcomp.passes.fold).
     """
     t0 = time.perf_counter()
     proto = _model(model)
@@ -153,6 +155,11 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
                     "met": found.agreement is not None and found.agreement >= (found.required or 0.0) - 1e-12}
     t3 = time.perf_counter()
     out = insert_pairs(proto, codecs)
+    if fold:  # transform-vlc: transforms into the conv weights where the graph allows (passes/fold.py)
+        from featcomp.passes.fold import fold as fold_transforms
+
+        out, folded = fold_transforms(out)
+        info["folded"] = folded
     onnx.checker.check_model(out, full_check=True)
     t4 = time.perf_counter()
     seconds = {"load": t1 - t0, "calibration_run": t2 - t1, "codec_fit": t3 - t2, "insert": t4 - t3, "total": t4 - t0}

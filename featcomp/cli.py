@@ -239,6 +239,8 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", default="dct-cm", choices=("dct-cm", "transform-vlc"), help="codec (default: dct-cm)")
     p.add_argument("--transform", choices=("pca", "dct", "none"),
                    help="transform-vlc only: calibrated PCA per channel group (default), DCT, or none")
+    p.add_argument("--fold", action="store_true",
+                   help="transform-vlc only: fold transforms into the producing/consuming convs where possible")
     p.add_argument("--calib", metavar="SRC", help="calibration data: a folder of images or an .npz")
     quality = p.add_mutually_exclusive_group()
     quality.add_argument("--max-drop", type=float, metavar="P",
@@ -286,8 +288,10 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     if unknown:
         raise FeatcompError(f"{name} has no site named '{unknown[0]}'; 'featcomp inspect' lists the sites")
     options: dict[str, Any] = {}
-    if args.codec != "transform-vlc" and (args.transform is not None or args.step is not None):
-        raise FeatcompError("--transform and --step belong to --codec transform-vlc")
+    if args.codec != "transform-vlc" and (args.transform is not None or args.step is not None or args.fold):
+        raise FeatcompError("--transform, --step and --fold belong to --codec transform-vlc")
+    if args.fold:
+        options["fold"] = True
     if args.transform is not None:
         options["transform"] = args.transform
     if args.step is not None:

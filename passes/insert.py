@@ -76,9 +76,10 @@ def insert_pairs(model: onnx.ModelProto, codecs: Mapping[str, SiteCodec]) -> onn
 
 def strip_pairs(model: onnx.ModelProto) -> onnx.ModelProto:
     """The exact inverse of insert_pairs: the model as it was before compression."""
-    pairs = find_pairs(model)
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    from featcomp.passes.fold import unfold
+
+    out = unfold(model)  # transforms folded into conv weights go back first
+    pairs = find_pairs(out)
     graph = out.graph
     rewire = {p.decoded: p.site for p in pairs}
     drop_nodes = {id_ for p in pairs for id_ in (p.encode.name, p.decode.name)}

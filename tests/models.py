@@ -114,3 +114,18 @@ def save(model: onnx.ModelProto, path: object) -> str:
     """Write ``model`` to ``path``; returns the path as a string for argv lists."""
     onnx.save_model(model, str(path))
     return str(path)
+
+
+def linear_bottleneck(seed: int = 3) -> onnx.ModelProto:
+    """Conv(16)-Relu, then a linear 1x1 Conv(16) of rank 2 (a foldable site: Conv in, Conv out), then
+    Conv(32)-Relu-Conv(4)-GAP-Flatten -> [1, 4]."""
+    b = _Builder(seed)
+    x = b.op("Relu", [b.conv(INPUT, "conv1", 3, 16)], "relu1")
+    low = b.rng.normal(size=(16, 2)) @ b.rng.normal(size=(2, 16)) / 4.0
+    b.inits += [numpy_helper.from_array(low.reshape(16, 16, 1, 1).astype(np.float32), "proj.w"),
+                numpy_helper.from_array(b.rng.normal(0.0, 0.1, 16).astype(np.float32), "proj.b")]
+    x = b.op("Conv", [x, "proj.w", "proj.b"], "proj")
+    x = b.op("Relu", [b.conv(x, "conv3", 16, 32)], "relu3")
+    x = b.op("GlobalAveragePool", [b.conv(x, "conv4", 32, 4, k=1)], "gap")
+    b.op("Flatten", [x], "logits")
+    return b.model([_input()], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])])

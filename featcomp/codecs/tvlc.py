@@ -214,7 +214,19 @@ class TvlcSite:
 
     @property
     def mode(self) -> str:
+        if self.kind.startswith("folded"):
+            return self.kind
         return "none" if self.group == 1 else f"{self.kind}{self.group}"
+
+    def folded(self) -> TvlcSite:
+        """This site once its transform is folded into the convs around it (passes/fold.py): the same symbols
+        of z = (T / 2**B) x, quantized directly with the step Delta * scale, as a G = 1 site."""
+        c = self.shape[0]
+        step = np.float32(self.delta * float(self.scale))
+        return TvlcSite(shape=self.shape, scale=step, qmin=np.float32(-32767), qmax=np.float32(32767),
+                        transform=np.ones((1, 1, 1), np.int16), step=np.float32(1.0),
+                        cmin=self.cmin.reshape(c, 1).copy(), cmax=self.cmax.reshape(c, 1).copy(), gain=step,
+                        coder=self.coder, kind=f"folded-{self.kind}{self.group}")
 
     @property
     def param_id(self) -> int:
