@@ -31,9 +31,10 @@ def static_shape(model: Any, batch: int) -> tuple[str, list[int]]:
 
     spec = input_spec(model)
     dims = list(spec.shape)
-    if any(not isinstance(d, int) for d in dims[1:]):
+    rest = [d for d in dims[1:] if isinstance(d, int)]
+    if len(rest) != len(dims) - 1:
         raise FeatcompError(f"input '{spec.name}' has symbolic dimensions {dims}; re-export with a fixed image size")
-    return spec.name, [batch if not isinstance(dims[0], int) else dims[0], *dims[1:]]
+    return spec.name, [dims[0] if isinstance(dims[0], int) else batch, *rest]
 
 
 def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *, tune: int = 0,

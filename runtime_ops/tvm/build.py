@@ -175,3 +175,27 @@ def run_local(compiled: Compiled, inputs: list[Any]) -> list[Any]:
     out = vm["main"](*[tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs])
     items = [out] if hasattr(out, "numpy") else list(out)
     return [item.numpy() for item in items]
+
+
+def time_local(compiled: Compiled, inputs: list[Any], *, number: int = 10, repeat: int = 5) -> list[float]:
+    """Seconds per run of main (TVM's time_evaluator: no Python in the loop), one value per repeat."""
+    import numpy as np
+
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
+    timer = vm.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat, min_repeat_ms=0)
+    return [float(r) for r in timer(*args).results]
+
+
+def time_kernel(func: tirx.PrimFunc, target: tvm.target.Target, arrays: list[Any], *, number: int = 20,
+                repeat: int = 7) -> float:
+    """Best seconds per call of one PrimFunc (scheduled by hand, or by the default schedule when it is not)."""
+    import numpy as np
+
+    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+    if func.attrs is None or schedules.SCHEDULED not in func.attrs:
+        mod, _, _ = schedules.schedule_rest(mod, target)
+    lib = tvm.compile(mod, target)
+    args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
+    timer = lib.mod.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat, min_repeat_ms=0)
+    return min(float(r) for r in timer(*args).results)

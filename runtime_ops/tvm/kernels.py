@@ -1,3 +1,5 @@
+# mypy: disable-error-code="valid-type"
+# (TVMScript buffer annotations T.Buffer(shape, dtype) are not Python types.)
 """Hand-written TIR kernels for the ai.featcomp encode/decode ops.
 
 The kernels work on the grouped view [N, K, G, H*W] of an NCHW tensor, K = C/G groups (the converter

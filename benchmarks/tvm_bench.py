@@ -1,0 +1,197 @@
+"""TVM benchmarks: codec kernels vs a plain copy, end-to-end latency with and without the codec
+pairs vs ONNX Runtime (same host, same threads, same run), compile time, planned activation
+memory, bundle size per target.
+
+    .venv/bin/python benchmarks/tvm_bench.py [--threads 2] [--quick] [--tune N]
+
+Writes benchmarks/results/tvm/results.json and results.md. The models are the embedded
+EfficientNet-Lite0 and, when ../shared is there, MobileNetV2, compressed at 20 dB logit SNR
+(calibrated on 16 images of imagenet-calib-200, or on the 6 zoo photos without ../shared).
+Latency: batch 1, TVM through its time_evaluator (median of 7 repeats of 10 runs), ORT median of
+30 runs, TVM and ORT interleaved per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+OUT = ROOT / "benchmarks" / "results" / "tvm"
+KERNEL_SHAPES = [(96, 112, 112, 1), (32, 112, 112, 8), (64, 56, 56, 8), (144, 56, 56, 16), (576, 14, 14, 16)]
+
+
+def models(quick: bool) -> list[tuple[str, Any, Any, str]]:
+    """(name, original, compressed, preprocess) with the compressed model calibrated here."""
+    from featcomp import api, modelio, zoo
+    from featcomp.data import ImageReader
+    from featcomp.modelio import input_spec
+    from featcomp.preprocess import Preprocess
+
+    todo: list[tuple[str, Any, str]] = [("efficientnet-lite0", zoo.efficientnet_lite0(), zoo.DEFAULT_PREPROCESS)]
+    if (SHARED / "models/mobilenet_v2_1.0_224.onnx").exists() and not quick:
+        todo.append(("mobilenet_v2_1.0_224", modelio.load_model(SHARED / "models/mobilenet_v2_1.0_224.onnx"),
+                     "resize=256,crop=224,order=rgb,mean=128,std=128"))
+    out = []
+    for name, model, pre in todo:
+        model = modelio.prepare(model)
+        calib: Any = SHARED / "data/imagenet-calib-200"
+        if not calib.exists():
+            calib = ImageReader(zoo.sample_images(), Preprocess.parse(pre), input_spec(model), None, role="calibration")
+        result = api.compress(model, calib, preprocess=pre if not isinstance(calib, ImageReader) else None,
+                              limit=16, output_snr_db=20.0)
+        out.append((name, model, result.model, pre))
+    return out
+
+
+def kernels(threads: int) -> list[dict[str, Any]]:
+    from featcomp.runtime_ops.tvm import build, kernels, schedules
+
+    target = build.make_target("host")
+    rule = schedules.rule_for(target)
+    rng = np.random.default_rng(0)
+    rows = []
+    for c, h, w, g in KERNEL_SHAPES:
+        k, p = c // g, h * w
+        x = rng.normal(size=(1, c, h, w)).astype(np.float32)
+        view = (1, c, h, w) if g == 1 else (1, k, g, p)
+        side = [np.full((k, g), v, np.float32) for v in (0.05, -127, 127)]
+        tail = [np.eye(g, dtype=np.float32)[None].repeat(k, 0) * 64, *[np.full((k, g), v, np.float32) for v in (4, -500, 500)]]
+        y = np.zeros(view, np.int16)
+        enc = kernels.encode_kernel("DctCmEncode", 1, c, h, w, g)
+        dec = kernels.decode_kernel("DctCmDecode", 1, c, h, w, g)
+        if g > 1:
+            enc, dec = schedules.schedule_encode(enc, rule), schedules.schedule_decode(dec, rule)
+        t_enc = build.time_kernel(enc, target, [x.reshape(view), *side, *tail, y])
+        t_dec = build.time_kernel(dec, target, [y, np.eye(g, dtype=np.float32)[None].repeat(k, 0), x.reshape(view).copy()])
+        dst = np.empty_like(x)
+        copies = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            for _ in range(20):
+                np.copyto(dst, x)
+            copies.append((time.perf_counter() - t0) / 20)
+        t_copy = min(copies)
+        rows.append({"shape": f"{c}x{h}x{w}", "G": g, "copy_us": t_copy * 1e6, "encode_us": t_enc * 1e6,
+                     "decode_us": t_dec * 1e6, "copy_GBps": x.nbytes / t_copy / 1e9,
+                     "encode_x_copy": t_enc / t_copy, "decode_x_copy": t_dec / t_copy})
+    return rows
+
+
+def ort_ms(model: Any, x: np.ndarray, threads: int, runs: int = 30) -> float:
+    from featcomp.runtime_ops import ort
+
+    sess = ort.session(model, threads=threads)
+    name = sess.get_inputs()[0].name
+    for _ in range(5):
+        sess.run(None, {name: x})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, {name: x})
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def end_to_end(cases: list[tuple[str, Any, Any, str]], threads: int, tune: int) -> list[dict[str, Any]]:
+    from featcomp.modelio import input_spec
+    from featcomp.runtime_ops.tvm import build
+
+    target = build.make_target({"kind": "llvm", "mcpu": str(build.make_target("host").attrs["mcpu"]), "num-cores": threads})
+    rows = []
+    x = np.random.default_rng(1).normal(size=(1, 3, 224, 224)).astype(np.float32)
+    for name, original, compressed, _ in cases:
+        for variant, model in (("original", original), ("compressed", compressed)):
+            spec = input_spec(model)
+            tune_dir = OUT / f"tuning-{name}-{variant}" if tune else None
+            t0 = time.perf_counter()
+            compiled = build.compile_model(model, target, shape_dict={spec.name: [1, 3, 224, 224]},
+                                           tune_trials=tune, tune_dir=tune_dir)
+            compile_s = time.perf_counter() - t0
+            tvm_ms = statistics.median(build.time_local(compiled, [x], number=10, repeat=7)) * 1e3
+            o_ms = ort_ms(model, x, threads)
+            out = build.run_local(compiled, [x])[0]
+            from featcomp.runtime_ops import ort
+
+            ref = np.asarray(next(iter(ort.run(ort.session(model, threads=threads), {spec.name: x}).values())))
+            rows.append({"model": name, "variant": variant, "ort_ms": o_ms, "tvm_ms": tvm_ms, "tvm_over_ort": tvm_ms / o_ms,
+                         "compile_s": compile_s, "seconds": compiled.seconds, "stats": compiled.stats,
+                         "max_abs_diff_vs_ort": float(np.abs(out - ref).max()), "same_top1": bool(out.argmax() == ref.argmax())})
+            print(f"{name} {variant}: ORT {o_ms:.1f} ms, TVM {tvm_ms:.1f} ms, compile {compile_s:.1f} s, "
+                  f"planned activations {compiled.stats['memory']['activation_bytes'] / 1e6:.2f} MB", flush=True)
+    return rows
+
+
+def bundles(cases: list[tuple[str, Any, Any, str]]) -> list[dict[str, Any]]:
+    from featcomp.deploy.compile import compile_bundle
+    from featcomp.modelio import save_model
+
+    rows = []
+    name, _, compressed, pre = cases[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_model(compressed, Path(tmp) / f"{name}.fc.onnx")
+        for target in ("rasp4b64", "x86_64"):
+            manifest = compile_bundle(path, target, Path(tmp) / target, preprocess=pre)
+            files = manifest["files"]
+            rows.append({"model": f"{name} (compressed)", "target": target, "bytes": manifest["bytes"],
+                         "model_so": files["model.so"], "runtime": files["lib/libtvm_runtime.so"] + files["lib/libtvm_ffi.so"],
+                         "runner": files["runner"], "compile_s": manifest["compile"]["seconds"]["total"]})
+    return rows
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [f"threads: {result['threads']}, host: {result['host']}", "",
+             "| site shape | G | copy GB/s | encode µs | decode µs | encode / copy | decode / copy |", "|---|---|---|---|---|---|---|"]
+    for r in result["kernels"]:
+        lines.append(f"| {r['shape']} | {r['G']} | {r['copy_GBps']:.1f} | {r['encode_us']:.0f} | {r['decode_us']:.0f} | "
+                     f"{r['encode_x_copy']:.1f}x | {r['decode_x_copy']:.1f}x |")
+    lines += ["", "| model | variant | ORT ms | TVM ms | TVM / ORT | compile s | planned activations MB | encode fused / alone | top-1 = ORT | max abs diff |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["end_to_end"]:
+        f = r["stats"]["fusion"]
+        lines.append(f"| {r['model']} | {r['variant']} | {r['ort_ms']:.1f} | {r['tvm_ms']:.1f} | {r['tvm_over_ort']:.2f} | "
+                     f"{r['compile_s']:.1f} | {r['stats']['memory']['activation_bytes'] / 1e6:.2f} | "
+                     f"{f['encode_fused']} / {f['encode_alone']} | {r['same_top1']} | {r['max_abs_diff_vs_ort']:.2g} |")
+    lines += ["", "| bundle | target | total MB | model.so MB | TVM runtime MB | runner kB | compile s |", "|---|---|---|---|---|---|---|"]
+    for r in result["bundles"]:
+        lines.append(f"| {r['model']} | {r['target']} | {r['bytes'] / 1e6:.1f} | {r['model_so'] / 1e6:.1f} | "
+                     f"{r['runtime'] / 1e6:.1f} | {r['runner'] / 1e3:.0f} | {r['compile_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="EfficientNet-Lite0 only")
+    parser.add_argument("--tune", type=int, default=0, metavar="N", help="MetaSchedule trials per model (0: default schedules)")
+    args = parser.parse_args()
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read when TVM's thread pool starts
+    import platform
+
+    result: dict[str, Any] = {"threads": args.threads, "host": platform.processor() or platform.machine(), "tune": args.tune}
+    result["kernels"] = kernels(args.threads)
+    print(markdown({**result, "end_to_end": [], "bundles": []}), flush=True)
+    cases = models(args.quick)
+    result["end_to_end"] = end_to_end(cases, args.threads, args.tune)
+    result["bundles"] = bundles(cases)
+    OUT.mkdir(parents=True, exist_ok=True)
+    suffix = f"-tune{args.tune}" if args.tune else ""
+    (OUT / f"results{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = markdown(result)
+    (OUT / f"results{suffix}.md").write_text(text)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
