@@ -106,3 +106,19 @@ def test_side_array_of_wrong_size_is_refused(convert) -> None:
 
     with pytest.raises(FeatcompError, match="DctCmEncode scale: expected 1, 2 or 4 values, got 3"):
         build.compile_model(model, build.make_target("host"))
+
+
+def test_site_after_an_add_imports(convert) -> None:
+    """The importer passes an Add output as an un-normalized call; the converter must type it."""
+    from tvm_tools import pair_model
+
+    arrays = {"scale": np.float32(0.1), "qmin": np.float32(-127), "qmax": np.float32(127),
+              "transform": np.eye(2, dtype=np.float32), "step": np.ones((2, 1), np.float32),
+              "cmin": np.full((2, 1), -9, np.float32), "cmax": np.full((2, 1), 9, np.float32),
+              "decode": np.eye(2, dtype=np.float32)}
+    model = pair_model([("s", arrays, (1, 4, 2, 2))])
+    encode = model.graph.node[0]
+    model.graph.node.insert(0, helper.make_node("Add", ["x0", "x0"], ["sum"]))
+    encode.input[0] = "sum"
+    mod = convert.import_model(model)
+    assert any("fc_encode" in gv.name_hint for gv in mod.get_global_vars())

@@ -50,6 +50,11 @@ def _nchw(expr: relax.Expr, what: str) -> tuple[int, int, int, int]:
     return shape[0], shape[1], shape[2], shape[3]
 
 
+def _normalized(bb: relax.BlockBuilder, inputs: list[relax.Expr]) -> list[relax.Expr]:
+    """The importer hands over un-normalized calls (e.g. R.add(a, b) for an Add output): give them types."""
+    return [bb.normalize(x) if x is not None else x for x in inputs]
+
+
 def _size(expr: relax.Expr, what: str) -> int:
     size = 1
     for d in _static_shape(expr, what):
@@ -105,6 +110,7 @@ def _groups(x: relax.Expr, matrix: relax.Expr, name: str) -> tuple[int, int, int
 
 def _encode_converter(name: str) -> type:
     def impl(cls: type, bb: relax.BlockBuilder, inputs: list[relax.Expr], attr: dict[str, Any], params: Any) -> relax.Expr:
+        inputs = _normalized(bb, inputs)
         x, scale, qmin, qmax, transform, step, cmin, cmax = inputs[:8]
         n, c, h, w, g = _groups(x, transform, name)
         k = c // g
@@ -140,6 +146,7 @@ def _decode_matrix_converter(name: str) -> type:
     """Y, decode [G,G] or [K,G,G] (DctCmDecode)."""
 
     def impl(cls: type, bb: relax.BlockBuilder, inputs: list[relax.Expr], attr: dict[str, Any], params: Any) -> relax.Expr:
+        inputs = _normalized(bb, inputs)
         y, decode = inputs[:2]
         n, c, h, w, g = _groups(y, decode, name)
         return _decode_call(bb, name, y, _as_kgg(bb, decode, c // g, g, f"{name} decode"), n, c, h, w, g)
@@ -152,6 +159,7 @@ def _decode_transpose_converter(name: str) -> type:
     """Y, transform [K,G,G] int16, gain: decode matrix = transpose(float(transform)) * gain (TvlcDecode)."""
 
     def impl(cls: type, bb: relax.BlockBuilder, inputs: list[relax.Expr], attr: dict[str, Any], params: Any) -> relax.Expr:
+        inputs = _normalized(bb, inputs)
         y, transform, gain = inputs[:3]
         n, c, h, w, g = _groups(y, transform, name)
         k = c // g

@@ -210,6 +210,16 @@ def _schedule_block(sch: s_tir.Schedule, info: object, rule: Rule) -> object:
     return outer
 
 
+def _vectorize_inner(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule) -> None:
+    """Vectorize the innermost loop of an epilogue placed under the producer's loop (split to a divisor)."""
+    loop = sch.get_loops(block)[-1]
+    v = vector_factor(int(sch.get(loop).extent), rule.lanes)
+    if v > 1:
+        if v < int(sch.get(loop).extent):
+            loop = sch.split(loop, factors=[None, v])[1]
+        _try(sch.vectorize, loop)
+
+
 def default_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
     """A parallel, vectorized schedule for a legalized (fused) PrimFunc; None when it does not apply."""
     from tvm.s_tir.dlight.analysis import normalize_prim_func  # type: ignore[import-untyped]
@@ -231,8 +241,8 @@ def default_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
                                         or _try(sch.compute_at, info.block_rv, outer))
         if not placed:
             _schedule_block(sch, info, rule)
-        elif int(sch.get(sch.get_loops(info.block_rv)[-1]).extent) % rule.lanes == 0:
-            _try(sch.vectorize, sch.get_loops(info.block_rv)[-1])
+        else:
+            _vectorize_inner(sch, info.block_rv, rule)
     return sch.mod["main"].with_attr(SCHEDULED, True)
 
 
