@@ -1,9 +1,10 @@
 """Rate-accuracy of standard vs deepn vs learned JPEG tables on the three real models (docs/jpeg.md).
 
-    .venv/bin/python benchmarks/jpeg_curves.py [--probe-images 16] [--learn-images 32]
+    .venv/bin/python benchmarks/jpeg_curves.py [--probe-images 16] [--learn-images 32] [--tune-quality 30]
 
 - learning set: the first --learn-images photos of ../shared/data/imagenet-calib-200 (the learned
-  method probes the model on the first --probe-images of them);
+  method probes the model on the first --probe-images of them; the operational method tunes the Annex K
+  bands on all of them, starting at the Annex K scale of libjpeg quality --tune-quality);
 - accuracy: the 100 photos of ../shared/data/imagenet-val-100, resize 256 / centre crop 224, as each
   model expects; bpp = real file bytes x 8 / (224 x 224), 4:4:4, optimised Huffman tables;
 - rate on Kodak: the same tables on the 24 Kodak photos at full size (768x512);
@@ -30,7 +31,7 @@ OUT = ROOT / "benchmarks" / "results" / "jpeg"
 from featcomp import zoo  # noqa: E402
 from featcomp.data import image_files, read_labels  # noqa: E402
 from featcomp.jpeg import evaluate as ev  # noqa: E402
-from featcomp.jpeg import learn  # noqa: E402
+from featcomp.jpeg import learn, search  # noqa: E402
 from featcomp.jpeg.encode import load_rgb, model_view  # noqa: E402
 from featcomp.jpeg.measure import Classifier, code, rate  # noqa: E402
 from featcomp.jpeg.plot import plot_curves  # noqa: E402
@@ -48,6 +49,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learn-images", type=int, default=32)
     parser.add_argument("--probe-images", type=int, default=16)
+    parser.add_argument("--tune-quality", type=int, default=30)
     args = parser.parse_args()
     start = time.time()
     geometry = Preprocess.parse(zoo.DEFAULT_PREPROCESS)  # all three: resize 256, crop 224
@@ -74,6 +76,13 @@ def main() -> int:
         families[f"learned on {name}"] = Tables(ladder[0, 0], ladder[0, 1], method="learned", model=name,
                                                 ladder=ladder, scale=0.0)
         log(f"learned tables for {name}: {len(ladder)} rungs")
+    tuned = {}
+    for name, clf in classifiers.items():
+        luma, chroma, info = search.operational(clf, calib, standard(args.tune_quality).scale or 1.0)
+        tuned[name] = info
+        families[f"operational on {name}"] = Tables.from_profile(luma, chroma, 1.0, "operational", model=name)
+        log(f"operational tables for {name}: {info['trials']} trials, {info['accepted']} moves, "
+            f"J {info['start']} -> {info['end']}")
 
     settings: dict[str, list[Tables]] = {"standard": [standard(q) for q in ev.QUALITIES]}
     targets = [rate(val, t) for t in settings["standard"]]
@@ -113,15 +122,17 @@ def main() -> int:
                 {"standard": p["label"], "top1": p["top1"], "standard_bpp": p["bpp"], "bpp": ev.rate_at(rs, accs, p["top1"])}
                 for p in points[name]["standard"]]
         summary[name] = rows
-        own = f"learned on {name}"
+        own, tuned_own = f"learned on {name}", f"operational on {name}"
         plot_curves({k: [ev.Point(**p) for p in v] for k, v in points[name].items()
-                     if k in ("standard", "deepn", own)}, OUT / f"{name}.png",
+                     if k in ("standard", "deepn", own, tuned_own)}, OUT / f"{name}.png",
                     title=f"{name}: 100 ImageNet val images at 224x224 (uncompressed top-1 {uncompressed[name]:.0%})",
                     notes=[f"BD-rate vs standard (top-1, linear envelope): "
+                           f"operational {_pct(rows[tuned_own]['linear_top1_bpp'])}, "
                            f"learned {_pct(rows[own]['linear_top1_bpp'])}, deepn {_pct(rows['deepn']['linear_top1_bpp'])}"])
     result = {"images": {"accuracy": "imagenet-val-100 (224x224 crops)", "rate": "kodak (768x512)",
-                         "learn": f"imagenet-calib-200, first {args.learn_images} (probes: {args.probe_images})"},
-              "uncompressed_top1": uncompressed, "gains": gains, "points": points, "bd_rate": summary,
+                         "learn": f"imagenet-calib-200, first {args.learn_images} (probes: {args.probe_images})",
+                         "tune_quality": args.tune_quality},
+              "uncompressed_top1": uncompressed, "gains": gains, "operational": tuned, "points": points, "bd_rate": summary,
               "seconds": round(time.time() - start, 1)}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "curves.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -42,8 +42,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
     learn = sub.add_parser("learn", help="learn quantization tables for a model (deepn or learned)",
                            description="Learn JPEG quantization tables for a model and write them as JSON.")
     _model_args(learn)
-    learn.add_argument("--method", choices=("deepn", "learned"), default="learned",
-                       help="learned: the model's own per-frequency sensitivity (default); deepn: DCT statistics")
+    learn.add_argument("--method", choices=("deepn", "learned", "operational"), default="learned",
+                       help="learned: the model's own per-frequency sensitivity (default); operational: Annex K "
+                            "tuned per band against real bytes and the model's logits; deepn: DCT statistics")
     target = learn.add_mutually_exclusive_group()
     target.add_argument("--target-bpp", type=float, metavar="B", help="coarsest tables at most B bits/pixel on the images")
     target.add_argument("--max-drop", type=float, metavar="P",
@@ -157,12 +158,13 @@ def _learn(args: argparse.Namespace, bars: Bars) -> int:
     output = check_writable(args.output)
     model, name, preprocess = _setup(args)
     _, views = _views(args, preprocess)
-    need_model = args.method == "learned" or args.target_bpp is None
+    need_model = args.method != "deepn" or args.target_bpp is None
     classifier = _classifier(model, preprocess, name) if need_model else None
     if classifier is not None:
         classifier.check(views)
+    stage = "tuning bands" if args.method == "operational" else "probing frequencies"
     tables = learn(args.method, views, classifier, target_bpp=args.target_bpp, max_drop=args.max_drop,
-                   model_name=name, progress=bars.track("probing frequencies", total=128))
+                   model_name=name, progress=bars.track(stage, total=128))
     tables.save(output)
     meta = tables.meta
     agree = f", top-1 agreement {meta['agreement']:.1%}" if "agreement" in meta else ""

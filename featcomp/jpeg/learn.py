@@ -36,12 +36,12 @@ import numpy as np
 from featcomp.errors import FeatcompError
 from featcomp.jpeg import dct
 from featcomp.jpeg.measure import Classifier, code, rate
-from featcomp.jpeg.tables import Tables
+from featcomp.jpeg.tables import STANDARD_CHROMA, STANDARD_LUMA, Tables
 
 __all__ = ["METHODS", "PROBE_STD", "deepn_profile", "dct_std", "learn", "rd_ladder", "search_scale",
            "sensitivities"]
 
-METHODS = ("deepn", "learned")
+METHODS = ("deepn", "learned", "operational")
 PROBE_STD = 8.0           # noise std per coefficient (orthonormal DCT units): ~1 grey level RMS per pixel
 # DeepN-JPEG's mapping (sigma in orthonormal DCT units of 0..255 pixels): HF band sigma <= T1: a - k1*sigma;
 # MF band T1 < sigma <= T2: b - k2*sigma; LF band sigma > T2: q_min.
@@ -218,6 +218,12 @@ def search_scale(family: Tables, meets: Callable[[Tables], bool], iterations: in
     return family.member(good)
 
 
+def _unreachable(target_bpp: float, views: Sequence[np.ndarray], family: Tables) -> FeatcompError:
+    low = rate(views, family.member(1.0))
+    return FeatcompError(f"--target-bpp {target_bpp:g} is below what JPEG can reach on these images: "
+                         f"{low:.3f} bpp with every step at 255 (headers included)")
+
+
 def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | None = None, *,
           target_bpp: float | None = None, max_drop: float | None = None, model_name: str | None = None,
           progress: Progress | None = None) -> Tables:
@@ -225,7 +231,7 @@ def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | Non
 
     target_bpp: the coarsest tables whose rate on the views is at most B bpp. max_drop: the coarsest
     whose top-1 agreement with the model on the uncompressed views stays within P points (needs the
-    model). Without either: max_drop = 1. ``learned`` always needs the model.
+    model). Without either: max_drop = 1. ``learned`` and ``operational`` always need the model.
     """
     if method not in METHODS:
         raise FeatcompError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -239,39 +245,53 @@ def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | Non
         raise FeatcompError(f"--target-bpp must be a positive number of bits per pixel, got {target_bpp}")
     if max_drop is not None and not (math.isfinite(max_drop) and 0 <= max_drop <= 100):
         raise FeatcompError(f"--max-drop must be a number of top-1 points in 0..100, got {max_drop}")
-    if classifier is None and (method == "learned" or max_drop is not None):
+    if classifier is None and (method != "deepn" or max_drop is not None):
         raise FeatcompError(f"method {method} with --max-drop needs the model" if method == "deepn"
-                            else "method learned needs the model")
+                            else f"method {method} needs the model")
     meta: dict[str, Any] = {"images": len(views), "size": [int(views[0].shape[1]), int(views[0].shape[0])]}
-    if method == "deepn":
-        luma, chroma, info = deepn_profile(views)
-        meta["deepn"] = info
-    else:
-        assert classifier is not None
-        g_luma, g_chroma = sensitivities(classifier, views, progress=progress)
-        meta["learned"] = {"probe_std": PROBE_STD, "g_luma": np.round(g_luma, 6).tolist(),
-                           "g_chroma": np.round(g_chroma, 6).tolist()}
-    if method == "deepn":
-        family = Tables.from_profile(luma, chroma, 1.0, method, model=model_name)
-    else:
-        ladder = rd_ladder(views, g_luma, g_chroma)
-        family = Tables(ladder[0, 0], ladder[0, 1], method=method, model=model_name, ladder=ladder, scale=0.0)
     if target_bpp is not None:
-        found = search_scale(family, lambda t: rate(views, t) <= target_bpp, finest=True)
-        if found is None:
-            low = rate(views, family.member(1.0))
-            raise FeatcompError(f"--target-bpp {target_bpp:g} is below what JPEG can reach on these images: "
-                                f"{low:.3f} bpp with every step at 255 (headers included)")
-        target: dict[str, float] = {"target_bpp": target_bpp}
+        def meets(t: Tables) -> bool:
+            return rate(views, t) <= target_bpp
+        finest, target = True, {"target_bpp": target_bpp}
     else:
         assert classifier is not None and max_drop is not None
         classifier.check(views)
         reference = classifier.top1(views)
         need = math.ceil(len(views) * (1.0 - max_drop / 100.0) - 1e-9)
-        found = search_scale(family, lambda t: int(np.sum(classifier.top1(code(views, t).decoded) == reference)) >= need)
-        if found is None:  # even all-1 steps flip more than allowed: keep the finest, and say so
-            found, meta["met"] = family.member(0.0), False
-        target = {"max_drop": max_drop}
+
+        def meets(t: Tables) -> bool:
+            return int(np.sum(classifier.top1(code(views, t).decoded) == reference)) >= need
+        finest, target = False, {"max_drop": max_drop}
+    if method == "deepn":
+        luma, chroma, info = deepn_profile(views)
+        meta["deepn"] = info
+        family = Tables.from_profile(luma, chroma, 1.0, method, model=model_name)
+    elif method == "learned":
+        assert classifier is not None
+        g_luma, g_chroma = sensitivities(classifier, views, progress=progress)
+        meta["learned"] = {"probe_std": PROBE_STD, "g_luma": np.round(g_luma, 6).tolist(),
+                           "g_chroma": np.round(g_chroma, 6).tolist()}
+        ladder = rd_ladder(views, g_luma, g_chroma)
+        family = Tables(ladder[0, 0], ladder[0, 1], method=method, model=model_name, ladder=ladder, scale=0.0)
+    else:  # operational: tune the Annex K shape where Annex K meets the target, then aim the tuned shape
+        from featcomp.jpeg.search import operational
+
+        assert classifier is not None
+        annex_k = Tables.from_profile(STANDARD_LUMA, STANDARD_CHROMA, 1.0, "standard")
+        start = search_scale(annex_k, meets, finest=finest)
+        if start is None and target_bpp is not None:
+            raise _unreachable(target_bpp, views, annex_k)
+        if start is None:  # no Annex K scale keeps the agreement: tune near the finest (quality 98)
+            start = annex_k.scaled(0.04)
+        assert start.scale is not None
+        luma, chroma, info = operational(classifier, views, start.scale, progress=progress)
+        meta["operational"] = info
+        family = Tables.from_profile(luma, chroma, 1.0, method, model=model_name)
+    found = search_scale(family, meets, finest=finest)
+    if found is None and target_bpp is not None:
+        raise _unreachable(target_bpp, views, family)
+    if found is None:  # even all-1 steps flip more than allowed: keep the finest, and say so
+        found, meta["met"] = family.member(0.0), False
     coded = code(views, found)
     meta.update(target=target, bpp=round(coded.bpp, 5))
     if classifier is not None:
