@@ -1,11 +1,10 @@
 """MetaSchedule tuning of the legalized network with a trial budget and a reusable JSON database.
 
-Two traps of the apache-tvm 0.27.0.post1 wheel, handled here:
+Two traps of the apache-tvm 0.27.0.post1 wheel:
 - With apache-tvm-ffi 0.1.15.x, serializing any TIR node to JSON (`tvm.ir.save_json`, which the
-  database and the builder's worker pool need) segfaults in `tvm::ffi::ToJSONGraph` (the DataType
-  field of PrimType). apache-tvm-ffi 0.1.14.post1 works: the `tvm` extra pins it.
-- The MutateComputeLocation and MutateParallel mutators segfault when a TuneContext initializes
-  them, so the search uses MutateTileSize and MutateUnroll only.
+  database, the builder's worker pool and the MutateComputeLocation/MutateParallel mutators need)
+  segfaults in `tvm::ffi::ToJSONGraph` (the DataType field of PrimType). apache-tvm-ffi 0.1.14.post1
+  works: the `tvm` extra pins it (docs/tvm.md has the trace).
 - The stock LocalBuilder imports `tvm.s_tir.tensor_intrin` (~30 s of TVMScript parsing) in a fresh
   worker pool for every batch; `_build` skips it (no tensor intrinsics on these CPU targets).
 Our hand-scheduled kernels carry `tirx.is_scheduled`, so tuning never touches them.
@@ -30,14 +29,6 @@ def _build(mod: tvm.IRModule, target: tvm.target.Target, _params: Any) -> Any:
     return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
 
-def _space() -> Any:
-    from tvm.s_tir import meta_schedule as ms  # type: ignore[import-untyped]
-
-    return ms.space_generator.PostOrderApply(
-        sch_rules="from-target", postprocs="from-target",
-        mutator_probs={ms.mutator.MutateTileSize(): 0.9, ms.mutator.MutateUnroll(): 0.1})
-
-
 def tune(mod: tvm.IRModule, target: tvm.target.Target, trials: int, work_dir: Path) -> int:
     """Tune every unscheduled PrimFunc of a legalized module for `trials` measured trials in total;
     records go to work_dir (a JSON database that later compiles reuse). Returns the task count."""
@@ -49,7 +40,7 @@ def tune(mod: tvm.IRModule, target: tvm.target.Target, trials: int, work_dir: Pa
     if not extracted:
         return 0
     tasks, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted, str(work_dir), space=_space(), strategy="evolutionary", seed=0)
+        extracted, str(work_dir), space="post-order-apply", strategy="evolutionary", seed=0)
     ms.tune.tune_tasks(
         tasks=tasks, task_weights=weights, work_dir=str(work_dir), max_trials_global=trials,
         max_trials_per_task=min(PER_TASK_CAP, max(1, trials)), num_trials_per_iter=min(16, max(1, trials)),
