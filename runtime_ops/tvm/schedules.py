@@ -217,6 +217,13 @@ def _schedule_block(sch: s_tir.Schedule, info: object, rule: Rule) -> object:
     return outer
 
 
+def _same_shape(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, other: s_tir.schedule.SBlockRV) -> bool:
+    """Do two blocks write tensors of the same shape (an elementwise epilogue of `other`)?"""
+    mine, theirs = sch.get(block).writes, sch.get(other).writes
+    return (len(mine) == len(theirs) == 1
+            and [int(d) for d in mine[0].source.shape] == [int(d) for d in theirs[0].source.shape])
+
+
 def _vectorize_inner(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule) -> None:
     """Vectorize the innermost loop of an epilogue placed under the producer's loop (split to a divisor)."""
     loop = sch.get_loops(block)[-1]
@@ -244,7 +251,10 @@ def default_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
     for info in remaining:
         if info is main:
             continue
-        placed = outer is not None and (_try(sch.reverse_compute_at, info.block_rv, outer)
+        # reverse_compute_at covers only the region the producer writes: a consumer writing a bigger
+        # (padded) or differently shaped tensor would leave part of its output unwritten
+        placed = outer is not None and ((_same_shape(sch, info.block_rv, main.block_rv)
+                                         and _try(sch.reverse_compute_at, info.block_rv, outer))
                                         or _try(sch.compute_at, info.block_rv, outer))
         if not placed:
             _schedule_block(sch, info, rule)
