@@ -92,6 +92,18 @@ def test_learn_insert_encode_eval(cli: Cli, model_file: Callable[..., str], phot
     assert bpps == sorted(bpps)
 
 
+def test_learn_operational(cli: Cli, model_file: Callable[..., str], photos: Path, tmp_path: Path) -> None:
+    """The operational search from the command line: a rate target met on the photos, the search recorded."""
+    model = model_file(models.two_convs())
+    out = tmp_path / "op.json"
+    done = cli("jpeg", "learn", model, "--images", photos, "--preprocess", PREPROCESS, "--method", "operational",
+               "--target-bpp", "11", "-o", out, "-q")
+    assert done.code == 0, done.err
+    tables = Tables.load(out)
+    assert tables.method == "operational" and tables.meta["bpp"] <= 11.0 and tables.sweepable
+    assert tables.meta["operational"]["trials"] > 3 and len(tables.meta["operational"]["theta"]) == 16
+
+
 def test_encode_with_quality_and_preprocess(cli: Cli, photos: Path, tmp_path: Path) -> None:
     done = cli("jpeg", "encode", photos / "p0.png", "--quality", "75", "--preprocess", PREPROCESS, "-o", tmp_path / "o")
     assert done.code == 0, done.err
