@@ -59,6 +59,14 @@ class Sweep:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
 
+    @classmethod
+    def from_json(cls, text: str) -> Sweep:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise FeatcompError(f"not a {SCHEMA} curve")
+        data["points"] = [Point(**p) for p in data["points"]]
+        return cls(**data)
+
 
 def sweep(model: api.ModelLike, calib: api.DataLike, images: str | os.PathLike[str], labels: str | os.PathLike[str], *,
           preprocess: Preprocess | str, codecs: Sequence[str] = ("dct-cm", "transform-vlc"),
@@ -112,17 +120,20 @@ def plot(result: Sweep, path: str | os.PathLike[str]) -> None:
         raise FeatcompError("--plot needs matplotlib: pip install 'featcomp[plot]'") from None
     from featcomp.modelio import write_bytes
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for codec in dict.fromkeys(p.codec for p in result.points):
-        pts = sorted((p for p in result.points if p.codec == codec), key=lambda p: p.bits_per_value)
-        ax.plot([p.bits_per_value for p in pts], [100 * p.top1 for p in pts], marker="o", label=f"{codec} (real bits)")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     ref = result.points[0].top1_reference
-    ax.axhline(100 * ref, color="grey", linestyle="--", label=f"uncompressed ({100 * ref:.1f}%)")
-    ax.set_xlabel("bits per value (real coded bytes + side information)")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title(f"{result.model}: {result.images} images, batch 1")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    for ax, key, label in ((axes[0], "top1", "top-1 (%)"), (axes[1], "agreement", "top-1 agreement with uncompressed (%)")):
+        for codec in dict.fromkeys(p.codec for p in result.points):
+            pts = sorted((p for p in result.points if p.codec == codec), key=lambda p: p.bits_per_value)
+            ax.plot([p.bits_per_value for p in pts], [100 * getattr(p, key) for p in pts], marker="o",
+                    label=f"{codec} (real bits)")
+        if key == "top1":
+            ax.axhline(100 * ref, color="grey", linestyle="--", label=f"uncompressed ({100 * ref:.1f}%)")
+        ax.set_xlabel("bits per value (real coded bytes + side information)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{result.model}: {result.images} labelled images, batch 1")
     fig.tight_layout()
     import io
 
