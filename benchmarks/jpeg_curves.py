@@ -1,16 +1,18 @@
 """Rate-accuracy of standard vs deepn vs learned JPEG tables on the three real models (docs/jpeg.md).
 
     .venv/bin/python benchmarks/jpeg_curves.py [--probe-images 16] [--learn-images 32] [--tune-quality 30]
+        [--tune-images 32] [--models NAME,...] [--out DIR]
 
 - learning set: the first --learn-images photos of ../shared/data/imagenet-calib-200 (the learned
   method probes the model on the first --probe-images of them; the operational method tunes the Annex K
-  bands on all of them, starting at the Annex K scale of libjpeg quality --tune-quality);
+  bands on the first --tune-images, starting at the Annex K scale of libjpeg quality --tune-quality);
 - accuracy: the 100 photos of ../shared/data/imagenet-val-100, resize 256 / centre crop 224, as each
   model expects; bpp = real file bytes x 8 / (224 x 224), 4:4:4, optimised Huffman tables;
 - rate on Kodak: the same tables on the 24 Kodak photos at full size (768x512);
 - each deepn / learned curve is swept to the bpp of the six standard points (10, 20, 30, 50, 75, 90);
 - universality: tables learned on model A evaluated on model B.
-Writes benchmarks/results/jpeg/curves.json and one PNG per model.
+Writes curves.json and one PNG per model into --out (default benchmarks/results/jpeg); --models
+runs a subset (the universality rows then cover only those).
 """
 
 from __future__ import annotations
@@ -50,17 +52,27 @@ def main() -> int:
     parser.add_argument("--learn-images", type=int, default=32)
     parser.add_argument("--probe-images", type=int, default=16)
     parser.add_argument("--tune-quality", type=int, default=30)
+    parser.add_argument("--tune-images", type=int, default=32)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    chosen = [m for m in args.models.split(",") if m]
+    unknown = sorted(set(chosen) - set(MODELS))
+    if unknown or not chosen:
+        parser.error(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     geometry = Preprocess.parse(zoo.DEFAULT_PREPROCESS)  # all three: resize 256, crop 224
     val_paths = image_files(SHARED / "data" / "imagenet-val-100")
     known = read_labels(SHARED / "data" / "imagenet-val-100" / "labels.txt")
     labels = np.array([known[p.name] for p in val_paths])
     val = [model_view(load_rgb(p), geometry) for p in val_paths]
-    calib = [model_view(load_rgb(p), geometry) for p in image_files(SHARED / "data" / "imagenet-calib-200")[: args.learn_images]]
+    calib = [model_view(load_rgb(p), geometry) for p in image_files(SHARED / "data" / "imagenet-calib-200")
+             [: max(args.learn_images, args.tune_images)]]
+    tune, calib = calib, calib[: args.learn_images]
     kodak = [model_view(load_rgb(p), None) for p in image_files(SHARED / "data" / "kodak")]
     classifiers = {}
-    for name, (file, spec, _) in MODELS.items():
+    for name, (file, spec, _) in ((m, MODELS[m]) for m in chosen):
         model = zoo.efficientnet_lite0() if file is None else onnx.load(str(SHARED / "models" / file))
         classifiers[name] = Classifier(model, Preprocess.parse(spec), name)
     log = lambda text: print(f"[{time.time() - start:6.0f}s] {text}", file=sys.stderr, flush=True)  # noqa: E731
@@ -78,7 +90,7 @@ def main() -> int:
         log(f"learned tables for {name}: {len(ladder)} rungs")
     tuned = {}
     for name, clf in classifiers.items():
-        luma, chroma, info = search.operational(clf, calib, standard(args.tune_quality).scale or 1.0)
+        luma, chroma, info = search.operational(clf, tune[: args.tune_images], standard(args.tune_quality).scale or 1.0)
         tuned[name] = info
         families[f"operational on {name}"] = Tables.from_profile(luma, chroma, 1.0, "operational", model=name)
         log(f"operational tables for {name}: {info['trials']} trials, {info['accepted']} moves, "
@@ -124,18 +136,17 @@ def main() -> int:
         summary[name] = rows
         own, tuned_own = f"learned on {name}", f"operational on {name}"
         plot_curves({k: [ev.Point(**p) for p in v] for k, v in points[name].items()
-                     if k in ("standard", "deepn", own, tuned_own)}, OUT / f"{name}.png",
+                     if k in ("standard", "deepn", own, tuned_own)}, args.out / f"{name}.png",
                     title=f"{name}: 100 ImageNet val images at 224x224 (uncompressed top-1 {uncompressed[name]:.0%})",
                     notes=[f"BD-rate vs standard (top-1, linear envelope): "
                            f"operational {_pct(rows[tuned_own]['linear_top1_bpp'])}, "
                            f"learned {_pct(rows[own]['linear_top1_bpp'])}, deepn {_pct(rows['deepn']['linear_top1_bpp'])}"])
     result = {"images": {"accuracy": "imagenet-val-100 (224x224 crops)", "rate": "kodak (768x512)",
                          "learn": f"imagenet-calib-200, first {args.learn_images} (probes: {args.probe_images})",
-                         "tune_quality": args.tune_quality},
+                         "tune_quality": args.tune_quality, "tune_images": args.tune_images},
               "uncompressed_top1": uncompressed, "gains": gains, "operational": tuned, "points": points, "bd_rate": summary,
               "seconds": round(time.time() - start, 1)}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "curves.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "curves.json").write_text(json.dumps(result, indent=1) + "\n")
     _print(summary, points)
     return 0
 
