@@ -238,8 +238,20 @@ def featcomp_ops() -> Iterator[None]:
             _fe._get_convert_map = original
 
 
+def inline_bodies(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The featcomp ops without a TVM kernel of their own (the learned-JPEG input node), inlined into their
+    standard-op function bodies, which TVM lowers like the rest of the network."""
+    from onnx import inliner
+
+    bodies = [(f.domain, f.name) for f in model.functions if f.domain == DOMAIN and f.name not in CONVERTERS]
+    if not bodies:
+        return model
+    return inliner.inline_selected_functions(model, bodies, exclude=False)
+
+
 def unsupported_ops(model: onnx.ModelProto) -> list[str]:
     """Every op of the model TVM cannot lower, as 'domain.Op' (or 'Op'), each once, in graph order."""
+    model = inline_bodies(model)
     known = set(_fe._get_convert_map()) | {"If", "Constant"}
     local = {(f.domain, f.name) for f in model.functions}
     found: dict[str, None] = {}
@@ -258,4 +270,4 @@ def unsupported_ops(model: onnx.ModelProto) -> list[str]:
 def import_model(model: onnx.ModelProto, shape_dict: dict[str, list[int]] | None = None) -> tvm.IRModule:
     """A (compressed) model -> Relax IRModule with the featcomp kernels as call_tir'd PrimFuncs."""
     with featcomp_ops():
-        return _fe.from_onnx(model, shape_dict=shape_dict)
+        return _fe.from_onnx(inline_bodies(model), shape_dict=shape_dict)
