@@ -106,6 +106,7 @@ def ort_ms(model: Any, x: np.ndarray, threads: int, runs: int = 30) -> float:
 
 
 def end_to_end(cases: list[tuple[str, Any, Any, str]], threads: int, tune: int) -> list[dict[str, Any]]:
+    from featcomp.deploy.runtime import cache_dir
     from featcomp.modelio import input_spec
     from featcomp.runtime_ops.tvm import build
 
@@ -115,7 +116,7 @@ def end_to_end(cases: list[tuple[str, Any, Any, str]], threads: int, tune: int) 
     for name, original, compressed, _ in cases:
         for variant, model in (("original", original), ("compressed", compressed)):
             spec = input_spec(model)
-            tune_dir = OUT / f"tuning-{name}-{variant}" if tune else None
+            tune_dir = cache_dir() / "tuning" / f"{name}-{variant}" if tune else None  # per machine: not in the repo
             t0 = time.perf_counter()
             compiled = build.compile_model(model, target, shape_dict={spec.name: [1, 3, 224, 224]},
                                            tune_trials=tune, tune_dir=tune_dir)
