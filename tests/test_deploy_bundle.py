@@ -78,6 +78,15 @@ def test_host_bundle_through_the_cli(case: Case, cli, tmp_path: Path) -> None:
     assert np.abs(y - case.ort[:1]).max() < 0.05 * float(np.ptp(case.ort))
 
 
+def test_run_an_image_with_the_recorded_preprocessing(case: Case, cli) -> None:
+    """`featcomp run BUNDLE --input photo.png` preprocesses with the spec given at compile time."""
+    from featcomp import zoo
+
+    run = cli("run", case.host, "--input", zoo.sample_images()[0], "--preprocess", zoo.DEFAULT_PREPROCESS)
+    assert run.code == 0, run.err
+    assert f"top-1 index {case.ort[0].argmax()}" in run.out
+
+
 def test_bundle_layout_and_manifest(case: Case) -> None:
     manifest = json.loads((case.rpi / "manifest.json").read_text())
     assert manifest["target"]["arch"] == "aarch64" and "cortex-a72" in manifest["target"]["tvm"]

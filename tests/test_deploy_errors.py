@@ -103,6 +103,7 @@ def test_input_of_the_wrong_shape(cli, tiny, tmp_path: Path) -> None:
     assert not (tmp_path / "y.npy").exists()
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     _one_line_error(cli("run", tiny[1], "--input", tmp_path / "bad.npy"), "cannot read")
+    _one_line_error(cli("run", tiny[1], "--input", tmp_path / "photo.png"), "records no preprocessing")
 
 
 def test_runner_refuses_a_short_input_file(tiny, tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ from typing import Any
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE", help="a folder written by 'featcomp compile'")
-    p.add_argument("--input", "-i", required=True, metavar="X.npy", help="the input tensor (.npy, the manifest's shape)")
+    p.add_argument("--input", "-i", required=True, metavar="X",
+                   help="the input: a tensor (.npy, the manifest's shape) or an image file, preprocessed with the "
+                        "manifest's spec (or --preprocess)")
+    p.add_argument("--preprocess", metavar="SPEC", help="preprocessing for an image --input (default: the manifest's)")
     p.add_argument("--output", "-o", metavar="Y.npy", help="write the (first) output here (.npy; .npz for all outputs)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--emulate", action="store_true", help="run a foreign-architecture bundle under qemu-user")
@@ -27,10 +30,19 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     from featcomp.modelio import check_writable, write_bytes
 
     output = check_writable(args.output) if args.output else None
-    try:
-        x = np.load(args.input, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise FeatcompError(f"cannot read {args.input} as .npy: {exc}") from None
+    if Path(args.input).suffix.lower() == ".npy":
+        try:
+            x = np.load(args.input, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise FeatcompError(f"cannot read {args.input} as .npy: {exc}") from None
+    else:
+        from featcomp.preprocess import Preprocess
+
+        spec = args.preprocess or bundle.load_manifest(args.bundle).get("preprocess")
+        if not spec:
+            raise FeatcompError(f"{args.bundle} records no preprocessing: pass --preprocess SPEC for an image "
+                                "input, or a preprocessed .npy")
+        x = Preprocess.parse(spec).load(Path(args.input))[None]
     if args.rpc:
         from featcomp.deploy.compile import adapter
 
