@@ -370,7 +370,7 @@ class TvlcSite:
             transform=t.astype(np.int16).reshape(-1, g, g), step=np.float32(arrays["step"]),
             cmin=arrays["cmin"].reshape(k, g).astype(np.int16), cmax=arrays["cmax"].reshape(k, g).astype(np.int16),
             gain=np.float32(arrays["gain"]),
-            coder=Coder.from_bytes(coder if isinstance(coder, bytes) else str(coder).encode()),
+            coder=Coder.from_bytes(bytes(coder)),
             kind=kind.decode() if isinstance(kind, bytes) else str(kind),
         )
 
@@ -462,7 +462,7 @@ class _Fitter:
         self.stats, self.scale, self.signed, self.qmax = stats, scale, signed, qmax
         self.qmin = -qmax if signed else 0.0
         self.sample = stats.sample
-        self.spatial = stats.spatial[:, :, :, :]
+        self.spatial = stats.spatial
         self.q = np.clip(np.rint(self.sample / scale), self.qmin, qmax).astype(np.float32)
         self.q_spatial = np.clip(np.rint(self.spatial / scale), self.qmin, qmax).astype(np.float32)
 
