@@ -264,12 +264,12 @@ class TvlcSite:
         return out.reshape(shape)
 
     # --- the bitstream -----------------------------------------------------------------------------
-    def _classes(self) -> list[tuple[int, np.ndarray]]:
+    def classes(self) -> list[tuple[int, np.ndarray]]:
         """(class, its planes) for every class with live planes, in class order."""
         table_of = self.coder.table_of
         return [(j, np.flatnonzero(table_of == j)) for j in range(len(self.coder.tables)) if np.any(table_of == j)]
 
-    def _count_widths(self, classes: list[tuple[int, np.ndarray]]) -> np.ndarray:
+    def count_widths(self, classes: list[tuple[int, np.ndarray]]) -> np.ndarray:
         hw = self.shape[1] * self.shape[2]
         return np.array([int(len(planes) * hw).bit_length() for _, planes in classes], np.int64)
 
@@ -278,13 +278,13 @@ class TvlcSite:
             raise FeatcompError(f"transform-vlc site expects one tensor of shape {self.shape}, got {symbols.shape}")
         c, h, w = self.shape
         s = symbols.reshape(c, h * w).astype(np.int64) - self.coder.centre[:, None]
-        return [(j, tokens_of(s[planes], self.coder.hi(j))) for j, planes in self._classes()]
+        return [(j, tokens_of(s[planes], self.coder.hi(j))) for j, planes in self.classes()]
 
     def pack(self, symbols: np.ndarray) -> bytes:
-        classes = self._classes()
+        classes = self.classes()
         tokens = self._tokens(symbols)
         writer = bitstream.BitWriter()
-        writer.uint_var(np.array([len(t) for _, t in tokens], np.int64), self._count_widths(classes))
+        writer.uint_var(np.array([len(t) for _, t in tokens], np.int64), self.count_widths(classes))
         for j, t in tokens:
             huffman.write(writer, t, self.coder.tables[j])
         return bitstream.write(CODEC_ID, self.param_id, self.shape, writer.tobytes())
@@ -293,8 +293,8 @@ class TvlcSite:
         reader = bitstream.BitReader(bitstream.read(data, CODEC_ID, self.param_id, self.shape))
         c, h, w = self.shape
         hw = h * w
-        classes = self._classes()
-        counts = reader.uint_var(self._count_widths(classes))
+        classes = self.classes()
+        counts = reader.uint_var(self.count_widths(classes))
         cmin, cmax = self.cmin.reshape(c).astype(np.int64), self.cmax.reshape(c).astype(np.int64)
         out = np.repeat(cmin[:, None], hw, axis=1)  # constant planes: cmin == cmax
         for (j, planes), count in zip(classes, counts):
@@ -310,8 +310,8 @@ class TvlcSite:
 
     def coded_bytes(self, symbols: np.ndarray) -> int:
         """Exact len(pack(symbols)) from counts alone (no packing)."""
-        classes = self._classes()
-        payload = (int(self._count_widths(classes).sum()) + 7) // 8
+        classes = self.classes()
+        payload = (int(self.count_widths(classes).sum()) + 7) // 8
         for j, t in self._tokens(symbols):
             payload += (self.coder.tables[j].size_bits(t) + 7) // 8
         return bitstream.HEADER_BYTES + payload
@@ -532,7 +532,7 @@ class _Fitter:
             tables.append(HuffmanTable.fit(np.concatenate([*per_sample, ends]), MAX_CODE_LENGTH))
             tokens.append(per_sample)
         site = TvlcSite(shape=self.stats.shape, **arith, coder=Coder(centre, table_of, tuple(tables)), kind=kind)
-        counts = (int(site._count_widths(site._classes()).sum()) + 7) // 8
+        counts = (int(site.count_widths(site.classes()).sum()) + 7) // 8
         coded = n * counts + sum((table.size_bits(one) + 7) // 8 for table, per in zip(tables, tokens) for one in per)
         values = self.spatial[0].size
         bits = 8.0 * (coded / n + site.side_bytes) / values

@@ -39,8 +39,9 @@ def static_shape(model: Any, batch: int) -> tuple[str, list[int]]:
 
 def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *, tune: int = 0,
                    tune_dir: str | Path | None = None, runtime_dir: str | Path | None = None,
-                   preprocess: str | None = None, batch: int = 1) -> dict[str, Any]:
-    """Compile and write the bundle; returns its manifest."""
+                   preprocess: str | None = None, batch: int = 1, coder: bool = False) -> dict[str, Any]:
+    """Compile and write the bundle; returns its manifest. coder: real transform-vlc bitstreams inside the
+    model, each site's stream length in bytes an extra output named '<site>/coded_bytes'."""
     from featcomp import api
     from featcomp.modelio import load_model
 
@@ -64,7 +65,11 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
     if tune and tune_dir is None:
         tune_dir = out.with_name(out.name + ".tuning")
     t0 = time.perf_counter()
-    compiled = build.compile_model(model, target, shape_dict={name: shape}, tune_trials=tune, tune_dir=tune_dir)
+    compiled = build.compile_model(model, target, shape_dict={name: shape}, tune_trials=tune, tune_dir=tune_dir,
+                                   coder=coder)
+    names = [f"output{i}" for i in range(len(model.graph.output))]
+    if coder:
+        names += [f"{site}/coded_bytes" for site in api.site_codecs(model)]
     with tempfile.TemporaryDirectory(prefix="featcomp-compile-") as tmp:
         so = Path(tmp) / "model.so"
         t1 = time.perf_counter()
@@ -76,7 +81,8 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
             "format": bundle.FORMAT,
             "model": Path(model_path).name,
             "inputs": [{"name": name, "shape": shape, "dtype": "float32"}],
-            "outputs": [{"name": f"output{i}", "shape": list(s), "dtype": d} for i, (s, d) in enumerate(compiled.outputs)],
+            "outputs": [{"name": n, "shape": list(s), "dtype": d} for n, (s, d) in zip(names, compiled.outputs)],
+            "coder": coder,
             "preprocess": preprocess,
             "codec_sites": [{"site": site, "codec": codec.codec_name, "shape": list(codec.shape)}
                             for site, codec in api.site_codecs(model).items()],

@@ -21,6 +21,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
                         "default: $FEATCOMP_TVM_RUNTIME or ~/.cache/featcomp/")
     p.add_argument("--preprocess", metavar="SPEC", help="preprocessing to record in the manifest, e.g. "
                                                         "'resize=256,crop=224,order=rgb,mean=128,std=128'")
+    p.add_argument("--coder", action="store_true",
+                   help="run the transform-vlc bitstream coder in the model (TIR pack -> unpack between each "
+                        "encode and decode); each site's coded bytes become extra outputs")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size when the model's batch is symbolic")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     if args.tune < 0 or args.batch < 1:
         raise FeatcompError("--tune must be >= 0 and --batch >= 1")
     manifest = compile_bundle(args.model, args.target, args.output, tune=args.tune, tune_dir=args.tune_dir,
-                              runtime_dir=args.runtime, preprocess=args.preprocess, batch=args.batch)
+                              runtime_dir=args.runtime, preprocess=args.preprocess, batch=args.batch,
+                              coder=args.coder)
     info = manifest["compile"]
     memory = info.get("memory", {}).get("activation_bytes", 0)
     print(f"{args.output}: {manifest['target']['arch']} bundle of {manifest['model']} for {args.target} "

@@ -67,4 +67,9 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     first = outputs[0]
     top = f", top-1 index {int(first.reshape(first.shape[0], -1)[0].argmax())}" if first.ndim >= 1 and first.size else ""
     print(f"{len(outputs)} output(s), first {'x'.join(map(str, first.shape))}{top}, {ms:.2f} ms/run")
+    specs = bundle.load_manifest(args.bundle)["outputs"]
+    coded = [int(out.sum()) for spec, out in zip(specs, outputs) if spec["name"].endswith("/coded_bytes")]
+    if coded:
+        print(f"feature maps coded on the device: {sum(coded)} bytes over {len(coded)} sites "
+              f"(largest {max(coded)}), real bitstreams with headers")
     return 0

@@ -119,14 +119,16 @@ def fusion_stats(mod: tvm.IRModule) -> dict[str, int]:
 
 
 def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_dict: dict[str, list[int]] | None = None,
-                  tune_trials: int = 0, tune_dir: str | Path | None = None, schedule: bool = True) -> Compiled:
+                  tune_trials: int = 0, tune_dir: str | Path | None = None, schedule: bool = True,
+                  coder: bool = False) -> Compiled:
     """Import, schedule and build. tune_trials > 0 runs MetaSchedule first (database in tune_dir,
-    reused by later compiles); tune_dir alone applies an existing database."""
+    reused by later compiles); tune_dir alone applies an existing database. coder: real transform-VLC
+    bitstreams between each encode and decode, their lengths as extra outputs (convert.import_model)."""
     check_supported(model)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
-        mod = convert.import_model(model, shape_dict)
+        mod = convert.import_model(model, shape_dict, coder=coder)
     except (ValueError, NotImplementedError) as exc:  # our converters' messages, and the importer's
         raise FeatcompError(f"TVM import failed: {str(exc).strip().splitlines()[-1]}") from None
     seconds["import"] = time.perf_counter() - t0

@@ -220,8 +220,8 @@ def check_importer() -> None:
 
 
 @contextlib.contextmanager
-def featcomp_ops() -> Iterator[None]:
-    """Within this block, the Relax ONNX importer knows the ai.featcomp ops."""
+def featcomp_ops(extra: dict[str, type] | None = None) -> Iterator[None]:
+    """Within this block, the Relax ONNX importer knows the ai.featcomp ops (and `extra` converters)."""
     check_importer()
     with _lock:  # the patch is process-global: serialize imports that use it
         original = _fe._get_convert_map
@@ -229,6 +229,7 @@ def featcomp_ops() -> Iterator[None]:
         def extended() -> dict[str, Any]:
             table: dict[str, Any] = original()
             table.update(CONVERTERS)
+            table.update(extra or {})
             return table
 
         _fe._get_convert_map = extended
@@ -267,7 +268,17 @@ def unsupported_ops(model: onnx.ModelProto) -> list[str]:
     return list(found)
 
 
-def import_model(model: onnx.ModelProto, shape_dict: dict[str, list[int]] | None = None) -> tvm.IRModule:
-    """A (compressed) model -> Relax IRModule with the featcomp kernels as call_tir'd PrimFuncs."""
-    with featcomp_ops():
+def import_model(model: onnx.ModelProto, shape_dict: dict[str, list[int]] | None = None, *,
+                 coder: bool = False) -> tvm.IRModule:
+    """A (compressed) model -> Relax IRModule with the featcomp kernels as call_tir'd PrimFuncs.
+
+    coder: the transform-VLC bitstream coder runs between each encode and decode (TIR pack -> unpack,
+    coder.py), and each site's stream lengths are extra outputs after the model's own."""
+    extra: dict[str, type] = {}
+    if coder:
+        from featcomp.runtime_ops.tvm import coder as tir_coder
+
+        model, sites = tir_coder.with_tir_coder(model)
+        extra[tir_coder.CODER_OP] = tir_coder.converter(sites)
+    with featcomp_ops(extra):
         return _fe.from_onnx(inline_bodies(model), shape_dict=shape_dict)

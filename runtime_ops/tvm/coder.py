@@ -1,0 +1,229 @@
+"""The transform-VLC coder under TVM: the site arrays its TIR kernels read, and the two ways to run them.
+
+- `TirCoder`: one site's pack/unpack built on their own for a target, for tests and benchmarks
+  against the numpy reference, and for a device that codes streams outside a model.
+- `coded()`: inside a compiled model, symbols -> pack -> unpack -> symbols between a TvlcEncode
+  and its TvlcDecode (convert.py calls it when the model is compiled with its coder), so the decoder
+  reads what the packer wrote and the streams' lengths can be model outputs.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import onnx
+import tvm  # type: ignore[import-untyped]
+from onnx import TensorProto, helper
+from tvm import relax
+
+from featcomp.codecs import bitstream
+from featcomp.codecs.tvlc import CODEC_ID, TvlcSite
+from featcomp.errors import FeatcompError
+from featcomp.runtime_ops.tvm import coder_kernels as ck
+
+def _crc_table() -> np.ndarray:
+    """zlib's CRC-32 table (reflected 0xEDB88320): entry i is the CRC register after byte i from zero."""
+    poly = np.uint32(0xEDB88320)
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ poly, table >> 1).astype(np.uint32)
+    return table
+
+
+CRC_TABLE = _crc_table()
+
+
+@dataclass(frozen=True, eq=False)
+class CoderArrays:
+    """What the kernels read for one site, and the static sizes they are built for."""
+
+    site: TvlcSite
+    live: int          # planes with a table
+    classes: int       # table classes with live planes
+    symbols: int       # widest table (tokens)
+    count_bytes: int   # the token-count plane
+    max_bytes: int     # longest stream the site can produce (every token at its longest codeword)
+    pack: dict[str, np.ndarray]
+    unpack: dict[str, np.ndarray]
+
+
+def coder_arrays(site: TvlcSite) -> CoderArrays:
+    c, h, w = site.shape
+    hw = h * w
+    coder = site.coder
+    classes = site.classes()
+    widths = site.count_widths(classes)
+    tables = [coder.tables[j] for j, _ in classes]
+    width = max([len(t.lengths) for t in tables], default=1)
+    order = np.concatenate([planes for _, planes in classes]) if classes else np.zeros(0, np.int64)
+    first = np.concatenate([[0], np.cumsum([len(planes) for _, planes in classes])]).astype(np.int32)
+    if not classes:  # the kernels' one unused class slot: no planes, a 0-bit count
+        first = np.zeros(2, np.int32)
+    j_ = max(1, len(classes))
+    code = np.zeros((j_, width), np.uint64)
+    length = np.zeros((j_, width), np.int32)
+    dfirst, dcount, dindex = (np.zeros((j_, ck.MAX_CODE + 1), np.int32) for _ in range(3))
+    dsym = np.zeros((j_, width + 1), np.int32)
+    escbits = np.zeros(j_, np.int32)
+    longest = np.zeros(j_, np.int64)
+    for i, t in enumerate(tables):
+        bits, lens = t._encoder  # codeword per token index, escape and offset included
+        code[i, :len(bits)] = bits.astype(np.uint64)
+        length[i, :len(lens)] = lens
+        longest[i] = lens.max()
+        codes = np.append(t.codes, t.escape_code)
+        all_len = np.append(t.lengths, t.escape_length)
+        ranked = np.flatnonzero(all_len)
+        ranked = ranked[np.lexsort((ranked, all_len[ranked]))]  # canonical order: (length, token)
+        dsym[i, :len(ranked)] = ranked
+        for lv in range(1, ck.MAX_CODE + 1):
+            at = np.flatnonzero(all_len[ranked] == lv)
+            dcount[i, lv] = len(at)
+            if len(at):
+                dfirst[i, lv], dindex[i, lv] = codes[ranked[at[0]]], at[0]
+        escbits[i] = t.escape_bits
+    count_bytes = (int(widths.sum()) + 7) // 8
+    max_bytes = bitstream.HEADER_BYTES + count_bytes + sum(
+        (len(planes) * hw * int(longest[i]) + 7) // 8 for i, (_, planes) in enumerate(classes))
+    head = np.frombuffer(bitstream.write(CODEC_ID, site.param_id, site.shape, b"")[:ck.HEAD_FIXED], np.uint8).copy()
+    i32 = lambda a: np.ascontiguousarray(np.asarray(a, np.int32).reshape(-1))  # noqa: E731
+    pad = lambda a: a if len(a) else np.zeros(1, a.dtype)  # noqa: E731  (kernels give empty arrays one slot)
+    shared = {
+        "centre": i32(coder.centre), "order": pad(i32(order)), "first": i32(first),
+        "hi": pad(i32([coder.hi(j) for j, _ in classes])), "lo": pad(i32([t.lo for t in tables])),
+        "size": pad(i32([len(t.lengths) for t in tables])), "width": pad(i32(widths)),
+    }
+    pack = {**shared, "code": code, "length": length, "head": head, "crc": CRC_TABLE}
+    unpack = {**shared, "dfirst": dfirst, "dcount": dcount, "dindex": dindex, "dsym": dsym, "escbits": escbits,
+              "cmin": i32(site.cmin), "cmax": i32(site.cmax), "head": head, "crc": CRC_TABLE}
+    return CoderArrays(site, len(order), len(classes), width, count_bytes, max_bytes, pack, unpack)
+
+
+@functools.lru_cache(maxsize=None)
+def _library(target: str) -> Any:
+    """pack and unpack built once per target: their sizes are symbolic, so every site shares them."""
+    mod = tvm.IRModule({"pack": ck.pack_kernel().with_attr("global_symbol", "pack"),
+                        "unpack": ck.unpack_kernel().with_attr("global_symbol", "unpack")})
+    return tvm.compile(mod, target=target)
+
+
+class TirCoder:
+    """One site's TIR pack and unpack, built for a target (run here: the host's llvm)."""
+
+    def __init__(self, site: TvlcSite, n: int = 1, target: Any = "llvm") -> None:
+        self.arrays = coder_arrays(site)
+        self.n = n
+        self._lib = _library(str(target))
+        self._dev = tvm.cpu()
+        to = lambda d: [tvm.runtime.tensor(v, self._dev) for v in d.values()]  # noqa: E731
+        self._pack_args, self._unpack_args = to(self.arrays.pack), to(self.arrays.unpack)
+
+    @cached_property
+    def _shape(self) -> tuple[int, int, int]:
+        c, h, w = self.arrays.site.shape
+        return self.n, c, h * w
+
+    def pack_raw(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """int16 [n, C, H, W] -> (streams uint8 [n, max_bytes], lengths int32 [n]), as the kernel returns them."""
+        out = tvm.runtime.tensor(np.zeros((self.n, self.arrays.max_bytes), np.uint8), self._dev)
+        lengths = tvm.runtime.tensor(np.zeros(self.n, np.int32), self._dev)
+        sym = tvm.runtime.tensor(np.ascontiguousarray(symbols, np.int16).reshape(self._shape), self._dev)
+        self._lib["pack"](sym, *self._pack_args, out, lengths)
+        return out.numpy(), lengths.numpy()
+
+    def pack(self, symbols: np.ndarray) -> list[bytes]:
+        """One stream per sample, exactly TvlcSite.pack's; a symbol the tables cannot code is a FeatcompError."""
+        out, lengths = self.pack_raw(symbols)
+        if np.any(lengths < 0):
+            raise FeatcompError("transform-vlc symbols outside the site's coder tables: encode them with this site")
+        return [out[i, :k].tobytes() for i, k in enumerate(lengths)]
+
+    def unpack(self, streams: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """(symbols int16 [n, C, H, W], status int32 [n]): status 0 where TvlcSite.unpack decodes the stream."""
+        if len(streams) != self.n:
+            raise FeatcompError(f"this coder was built for {self.n} streams, got {len(streams)}")
+        data = np.zeros((self.n, self.arrays.max_bytes), np.uint8)
+        lengths = np.zeros(self.n, np.int32)
+        for i, s in enumerate(streams):
+            k = min(len(s), self.arrays.max_bytes)
+            data[i, :k] = np.frombuffer(s[:k], np.uint8)
+            lengths[i] = len(s) if len(s) <= self.arrays.max_bytes else self.arrays.max_bytes + 1
+        sym = tvm.runtime.tensor(np.zeros(self._shape, np.int16), self._dev)
+        status = tvm.runtime.tensor(np.zeros(self.n, np.int32), self._dev)
+        self._lib["unpack"](tvm.runtime.tensor(data, self._dev), tvm.runtime.tensor(lengths, self._dev),
+                            *self._unpack_args, sym, status)
+        return sym.numpy().reshape(self.n, *self.arrays.site.shape), status.numpy()
+
+
+def coded(bb: relax.BlockBuilder, site: TvlcSite, symbols: relax.Expr, n: int) -> tuple[relax.Expr, relax.Expr]:
+    """symbols int16 [n, C, H, W] -> (the symbols unpacked from the packed streams, the streams' lengths int32 [n])."""
+    a = coder_arrays(site)
+    c, h, w = site.shape
+    consts = lambda d: [relax.const(v) for v in d.values()]  # noqa: E731
+    gp = bb.add_func(ck.pack_kernel(), "fc_tvlc_pack")  # one PrimFunc for every site (symbolic sizes)
+    gu = bb.add_func(ck.unpack_kernel(), "fc_tvlc_unpack")
+    flat = bb.emit(relax.op.reshape(symbols, (n, c, h * w)))
+    packed = bb.emit(relax.call_tir(gp, [flat, *consts(a.pack)], out_ty=[
+        relax.TensorType((n, a.max_bytes), "uint8"), relax.TensorType((n,), "int32")]))
+    streams, lengths = bb.emit(relax.TupleGetItem(packed, 0)), bb.emit(relax.TupleGetItem(packed, 1))
+    unpacked = bb.emit(relax.call_tir(gu, [streams, lengths, *consts(a.unpack)], out_ty=[
+        relax.TensorType((n, c, h * w), "int16"), relax.TensorType((n,), "int32")]))
+    out = bb.emit(relax.op.reshape(relax.TupleGetItem(unpacked, 0), (n, c, h, w)))
+    return out, lengths
+
+
+# ------------------------------------------------------------------------------------ inside a model
+
+CODER_OP, CODER_DOMAIN = "FeatcompTirCoder", "ai.featcomp.tvm"  # exists only between with_tir_coder and import
+CODED_BYTES = "/coded_bytes"  # suffix of the per-site outputs: each sample's stream length in bytes
+
+
+def with_tir_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, TvlcSite]]:
+    """A copy of a compressed model with a coder node between each encode and its decode, whose second
+    output, the streams' lengths, is a model output named '<symbols>/coded_bytes'; and the sites by id."""
+    from featcomp.passes.pairs import find_pairs
+
+    pairs = find_pairs(model)
+    if not pairs:
+        raise FeatcompError("the model has no featcomp pairs: compress it first, or compile without the coder")
+    other = [p.site for p in pairs if not isinstance(p.codec, TvlcSite)]
+    if other:
+        raise FeatcompError(f"the TIR coder codes transform-vlc sites; {len(other)} site(s) use another codec "
+                            f"(first: '{other[0]}'): compress with --codec transform-vlc or compile without --coder")
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    nodes = list(out.graph.node)
+    sites: dict[int, TvlcSite] = {}
+    for p in pairs:
+        site = p.codec
+        assert isinstance(site, TvlcSite)
+        sites[site.param_id] = site
+        unpacked, lengths = f"{p.symbols}/unpacked", f"{p.symbols}{CODED_BYTES}"
+        i = next(k for k, n in enumerate(nodes) if n.name == p.decode.name)
+        nodes[i].input[0] = unpacked
+        nodes.insert(i, helper.make_node(CODER_OP, [p.symbols], [unpacked, lengths], name=f"{p.encode.name}/coder",
+                                         domain=CODER_DOMAIN, param_id=site.param_id))
+        out.graph.output.append(helper.make_tensor_value_info(lengths, TensorProto.INT32, [None]))
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    out.opset_import.append(helper.make_opsetid(CODER_DOMAIN, 1))
+    return out, sites
+
+
+def converter(sites: dict[int, TvlcSite]) -> type:
+    """The importer's converter for the coder node, bound to the sites of one model."""
+    from tvm.relax.frontend.onnx import onnx_frontend as fe  # type: ignore[import-untyped]
+
+    def impl(cls: type, bb: relax.BlockBuilder, inputs: list[relax.Expr], attr: dict[str, Any], params: Any) -> relax.Expr:
+        symbols = bb.normalize(inputs[0])
+        site = sites[int(attr["param_id"])]
+        n = int(symbols.ty.shape.values[0])
+        unpacked, lengths = coded(bb, site, symbols, n)
+        return relax.Tuple([unpacked, lengths])
+
+    return type(CODER_OP, (fe.OnnxOpConverter,), {"__doc__": "int16 symbols -> pack -> unpack -> symbols, lengths",
+                                                  "_impl_v1": classmethod(impl)})

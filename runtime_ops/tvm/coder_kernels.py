@@ -1,0 +1,284 @@
+# mypy: disable-error-code="valid-type,name-defined,no-redef,operator,misc"
+# (TVMScript: T.Buffer(shape, dtype) annotations are not Python types, and macro bodies name the
+# caller's variables.)
+"""The transform-VLC bitstream coder as hand-written TIR: pack (symbols -> bitstream) and unpack.
+
+Bit for bit the numpy reference (featcomp.codecs.tvlc.TvlcSite.pack / unpack), header and CRC-32
+included, so a stream either side writes the other reads. Variable-length coding is sequential
+within a stream (where a codeword goes depends on every codeword before it), so these are serial
+imperative kernels, one stream per sample and the samples in parallel; they are marked scheduled,
+so no schedule rule touches them, and opaque, so FuseOps leaves them alone.
+
+Every site array arrives as a runtime buffer (coder.py builds them from a TvlcSite):
+  centre [C] i32, order [L] i32 (the live planes, by class then channel), first [J+1] i32 (class
+  j's planes are order[first[j]:first[j+1]]), hi/lo/size/width [J] i32 (highest level, table's
+  lowest token, its token count, bit width of its token count), code [J,S] u64 and length [J,S] i32
+  (the bits sent per token index, escape and offset included; length 0: no codeword), head [14] u8
+  (the container header up to its length field), crc [256] u32 (the CRC-32 table).
+The unpacker also takes the canonical-code tables dfirst/dcount/dindex [J,17] i32 (per codeword
+length: first code, how many, where they start in dsym), dsym [J,S+1] i32 (token index per
+canonical rank, size[j] standing for the escape), escbits [J] i32, and cmin/cmax [C] i32.
+
+unpack never reads or writes out of bounds whatever the bytes: every read is checked against the
+stream's length, every write against its plane. status[b] is 0 for a stream numpy decodes, else why
+it does not (1 container, 2 plane truncated or no codeword, 3 token counts, 4 value out of range,
+5 trailing bytes); the symbols of a refused stream are zero.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from tvm import tirx  # type: ignore[import-untyped]
+from tvm.script import tirx as T  # type: ignore[import-untyped]
+
+from featcomp.codecs.tvlc import RUN_MAX
+from featcomp.runtime_ops.tvm.kernels import OP_ATTR
+
+PACK, UNPACK = "tvlc-pack", "tvlc-unpack"
+HEADER, HEAD_FIXED = 22, 14  # container bytes; the part of them fixed by the site (before the length field)
+MAX_CODE = 16                # longest codeword (escape offset excluded)
+SCHEDULED = "tirx.is_scheduled"
+ST_CONTAINER, ST_PLANE, ST_COUNT, ST_RANGE, ST_TRAILING = 1, 2, 3, 4, 5
+
+
+def _i64(*dims: int) -> tuple[tirx.IntImm, ...]:
+    return tuple(tirx.IntImm("int64", max(1, d)) for d in dims)  # empty arrays still get one (unused) slot
+
+
+@functools.lru_cache(maxsize=None)
+def pack_kernel() -> tirx.PrimFunc:
+    """symbols int16 [n, c, hw] -> streams uint8 [n, max_bytes], lengths int32 [n] (-1: a token without codeword).
+
+    Every size is symbolic (bound from the buffers at the call), so one compiled kernel serves every site."""
+    N, Cn, P, L, J, S, M = (tirx.Var(v, "int64") for v in ("n", "c", "hw", "live", "classes", "tokens", "max_bytes"))
+    J1 = tirx.Var("classes_1", "int64")
+
+    @T.macro(hygienic=False)
+    def emit(j, token):
+        idx = token - lo[j]
+        if idx < 0 or idx >= size[j]:
+            bad[0] = 1
+        elif length[j, idx] == 0:
+            bad[0] = 1
+        else:
+            acc[0] = (acc[0] << T.Cast("uint64", length[j, idx])) | code[j, idx]
+            nb[0] = nb[0] + length[j, idx]
+            while nb[0] >= 8:
+                out[b, pos[0]] = T.Cast("uint8", (acc[0] >> T.Cast("uint64", nb[0] - 8)) & T.uint64(255))
+                pos[0] = pos[0] + 1
+                nb[0] = nb[0] - 8
+        ntok[j] = ntok[j] + 1
+
+    @T.macro(hygienic=False)
+    def flush(j):
+        if run[0] == 1:
+            emit(j, 0)
+        elif run[0] > 1:
+            emit(j, hi[j] + run[0] - 1)
+        run[0] = 0
+
+    @T.macro(hygienic=False)
+    def align():
+        if nb[0] > 0:
+            out[b, pos[0]] = T.Cast("uint8", (acc[0] << T.Cast("uint64", 8 - nb[0])) & T.uint64(255))
+            pos[0] = pos[0] + 1
+        acc[0] = T.uint64(0)
+        nb[0] = 0
+
+    @T.prim_func(private=True)
+    def fc_tvlc_pack(sym: T.Buffer((N, Cn, P), "int16"), centre: T.Buffer((Cn,), "int32"),
+                     order: T.Buffer((L,), "int32"), first: T.Buffer((J1,), "int32"),
+                     hi: T.Buffer((J,), "int32"), lo: T.Buffer((J,), "int32"), size: T.Buffer((J,), "int32"),
+                     width: T.Buffer((J,), "int32"), code: T.Buffer((J, S), "uint64"),
+                     length: T.Buffer((J, S), "int32"), head: T.Buffer((HEAD_FIXED,), "uint8"),
+                     crc: T.Buffer((256,), "uint32"), out: T.Buffer((N, M), "uint8"),
+                     nbytes: T.Buffer((N,), "int32")):
+        T.func_attr({"tirx.noalias": True, OP_ATTR: PACK, "op_pattern": 8, SCHEDULED: True})
+        for b in T.parallel(N):
+            acc = T.alloc_buffer((1,), "uint64", scope="local")   # bits not yet written (low nb bits)
+            nb = T.alloc_buffer((1,), "int32", scope="local")
+            pos = T.alloc_buffer((1,), "int32", scope="local")    # next byte
+            run = T.alloc_buffer((1,), "int32", scope="local")    # values equal to the centre, pending
+            bad = T.alloc_buffer((1,), "int32", scope="local")
+            ntok = T.alloc_buffer((J,), "int32", scope="local")
+            sum_ = T.alloc_buffer((1,), "uint32", scope="local")
+            pos[0] = 0
+            for j in range(J):
+                pos[0] = pos[0] + width[j]
+            pos[0] = HEADER + (pos[0] + 7) // 8  # the token counts go first; their width is fixed
+            bad[0] = 0
+
+            for j in range(J):
+                ntok[j] = 0
+                acc[0] = T.uint64(0)
+                nb[0] = 0
+                for q in range(first[j], first[j + 1]):
+                    ch = order[q]
+                    run[0] = 0
+                    for s in range(P):
+                        v = T.Cast("int32", sym[b, ch, s]) - centre[ch]
+                        if v == 0:
+                            run[0] = run[0] + 1
+                            if run[0] == RUN_MAX:
+                                emit(j, hi[j] + RUN_MAX - 1)
+                                run[0] = 0
+                        else:
+                            flush(j)
+                            emit(j, v)
+                    flush(j)
+                align()
+            # the token counts, in front of the planes (their width is fixed, so their room was known)
+            end = pos[0]
+            pos[0] = HEADER
+            for j in range(J):
+                acc[0] = (acc[0] << T.Cast("uint64", width[j])) | T.Cast("uint64", ntok[j])
+                nb[0] = nb[0] + width[j]
+                while nb[0] >= 8:
+                    out[b, pos[0]] = T.Cast("uint8", (acc[0] >> T.Cast("uint64", nb[0] - 8)) & T.uint64(255))
+                    pos[0] = pos[0] + 1
+                    nb[0] = nb[0] - 8
+            align()
+            # the container: fixed head, payload length, payload CRC-32 (zlib's)
+            sum_[0] = T.uint32(0xFFFFFFFF)
+            for i in range(HEADER, end):
+                sum_[0] = crc[T.Cast("int32", (sum_[0] ^ T.Cast("uint32", out[b, i])) & T.uint32(255))] ^ (sum_[0] >> T.uint32(8))
+            sum_[0] = sum_[0] ^ T.uint32(0xFFFFFFFF)
+            for i in range(HEAD_FIXED):
+                out[b, i] = head[i]
+            for i in range(4):
+                out[b, HEAD_FIXED + i] = T.Cast("uint8", ((end - HEADER) >> (8 * i)) & 255)
+                out[b, HEAD_FIXED + 4 + i] = T.Cast("uint8", (sum_[0] >> T.Cast("uint32", 8 * i)) & T.uint32(255))
+            nbytes[b] = T.if_then_else(bad[0] != 0, -1, end)
+
+    return fc_tvlc_pack
+
+
+@functools.lru_cache(maxsize=None)
+def unpack_kernel() -> tirx.PrimFunc:
+    """streams uint8 [n, max_bytes], lengths int32 [n] -> symbols int16 [n, c, hw], status int32 [n] (sizes symbolic)."""
+    N, Cn, P, L, J, S, M = (tirx.Var(v, "int64") for v in ("n", "c", "hw", "live", "classes", "tokens", "max_bytes"))
+    J1, S1 = tirx.Var("classes_1", "int64"), tirx.Var("tokens_1", "int64")
+
+    @T.macro(hygienic=False)
+    def read_uint(count):  # count bits MSB first into val[0], or st = ST_PLANE past the end
+        val[0] = T.int64(0)
+        if bit[0] + T.Cast("int64", count) > end:
+            st[0] = ST_PLANE
+        else:
+            for i in range(count):
+                at = bit[0] + T.Cast("int64", i)
+                val[0] = val[0] * 2 + T.Cast("int64", (data[b, at // 8] >> T.Cast("uint8", 7 - at % 8)) & T.uint8(1))
+            bit[0] = bit[0] + T.Cast("int64", count)
+
+    @T.prim_func(private=True)
+    def fc_tvlc_unpack(data: T.Buffer((N, M), "uint8"), nbytes: T.Buffer((N,), "int32"),
+                       centre: T.Buffer((Cn,), "int32"), order: T.Buffer((L,), "int32"),
+                       first: T.Buffer((J1,), "int32"), hi: T.Buffer((J,), "int32"), lo: T.Buffer((J,), "int32"),
+                       size: T.Buffer((J,), "int32"), width: T.Buffer((J,), "int32"),
+                       dfirst: T.Buffer((J, 17), "int32"), dcount: T.Buffer((J, 17), "int32"),
+                       dindex: T.Buffer((J, 17), "int32"), dsym: T.Buffer((J, S1), "int32"),
+                       escbits: T.Buffer((J,), "int32"), cmin: T.Buffer((Cn,), "int32"),
+                       cmax: T.Buffer((Cn,), "int32"), head: T.Buffer((HEAD_FIXED,), "uint8"),
+                       crc: T.Buffer((256,), "uint32"), sym: T.Buffer((N, Cn, P), "int16"),
+                       status: T.Buffer((N,), "int32")):
+        T.func_attr({"tirx.noalias": True, OP_ATTR: UNPACK, "op_pattern": 8, SCHEDULED: True})
+        for b in T.parallel(N):
+            st = T.alloc_buffer((1,), "int32", scope="local")
+            bit = T.alloc_buffer((1,), "int64", scope="local")    # read position, in bits from the stream start
+            val = T.alloc_buffer((1,), "int64", scope="local")
+            cnt = T.alloc_buffer((J,), "int64", scope="local")
+            sum_ = T.alloc_buffer((1,), "uint32", scope="local")
+            tok = T.alloc_buffer((1,), "int32", scope="local")
+            got = T.alloc_buffer((1,), "int32", scope="local")    # codeword length found, 0 while searching
+            fill = T.alloc_buffer((1,), "int32", scope="local")   # values of the class written so far
+            k = T.alloc_buffer((1,), "int64", scope="local")
+            total = nbytes[b]
+            end = T.Cast("int64", total) * 8
+            st[0] = 0
+
+            # --- the container
+            if total < HEADER or T.Cast("int64", total) > M:
+                st[0] = ST_CONTAINER
+            else:
+                for i in range(HEAD_FIXED):
+                    if data[b, i] != head[i]:
+                        st[0] = ST_CONTAINER
+                val[0] = T.int64(0)
+                for i in range(4):
+                    val[0] = val[0] | (T.Cast("int64", data[b, HEAD_FIXED + i]) << T.Cast("int64", 8 * i))
+                if val[0] != T.Cast("int64", total - HEADER):
+                    st[0] = ST_CONTAINER
+                sum_[0] = T.uint32(0xFFFFFFFF)
+                for i in range(HEADER, total):
+                    sum_[0] = crc[T.Cast("int32", (sum_[0] ^ T.Cast("uint32", data[b, i])) & T.uint32(255))] ^ (sum_[0] >> T.uint32(8))
+                sum_[0] = sum_[0] ^ T.uint32(0xFFFFFFFF)
+                for i in range(4):
+                    if T.Cast("uint32", data[b, HEAD_FIXED + 4 + i]) != ((sum_[0] >> T.Cast("uint32", 8 * i)) & T.uint32(255)):
+                        st[0] = ST_CONTAINER
+            # --- constant planes (and every plane, overwritten below): cmin
+            for ch, s in T.grid(Cn, P):
+                sym[b, ch, s] = T.Cast("int16", cmin[ch])
+            # --- token counts
+            bit[0] = T.int64(HEADER * 8)
+            for j in range(J):
+                if st[0] == 0:
+                    read_uint(width[j])
+                    cnt[j] = val[0]
+                    if cnt[j] > T.Cast("int64", T.Cast("int32", T.Cast("int64", first[j + 1] - first[j]) * P)):
+                        st[0] = ST_COUNT
+            bit[0] = (bit[0] + 7) // 8 * 8
+            # --- one Huffman plane per class
+            for j in range(J):
+                fill[0] = 0
+                k[0] = T.int64(0)
+                while st[0] == 0 and k[0] < cnt[j]:
+                    # the next 24 bits (zeros past the end), then the shortest length whose code is valid
+                    at = bit[0] // 8
+                    b0 = T.if_then_else(at < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at, M - 1)]), T.int64(0))
+                    b1 = T.if_then_else(at + 1 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at + 1, M - 1)]), T.int64(0))
+                    b2 = T.if_then_else(at + 2 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at + 2, M - 1)]), T.int64(0))
+                    window = ((b0 << T.int64(16)) | (b1 << T.int64(8)) | b2) >> (T.int64(8) - bit[0] % 8) & T.int64(65535)
+                    got[0] = 0
+                    for l in range(1, MAX_CODE + 1):
+                        if got[0] == 0:
+                            cw = T.Cast("int32", window >> T.Cast("int64", 16 - l))
+                            if cw >= dfirst[j, l] and cw - dfirst[j, l] < dcount[j, l]:
+                                got[0] = l
+                                tok[0] = dsym[j, dindex[j, l] + cw - dfirst[j, l]]
+                    if got[0] == 0 or bit[0] + T.Cast("int64", got[0]) > end:
+                        st[0] = ST_PLANE
+                    else:
+                        bit[0] = bit[0] + T.Cast("int64", got[0])
+                        if tok[0] == size[j]:  # the escape: the token index follows in escbits bits
+                            read_uint(escbits[j])
+                            tok[0] = T.Cast("int32", T.min(val[0], T.int64(1 << 30)))
+                            if st[0] == 0 and tok[0] >= size[j]:
+                                st[0] = ST_PLANE
+                    if st[0] == 0:
+                        token = tok[0] + lo[j]
+                        count = T.if_then_else(token > hi[j], token - hi[j] + 1, 1)
+                        value = T.if_then_else(token > hi[j], 0, token)
+                        if fill[0] + count > T.Cast("int32", T.Cast("int64", first[j + 1] - first[j]) * P):
+                            st[0] = ST_COUNT
+                        else:
+                            for r in range(count):
+                                plane = order[first[j] + T.Cast("int32", T.Cast("int64", fill[0] + r) // P)]
+                                v = value + centre[plane]
+                                if v < cmin[plane] or v > cmax[plane]:
+                                    st[0] = ST_RANGE
+                                else:
+                                    sym[b, plane, T.Cast("int64", fill[0] + r) % P] = T.Cast("int16", v)
+                            fill[0] = fill[0] + count
+                    k[0] = k[0] + T.int64(1)
+                if st[0] == 0 and fill[0] != T.Cast("int32", T.Cast("int64", first[j + 1] - first[j]) * P):
+                    st[0] = ST_COUNT
+                bit[0] = (bit[0] + 7) // 8 * 8
+            if st[0] == 0 and bit[0] != end:
+                st[0] = ST_TRAILING
+            if st[0] != 0:
+                for ch, s in T.grid(Cn, P):
+                    sym[b, ch, s] = T.int16(0)
+            status[b] = st[0]
+
+    return fc_tvlc_unpack

@@ -1,0 +1,172 @@
+"""The transform-VLC coder as TIR kernels against the numpy reference coder: the same bytes for the same
+symbols (hand and calibrated sites, escapes, long runs, constant planes, batches), the same symbols back,
+and a decoder that refuses exactly the streams numpy refuses (mutations that pass the CRC, truncations,
+foreign headers) without reading or writing out of bounds; then inside compiled models."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from conftest import DATA_KINDS
+from featcomp.codecs.tvlc import NO_TABLE, RUN_MAX, Coder, TransformVlc, TvlcSite
+from featcomp.errors import CodecError, FeatcompError
+from test_codec_tvlc import HAND, _golden_symbols, stats_of
+from tvm_tools import need_tvm
+
+HEADER = struct.Struct("<2sBBIHHHII")
+
+
+@pytest.fixture(scope="module")
+def tir():  # type: ignore[no-untyped-def]
+    need_tvm()
+    from featcomp.runtime_ops.tvm import coder
+
+    return coder
+
+
+def calibrated_sites() -> list[tuple[str, TvlcSite, np.ndarray]]:
+    """(name, site, fresh symbols [3, C, H, W]) for every data kind and transform, at two rates."""
+    out = []
+    for seed, (kind, make) in enumerate(DATA_KINDS.items()):
+        rng = np.random.default_rng(500 + seed)
+        shape = (16, 28, 28)  # 6 x 784 pixel vectors: enough for clipped ranges and constant planes
+        stats = stats_of(make(rng, 6, shape), kind)
+        fresh = make(rng, 3, shape)
+        for transform in ("pca", "dct", "none"):
+            for db in (12.0, 30.0):
+                site = TransformVlc(transform=transform, groups=(4, 16), sqnr_db=db).calibrate(stats)
+                out.append((f"{kind}-{transform}-{db:g}dB", site, site.symbols(fresh)))
+    return out
+
+
+SITES = calibrated_sites()
+
+
+def test_the_cases_cover_escapes_long_runs_and_constant_planes() -> None:
+    """Otherwise the bit-exactness tests below would prove less than they claim."""
+    escapes = sum(t.escape_length > 0 for _, s, _ in SITES for t in s.coder.tables)
+    constant = sum(int(np.sum(s.coder.table_of == NO_TABLE)) for _, s, _ in SITES)
+    long_runs = 0
+    for _, site, symbols in SITES:
+        centred = symbols.reshape(len(symbols), site.shape[0], -1) - site.coder.centre[:, None]
+        live = site.coder.table_of != NO_TABLE
+        long_runs += int(np.sum(np.all(centred[:, live] == 0, axis=2)))  # whole planes at the centre: runs of RUN_MAX
+    assert escapes > 0 and constant > 0 and long_runs > 0
+
+
+@pytest.mark.parametrize("name,site,symbols", SITES, ids=[s[0] for s in SITES])
+def test_pack_is_the_numpy_bitstream_and_unpack_inverts_it(tir, name: str, site: TvlcSite, symbols: np.ndarray) -> None:
+    coder = tir.TirCoder(site, n=len(symbols))
+    streams = coder.pack(symbols)
+    assert streams == [site.pack(s) for s in symbols]
+    back, status = coder.unpack(streams)
+    assert status.tolist() == [0] * len(symbols)
+    np.testing.assert_array_equal(back, symbols)
+
+
+def test_hand_site_golden_streams_and_every_run_length(tir) -> None:
+    """The golden-bitstream site, plus planes made of runs of every length 1..2*RUN_MAX+1 between levels."""
+    symbols = np.stack([_golden_symbols(HAND, seed) for seed in (20240601, 7, 8)])
+    c, h, w = HAND.shape
+    flat = symbols.reshape(3, c, h * w)
+    live = np.flatnonzero(HAND.coder.table_of != NO_TABLE)
+    for k, plane in enumerate(live[:3]):
+        centre = HAND.coder.centre[plane]
+        level = centre + 1 if centre + 1 <= HAND.cmax.reshape(-1)[plane] else centre - 1
+        row = np.full(h * w, centre)
+        row[np.cumsum(np.arange(1, 12)) * (k + 1) % (h * w)] = level
+        flat[2, plane] = row
+    coder = tir.TirCoder(HAND, n=3)
+    streams = coder.pack(symbols)
+    assert streams == [HAND.pack(s) for s in symbols]
+    back, status = coder.unpack(streams)
+    assert not status.any()
+    np.testing.assert_array_equal(back, symbols)
+
+
+def test_site_with_only_constant_planes(tir) -> None:
+    c = HAND.shape[0]
+    const = TvlcSite(shape=HAND.shape, scale=HAND.scale, qmin=HAND.qmin, qmax=HAND.qmax, transform=HAND.transform,
+                     step=HAND.step, cmin=HAND.cmin, cmax=HAND.cmin.copy(), gain=HAND.gain,
+                     coder=Coder(HAND.coder.centre, np.full(c, NO_TABLE, np.uint8), ()), kind="dct")
+    symbols = np.broadcast_to(const.cmin.reshape(c, 1, 1), const.shape).astype(np.int16)[None]
+    coder = tir.TirCoder(const)
+    assert coder.pack(symbols) == [const.pack(symbols[0])]
+    back, status = coder.unpack(coder.pack(symbols))
+    assert status[0] == 0
+    np.testing.assert_array_equal(back, symbols)
+
+
+def test_symbols_the_tables_cannot_code_are_refused(tir) -> None:
+    symbols = _golden_symbols(HAND, 3)[None].copy()
+    symbols[0, 0, 0, 0] = 30000
+    with pytest.raises(CodecError):
+        HAND.pack(symbols[0])
+    with pytest.raises(FeatcompError, match="outside the site's coder tables"):
+        tir.TirCoder(HAND).pack(symbols)
+
+
+def _reseal(stream: bytes, payload: bytes) -> bytes:
+    """The stream's header with the payload's own length and CRC, so damage reaches the plane decoder."""
+    magic, version, codec, param, c, h, w, _, _ = HEADER.unpack_from(stream)
+    return HEADER.pack(magic, version, codec, param, c, h, w, len(payload), zlib.crc32(payload)) + payload
+
+
+def _damaged(site: TvlcSite, rng: np.random.Generator, count: int) -> list[bytes]:
+    """Valid streams with resealed byte edits, bit flips, truncations, extensions, random payloads, and a few
+    unsealed (header or CRC) faults."""
+    out = []
+    for i in range(count):
+        stream = site.pack(_golden_symbols(site, 1000 + i))
+        payload = bytearray(stream[HEADER.size:])
+        kind = i % 6
+        if kind == 0:
+            for at in rng.integers(0, len(payload), rng.integers(1, 4)):
+                payload[at] = int(rng.integers(0, 256))
+        elif kind == 1:
+            at = int(rng.integers(0, 8 * len(payload)))
+            payload[at // 8] ^= 0x80 >> (at % 8)
+        elif kind == 2:
+            payload = payload[:int(rng.integers(0, len(payload)))]
+        elif kind == 3:
+            payload += bytes(rng.integers(0, 256, rng.integers(1, 5)).astype(np.uint8))
+        elif kind == 4:
+            payload = bytearray(rng.integers(0, 256, len(payload)).astype(np.uint8).tobytes())
+        if kind == 5:
+            raw = bytearray(stream)
+            raw[int(rng.integers(0, len(raw)))] ^= 1 << int(rng.integers(0, 8))
+            out.append(bytes(raw[:int(rng.integers(len(raw) // 2, len(raw) + 1))]))
+        else:
+            out.append(_reseal(stream, bytes(payload)))
+    return out
+
+
+def test_corrupt_streams_are_refused_exactly_when_numpy_refuses_them(tir) -> None:
+    rng = np.random.default_rng(11)
+    streams = _damaged(HAND, rng, 240) + [b"", b"FC", b"\x00" * 40]
+    coder = tir.TirCoder(HAND, n=len(streams))
+    back, status = coder.unpack(streams)
+    refused = 0
+    for data, out, st in zip(streams, back, status):
+        try:
+            ref = HAND.unpack(data)
+        except CodecError:
+            refused += 1
+            assert st != 0
+            assert not out.any()  # a refused stream leaves zeros, never garbage
+            continue
+        assert st == 0
+        np.testing.assert_array_equal(out, ref)
+    assert 0 < refused < len(streams)  # both outcomes occur: the comparison is not vacuous
+
+
+def test_a_stream_longer_than_the_site_can_produce_is_refused(tir) -> None:
+    coder = tir.TirCoder(HAND)
+    stream = HAND.pack(_golden_symbols(HAND, 5))
+    payload = stream[HEADER.size:] + b"\x00" * coder.arrays.max_bytes
+    _, status = coder.unpack([_reseal(stream, payload)])
+    assert status[0] != 0
