@@ -170,3 +170,48 @@ def test_a_stream_longer_than_the_site_can_produce_is_refused(tir) -> None:
     payload = stream[HEADER.size:] + b"\x00" * coder.arrays.max_bytes
     _, status = coder.unpack([_reseal(stream, payload)])
     assert status[0] != 0
+
+
+# --- inside compiled models ---------------------------------------------------------------------------------
+
+def _compressed(calib_npz, codec: str = "transform-vlc"):  # type: ignore[no-untyped-def]
+    import models
+    from featcomp import api
+
+    return api.compress(models.residual(), calib_npz, codec=codec, output_snr_db=25.0).model
+
+
+def test_model_with_coder_decodes_what_it_packed(tir, calib_npz) -> None:
+    """Host build, batch 2: the coder changes no output, and each site's coded bytes are len(TvlcSite.pack)
+    of the very symbols the compiled encoder produced (exposed as extra outputs)."""
+    import models
+    from onnx import TensorProto
+
+    from featcomp.passes.pairs import find_pairs
+    from featcomp.runtime_ops import ort
+    from featcomp.runtime_ops.tvm import build
+
+    model = _compressed(calib_npz)
+    pairs = find_pairs(model)
+    probe = ort.with_outputs(model, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs))
+    target = build.make_target("host")
+    shape = {models.INPUT: [2, 3, models.SIZE, models.SIZE]}
+    plain = build.compile_model(probe, target, shape_dict=shape)
+    coded = build.compile_model(probe, target, shape_dict=shape, coder=True)
+    assert len(coded.outputs) == len(plain.outputs) + len(pairs)
+    x = np.random.default_rng(4).normal(size=(2, 3, models.SIZE, models.SIZE)).astype(np.float32)
+    want, got = build.run_local(plain, [x]), build.run_local(coded, [x])
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+    k = len(plain.outputs)
+    for i, p in enumerate(pairs):
+        symbols, lengths = got[1 + i], got[k + i]
+        assert lengths.dtype == np.int32
+        assert lengths.tolist() == [len(p.codec.pack(s)) for s in symbols]
+
+
+def test_coder_needs_transform_vlc_sites(tir, calib_npz, model_file, cli, tmp_path) -> None:
+    path = model_file(_compressed(calib_npz, "dct-cm"), "dctcm.onnx")
+    run = cli("compile", path, "--target", "host", "-o", tmp_path / "bundle", "--coder", "-q")
+    assert run.code == 1 and "the TIR coder codes transform-vlc sites" in run.err and "Traceback" not in run.err
+    assert not (tmp_path / "bundle").exists()
