@@ -189,10 +189,13 @@ def test_model_with_coder_decodes_what_it_packed(tir, calib_npz) -> None:
 
     from featcomp.passes.pairs import find_pairs
     from featcomp.runtime_ops import ort
-    from featcomp.runtime_ops.tvm import build
+    from featcomp.runtime_ops.tvm import build, convert
 
     model = _compressed(calib_npz)
     pairs = find_pairs(model)
+    mod = convert.import_model(model, coder=True)
+    coders = sorted(gv.name_hint for gv, _ in mod.functions_items() if "tvlc" in gv.name_hint)
+    assert len(pairs) > 1 and coders == ["fc_tvlc_pack", "fc_tvlc_unpack"]  # one kernel pair serves every site
     probe = ort.with_outputs(model, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs))
     target = build.make_target("host")
     shape = {models.INPUT: [2, 3, models.SIZE, models.SIZE]}

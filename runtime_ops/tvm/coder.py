@@ -68,6 +68,7 @@ def coder_arrays(site: TvlcSite) -> CoderArrays:
     length = np.zeros((j_, width), np.int32)
     dfirst, dcount, dindex = (np.zeros((j_, ck.MAX_CODE + 1), np.int32) for _ in range(3))
     dsym = np.zeros((j_, width + 1), np.int32)
+    fast = np.zeros((j_, 1 << ck.FAST_BITS), np.int32)
     escbits = np.zeros(j_, np.int32)
     longest = np.zeros(j_, np.int64)
     for i, t in enumerate(tables):
@@ -80,6 +81,9 @@ def coder_arrays(site: TvlcSite) -> CoderArrays:
         ranked = np.flatnonzero(all_len)
         ranked = ranked[np.lexsort((ranked, all_len[ranked]))]  # canonical order: (length, token)
         dsym[i, :len(ranked)] = ranked
+        for token in ranked[all_len[ranked] <= ck.FAST_BITS]:  # a prefix code: these spans never overlap
+            shift = ck.FAST_BITS - int(all_len[token])
+            fast[i, int(codes[token]) << shift:(int(codes[token]) + 1) << shift] = (int(token) << 5) | int(all_len[token])
         for lv in range(1, ck.MAX_CODE + 1):
             at = np.flatnonzero(all_len[ranked] == lv)
             dcount[i, lv] = len(at)
@@ -98,7 +102,7 @@ def coder_arrays(site: TvlcSite) -> CoderArrays:
         "size": pad(i32([len(t.lengths) for t in tables])), "width": pad(i32(widths)),
     }
     pack = {**shared, "code": code, "length": length, "head": head, "crc": CRC_TABLE}
-    unpack = {**shared, "dfirst": dfirst, "dcount": dcount, "dindex": dindex, "dsym": dsym, "escbits": escbits,
+    unpack = {**shared, "dfirst": dfirst, "dcount": dcount, "dindex": dindex, "dsym": dsym, "fast": fast, "escbits": escbits,
               "cmin": i32(site.cmin), "cmax": i32(site.cmax), "head": head, "crc": CRC_TABLE}
     return CoderArrays(site, len(order), len(classes), width, count_bytes, max_bytes, pack, unpack)
 
@@ -134,6 +138,29 @@ class TirCoder:
         sym = tvm.runtime.tensor(np.ascontiguousarray(symbols, np.int16).reshape(self._shape), self._dev)
         self._lib["pack"](sym, *self._pack_args, out, lengths)
         return out.numpy(), lengths.numpy()
+
+    def kernel_seconds(self, symbols: np.ndarray, *, number: int = 20, repeat: int = 5) -> tuple[float, float]:
+        """Best seconds per call of the pack and of the unpack kernel on these symbols, buffers allocated once
+        (what a device pays per inference; no Python conversions in the timed loop)."""
+        import time
+
+        out, lengths = self.pack_raw(symbols)
+        sym = tvm.runtime.tensor(np.ascontiguousarray(symbols, np.int16).reshape(self._shape), self._dev)
+        packed = [tvm.runtime.tensor(out, self._dev), tvm.runtime.tensor(lengths, self._dev)]
+        back = [tvm.runtime.tensor(np.zeros(self._shape, np.int16), self._dev),
+                tvm.runtime.tensor(np.zeros(self.n, np.int32), self._dev)]
+        calls = ((self._lib["pack"], [sym, *self._pack_args, *packed]),
+                 (self._lib["unpack"], [*packed, *self._unpack_args, *back]))
+        best = []
+        for fn, args in calls:
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                for _ in range(number):
+                    fn(*args)
+                times.append((time.perf_counter() - t0) / number)
+            best.append(min(times))
+        return best[0], best[1]
 
     def pack(self, symbols: np.ndarray) -> list[bytes]:
         """One stream per sample, exactly TvlcSite.pack's; a symbol the tables cannot code is a FeatcompError."""

@@ -17,7 +17,8 @@ Every site array arrives as a runtime buffer (coder.py builds them from a TvlcSi
   (the container header up to its length field), crc [256] u32 (the CRC-32 table).
 The unpacker also takes the canonical-code tables dfirst/dcount/dindex [J,17] i32 (per codeword
 length: first code, how many, where they start in dsym), dsym [J,S+1] i32 (token index per
-canonical rank, size[j] standing for the escape), escbits [J] i32, and cmin/cmax [C] i32.
+canonical rank, size[j] standing for the escape), fast [J, 2^FAST_BITS] i32 (per leading byte: token
+index << 5 | length of a codeword of up to FAST_BITS bits, 0 if longer), escbits [J] i32, cmin/cmax [C] i32.
 
 unpack never reads or writes out of bounds whatever the bytes: every read is checked against the
 stream's length, every write against its plane. status[b] is 0 for a stream numpy decodes, else why
@@ -38,6 +39,7 @@ from featcomp.runtime_ops.tvm.kernels import OP_ATTR
 PACK, UNPACK = "tvlc-pack", "tvlc-unpack"
 HEADER, HEAD_FIXED = 22, 14  # container bytes; the part of them fixed by the site (before the length field)
 MAX_CODE = 16                # longest codeword (escape offset excluded)
+FAST_BITS = 8                # codewords up to this long decode with one table lookup
 SCHEDULED = "tirx.is_scheduled"
 ST_CONTAINER, ST_PLANE, ST_COUNT, ST_RANGE, ST_TRAILING = 1, 2, 3, 4, 5
 
@@ -99,6 +101,7 @@ def pack_kernel() -> tirx.PrimFunc:
             acc = T.alloc_buffer((1,), "uint64", scope="local")   # bits not yet written (low nb bits)
             nb = T.alloc_buffer((1,), "int32", scope="local")
             pos = T.alloc_buffer((1,), "int32", scope="local")    # next byte
+            stop = T.alloc_buffer((1,), "int32", scope="local")   # the stream's length
             run = T.alloc_buffer((1,), "int32", scope="local")    # values equal to the centre, pending
             bad = T.alloc_buffer((1,), "int32", scope="local")
             ntok = T.alloc_buffer((J,), "int32", scope="local")
@@ -129,7 +132,7 @@ def pack_kernel() -> tirx.PrimFunc:
                     flush(j)
                 align()
             # the token counts, in front of the planes (their width is fixed, so their room was known)
-            end = pos[0]
+            stop[0] = pos[0]  # a register, not a let of pos[0]: pos moves on below
             pos[0] = HEADER
             for j in range(J):
                 acc[0] = (acc[0] << T.Cast("uint64", width[j])) | T.Cast("uint64", ntok[j])
@@ -141,15 +144,15 @@ def pack_kernel() -> tirx.PrimFunc:
             align()
             # the container: fixed head, payload length, payload CRC-32 (zlib's)
             sum_[0] = T.uint32(0xFFFFFFFF)
-            for i in range(HEADER, end):
+            for i in range(HEADER, stop[0]):
                 sum_[0] = crc[T.Cast("int32", (sum_[0] ^ T.Cast("uint32", out[b, i])) & T.uint32(255))] ^ (sum_[0] >> T.uint32(8))
             sum_[0] = sum_[0] ^ T.uint32(0xFFFFFFFF)
             for i in range(HEAD_FIXED):
                 out[b, i] = head[i]
             for i in range(4):
-                out[b, HEAD_FIXED + i] = T.Cast("uint8", ((end - HEADER) >> (8 * i)) & 255)
+                out[b, HEAD_FIXED + i] = T.Cast("uint8", ((stop[0] - HEADER) >> (8 * i)) & 255)
                 out[b, HEAD_FIXED + 4 + i] = T.Cast("uint8", (sum_[0] >> T.Cast("uint32", 8 * i)) & T.uint32(255))
-            nbytes[b] = T.if_then_else(bad[0] != 0, -1, end)
+            nbytes[b] = T.if_then_else(bad[0] != 0, -1, stop[0])
 
     return fc_tvlc_pack
 
@@ -177,7 +180,7 @@ def unpack_kernel() -> tirx.PrimFunc:
                        first: T.Buffer((J1,), "int32"), hi: T.Buffer((J,), "int32"), lo: T.Buffer((J,), "int32"),
                        size: T.Buffer((J,), "int32"), width: T.Buffer((J,), "int32"),
                        dfirst: T.Buffer((J, 17), "int32"), dcount: T.Buffer((J, 17), "int32"),
-                       dindex: T.Buffer((J, 17), "int32"), dsym: T.Buffer((J, S1), "int32"),
+                       dindex: T.Buffer((J, 17), "int32"), dsym: T.Buffer((J, S1), "int32"), fast: T.Buffer((J, 1 << FAST_BITS), "int32"),
                        escbits: T.Buffer((J,), "int32"), cmin: T.Buffer((Cn,), "int32"),
                        cmax: T.Buffer((Cn,), "int32"), head: T.Buffer((HEAD_FIXED,), "uint8"),
                        crc: T.Buffer((256,), "uint32"), sym: T.Buffer((N, Cn, P), "int16"),
@@ -193,6 +196,9 @@ def unpack_kernel() -> tirx.PrimFunc:
             got = T.alloc_buffer((1,), "int32", scope="local")    # codeword length found, 0 while searching
             fill = T.alloc_buffer((1,), "int32", scope="local")   # values of the class written so far
             k = T.alloc_buffer((1,), "int64", scope="local")
+            lv = T.alloc_buffer((1,), "int32", scope="local")     # codeword length being tried
+            row = T.alloc_buffer((1,), "int32", scope="local")    # where the next value goes: plane of the class,
+            col = T.alloc_buffer((1,), "int64", scope="local")    # and position in it
             total = nbytes[b]
             end = T.Cast("int64", total) * 8
             st[0] = 0
@@ -231,6 +237,8 @@ def unpack_kernel() -> tirx.PrimFunc:
             # --- one Huffman plane per class
             for j in range(J):
                 fill[0] = 0
+                row[0] = 0
+                col[0] = T.int64(0)
                 k[0] = T.int64(0)
                 while st[0] == 0 and k[0] < cnt[j]:
                     # the next 24 bits (zeros past the end), then the shortest length whose code is valid
@@ -239,13 +247,17 @@ def unpack_kernel() -> tirx.PrimFunc:
                     b1 = T.if_then_else(at + 1 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at + 1, M - 1)]), T.int64(0))
                     b2 = T.if_then_else(at + 2 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at + 2, M - 1)]), T.int64(0))
                     window = ((b0 << T.int64(16)) | (b1 << T.int64(8)) | b2) >> (T.int64(8) - bit[0] % 8) & T.int64(65535)
-                    got[0] = 0
-                    for l in range(1, MAX_CODE + 1):
-                        if got[0] == 0:
-                            cw = T.Cast("int32", window >> T.Cast("int64", 16 - l))
-                            if cw >= dfirst[j, l] and cw - dfirst[j, l] < dcount[j, l]:
-                                got[0] = l
-                                tok[0] = dsym[j, dindex[j, l] + cw - dfirst[j, l]]
+                    # codewords of up to FAST_BITS bits (nearly all): one lookup; longer ones: search by length
+                    hit = fast[j, T.Cast("int32", window >> T.int64(16 - FAST_BITS))]
+                    got[0] = hit & 31
+                    tok[0] = hit >> 5
+                    lv[0] = FAST_BITS + 1
+                    while got[0] == 0 and lv[0] <= MAX_CODE:
+                        cw = T.Cast("int32", window >> T.Cast("int64", 16 - lv[0]))
+                        if cw >= dfirst[j, lv[0]] and cw - dfirst[j, lv[0]] < dcount[j, lv[0]]:
+                            got[0] = lv[0]
+                            tok[0] = dsym[j, dindex[j, lv[0]] + cw - dfirst[j, lv[0]]]
+                        lv[0] = lv[0] + 1
                     if got[0] == 0 or bit[0] + T.Cast("int64", got[0]) > end:
                         st[0] = ST_PLANE
                     else:
@@ -263,12 +275,16 @@ def unpack_kernel() -> tirx.PrimFunc:
                             st[0] = ST_COUNT
                         else:
                             for r in range(count):
-                                plane = order[first[j] + T.Cast("int32", T.Cast("int64", fill[0] + r) // P)]
+                                plane = order[first[j] + row[0]]
                                 v = value + centre[plane]
                                 if v < cmin[plane] or v > cmax[plane]:
                                     st[0] = ST_RANGE
                                 else:
-                                    sym[b, plane, T.Cast("int64", fill[0] + r) % P] = T.Cast("int16", v)
+                                    sym[b, plane, col[0]] = T.Cast("int16", v)
+                                col[0] = col[0] + T.int64(1)
+                                if col[0] == P:
+                                    col[0] = T.int64(0)
+                                    row[0] = row[0] + 1
                             fill[0] = fill[0] + count
                     k[0] = k[0] + T.int64(1)
                 if st[0] == 0 and fill[0] != T.Cast("int32", T.Cast("int64", first[j + 1] - first[j]) * P):
