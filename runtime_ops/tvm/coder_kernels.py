@@ -35,13 +35,14 @@ from tvm.script import tirx as T  # type: ignore[import-untyped]
 
 from featcomp.codecs.tvlc import RUN_MAX
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR
+from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (crc32 and ST_CONTAINER: named by the macros)
+    HEAD_FIXED, HEADER, ST_CONTAINER, ST_COUNT, ST_PLANE, ST_RANGE, ST_TRAILING, align, check_container, crc32, put,
+    read_uint, seal)
 
 PACK, UNPACK = "tvlc-pack", "tvlc-unpack"
-HEADER, HEAD_FIXED = 22, 14  # container bytes; the part of them fixed by the site (before the length field)
 MAX_CODE = 16                # longest codeword (escape offset excluded)
 FAST_BITS = 8                # codewords up to this long decode with one table lookup
 SCHEDULED = "tirx.is_scheduled"
-ST_CONTAINER, ST_PLANE, ST_COUNT, ST_RANGE, ST_TRAILING = 1, 2, 3, 4, 5
 
 
 def _i64(*dims: int) -> tuple[tirx.IntImm, ...]:
@@ -64,12 +65,7 @@ def pack_kernel() -> tirx.PrimFunc:
         elif length[j, idx] == 0:
             bad[0] = 1
         else:
-            acc[0] = (acc[0] << T.Cast("uint64", length[j, idx])) | code[j, idx]
-            nb[0] = nb[0] + length[j, idx]
-            while nb[0] >= 8:
-                out[b, pos[0]] = T.Cast("uint8", (acc[0] >> T.Cast("uint64", nb[0] - 8)) & T.uint64(255))
-                pos[0] = pos[0] + 1
-                nb[0] = nb[0] - 8
+            put(code[j, idx], length[j, idx])
         ntok[j] = ntok[j] + 1
 
     @T.macro(hygienic=False)
@@ -79,14 +75,6 @@ def pack_kernel() -> tirx.PrimFunc:
         elif run[0] > 1:
             emit(j, hi[j] + run[0] - 1)
         run[0] = 0
-
-    @T.macro(hygienic=False)
-    def align():
-        if nb[0] > 0:
-            out[b, pos[0]] = T.Cast("uint8", (acc[0] << T.Cast("uint64", 8 - nb[0])) & T.uint64(255))
-            pos[0] = pos[0] + 1
-        acc[0] = T.uint64(0)
-        nb[0] = 0
 
     @T.prim_func(private=True)
     def fc_tvlc_pack(sym: T.Buffer((N, Cn, P), "int16"), centre: T.Buffer((Cn,), "int32"),
@@ -135,23 +123,9 @@ def pack_kernel() -> tirx.PrimFunc:
             stop[0] = pos[0]  # a register, not a let of pos[0]: pos moves on below
             pos[0] = HEADER
             for j in range(J):
-                acc[0] = (acc[0] << T.Cast("uint64", width[j])) | T.Cast("uint64", ntok[j])
-                nb[0] = nb[0] + width[j]
-                while nb[0] >= 8:
-                    out[b, pos[0]] = T.Cast("uint8", (acc[0] >> T.Cast("uint64", nb[0] - 8)) & T.uint64(255))
-                    pos[0] = pos[0] + 1
-                    nb[0] = nb[0] - 8
+                put(T.Cast("uint64", ntok[j]), width[j])
             align()
-            # the container: fixed head, payload length, payload CRC-32 (zlib's)
-            sum_[0] = T.uint32(0xFFFFFFFF)
-            for i in range(HEADER, stop[0]):
-                sum_[0] = crc[T.Cast("int32", (sum_[0] ^ T.Cast("uint32", out[b, i])) & T.uint32(255))] ^ (sum_[0] >> T.uint32(8))
-            sum_[0] = sum_[0] ^ T.uint32(0xFFFFFFFF)
-            for i in range(HEAD_FIXED):
-                out[b, i] = head[i]
-            for i in range(4):
-                out[b, HEAD_FIXED + i] = T.Cast("uint8", ((stop[0] - HEADER) >> (8 * i)) & 255)
-                out[b, HEAD_FIXED + 4 + i] = T.Cast("uint8", (sum_[0] >> T.Cast("uint32", 8 * i)) & T.uint32(255))
+            seal(stop[0])
             nbytes[b] = T.if_then_else(bad[0] != 0, -1, stop[0])
 
     return fc_tvlc_pack
@@ -162,17 +136,6 @@ def unpack_kernel() -> tirx.PrimFunc:
     """streams uint8 [n, max_bytes], lengths int32 [n] -> symbols int16 [n, c, hw], status int32 [n] (sizes symbolic)."""
     N, Cn, P, L, J, S, M = (tirx.Var(v, "int64") for v in ("n", "c", "hw", "live", "classes", "tokens", "max_bytes"))
     J1, S1 = tirx.Var("classes_1", "int64"), tirx.Var("tokens_1", "int64")
-
-    @T.macro(hygienic=False)
-    def read_uint(count):  # count bits MSB first into val[0], or st = ST_PLANE past the end
-        val[0] = T.int64(0)
-        if bit[0] + T.Cast("int64", count) > end:
-            st[0] = ST_PLANE
-        else:
-            for i in range(count):
-                at = bit[0] + T.Cast("int64", i)
-                val[0] = val[0] * 2 + T.Cast("int64", (data[b, at // 8] >> T.Cast("uint8", 7 - at % 8)) & T.uint8(1))
-            bit[0] = bit[0] + T.Cast("int64", count)
 
     @T.prim_func(private=True)
     def fc_tvlc_unpack(data: T.Buffer((N, M), "uint8"), nbytes: T.Buffer((N,), "int32"),
@@ -204,24 +167,7 @@ def unpack_kernel() -> tirx.PrimFunc:
             st[0] = 0
 
             # --- the container
-            if total < HEADER or T.Cast("int64", total) > M:
-                st[0] = ST_CONTAINER
-            else:
-                for i in range(HEAD_FIXED):
-                    if data[b, i] != head[i]:
-                        st[0] = ST_CONTAINER
-                val[0] = T.int64(0)
-                for i in range(4):
-                    val[0] = val[0] | (T.Cast("int64", data[b, HEAD_FIXED + i]) << T.Cast("int64", 8 * i))
-                if val[0] != T.Cast("int64", total - HEADER):
-                    st[0] = ST_CONTAINER
-                sum_[0] = T.uint32(0xFFFFFFFF)
-                for i in range(HEADER, total):
-                    sum_[0] = crc[T.Cast("int32", (sum_[0] ^ T.Cast("uint32", data[b, i])) & T.uint32(255))] ^ (sum_[0] >> T.uint32(8))
-                sum_[0] = sum_[0] ^ T.uint32(0xFFFFFFFF)
-                for i in range(4):
-                    if T.Cast("uint32", data[b, HEAD_FIXED + 4 + i]) != ((sum_[0] >> T.Cast("uint32", 8 * i)) & T.uint32(255)):
-                        st[0] = ST_CONTAINER
+            check_container(total, M)
             # --- constant planes (and every plane, overwritten below): cmin
             for ch, s in T.grid(Cn, P):
                 sym[b, ch, s] = T.Cast("int16", cmin[ch])
@@ -229,7 +175,7 @@ def unpack_kernel() -> tirx.PrimFunc:
             bit[0] = T.int64(HEADER * 8)
             for j in range(J):
                 if st[0] == 0:
-                    read_uint(width[j])
+                    read_uint(width[j], end)
                     cnt[j] = val[0]
                     if cnt[j] > T.Cast("int64", T.Cast("int32", T.Cast("int64", first[j + 1] - first[j]) * P)):
                         st[0] = ST_COUNT
@@ -263,7 +209,7 @@ def unpack_kernel() -> tirx.PrimFunc:
                     else:
                         bit[0] = bit[0] + T.Cast("int64", got[0])
                         if tok[0] == size[j]:  # the escape: the token index follows in escbits bits
-                            read_uint(escbits[j])
+                            read_uint(escbits[j], end)
                             tok[0] = T.Cast("int32", T.min(val[0], T.int64(1 << 30)))
                             if st[0] == 0 and tok[0] >= size[j]:
                                 st[0] = ST_PLANE
