@@ -1,4 +1,4 @@
-"""The transform-VLC coder as TIR kernels against the numpy reference coder: the same bytes for the same
+"""The transform-VLC coder as TIR kernels (DCT-CM's: test_tvm_dctcm_coder.py) against the numpy reference coder: the same bytes for the same
 symbols (hand and calibrated sites, escapes, long runs, constant planes, batches), the same symbols back,
 and a decoder that refuses exactly the streams numpy refuses (mutations that pass the CRC, truncations,
 foreign headers) without reading or writing out of bounds; then inside compiled models."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -116,12 +117,13 @@ def _reseal(stream: bytes, payload: bytes) -> bytes:
     return HEADER.pack(magic, version, codec, param, c, h, w, len(payload), zlib.crc32(payload)) + payload
 
 
-def _damaged(site: TvlcSite, rng: np.random.Generator, count: int) -> list[bytes]:
-    """Valid streams with resealed byte edits, bit flips, truncations, extensions, random payloads, and a few
-    unsealed (header or CRC) faults."""
+def _damaged(site: Any, rng: np.random.Generator, count: int,
+             make: Callable[[Any, int], np.ndarray] = _golden_symbols) -> list[bytes]:
+    """Valid streams (of make(site, seed)) with resealed byte edits, bit flips, truncations, extensions, random
+    payloads, and a few unsealed (header or CRC) faults."""
     out = []
     for i in range(count):
-        stream = site.pack(_golden_symbols(site, 1000 + i))
+        stream = site.pack(make(site, 1000 + i))
         payload = bytearray(stream[HEADER.size:])
         kind = i % 6
         if kind == 0:
@@ -181,8 +183,9 @@ def _compressed(calib_npz, codec: str = "transform-vlc"):  # type: ignore[no-unt
     return api.compress(models.residual(), calib_npz, codec=codec, output_snr_db=25.0).model
 
 
-def test_model_with_coder_decodes_what_it_packed(tir, calib_npz) -> None:
-    """Host build, batch 2: the coder changes no output, and each site's coded bytes are len(TvlcSite.pack)
+@pytest.mark.parametrize("codec", ["transform-vlc", "dct-cm"])
+def test_model_with_coder_decodes_what_it_packed(tir, calib_npz, codec: str) -> None:
+    """Host build, batch 2: the coder changes no output, and each site's coded bytes are len(site.pack)
     of the very symbols the compiled encoder produced (exposed as extra outputs)."""
     import models
     from onnx import TensorProto
@@ -191,11 +194,12 @@ def test_model_with_coder_decodes_what_it_packed(tir, calib_npz) -> None:
     from featcomp.runtime_ops import ort
     from featcomp.runtime_ops.tvm import build, convert
 
-    model = _compressed(calib_npz)
+    model = _compressed(calib_npz, codec)
     pairs = find_pairs(model)
     mod = convert.import_model(model, coder=True)
-    coders = sorted(gv.name_hint for gv, _ in mod.functions_items() if "tvlc" in gv.name_hint)
-    assert len(pairs) > 1 and coders == ["fc_tvlc_pack", "fc_tvlc_unpack"]  # one kernel pair serves every site
+    name = "tvlc" if codec == "transform-vlc" else "dctcm"
+    coders = sorted(gv.name_hint for gv, _ in mod.functions_items() if gv.name_hint.endswith(("_pack", "_unpack")))
+    assert len(pairs) > 1 and coders == [f"fc_{name}_pack", f"fc_{name}_unpack"]  # one kernel pair serves every site
     probe = ort.with_outputs(model, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs))
     target = build.make_target("host")
     shape = {models.INPUT: [2, 3, models.SIZE, models.SIZE]}
@@ -213,8 +217,10 @@ def test_model_with_coder_decodes_what_it_packed(tir, calib_npz) -> None:
         assert lengths.tolist() == [len(p.codec.pack(s)) for s in symbols]
 
 
-def test_coder_needs_transform_vlc_sites(tir, calib_npz, model_file, cli, tmp_path) -> None:
-    path = model_file(_compressed(calib_npz, "dct-cm"), "dctcm.onnx")
+def test_coder_needs_a_compressed_model(tir, model_file, cli, tmp_path) -> None:
+    import models
+
+    path = model_file(models.residual(), "plain.onnx")
     run = cli("compile", path, "--target", "host", "-o", tmp_path / "bundle", "--coder", "-q")
-    assert run.code == 1 and "the TIR coder codes transform-vlc sites" in run.err and "Traceback" not in run.err
+    assert run.code == 1 and "no featcomp pairs" in run.err and "Traceback" not in run.err
     assert not (tmp_path / "bundle").exists()

@@ -40,7 +40,7 @@ def static_shape(model: Any, batch: int) -> tuple[str, list[int]]:
 def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *, tune: int = 0,
                    tune_dir: str | Path | None = None, runtime_dir: str | Path | None = None,
                    preprocess: str | None = None, batch: int = 1, coder: bool = False) -> dict[str, Any]:
-    """Compile and write the bundle; returns its manifest. coder: real transform-vlc bitstreams inside the
+    """Compile and write the bundle; returns its manifest. coder: real bitstreams (either codec) inside the
     model, each site's stream length in bytes an extra output named '<site>/coded_bytes'."""
     from featcomp import api
     from featcomp.modelio import load_model

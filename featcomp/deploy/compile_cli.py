@@ -22,7 +22,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", metavar="SPEC", help="preprocessing to record in the manifest, e.g. "
                                                         "'resize=256,crop=224,order=rgb,mean=128,std=128'")
     p.add_argument("--coder", action="store_true",
-                   help="run the transform-vlc bitstream coder in the model (TIR pack -> unpack between each "
+                   help="run the sites' bitstream coder in the model (TIR pack -> unpack between each "
                         "encode and decode); each site's coded bytes become extra outputs")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="batch size when the model's batch is symbolic")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")

@@ -122,7 +122,7 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
                   tune_trials: int = 0, tune_dir: str | Path | None = None, schedule: bool = True,
                   coder: bool = False) -> Compiled:
     """Import, schedule and build. tune_trials > 0 runs MetaSchedule first (database in tune_dir,
-    reused by later compiles); tune_dir alone applies an existing database. coder: real transform-VLC
+    reused by later compiles); tune_dir alone applies an existing database. coder: real DCT-CM or transform-VLC
     bitstreams between each encode and decode, their lengths as extra outputs (convert.import_model)."""
     check_supported(model)
     seconds: dict[str, float] = {}

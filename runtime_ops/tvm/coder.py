@@ -1,9 +1,10 @@
-"""The transform-VLC coder under TVM: the site arrays its TIR kernels read, and the two ways to run them.
+"""The bitstream coders under TVM (transform-VLC and DCT-CM): the site arrays their TIR kernels
+read, and the two ways to run them.
 
 - `TirCoder`: one site's pack/unpack built on their own for a target, for tests and benchmarks
   against the numpy reference, and for a device that codes streams outside a model.
-- `coded()`: inside a compiled model, symbols -> pack -> unpack -> symbols between a TvlcEncode
-  and its TvlcDecode (convert.py calls it when the model is compiled with its coder), so the decoder
+- `coded()`: inside a compiled model, symbols -> pack -> unpack -> symbols between an encode op and
+  its decode op (convert.py calls it when the model is compiled with its coder), so the decoder
   reads what the packer wrote and the streams' lengths can be model outputs.
 """
 
@@ -20,10 +21,16 @@ import tvm  # type: ignore[import-untyped]
 from onnx import TensorProto, helper
 from tvm import relax
 
-from featcomp.codecs import bitstream
-from featcomp.codecs.tvlc import CODEC_ID, TvlcSite
+from featcomp.codecs import bitstream, dctcm, tvlc
+from featcomp.codecs.dctcm import DctCmSite
+from featcomp.codecs.tvlc import TvlcSite
 from featcomp.errors import FeatcompError
 from featcomp.runtime_ops.tvm import coder_kernels as ck
+from featcomp.runtime_ops.tvm import dctcm_coder_kernels as dk
+from featcomp.runtime_ops.tvm.stream_tir import HEAD_FIXED
+
+Site = TvlcSite | DctCmSite
+KERNELS = {TvlcSite: ("tvlc", ck), DctCmSite: ("dctcm", dk)}  # per site type: name, kernel module
 
 def _crc_table() -> np.ndarray:
     """zlib's CRC-32 table (reflected 0xEDB88320): entry i is the CRC register after byte i from zero."""
@@ -39,19 +46,48 @@ CRC_TABLE = _crc_table()
 
 @dataclass(frozen=True, eq=False)
 class CoderArrays:
-    """What the kernels read for one site, and the static sizes they are built for."""
+    """What the kernels read for one site, in their parameter order, and the longest stream it can make."""
 
-    site: TvlcSite
-    live: int          # planes with a table
-    classes: int       # table classes with live planes
-    symbols: int       # widest table (tokens)
-    count_bytes: int   # the token-count plane
-    max_bytes: int     # longest stream the site can produce (every token at its longest codeword)
+    site: Site
+    max_bytes: int
     pack: dict[str, np.ndarray]
     unpack: dict[str, np.ndarray]
 
+    @property
+    def name(self) -> str:
+        return KERNELS[type(self.site)][0]
 
-def coder_arrays(site: TvlcSite) -> CoderArrays:
+
+def _head(site: Site, codec_id: int) -> np.ndarray:
+    """The container's bytes that the site fixes (all before the payload length)."""
+    return np.frombuffer(bitstream.write(codec_id, site.param_id, site.shape, b"")[:HEAD_FIXED], np.uint8).copy()
+
+
+def coder_arrays(site: Site) -> CoderArrays:
+    if isinstance(site, DctCmSite):
+        return _dctcm_arrays(site)
+    if isinstance(site, TvlcSite):
+        return _tvlc_arrays(site)
+    raise FeatcompError(f"no TIR coder for {type(site).__name__} sites")
+
+
+def _dctcm_arrays(site: DctCmSite) -> CoderArrays:
+    c, h, w = site.shape
+    f = np.arange(c) % site.group
+    lo, hi = site.cmin[f].astype(np.int64), site.cmax[f].astype(np.int64)
+    kind, k = site.kinds.astype(np.int64), site.rice_k.astype(np.int64)
+    mask = kind == dctcm.MASK
+    umax = np.where(mask, np.maximum(np.abs(lo), np.abs(hi)) - 1, np.where(lo < 0, np.maximum(2 * hi, -2 * lo - 1), hi - lo))
+    per_value = k + 1 + (np.maximum(umax, 0) >> k) + 2 * mask  # remainder, unary, bitmap and sign bits
+    live_bits = int(np.sum(np.where(kind != dctcm.DROP, 1 + h * w * per_value, 0)))
+    max_bytes = bitstream.HEADER_BYTES + live_bits // 8 + 6  # + padding: at most a byte per plane
+    i32 = lambda a: np.ascontiguousarray(a, np.int32)  # noqa: E731
+    arrays = {"kind": i32(kind), "k": i32(k), "lo": i32(lo), "hi": i32(hi),
+              "head": _head(site, dctcm.CODEC_ID), "crc": CRC_TABLE}
+    return CoderArrays(site, max_bytes, arrays, arrays)
+
+
+def _tvlc_arrays(site: TvlcSite) -> CoderArrays:
     c, h, w = site.shape
     hw = h * w
     coder = site.coder
@@ -93,7 +129,7 @@ def coder_arrays(site: TvlcSite) -> CoderArrays:
     count_bytes = (int(widths.sum()) + 7) // 8
     max_bytes = bitstream.HEADER_BYTES + count_bytes + sum(
         (len(planes) * hw * int(longest[i]) + 7) // 8 for i, (_, planes) in enumerate(classes))
-    head = np.frombuffer(bitstream.write(CODEC_ID, site.param_id, site.shape, b"")[:ck.HEAD_FIXED], np.uint8).copy()
+    head = _head(site, tvlc.CODEC_ID)
     i32 = lambda a: np.ascontiguousarray(np.asarray(a, np.int32).reshape(-1))  # noqa: E731
     pad = lambda a: a if len(a) else np.zeros(1, a.dtype)  # noqa: E731  (kernels give empty arrays one slot)
     shared = {
@@ -104,24 +140,25 @@ def coder_arrays(site: TvlcSite) -> CoderArrays:
     pack = {**shared, "code": code, "length": length, "head": head, "crc": CRC_TABLE}
     unpack = {**shared, "dfirst": dfirst, "dcount": dcount, "dindex": dindex, "dsym": dsym, "fast": fast, "escbits": escbits,
               "cmin": i32(site.cmin), "cmax": i32(site.cmax), "head": head, "crc": CRC_TABLE}
-    return CoderArrays(site, len(order), len(classes), width, count_bytes, max_bytes, pack, unpack)
+    return CoderArrays(site, max_bytes, pack, unpack)
 
 
 @functools.lru_cache(maxsize=None)
 def _library(target: str) -> Any:
-    """pack and unpack built once per target: their sizes are symbolic, so every site shares them."""
-    mod = tvm.IRModule({"pack": ck.pack_kernel().with_attr("global_symbol", "pack"),
-                        "unpack": ck.unpack_kernel().with_attr("global_symbol", "unpack")})
-    return tvm.compile(mod, target=target)
+    """Each codec's pack and unpack, built once per target: their sizes are symbolic, so every site shares them."""
+    funcs = {f"{name}_{op}": getattr(kernels, f"{op}_kernel")().with_attr("global_symbol", f"{name}_{op}")
+             for name, kernels in KERNELS.values() for op in ("pack", "unpack")}
+    return tvm.compile(tvm.IRModule(funcs), target=target)
 
 
 class TirCoder:
     """One site's TIR pack and unpack, built for a target (run here: the host's llvm)."""
 
-    def __init__(self, site: TvlcSite, n: int = 1, target: Any = "llvm") -> None:
+    def __init__(self, site: Site, n: int = 1, target: Any = "llvm") -> None:
         self.arrays = coder_arrays(site)
         self.n = n
-        self._lib = _library(str(target))
+        lib = _library(str(target))
+        self._pack, self._unpack = lib[f"{self.arrays.name}_pack"], lib[f"{self.arrays.name}_unpack"]
         self._dev = tvm.cpu()
         to = lambda d: [tvm.runtime.tensor(v, self._dev) for v in d.values()]  # noqa: E731
         self._pack_args, self._unpack_args = to(self.arrays.pack), to(self.arrays.unpack)
@@ -136,7 +173,7 @@ class TirCoder:
         out = tvm.runtime.tensor(np.zeros((self.n, self.arrays.max_bytes), np.uint8), self._dev)
         lengths = tvm.runtime.tensor(np.zeros(self.n, np.int32), self._dev)
         sym = tvm.runtime.tensor(np.ascontiguousarray(symbols, np.int16).reshape(self._shape), self._dev)
-        self._lib["pack"](sym, *self._pack_args, out, lengths)
+        self._pack(sym, *self._pack_args, out, lengths)
         return out.numpy(), lengths.numpy()
 
     def kernel_seconds(self, symbols: np.ndarray, *, number: int = 20, repeat: int = 5) -> tuple[float, float]:
@@ -149,8 +186,8 @@ class TirCoder:
         packed = [tvm.runtime.tensor(out, self._dev), tvm.runtime.tensor(lengths, self._dev)]
         back = [tvm.runtime.tensor(np.zeros(self._shape, np.int16), self._dev),
                 tvm.runtime.tensor(np.zeros(self.n, np.int32), self._dev)]
-        calls = ((self._lib["pack"], [sym, *self._pack_args, *packed]),
-                 (self._lib["unpack"], [*packed, *self._unpack_args, *back]))
+        calls = ((self._pack, [sym, *self._pack_args, *packed]),
+                 (self._unpack, [*packed, *self._unpack_args, *back]))
         best = []
         for fn, args in calls:
             times = []
@@ -163,14 +200,14 @@ class TirCoder:
         return best[0], best[1]
 
     def pack(self, symbols: np.ndarray) -> list[bytes]:
-        """One stream per sample, exactly TvlcSite.pack's; a symbol the tables cannot code is a FeatcompError."""
+        """One stream per sample, exactly the site's pack; a symbol the site cannot code is a FeatcompError."""
         out, lengths = self.pack_raw(symbols)
         if np.any(lengths < 0):
-            raise FeatcompError("transform-vlc symbols outside the site's coder tables: encode them with this site")
+            raise FeatcompError(f"{self.arrays.site.codec_name} symbols the site cannot code: encode them with this site")
         return [out[i, :k].tobytes() for i, k in enumerate(lengths)]
 
     def unpack(self, streams: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """(symbols int16 [n, C, H, W], status int32 [n]): status 0 where TvlcSite.unpack decodes the stream."""
+        """(symbols int16 [n, C, H, W], status int32 [n]): status 0 where the site's unpack decodes the stream."""
         if len(streams) != self.n:
             raise FeatcompError(f"this coder was built for {self.n} streams, got {len(streams)}")
         data = np.zeros((self.n, self.arrays.max_bytes), np.uint8)
@@ -181,18 +218,19 @@ class TirCoder:
             lengths[i] = len(s) if len(s) <= self.arrays.max_bytes else self.arrays.max_bytes + 1
         sym = tvm.runtime.tensor(np.zeros(self._shape, np.int16), self._dev)
         status = tvm.runtime.tensor(np.zeros(self.n, np.int32), self._dev)
-        self._lib["unpack"](tvm.runtime.tensor(data, self._dev), tvm.runtime.tensor(lengths, self._dev),
+        self._unpack(tvm.runtime.tensor(data, self._dev), tvm.runtime.tensor(lengths, self._dev),
                             *self._unpack_args, sym, status)
         return sym.numpy().reshape(self.n, *self.arrays.site.shape), status.numpy()
 
 
-def coded(bb: relax.BlockBuilder, site: TvlcSite, symbols: relax.Expr, n: int) -> tuple[relax.Expr, relax.Expr]:
+def coded(bb: relax.BlockBuilder, site: Site, symbols: relax.Expr, n: int) -> tuple[relax.Expr, relax.Expr]:
     """symbols int16 [n, C, H, W] -> (the symbols unpacked from the packed streams, the streams' lengths int32 [n])."""
     a = coder_arrays(site)
     c, h, w = site.shape
     consts = lambda d: [relax.const(v) for v in d.values()]  # noqa: E731
-    gp = bb.add_func(ck.pack_kernel(), "fc_tvlc_pack")  # one PrimFunc for every site (symbolic sizes)
-    gu = bb.add_func(ck.unpack_kernel(), "fc_tvlc_unpack")
+    kernels = KERNELS[type(site)][1]
+    gp = bb.add_func(kernels.pack_kernel(), f"fc_{a.name}_pack")  # one PrimFunc per codec for every site (symbolic sizes)
+    gu = bb.add_func(kernels.unpack_kernel(), f"fc_{a.name}_unpack")
     flat = bb.emit(relax.op.reshape(symbols, (n, c, h * w)))
     packed = bb.emit(relax.call_tir(gp, [flat, *consts(a.pack)], out_ty=[
         relax.TensorType((n, a.max_bytes), "uint8"), relax.TensorType((n,), "int32")]))
@@ -209,7 +247,7 @@ CODER_OP, CODER_DOMAIN = "FeatcompTirCoder", "ai.featcomp.tvm"  # exists only be
 CODED_BYTES = "/coded_bytes"  # suffix of the per-site outputs: each sample's stream length in bytes
 
 
-def with_tir_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, TvlcSite]]:
+def with_tir_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, Site]]:
     """A copy of a compressed model with a coder node between each encode and its decode, whose second
     output, the streams' lengths, is a model output named '<symbols>/coded_bytes'; and the sites by id."""
     from featcomp.passes.pairs import find_pairs
@@ -217,17 +255,17 @@ def with_tir_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, T
     pairs = find_pairs(model)
     if not pairs:
         raise FeatcompError("the model has no featcomp pairs: compress it first, or compile without the coder")
-    other = [p.site for p in pairs if not isinstance(p.codec, TvlcSite)]
+    other = [p.site for p in pairs if type(p.codec) not in KERNELS]
     if other:
-        raise FeatcompError(f"the TIR coder codes transform-vlc sites; {len(other)} site(s) use another codec "
-                            f"(first: '{other[0]}'): compress with --codec transform-vlc or compile without --coder")
+        raise FeatcompError(f"the TIR coder codes dct-cm and transform-vlc sites; {len(other)} site(s) use another "
+                            f"codec (first: '{other[0]}'): compile without --coder")
     out = onnx.ModelProto()
     out.CopyFrom(model)
     nodes = list(out.graph.node)
-    sites: dict[int, TvlcSite] = {}
+    sites: dict[int, Site] = {}
     for p in pairs:
         site = p.codec
-        assert isinstance(site, TvlcSite)
+        assert isinstance(site, (TvlcSite, DctCmSite))
         sites[site.param_id] = site
         unpacked, lengths = f"{p.symbols}/unpacked", f"{p.symbols}{CODED_BYTES}"
         i = next(k for k, n in enumerate(nodes) if n.name == p.decode.name)
@@ -241,7 +279,7 @@ def with_tir_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, T
     return out, sites
 
 
-def converter(sites: dict[int, TvlcSite]) -> type:
+def converter(sites: dict[int, Site]) -> type:
     """The importer's converter for the coder node, bound to the sites of one model."""
     from tvm.relax.frontend.onnx import onnx_frontend as fe  # type: ignore[import-untyped]
 

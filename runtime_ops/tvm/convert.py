@@ -272,7 +272,7 @@ def import_model(model: onnx.ModelProto, shape_dict: dict[str, list[int]] | None
                  coder: bool = False) -> tvm.IRModule:
     """A (compressed) model -> Relax IRModule with the featcomp kernels as call_tir'd PrimFuncs.
 
-    coder: the transform-VLC bitstream coder runs between each encode and decode (TIR pack -> unpack,
+    coder: the sites' bitstream coder (DCT-CM or transform-VLC) runs between each encode and decode (TIR pack -> unpack,
     coder.py), and each site's stream lengths are extra outputs after the model's own."""
     extra: dict[str, type] = {}
     if coder:
