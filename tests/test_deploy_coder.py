@@ -1,5 +1,5 @@
 """End to end with real bitstreams on the board: the embedded EfficientNet-Lite0 compressed with
-transform-vlc, compiled for a Raspberry Pi 4 with its TIR coder (`featcomp compile --coder`), run under
+each codec, compiled for a Raspberry Pi 4 with its TIR coder (`featcomp compile --coder`), run under
 qemu-aarch64 through the CLI on real photos. Every site's stream, packed and unpacked on the board, has
 exactly the length the numpy reference packs from the symbols the board's encoder produced, and the
 predictions are ONNX Runtime's."""
@@ -16,7 +16,8 @@ from tvm_tools import need_runtime, need_tools, need_tvm
 pytestmark = pytest.mark.slow
 
 
-def test_emulated_board_codes_every_site_as_the_reference_does(tmp_path: Path, cli) -> None:
+@pytest.mark.parametrize("codec", ["transform-vlc", "dct-cm"])
+def test_emulated_board_codes_every_site_as_the_reference_does(tmp_path: Path, cli, codec: str) -> None:
     need_tvm()
     need_tools("aarch64-linux-gnu-g++", "qemu-aarch64")
     need_runtime("aarch64")
@@ -33,11 +34,11 @@ def test_emulated_board_codes_every_site_as_the_reference_does(tmp_path: Path, c
     spec = input_spec(model)
     photos = Preprocess.parse(zoo.DEFAULT_PREPROCESS)
     compressed = api.compress(model, ImageReader(zoo.sample_images(), photos, spec, None, role="calibration"),
-                              codec="transform-vlc", sqnr_db=25.0).model
+                              codec=codec, sqnr_db=25.0).model
     pairs = find_pairs(compressed)
     # the symbols as extra outputs, so the board's own symbols can be packed by the reference
     probe = ort.with_outputs(compressed, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs))
-    path = save_model(probe, tmp_path / "effnet.tvlc.onnx")
+    path = save_model(probe, tmp_path / "effnet.fc.onnx")
     x = photos.load(zoo.sample_images()[0])[None]
     np.save(tmp_path / "x.npy", x)
 
