@@ -1,14 +1,14 @@
-"""The transform-VLC bitstream coder: TIR kernels vs the numpy reference, per site of real models, and
-what running the coder costs a whole compiled model (TVM) and an ONNX Runtime session.
+"""The bitstream coders (DCT-CM and transform-VLC): TIR kernels vs the numpy reference, per site of real
+models, and what running the coder costs a whole compiled model (TVM) and an ONNX Runtime session.
 
-    .venv/bin/python benchmarks/tvm_coder_bench.py [--threads 2] [--images 8]
+    .venv/bin/python benchmarks/tvm_coder_bench.py [--threads 2] [--images 8] [--codecs dct-cm,transform-vlc]
 
 Writes benchmarks/results/tvm/coder.json and coder.md. Models: the embedded EfficientNet-Lite0 and, with
-../shared, MobileNetV2, compressed with transform-vlc at 20 dB logit SNR (calibrated on 16 images of
+../shared, MobileNetV2, compressed with each codec at 20 dB logit SNR (calibrated on 16 images of
 imagenet-calib-200, or on the 6 zoo photos without ../shared). Symbols: ONNX Runtime's, on the first
 --images photos of imagenet-val-100 (or the zoo photos). Coder rows: batch 1 (one stream, so one thread
 works on it), each site's
-kernels timed with buffers allocated once (best of 5 x 20 calls) next to TvlcSite.pack/unpack (best of 5),
+kernels timed with buffers allocated once (best of 5 x 20 calls) next to the site's pack/unpack (best of 5),
 summed over sites and photos; the TIR streams are checked equal to numpy's before timing. Model rows: batch
 1, --threads threads, TVM with and without the coder interleaved (median of 7 x 10 runs), ORT with and
 without its Python-op coder (median of 20 runs).
@@ -34,8 +34,8 @@ OUT = ROOT / "benchmarks" / "results" / "tvm"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def cases() -> list[tuple[str, Any, Any, np.ndarray]]:
-    """(name, compressed model, its input name, photos [k, 3, 224, 224])."""
+def cases() -> list[tuple[str, str, Any, Any, np.ndarray]]:
+    """(name, codec, compressed model, its input name, photos [k, 3, 224, 224])."""
     from featcomp import api, modelio, zoo
     from featcomp.data import ImageReader
     from featcomp.modelio import input_spec
@@ -53,15 +53,17 @@ def cases() -> list[tuple[str, Any, Any, np.ndarray]]:
         calib: Any = SHARED / "data/imagenet-calib-200"
         if not calib.exists():
             calib = ImageReader(zoo.sample_images(), photos, spec, None, role="calibration")
-        result = api.compress(model, calib, codec="transform-vlc", preprocess=None if isinstance(calib, ImageReader) else pre,
-                              limit=16, output_snr_db=20.0)
         val = SHARED / "data/imagenet-val-100/images"
         files = sorted(val.iterdir()) if val.exists() else list(zoo.sample_images())
-        out.append((name, result.model, spec.name, np.stack([photos.load(f) for f in files[:ARGS.images]])))
+        x = np.stack([photos.load(f) for f in files[:ARGS.images]])
+        for codec in ARGS.codecs.split(","):
+            result = api.compress(model, calib, codec=codec, preprocess=None if isinstance(calib, ImageReader) else pre,
+                                  limit=16, output_snr_db=20.0)
+            out.append((name, codec, result.model, spec.name, x))
     return out
 
 
-def coder_rows(name: str, model: Any, input_name: str, x: np.ndarray) -> dict[str, Any]:
+def coder_rows(name: str, codec: str, model: Any, input_name: str, x: np.ndarray) -> dict[str, Any]:
     from onnx import TensorProto
 
     from featcomp.passes.pairs import find_pairs
@@ -90,7 +92,7 @@ def coder_rows(name: str, model: Any, input_name: str, x: np.ndarray) -> dict[st
             values += s.size
             coded += len(streams[0])
     k = len(x)
-    return {"model": name, "sites": len(pairs), "photos": k, "values_per_photo": values // k,
+    return {"model": name, "codec": codec, "sites": len(pairs), "photos": k, "values_per_photo": values // k,
             "coded_bytes_per_photo": coded / k, **{key: v / k * 1e3 for key, v in t.items()}}
 
 
@@ -103,7 +105,7 @@ def best(fn: Any, repeat: int = 5) -> float:
     return min(times)
 
 
-def model_rows(name: str, model: Any, input_name: str, x: np.ndarray, threads: int) -> dict[str, Any]:
+def model_rows(name: str, codec: str, model: Any, input_name: str, x: np.ndarray, threads: int) -> dict[str, Any]:
     from featcomp.runtime_ops import ort, ort_coder
     from featcomp.runtime_ops.tvm import build
 
@@ -122,7 +124,7 @@ def model_rows(name: str, model: Any, input_name: str, x: np.ndarray, threads: i
             t0 = time.perf_counter()
             sess.run(None, {input_name: one})
             ort_ms[key].append((time.perf_counter() - t0) * 1e3)
-    return {"model": name, "threads": threads, "tvm_plain_ms": statistics.median(tvm_plain) * 1e3,
+    return {"model": name, "codec": codec, "threads": threads, "tvm_plain_ms": statistics.median(tvm_plain) * 1e3,
             "tvm_coded_ms": statistics.median(tvm_coded) * 1e3,
             **{f"{k}_ms": statistics.median(v) for k, v in ort_ms.items()}}
 
@@ -130,17 +132,17 @@ def model_rows(name: str, model: Any, input_name: str, x: np.ndarray, threads: i
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"host: {result['host']}; command: `.venv/bin/python benchmarks/tvm_coder_bench.py`", "",
              "Coder kernels, batch 1 (one stream: one thread), per photo summed over all sites (ms):", "",
-             "| model | sites | values | coded bytes | numpy pack | TIR pack | speed-up | numpy unpack | TIR unpack | speed-up |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | codec | sites | values | coded bytes | numpy pack | TIR pack | speed-up | numpy unpack | TIR unpack | speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["coder"]:
-        lines.append(f"| {r['model']} | {r['sites']} | {r['values_per_photo']:,} | {r['coded_bytes_per_photo']:,.0f} | "
+        lines.append(f"| {r['model']} | {r['codec']} | {r['sites']} | {r['values_per_photo']:,} | {r['coded_bytes_per_photo']:,.0f} | "
                      f"{r['numpy_pack']:.2f} | {r['tir_pack']:.2f} | {r['numpy_pack'] / r['tir_pack']:.1f}x | "
                      f"{r['numpy_unpack']:.2f} | {r['tir_unpack']:.2f} | {r['numpy_unpack'] / r['tir_unpack']:.1f}x |")
     lines += ["", f"Whole model, batch 1, {result['threads']} threads (ms per inference):", "",
-              "| model | TVM pairs | TVM pairs + TIR coder | coder cost | ORT pairs | ORT pairs + Python-op coder | coder cost |",
-              "|---|---|---|---|---|---|---|"]
+              "| model | codec | TVM pairs | TVM pairs + TIR coder | coder cost | ORT pairs | ORT pairs + Python-op coder | coder cost |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in result["models"]:
-        lines.append(f"| {r['model']} | {r['tvm_plain_ms']:.1f} | {r['tvm_coded_ms']:.1f} | "
+        lines.append(f"| {r['model']} | {r['codec']} | {r['tvm_plain_ms']:.1f} | {r['tvm_coded_ms']:.1f} | "
                      f"+{100 * (r['tvm_coded_ms'] / r['tvm_plain_ms'] - 1):.0f}% | {r['ort_plain_ms']:.1f} | "
                      f"{r['ort_coded_ms']:.1f} | +{100 * (r['ort_coded_ms'] / r['ort_plain_ms'] - 1):.0f}% |")
     return "\n".join(lines) + "\n"
@@ -151,15 +153,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--codecs", default="dct-cm,transform-vlc", help="comma-separated")
     ARGS = parser.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(ARGS.threads)  # read when TVM's thread pool starts
     result: dict[str, Any] = {"host": platform.processor() or platform.machine(), "threads": ARGS.threads,
                               "coder": [], "models": []}
     todo = cases()
-    for name, model, input_name, x in todo:
-        result["coder"].append(coder_rows(name, model, input_name, x))
+    for case in todo:
+        result["coder"].append(coder_rows(*case))
         print(result["coder"][-1], flush=True)
-        result["models"].append(model_rows(name, model, input_name, x, ARGS.threads))
+        result["models"].append(model_rows(*case, ARGS.threads))
         print(result["models"][-1], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "coder.json").write_text(json.dumps(result, indent=1))

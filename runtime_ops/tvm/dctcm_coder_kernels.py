@@ -39,22 +39,44 @@ def _sizes() -> tuple[tirx.Var, ...]:
     return tuple(tirx.Var(v, "int64") for v in ("n", "c", "hw", "max_bytes"))
 
 
+# pack's macros: they name pack's buffers and registers
+
+@T.macro(hygienic=False)
+def rice_input(ch, v):  # u[0] = what the Rice code carries for value v of channel ch (0 if out of range)
+    if v < lo[ch] or v > hi[ch]:
+        bad[0] = 1
+        u[0] = 0
+    elif kind[ch] == MASK:
+        u[0] = T.if_then_else(v < 0, -v, v) - 1
+    elif lo[ch] < 0:
+        u[0] = T.if_then_else(v >= 0, 2 * v, -2 * v - 1)
+    else:
+        u[0] = v - lo[ch]
+
+
+@T.macro(hygienic=False)
+def rice_plane(quotients):  # one of the two Rice planes of every coded value, then byte alignment
+    for ch in range(Cn):
+        if flag[ch] == 1:
+            for s in range(P):
+                v = T.Cast("int32", sym[b, ch, s])
+                if kind[ch] == DENSE or v != 0:
+                    rice_input(ch, v)
+                    if quotients:
+                        q[0] = u[0] >> k[ch]
+                        while q[0] > 32:
+                            put(T.uint64(0), 32)
+                            q[0] = q[0] - 32
+                        put(T.uint64(1), q[0] + 1)
+                    else:
+                        put(T.Cast("uint64", u[0] & ((1 << k[ch]) - 1)), k[ch])
+    align()
+
+
 @functools.lru_cache(maxsize=None)
 def pack_kernel() -> tirx.PrimFunc:
     """symbols int16 [n, c, hw] -> streams uint8 [n, max_bytes], lengths int32 [n] (sizes symbolic)."""
     N, Cn, P, M = _sizes()
-
-    @T.macro(hygienic=False)
-    def rice_input(ch, v):  # u[0] = what the Rice code carries for value v of channel ch (0 if out of range)
-        if v < lo[ch] or v > hi[ch]:
-            bad[0] = 1
-            u[0] = 0
-        elif kind[ch] == MASK:
-            u[0] = T.if_then_else(v < 0, -v, v) - 1
-        elif lo[ch] < 0:
-            u[0] = T.if_then_else(v >= 0, 2 * v, -2 * v - 1)
-        else:
-            u[0] = v - lo[ch]
 
     @T.prim_func(private=True)
     def fc_dctcm_pack(sym: T.Buffer((N, Cn, P), "int16"), kind: T.Buffer((Cn,), "int32"), k: T.Buffer((Cn,), "int32"),
@@ -98,27 +120,9 @@ def pack_kernel() -> tirx.PrimFunc:
                             put(T.if_then_else(sym[b, ch, s] < T.int16(0), T.uint64(1), T.uint64(0)), 1)
             align()
             # 4. Rice remainders of every coded value (all of a DENSE channel, a MASK channel's nonzeros)
-            for ch in range(Cn):
-                if flag[ch] == 1:
-                    for s in range(P):
-                        v = T.Cast("int32", sym[b, ch, s])
-                        if kind[ch] == DENSE or v != 0:
-                            rice_input(ch, v)
-                            put(T.Cast("uint64", u[0] & ((1 << k[ch]) - 1)), k[ch])
-            align()
+            rice_plane(False)
             # 5. their quotients in unary: q zeros, then a one
-            for ch in range(Cn):
-                if flag[ch] == 1:
-                    for s in range(P):
-                        v = T.Cast("int32", sym[b, ch, s])
-                        if kind[ch] == DENSE or v != 0:
-                            rice_input(ch, v)
-                            q[0] = u[0] >> k[ch]
-                            while q[0] > 32:
-                                put(T.uint64(0), 32)
-                                q[0] = q[0] - 32
-                            put(T.uint64(1), q[0] + 1)
-            align()
+            rice_plane(True)
             seal(pos[0])
             nbytes[b] = T.if_then_else(bad[0] != 0, -1, pos[0])
 
