@@ -59,13 +59,17 @@ def pack_kernel() -> tirx.PrimFunc:
 
     @T.macro(hygienic=False)
     def emit(j, token):
-        idx = token - lo[j]
+        idx = T.Bind(token - lo[j])
         if idx < 0 or idx >= size[j]:
             bad[0] = 1
         elif length[j, idx] == 0:
             bad[0] = 1
         else:
-            put(code[j, idx], length[j, idx])
+            if length[j, idx] > 32:  # an escape with a wide offset: put takes at most 32 bits
+                put(0, code[j, idx] >> T.uint64(16), length[j, idx] - 16)
+                put(0, code[j, idx] & T.uint64(65535), 16)
+            else:
+                put(0, code[j, idx], length[j, idx])
         ntok[j] = ntok[j] + 1
 
     @T.macro(hygienic=False)
@@ -86,14 +90,14 @@ def pack_kernel() -> tirx.PrimFunc:
                      nbytes: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: PACK, "op_pattern": 8, SCHEDULED: True})
         for b in T.parallel(N):
-            acc = T.alloc_buffer((1,), "uint64", scope="local")   # bits not yet written (low nb bits)
-            nb = T.alloc_buffer((1,), "int32", scope="local")
-            pos = T.alloc_buffer((1,), "int32", scope="local")    # next byte
-            stop = T.alloc_buffer((1,), "int32", scope="local")   # the stream's length
-            run = T.alloc_buffer((1,), "int32", scope="local")    # values equal to the centre, pending
-            bad = T.alloc_buffer((1,), "int32", scope="local")
+            acc = T.alloc_buffer((1,), "uint64", scope="global")   # bits not yet written (low nb bits)
+            nb = T.alloc_buffer((1,), "int32", scope="global")
+            pos = T.alloc_buffer((1,), "int32", scope="global")    # next byte
+            stop = T.alloc_buffer((1,), "int32", scope="global")   # the stream's length
+            run = T.alloc_buffer((1,), "int32", scope="global")    # values equal to the centre, pending
+            bad = T.alloc_buffer((1,), "int32", scope="global")
             ntok = T.alloc_buffer((J,), "int32", scope="local")
-            sum_ = T.alloc_buffer((1,), "uint32", scope="local")
+            sum_ = T.alloc_buffer((1,), "uint32", scope="global")
             pos[0] = 0
             for j in range(J):
                 pos[0] = pos[0] + width[j]
@@ -105,10 +109,10 @@ def pack_kernel() -> tirx.PrimFunc:
                 acc[0] = T.uint64(0)
                 nb[0] = 0
                 for q in range(first[j], first[j + 1]):
-                    ch = order[q]
+                    ch = T.Bind(order[q])
                     run[0] = 0
                     for s in range(P):
-                        v = T.Cast("int32", sym[b, ch, s]) - centre[ch]
+                        v = T.Bind(T.Cast("int32", sym[b, ch, s]) - centre[ch])
                         if v == 0:
                             run[0] = run[0] + 1
                             if run[0] == RUN_MAX:
@@ -118,13 +122,13 @@ def pack_kernel() -> tirx.PrimFunc:
                             flush(j)
                             emit(j, v)
                     flush(j)
-                align()
+                align(0)
             # the token counts, in front of the planes (their width is fixed, so their room was known)
             stop[0] = pos[0]  # a register, not a let of pos[0]: pos moves on below
             pos[0] = HEADER
             for j in range(J):
-                put(T.Cast("uint64", ntok[j]), width[j])
-            align()
+                put(0, T.Cast("uint64", ntok[j]), width[j])
+            align(0)
             seal(stop[0])
             nbytes[b] = T.if_then_else(bad[0] != 0, -1, stop[0])
 
@@ -150,20 +154,20 @@ def unpack_kernel() -> tirx.PrimFunc:
                        status: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: UNPACK, "op_pattern": 8, SCHEDULED: True})
         for b in T.parallel(N):
-            st = T.alloc_buffer((1,), "int32", scope="local")
-            bit = T.alloc_buffer((1,), "int64", scope="local")    # read position, in bits from the stream start
-            val = T.alloc_buffer((1,), "int64", scope="local")
+            st = T.alloc_buffer((1,), "int32", scope="global")
+            bit = T.alloc_buffer((1,), "int64", scope="global")    # read position, in bits from the stream start
+            val = T.alloc_buffer((1,), "int64", scope="global")
             cnt = T.alloc_buffer((J,), "int64", scope="local")
-            sum_ = T.alloc_buffer((1,), "uint32", scope="local")
-            tok = T.alloc_buffer((1,), "int32", scope="local")
-            got = T.alloc_buffer((1,), "int32", scope="local")    # codeword length found, 0 while searching
-            fill = T.alloc_buffer((1,), "int32", scope="local")   # values of the class written so far
-            k = T.alloc_buffer((1,), "int64", scope="local")
-            lv = T.alloc_buffer((1,), "int32", scope="local")     # codeword length being tried
-            row = T.alloc_buffer((1,), "int32", scope="local")    # where the next value goes: plane of the class,
-            col = T.alloc_buffer((1,), "int64", scope="local")    # and position in it
-            total = nbytes[b]
-            end = T.Cast("int64", total) * 8
+            sum_ = T.alloc_buffer((1,), "uint32", scope="global")
+            tok = T.alloc_buffer((1,), "int32", scope="global")
+            got = T.alloc_buffer((1,), "int32", scope="global")    # codeword length found, 0 while searching
+            fill = T.alloc_buffer((1,), "int32", scope="global")   # values of the class written so far
+            k = T.alloc_buffer((1,), "int64", scope="global")
+            lv = T.alloc_buffer((1,), "int32", scope="global")     # codeword length being tried
+            row = T.alloc_buffer((1,), "int32", scope="global")    # where the next value goes: plane of the class,
+            col = T.alloc_buffer((1,), "int64", scope="global")    # and position in it
+            total = T.Bind(nbytes[b])
+            end = T.Bind(T.Cast("int64", total) * 8)
             st[0] = 0
 
             # --- the container
@@ -188,18 +192,18 @@ def unpack_kernel() -> tirx.PrimFunc:
                 k[0] = T.int64(0)
                 while st[0] == 0 and k[0] < cnt[j]:
                     # the next 24 bits (zeros past the end), then the shortest length whose code is valid
-                    at = bit[0] // 8
-                    b0 = T.if_then_else(at < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at, M - 1)]), T.int64(0))
-                    b1 = T.if_then_else(at + 1 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at + 1, M - 1)]), T.int64(0))
-                    b2 = T.if_then_else(at + 2 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at + 2, M - 1)]), T.int64(0))
-                    window = ((b0 << T.int64(16)) | (b1 << T.int64(8)) | b2) >> (T.int64(8) - bit[0] % 8) & T.int64(65535)
+                    at = T.Bind(bit[0] // 8)
+                    b0 = T.Bind(T.if_then_else(at < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at, M - 1)]), T.int64(0)))
+                    b1 = T.Bind(T.if_then_else(at + 1 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at + 1, M - 1)]), T.int64(0)))
+                    b2 = T.Bind(T.if_then_else(at + 2 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(at + 2, M - 1)]), T.int64(0)))
+                    window = T.Bind(((b0 << T.int64(16)) | (b1 << T.int64(8)) | b2) >> (T.int64(8) - bit[0] % 8) & T.int64(65535))
                     # codewords of up to FAST_BITS bits (nearly all): one lookup; longer ones: search by length
-                    hit = fast[j, T.Cast("int32", window >> T.int64(16 - FAST_BITS))]
+                    hit = T.Bind(fast[j, T.Cast("int32", window >> T.int64(16 - FAST_BITS))])
                     got[0] = hit & 31
                     tok[0] = hit >> 5
                     lv[0] = FAST_BITS + 1
                     while got[0] == 0 and lv[0] <= MAX_CODE:
-                        cw = T.Cast("int32", window >> T.Cast("int64", 16 - lv[0]))
+                        cw = T.Bind(T.Cast("int32", window >> T.Cast("int64", 16 - lv[0])))
                         if cw >= dfirst[j, lv[0]] and cw - dfirst[j, lv[0]] < dcount[j, lv[0]]:
                             got[0] = lv[0]
                             tok[0] = dsym[j, dindex[j, lv[0]] + cw - dfirst[j, lv[0]]]
@@ -214,15 +218,15 @@ def unpack_kernel() -> tirx.PrimFunc:
                             if st[0] == 0 and tok[0] >= size[j]:
                                 st[0] = ST_PLANE
                     if st[0] == 0:
-                        token = tok[0] + lo[j]
-                        count = T.if_then_else(token > hi[j], token - hi[j] + 1, 1)
-                        value = T.if_then_else(token > hi[j], 0, token)
+                        token = T.Bind(tok[0] + lo[j])
+                        count = T.Bind(T.if_then_else(token > hi[j], token - hi[j] + 1, 1))
+                        value = T.Bind(T.if_then_else(token > hi[j], 0, token))
                         if fill[0] + count > T.Cast("int32", T.Cast("int64", first[j + 1] - first[j]) * P):
                             st[0] = ST_COUNT
                         else:
                             for r in range(count):
-                                plane = order[first[j] + row[0]]
-                                v = value + centre[plane]
+                                plane = T.Bind(order[first[j] + row[0]])
+                                v = T.Bind(value + centre[plane])
                                 if v < cmin[plane] or v > cmax[plane]:
                                     st[0] = ST_RANGE
                                 else:

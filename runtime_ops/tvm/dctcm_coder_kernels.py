@@ -5,7 +5,7 @@
 
 Bit for bit the numpy reference (featcomp.codecs.dctcm.DctCmSite.pack / unpack), header and CRC-32
 included. The five planes (channel flags, nonzero bitmaps, sign bits, Rice remainders, unary
-quotients) each start on a byte boundary; pack writes them one after the other, and unpack finds
+quotients) each start on a byte boundary; pack sizes them, then writes all five at once, and unpack finds
 where each starts from the flags and bitmaps, then reads all four cursors in one pass. One stream
 per sample, samples in parallel; marked scheduled and opaque, like the transform-VLC coder.
 
@@ -39,12 +39,11 @@ def _sizes() -> tuple[tirx.Var, ...]:
     return tuple(tirx.Var(v, "int64") for v in ("n", "c", "hw", "max_bytes"))
 
 
-# pack's macros: they name pack's buffers and registers
+# pack's macro: it names pack's buffers and registers
 
 @T.macro(hygienic=False)
 def rice_input(ch, v):  # u[0] = what the Rice code carries for value v of channel ch (0 if out of range)
     if v < lo[ch] or v > hi[ch]:
-        bad[0] = 1
         u[0] = 0
     elif kind[ch] == MASK:
         u[0] = T.if_then_else(v < 0, -v, v) - 1
@@ -54,28 +53,12 @@ def rice_input(ch, v):  # u[0] = what the Rice code carries for value v of chann
         u[0] = v - lo[ch]
 
 
-@T.macro(hygienic=False)
-def rice_plane(quotients):  # one of the two Rice planes of every coded value, then byte alignment
-    for ch in range(Cn):
-        if flag[ch] == 1:
-            for s in range(P):
-                v = T.Cast("int32", sym[b, ch, s])
-                if kind[ch] == DENSE or v != 0:
-                    rice_input(ch, v)
-                    if quotients:
-                        q[0] = u[0] >> k[ch]
-                        while q[0] > 32:
-                            put(T.uint64(0), 32)
-                            q[0] = q[0] - 32
-                        put(T.uint64(1), q[0] + 1)
-                    else:
-                        put(T.Cast("uint64", u[0] & ((1 << k[ch]) - 1)), k[ch])
-    align()
-
-
 @functools.lru_cache(maxsize=None)
 def pack_kernel() -> tirx.PrimFunc:
-    """symbols int16 [n, c, hw] -> streams uint8 [n, max_bytes], lengths int32 [n] (sizes symbolic)."""
+    """symbols int16 [n, c, hw] -> streams uint8 [n, max_bytes], lengths int32 [n] (sizes symbolic).
+
+    Two passes: the first sizes the five planes, so the second writes all of them at once, one bit
+    writer per plane, reading each symbol once."""
     N, Cn, P, M = _sizes()
 
     @T.prim_func(private=True)
@@ -85,46 +68,77 @@ def pack_kernel() -> tirx.PrimFunc:
                       out: T.Buffer((N, M), "uint8"), nbytes: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: PACK, "op_pattern": 8, SCHEDULED: True})
         for b in T.parallel(N):
-            acc = T.alloc_buffer((1,), "uint64", scope="local")
-            nb = T.alloc_buffer((1,), "int32", scope="local")
-            pos = T.alloc_buffer((1,), "int32", scope="local")
-            bad = T.alloc_buffer((1,), "int32", scope="local")
-            u = T.alloc_buffer((1,), "int32", scope="local")
-            q = T.alloc_buffer((1,), "int32", scope="local")
-            sum_ = T.alloc_buffer((1,), "uint32", scope="local")
+            acc = T.alloc_buffer((5,), "uint64", scope="global")  # one writer per plane
+            nb = T.alloc_buffer((5,), "int32", scope="global")
+            pos = T.alloc_buffer((5,), "int32", scope="global")
+            size = T.alloc_buffer((5,), "int64", scope="global")  # bits per plane
+            stop = T.alloc_buffer((1,), "int32", scope="global")
+            bad = T.alloc_buffer((1,), "int32", scope="global")
+            u = T.alloc_buffer((1,), "int32", scope="global")
+            q = T.alloc_buffer((1,), "int32", scope="global")
+            nnz = T.alloc_buffer((1,), "int64", scope="global")
+            qsum = T.alloc_buffer((1,), "int64", scope="global")
+            sum_ = T.alloc_buffer((1,), "uint32", scope="global")
             flag = T.alloc_buffer((Cn,), "int32", scope="local")
-            acc[0] = T.uint64(0)
-            nb[0] = 0
-            pos[0] = HEADER
+            for i in range(5):
+                size[i] = T.int64(0)
+                acc[i] = T.uint64(0)
+                nb[i] = 0
             bad[0] = 0
-            # 1. a flag per live channel: does it hold any nonzero
+            # sizes: flags of live channels; bitmaps (flagged MASK), signs (their nonzeros, signed range),
+            # Rice remainders and unary quotients of the coded values (a DENSE channel's all, a MASK one's nonzeros)
             for ch in range(Cn):
                 flag[ch] = 0
                 if kind[ch] != DROP:
+                    nnz[0] = T.int64(0)
+                    qsum[0] = T.int64(0)
                     for s in range(P):
-                        if sym[b, ch, s] != T.int16(0):
-                            flag[ch] = 1
-                    put(T.Cast("uint64", flag[ch]), 1)
-            align()
-            # 2. nonzero bitmaps of flagged MASK channels
+                        v = T.Bind(T.Cast("int32", sym[b, ch, s]))
+                        if v != 0:
+                            nnz[0] = nnz[0] + T.int64(1)
+                        if kind[ch] == DENSE or v != 0:
+                            rice_input(ch, v)
+                            qsum[0] = qsum[0] + T.Cast("int64", u[0] >> k[ch])
+                    size[0] = size[0] + T.int64(1)
+                    if nnz[0] > T.int64(0):
+                        flag[ch] = 1
+                        if kind[ch] == MASK:
+                            size[1] = size[1] + P
+                            if lo[ch] < 0:
+                                size[2] = size[2] + nnz[0]
+                        else:
+                            nnz[0] = P  # every value of a DENSE channel is coded
+                        size[3] = size[3] + nnz[0] * T.Cast("int64", k[ch])
+                        size[4] = size[4] + nnz[0] + qsum[0]
+            pos[0] = HEADER
+            for i in range(4):
+                pos[i + 1] = pos[i] + T.Cast("int32", (size[i] + T.int64(7)) // T.int64(8))
+            stop[0] = pos[4] + T.Cast("int32", (size[4] + T.int64(7)) // T.int64(8))
+            # every plane at once
             for ch in range(Cn):
-                if flag[ch] == 1 and kind[ch] == MASK:
+                if kind[ch] != DROP:
+                    put(0, T.Cast("uint64", flag[ch]), 1)
+                if flag[ch] == 1:
                     for s in range(P):
-                        put(T.if_then_else(sym[b, ch, s] != T.int16(0), T.uint64(1), T.uint64(0)), 1)
-            align()
-            # 3. signs of their nonzeros, where the range is signed
-            for ch in range(Cn):
-                if flag[ch] == 1 and kind[ch] == MASK and lo[ch] < 0:
-                    for s in range(P):
-                        if sym[b, ch, s] != T.int16(0):
-                            put(T.if_then_else(sym[b, ch, s] < T.int16(0), T.uint64(1), T.uint64(0)), 1)
-            align()
-            # 4. Rice remainders of every coded value (all of a DENSE channel, a MASK channel's nonzeros)
-            rice_plane(False)
-            # 5. their quotients in unary: q zeros, then a one
-            rice_plane(True)
-            seal(pos[0])
-            nbytes[b] = T.if_then_else(bad[0] != 0, -1, pos[0])
+                        v = T.Bind(T.Cast("int32", sym[b, ch, s]))
+                        if kind[ch] == MASK:
+                            put(1, T.if_then_else(v != 0, T.uint64(1), T.uint64(0)), 1)
+                        if kind[ch] == DENSE or v != 0:
+                            if v < lo[ch] or v > hi[ch]:
+                                bad[0] = 1
+                            rice_input(ch, v)
+                            if kind[ch] == MASK and lo[ch] < 0:
+                                put(2, T.if_then_else(v < 0, T.uint64(1), T.uint64(0)), 1)
+                            put(3, T.Cast("uint64", u[0] & ((1 << k[ch]) - 1)), k[ch])
+                            q[0] = u[0] >> k[ch]
+                            while q[0] > 31:
+                                put(4, T.uint64(0), 31)
+                                q[0] = q[0] - 31
+                            put(4, T.uint64(1), q[0] + 1)
+            for i in range(5):
+                align(i)
+            seal(stop[0])
+            nbytes[b] = T.if_then_else(bad[0] != 0, -1, stop[0])
 
     return fc_dctcm_pack
 
@@ -142,23 +156,23 @@ def unpack_kernel() -> tirx.PrimFunc:
                         status: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: UNPACK, "op_pattern": 8, SCHEDULED: True})
         for b in T.parallel(N):
-            st = T.alloc_buffer((1,), "int32", scope="local")
-            bit = T.alloc_buffer((1,), "int64", scope="local")   # the unary plane's cursor (flags' first)
-            val = T.alloc_buffer((1,), "int64", scope="local")
-            sum_ = T.alloc_buffer((1,), "uint32", scope="local")
+            st = T.alloc_buffer((1,), "int32", scope="global")
+            bit = T.alloc_buffer((1,), "int64", scope="global")   # the unary plane's cursor (flags' first)
+            val = T.alloc_buffer((1,), "int64", scope="global")
+            sum_ = T.alloc_buffer((1,), "uint32", scope="global")
             flag = T.alloc_buffer((Cn,), "int32", scope="local")
-            at = T.alloc_buffer((4,), "int64", scope="local")    # plane starts: bitmaps, signs, remainders, unary
-            cur = T.alloc_buffer((3,), "int64", scope="local")   # cursors in bitmaps, signs, remainders
-            nsign = T.alloc_buffer((1,), "int64", scope="local")
-            nrem = T.alloc_buffer((1,), "int64", scope="local")
-            u = T.alloc_buffer((1,), "int64", scope="local")
-            x = T.alloc_buffer((1,), "int64", scope="local")     # the decoded value
-            neg = T.alloc_buffer((1,), "int32", scope="local")
-            coded = T.alloc_buffer((1,), "int32", scope="local")
-            nz = T.alloc_buffer((1,), "int32", scope="local")
-            look = T.alloc_buffer((1,), "int32", scope="local")
-            total = nbytes[b]
-            end = T.Cast("int64", total) * 8
+            at = T.alloc_buffer((4,), "int64", scope="global")    # plane starts: bitmaps, signs, remainders, unary
+            cur = T.alloc_buffer((3,), "int64", scope="global")   # cursors in bitmaps, signs, remainders
+            nsign = T.alloc_buffer((1,), "int64", scope="global")
+            nrem = T.alloc_buffer((1,), "int64", scope="global")
+            u = T.alloc_buffer((1,), "int64", scope="global")
+            x = T.alloc_buffer((1,), "int64", scope="global")     # the decoded value
+            neg = T.alloc_buffer((1,), "int32", scope="global")
+            coded = T.alloc_buffer((1,), "int32", scope="global")
+            nz = T.alloc_buffer((1,), "int32", scope="global")
+            look = T.alloc_buffer((1,), "int32", scope="global")
+            total = T.Bind(nbytes[b])
+            end = T.Bind(T.Cast("int64", total) * 8)
             st[0] = 0
             check_container(total, M)
             for ch, s in T.grid(Cn, P):
@@ -218,20 +232,29 @@ def unpack_kernel() -> tirx.PrimFunc:
                                 if kind[ch] == MASK and lo[ch] < 0:
                                     neg[0] = T.Cast("int32", (data[b, cur[1] // 8] >> T.Cast("uint8", 7 - cur[1] % 8)) & T.uint8(1))
                                     cur[1] = cur[1] + T.int64(1)
-                                u[0] = T.int64(0)
-                                for i in range(k[ch]):
-                                    u[0] = u[0] * 2 + T.Cast("int64", (data[b, (cur[2] + i) // 8] >> T.Cast("uint8", 7 - (cur[2] + i) % 8)) & T.uint8(1))
+                                # the remainder: k <= 15 bits from a 24-bit window (zeros past the end)
+                                byte = T.Bind(cur[2] // 8)
+                                b0 = T.Bind(T.Cast("int64", data[b, T.min(byte, M - 1)]))
+                                b1 = T.Bind(T.if_then_else(byte + 1 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(byte + 1, M - 1)]), T.int64(0)))
+                                b2 = T.Bind(T.if_then_else(byte + 2 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(byte + 2, M - 1)]), T.int64(0)))
+                                u[0] = (((b0 << T.int64(16)) | (b1 << T.int64(8)) | b2) >> (T.int64(24) - cur[2] % 8 - T.Cast("int64", k[ch]))) & ((T.int64(1) << T.Cast("int64", k[ch])) - T.int64(1))
                                 cur[2] = cur[2] + T.Cast("int64", k[ch])
-                                val[0] = T.int64(0)  # the quotient: zeros up to the next one (never read past the end)
+                                # the quotient: zeros up to the next one, a byte at a time (never read past the end)
+                                val[0] = T.int64(0)
                                 look[0] = 1
                                 while look[0] == 1:
                                     if bit[0] >= end:
                                         look[0] = 0
-                                    elif (data[b, bit[0] // 8] >> T.Cast("uint8", 7 - bit[0] % 8)) & T.uint8(1) == T.uint8(1):
-                                        look[0] = 0
                                     else:
-                                        val[0] = val[0] + T.int64(1)
-                                        bit[0] = bit[0] + T.int64(1)
+                                        rest = T.Bind((T.Cast("int32", data[b, bit[0] // 8]) << T.Cast("int32", bit[0] % 8)) & 255)
+                                        if rest == 0:
+                                            val[0] = val[0] + (T.int64(8) - bit[0] % 8)
+                                            bit[0] = bit[0] + (T.int64(8) - bit[0] % 8)
+                                        else:
+                                            zeros = T.Bind(T.Cast("int64", T.clz(rest) - 24))
+                                            val[0] = val[0] + zeros
+                                            bit[0] = bit[0] + zeros
+                                            look[0] = 0
                                 if bit[0] >= end:
                                     st[0] = ST_PLANE
                                 else:

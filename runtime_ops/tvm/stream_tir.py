@@ -5,7 +5,7 @@
 These are unhygienic TVMScript macros, expanded into the calling kernel, which provides the names
 they use: `b` (the sample), `out` or `data` (streams uint8 [n, M]), `head` [14] u8 and `crc` [256]
 u32 (container header up to its length field, CRC-32 table), and local registers `acc` u64, `nb`
-i32, `pos` i32 (writer: pending bits, their count, next byte), `bit` i64, `val` i64 and `st` i32
+i32, `pos` i32 (writers, one slot each: pending bits, their count, next byte), `bit` i64, `val` i64 and `st` i32
 (reader: position in bits, value read, status), `sum_` u32 (CRC register). TVMScript resolves a
 macro's names where it is expanded, so a kernel file imports the macros and constants that the
 macros it uses name in turn (seal and check_container expand crc32 and use HEADER, HEAD_FIXED,
@@ -58,22 +58,27 @@ def check_container(total, room):  # st[0] = ST_CONTAINER unless data[b, :total]
 
 
 @T.macro(hygienic=False)
-def put(value, count):  # append the low count (<= 56) bits of value (u64), whole bytes go out at once
-    acc[0] = (acc[0] << T.Cast("uint64", count)) | value
-    nb[0] = nb[0] + count
-    while nb[0] >= 8:
-        out[b, pos[0]] = T.Cast("uint8", (acc[0] >> T.Cast("uint64", nb[0] - 8)) & T.uint64(255))
-        pos[0] = pos[0] + 1
-        nb[0] = nb[0] - 8
+def put(w, value, count):  # append the low count (<= 32) bits of value (u64) to writer w
+    acc[w] = (acc[w] << T.Cast("uint64", count)) | value
+    nb[w] = nb[w] + count
+    if nb[w] >= 32:  # four bytes at a time: a branch that is rarely taken predicts well
+        for i in T.unroll(4):
+            out[b, pos[w] + i] = T.Cast("uint8", (acc[w] >> T.Cast("uint64", nb[w] - 8 * (i + 1))) & T.uint64(255))
+        pos[w] = pos[w] + 4
+        nb[w] = nb[w] - 32
 
 
 @T.macro(hygienic=False)
-def align():  # pad the pending bits with zeros to a byte boundary
-    if nb[0] > 0:
-        out[b, pos[0]] = T.Cast("uint8", (acc[0] << T.Cast("uint64", 8 - nb[0])) & T.uint64(255))
-        pos[0] = pos[0] + 1
-    acc[0] = T.uint64(0)
-    nb[0] = 0
+def align(w):  # write writer w's pending bits, the last byte padded with zeros
+    while nb[w] >= 8:
+        out[b, pos[w]] = T.Cast("uint8", (acc[w] >> T.Cast("uint64", nb[w] - 8)) & T.uint64(255))
+        pos[w] = pos[w] + 1
+        nb[w] = nb[w] - 8
+    if nb[w] > 0:
+        out[b, pos[w]] = T.Cast("uint8", (acc[w] << T.Cast("uint64", 8 - nb[w])) & T.uint64(255))
+        pos[w] = pos[w] + 1
+    acc[w] = T.uint64(0)
+    nb[w] = 0
 
 
 @T.macro(hygienic=False)
@@ -83,6 +88,6 @@ def read_uint(count, end):  # count bits MSB first into val[0], or st[0] = ST_PL
         st[0] = ST_PLANE
     else:
         for i in range(count):
-            at = bit[0] + T.Cast("int64", i)
+            at = T.Bind(bit[0] + T.Cast("int64", i))
             val[0] = val[0] * 2 + T.Cast("int64", (data[b, at // 8] >> T.Cast("uint8", 7 - at % 8)) & T.uint8(1))
         bit[0] = bit[0] + T.Cast("int64", count)
