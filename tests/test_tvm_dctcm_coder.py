@@ -12,7 +12,7 @@ from featcomp.codecs import bitstream, rice
 from featcomp.codecs.dctcm import CODEC_ID, DENSE, DROP, MASK, DctCmSite
 from featcomp.errors import CodecError, FeatcompError
 from test_codec_dctcm import HAND_SITES, _all_sites, lcg_symbols
-from test_tvm_coder import HEADER, _damaged, _reseal, refused_like_numpy
+from test_tvm_coder import HEADER, _damaged, _reseal, refused_like_numpy, round_trips_like_numpy
 from tvm_tools import need_tvm
 
 
@@ -30,12 +30,7 @@ def _ranges(site: DctCmSite) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check(tir, site: DctCmSite, symbols: np.ndarray) -> None:  # type: ignore[no-untyped-def]
-    coder = tir.TirCoder(site, n=len(symbols))
-    streams = coder.pack(symbols)
-    assert streams == [site.pack(s) for s in symbols]
-    back, status = coder.unpack(streams)
-    assert status.tolist() == [0] * len(symbols)
-    np.testing.assert_array_equal(back, symbols)
+    round_trips_like_numpy(tir.TirCoder(site, n=len(symbols)), site, symbols)
 
 
 def test_calibrated_sites_pack_to_the_numpy_bitstream_and_back(tir, site_cases) -> None:

@@ -35,9 +35,9 @@ from tvm.script import tirx as T  # type: ignore[import-untyped]
 
 from featcomp.codecs.tvlc import RUN_MAX
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR
-from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (crc32 and ST_CONTAINER: named by the macros)
-    HEAD_FIXED, HEADER, ST_CONTAINER, ST_COUNT, ST_PLANE, ST_RANGE, ST_TRAILING, align, check_container, crc32, put,
-    read_uint, seal)
+from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (crc32, ST_CONTAINER, ST_TRAILING: named by the macros)
+    HEAD_FIXED, HEADER, ST_CONTAINER, ST_COUNT, ST_PLANE, ST_RANGE, ST_TRAILING, align, check_container, crc32,
+    finish, put, read_uint, seal)
 
 PACK, UNPACK = "tvlc-pack", "tvlc-unpack"
 MAX_CODE = 16                # longest codeword (escape offset excluded)
@@ -240,11 +240,6 @@ def unpack_kernel() -> tirx.PrimFunc:
                 if st[0] == 0 and fill[0] != T.Cast("int32", T.Cast("int64", first[j + 1] - first[j]) * P):
                     st[0] = ST_COUNT
                 bit[0] = (bit[0] + 7) // 8 * 8
-            if st[0] == 0 and bit[0] != end:
-                st[0] = ST_TRAILING
-            if st[0] != 0:
-                for ch, s in T.grid(Cn, P):
-                    sym[b, ch, s] = T.int16(0)
-            status[b] = st[0]
+            finish(bit[0])
 
     return fc_tvlc_unpack

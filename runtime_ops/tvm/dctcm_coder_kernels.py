@@ -27,9 +27,9 @@ from tvm.script import tirx as T  # type: ignore[import-untyped]
 
 from featcomp.codecs.dctcm import DENSE, DROP, MASK
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR
-from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (crc32 and ST_CONTAINER: named by the macros)
-    HEAD_FIXED, HEADER, ST_CONTAINER, ST_COUNT, ST_PLANE, ST_RANGE, ST_TRAILING, align, check_container, crc32, put,
-    read_uint, seal)
+from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (crc32, ST_CONTAINER, ST_TRAILING: named by the macros)
+    HEAD_FIXED, HEADER, ST_CONTAINER, ST_COUNT, ST_PLANE, ST_RANGE, ST_TRAILING, align, check_container, crc32,
+    finish, put, read_uint, seal)
 
 PACK, UNPACK = "dctcm-pack", "dctcm-unpack"
 SCHEDULED = "tirx.is_scheduled"
@@ -274,11 +274,6 @@ def unpack_kernel() -> tirx.PrimFunc:
                                             nz[0] = 1
                     if st[0] == 0 and nz[0] == 0:
                         st[0] = ST_COUNT
-            if st[0] == 0 and (bit[0] + 7) // 8 * 8 != end:
-                st[0] = ST_TRAILING
-            if st[0] != 0:
-                for ch, s in T.grid(Cn, P):
-                    sym[b, ch, s] = T.int16(0)
-            status[b] = st[0]
+            finish((bit[0] + 7) // 8 * 8)
 
     return fc_dctcm_unpack

@@ -9,7 +9,7 @@ i32, `pos` i32 (writers, one slot each: pending bits, their count, next byte), `
 (reader: position in bits, value read, status), `sum_` u32 (CRC register). TVMScript resolves a
 macro's names where it is expanded, so a kernel file imports the macros and constants that the
 macros it uses name in turn (seal and check_container expand crc32 and use HEADER, HEAD_FIXED,
-ST_CONTAINER; read_uint uses ST_PLANE).
+ST_CONTAINER; read_uint uses ST_PLANE; finish uses ST_TRAILING).
 """
 
 from __future__ import annotations
@@ -79,6 +79,16 @@ def align(w):  # write writer w's pending bits, the last byte padded with zeros
         pos[w] = pos[w] + 1
     acc[w] = T.uint64(0)
     nb[w] = 0
+
+
+@T.macro(hygienic=False)
+def finish(stop):  # status[b] from st[0] and where reading stopped (in bits, aligned); refused: zero symbols
+    if st[0] == 0 and stop != end:
+        st[0] = ST_TRAILING
+    if st[0] != 0:
+        for ch, s in T.grid(Cn, P):
+            sym[b, ch, s] = T.int16(0)
+    status[b] = st[0]
 
 
 @T.macro(hygienic=False)
