@@ -200,7 +200,8 @@ class TirCoder:
         return best[0], best[1]
 
     def pack(self, symbols: np.ndarray) -> list[bytes]:
-        """One stream per sample, exactly the site's pack; a symbol the site cannot code is a FeatcompError."""
+        """One stream per sample, exactly the site's pack; a symbol the site cannot code is a FeatcompError
+        (where numpy's DCT-CM pack would write a stream that its unpack then refuses)."""
         out, lengths = self.pack_raw(symbols)
         if np.any(lengths < 0):
             raise FeatcompError(f"{self.arrays.site.codec_name} symbols the site cannot code: encode them with this site")

@@ -15,7 +15,8 @@ parameter), lo/hi (the channel's coefficient range); and head [14] u8, crc [256]
 unpack never reads or writes out of bounds; status[b] is 0 where numpy decodes the stream, else
 1 container, 2 a plane truncated, 3 a flagged channel that codes only zeros, 4 a value out of its
 channel's range, 5 trailing bytes. A refused stream's symbols are zero. pack returns length -1 for
-symbols outside their channel's range (the encoder never makes them).
+symbols of live channels outside their range (the encoder never makes them); like numpy, it ignores
+the symbols of dropped channels.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def unpack_kernel() -> tirx.PrimFunc:
                                     cur[1] = cur[1] + T.int64(1)
                                 # the remainder: k <= 15 bits from a 24-bit window (zeros past the end)
                                 byte = T.Bind(cur[2] // 8)
-                                b0 = T.Bind(T.Cast("int64", data[b, T.min(byte, M - 1)]))
+                                b0 = T.Bind(T.if_then_else(byte < T.Cast("int64", total), T.Cast("int64", data[b, T.min(byte, M - 1)]), T.int64(0)))
                                 b1 = T.Bind(T.if_then_else(byte + 1 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(byte + 1, M - 1)]), T.int64(0)))
                                 b2 = T.Bind(T.if_then_else(byte + 2 < T.Cast("int64", total), T.Cast("int64", data[b, T.min(byte + 2, M - 1)]), T.int64(0)))
                                 u[0] = (((b0 << T.int64(16)) | (b1 << T.int64(8)) | b2) >> (T.int64(24) - cur[2] % 8 - T.Cast("int64", k[ch]))) & ((T.int64(1) << T.Cast("int64", k[ch])) - T.int64(1))

@@ -4,9 +4,12 @@
 
 These are unhygienic TVMScript macros, expanded into the calling kernel, which provides the names
 they use: `b` (the sample), `out` or `data` (streams uint8 [n, M]), `head` [14] u8 and `crc` [256]
-u32 (container header up to its length field, CRC-32 table), and local registers `acc` u64, `nb`
-i32, `pos` i32 (writers, one slot each: pending bits, their count, next byte), `bit` i64, `val` i64 and `st` i32
-(reader: position in bits, value read, status), `sum_` u32 (CRC register). TVMScript resolves a
+u32 (container header up to its length field, CRC-32 table), and one-slot-per-writer registers
+`acc` u64, `nb` i32, `pos` i32 (pending bits, their count, next byte); readers add `bit` i64,
+`val` i64, `st` i32 (position in bits, value read, status) and `end` (the stream's length in bits),
+and `finish` writes `sym` [n, Cn, P] and `status` [n]; `sum_` u32 is the CRC register. (Registers
+are constant-size `global` buffers: those stay on the stack, `local` ones go to the heap; see
+docs/tvm.md, traps.) TVMScript resolves a
 macro's names where it is expanded, so a kernel file imports the macros and constants that the
 macros it uses name in turn (seal and check_container expand crc32 and use HEADER, HEAD_FIXED,
 ST_CONTAINER; read_uint uses ST_PLANE; finish uses ST_TRAILING).
@@ -58,7 +61,7 @@ def check_container(total, room):  # st[0] = ST_CONTAINER unless data[b, :total]
 
 
 @T.macro(hygienic=False)
-def put(w, value, count):  # append the low count (<= 32) bits of value (u64) to writer w
+def put(w, value, count):  # append value (u64, < 2**count, count <= 32) to writer w, MSB first
     acc[w] = (acc[w] << T.Cast("uint64", count)) | value
     nb[w] = nb[w] + count
     if nb[w] >= 32:  # four bytes at a time: a branch that is rarely taken predicts well
