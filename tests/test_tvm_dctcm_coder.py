@@ -25,8 +25,8 @@ def tir():  # type: ignore[no-untyped-def]
 
 
 def _ranges(site: DctCmSite) -> tuple[np.ndarray, np.ndarray]:
-    f = np.arange(site.shape[0]) % site.group
-    return site.cmin[f].astype(np.int64)[:, None, None], site.cmax[f].astype(np.int64)[:, None, None]
+    lo, hi = site.channel_ranges()
+    return lo[:, None, None], hi[:, None, None]
 
 
 def _check(tir, site: DctCmSite, symbols: np.ndarray) -> None:  # type: ignore[no-untyped-def]

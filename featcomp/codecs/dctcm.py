@@ -148,7 +148,8 @@ class DctCmSite:
         c, h, w = self.shape
         return symbols.reshape(c, h * w).astype(np.int64)
 
-    def _channel_ranges(self) -> tuple[np.ndarray, np.ndarray]:
+    def channel_ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each channel's coefficient range (channel c carries frequency c mod G), as int64 [C] lo, hi."""
         f = np.arange(self.shape[0]) % self.group
         return self.cmin[f].astype(np.int64), self.cmax[f].astype(np.int64)
 
@@ -164,7 +165,7 @@ class DctCmSite:
 
     def _to_codes(self, values: np.ndarray, channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(Rice inputs, sign bits of masked signed values) for coded values of the given channels."""
-        lo, _ = self._channel_ranges()
+        lo, _ = self.channel_ranges()
         lo, is_mask = lo[channel], self.kinds[channel] == MASK
         signed = lo < 0
         dense = np.where(signed, np.where(values >= 0, 2 * values, -2 * values - 1), values - lo)
@@ -193,7 +194,7 @@ class DctCmSite:
         coded[flagged & (self.kinds == DENSE)] = True
         coded[masked] = reader.bits(int(masked.sum()) * h * w).reshape(-1, h * w).astype(bool)
         channel = np.nonzero(coded)[0]
-        lo, hi = self._channel_ranges()
+        lo, hi = self.channel_ranges()
         lo_v, hi_v, is_mask = lo[channel], hi[channel], self.kinds[channel] == MASK
         signed = lo_v < 0
         negative = np.zeros(len(channel), bool)

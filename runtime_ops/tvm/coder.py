@@ -72,9 +72,8 @@ def coder_arrays(site: Site) -> CoderArrays:
 
 
 def _dctcm_arrays(site: DctCmSite) -> CoderArrays:
-    c, h, w = site.shape
-    f = np.arange(c) % site.group
-    lo, hi = site.cmin[f].astype(np.int64), site.cmax[f].astype(np.int64)
+    _, h, w = site.shape
+    lo, hi = site.channel_ranges()
     kind, k = site.kinds.astype(np.int64), site.rice_k.astype(np.int64)
     mask = kind == dctcm.MASK
     umax = np.where(mask, np.maximum(np.abs(lo), np.abs(hi)) - 1, np.where(lo < 0, np.maximum(2 * hi, -2 * lo - 1), hi - lo))

@@ -34,7 +34,7 @@ from tvm import tirx  # type: ignore[import-untyped]
 from tvm.script import tirx as T  # type: ignore[import-untyped]
 
 from featcomp.codecs.tvlc import RUN_MAX
-from featcomp.runtime_ops.tvm.kernels import OP_ATTR
+from featcomp.runtime_ops.tvm.kernels import OP_ATTR, SCHEDULED
 from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (crc32, ST_CONTAINER, ST_TRAILING: named by the macros)
     HEAD_FIXED, HEADER, ST_CONTAINER, ST_COUNT, ST_PLANE, ST_RANGE, ST_TRAILING, align, check_container, crc32,
     finish, put, read_uint, seal)
@@ -42,7 +42,6 @@ from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (crc32, ST_CONT
 PACK, UNPACK = "tvlc-pack", "tvlc-unpack"
 MAX_CODE = 16                # longest codeword (escape offset excluded)
 FAST_BITS = 8                # codewords up to this long decode with one table lookup
-SCHEDULED = "tirx.is_scheduled"
 
 
 def _i64(*dims: int) -> tuple[tirx.IntImm, ...]:

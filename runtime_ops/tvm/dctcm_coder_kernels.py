@@ -27,13 +27,12 @@ from tvm import tirx  # type: ignore[import-untyped]
 from tvm.script import tirx as T  # type: ignore[import-untyped]
 
 from featcomp.codecs.dctcm import DENSE, DROP, MASK
-from featcomp.runtime_ops.tvm.kernels import OP_ATTR
+from featcomp.runtime_ops.tvm.kernels import OP_ATTR, SCHEDULED
 from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (crc32, ST_CONTAINER, ST_TRAILING: named by the macros)
     HEAD_FIXED, HEADER, ST_CONTAINER, ST_COUNT, ST_PLANE, ST_RANGE, ST_TRAILING, align, check_container, crc32,
     finish, put, read_uint, seal)
 
 PACK, UNPACK = "dctcm-pack", "dctcm-unpack"
-SCHEDULED = "tirx.is_scheduled"
 
 
 def _sizes() -> tuple[tirx.Var, ...]:

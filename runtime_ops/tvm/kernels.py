@@ -33,6 +33,7 @@ from tvm import tirx  # type: ignore[import-untyped]
 from tvm.script import tirx as T  # type: ignore[import-untyped]
 
 OP_ATTR = "featcomp.op"  # which featcomp op a PrimFunc implements (schedules.py finds kernels by it)
+SCHEDULED = "tirx.is_scheduled"  # a PrimFunc the schedule rules leave alone
 ENCODE, DECODE = "encode", "decode"
 
 

@@ -30,9 +30,7 @@ from dataclasses import dataclass
 import tvm  # type: ignore[import-untyped]
 from tvm import s_tir, tirx  # type: ignore[import-untyped]
 
-from featcomp.runtime_ops.tvm.kernels import DECODE, ENCODE, OP_ATTR
-
-SCHEDULED = "tirx.is_scheduled"
+from featcomp.runtime_ops.tvm.kernels import DECODE, ENCODE, OP_ATTR, SCHEDULED
 
 
 @dataclass(frozen=True)
