@@ -19,7 +19,7 @@ _EXPORTS = {
     "site_codecs": "featcomp.api", "strip": "featcomp.api",
     "CodecError": "featcomp.errors", "FeatcompError": "featcomp.errors",
     "load_model": "featcomp.modelio", "save_model": "featcomp.modelio",
-    "Preprocess": "featcomp.preprocess", "render": "featcomp.report.render", "Report": "featcomp.report.schema",
+    "Preprocess": "featcomp.preprocess", "render": "featcomp.reporting.render", "Report": "featcomp.reporting.schema",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -30,3 +30,8 @@ def __getattr__(name: str) -> Any:
     value = getattr(import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    """The public API first-class in dir(featcomp) and tab completion (the names load lazily)."""
+    return sorted({*__all__, *(k for k in globals() if k.startswith("__"))})

@@ -24,8 +24,8 @@ from featcomp.modelio import input_spec, load_model, prepare
 from featcomp.passes.insert import insert_pairs, strip_pairs
 from featcomp.passes.sites import Site, SiteFilter, find_sites, select
 from featcomp.preprocess import Preprocess
-from featcomp.report.measure import measure
-from featcomp.report.schema import Report
+from featcomp.reporting.measure import measure
+from featcomp.reporting.schema import Report
 from featcomp.runtime_ops import ort
 
 ModelLike = str | os.PathLike[str] | onnx.ModelProto

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from featcomp.passes.sites import Site
 
 Progress = Callable[[Iterable[Any]], Iterable[Any]]
-FORMATS = ("table", "json", "csv", "md")  # the same names as featcomp.report.render.FORMATS
+FORMATS = ("table", "json", "csv", "md")  # the same names as featcomp.reporting.render.FORMATS
 DEFAULT_NAME = "efficientnet-lite0"
 DEFAULT_OUTPUT_SNR = 20.0  # dB of logit SNR for the default job (see README)
 DEFAULT_OUT = Path("featcomp-out") / f"{DEFAULT_NAME}.fc.onnx"
@@ -268,7 +268,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     output, report_path = _compress_paths(args)
     from featcomp import api
     from featcomp.modelio import load_model, prepare, save_model, write_bytes
-    from featcomp.report.render import render
+    from featcomp.reporting.render import render
 
     if args.model is None:
         from featcomp import zoo
@@ -383,7 +383,7 @@ def _report(args: argparse.Namespace, bars: Bars) -> int:
     output = _checked(args.output)
     from featcomp import api
     from featcomp.modelio import load_model
-    from featcomp.report.render import render
+    from featcomp.reporting.render import render
 
     model = load_model(args.model)
     if not api.site_codecs(model):  # say so before reading any data

@@ -32,7 +32,7 @@ def test_strip_pairs_keeps_the_jpeg_node_and_back(calib_npz: Path) -> None:
 
 def test_report_shows_input_bytes_raw_standard_learned(images: Path, calib_npz: Path) -> None:
     from featcomp.jpeg.evaluate import input_bytes
-    from featcomp.report.render import render
+    from featcomp.reporting.render import render
 
     base = api._model(models.two_convs())
     tables = standard(30)

@@ -18,8 +18,8 @@ from featcomp.errors import FeatcompError
 from featcomp.passes.insert import strip_pairs
 from featcomp.passes.pairs import find_pairs
 from featcomp.passes.sites import find_sites
-from featcomp.report.render import FORMATS, render
-from featcomp.report.schema import SCHEMA, Report
+from featcomp.reporting.render import FORMATS, render
+from featcomp.reporting.schema import SCHEMA, Report
 from featcomp.runtime_ops import ort
 
 SAMPLES = 5

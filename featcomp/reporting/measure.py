@@ -20,7 +20,7 @@ from featcomp.modelio import input_spec
 from featcomp.passes.insert import strip_pairs
 from featcomp.passes.pairs import Pair, find_pairs
 from featcomp.passes.sites import Site, find_sites
-from featcomp.report.schema import Report, SiteReport, Totals
+from featcomp.reporting.schema import Report, SiteReport, Totals
 from featcomp.runtime_ops import ort
 
 Progress = Callable[[Iterable[dict[str, np.ndarray]]], Iterable[dict[str, np.ndarray]]]

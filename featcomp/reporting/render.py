@@ -7,7 +7,7 @@ import io
 from collections.abc import Callable
 
 from featcomp.errors import FeatcompError
-from featcomp.report.schema import Report, SiteReport
+from featcomp.reporting.schema import Report, SiteReport
 
 COLUMNS: list[tuple[str, Callable[[SiteReport], str]]] = [
     ("site", lambda s: s.name),

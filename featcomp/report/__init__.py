@@ -1,1 +1,0 @@
-"""featcomp/report"""

@@ -1,0 +1,143 @@
+"""What a newcomer meets first (issue 11): the README's code blocks run, and the public API is what it says.
+
+The README's blocks use placeholder names (model.onnx, val_images/, my_calibration_reader); they run
+here in a scratch folder where those exist, made from a tiny model built in code at the README's input
+size (224) and a few random photos, so the check is fast and needs no ../shared.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import models
+from conftest import Run
+from featcomp.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+README_PREPROCESS = "resize=256,crop=224,order=rgb,mean=128,std=128"
+SIDE = 224
+
+
+def blocks(lang: str) -> list[str]:
+    """The fenced ```lang blocks of README.md, in order."""
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+
+
+class RandomReader:
+    """The CalibrationDataReader protocol over a few random 224x224 inputs."""
+
+    def __init__(self, count: int = 3) -> None:
+        rng = np.random.default_rng(0)
+        self.batches: Iterator[np.ndarray] = iter(
+            rng.normal(size=(count, 1, 3, SIDE, SIDE)).astype(np.float32))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        x = next(self.batches, None)
+        return None if x is None else {models.INPUT: x}
+
+
+def _photos(folder: Path, count: int = 3) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(len(folder.name))
+    lines = []
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (260, 300, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+        lines.append(f"img{i}.png {i % 4}")
+    (folder / "labels.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder holding what the README's placeholders name: model.onnx and image folders."""
+    models.save(models.two_convs(dims=(1, 3, SIDE, SIDE)), tmp_path / "model.onnx")
+    for name in ("val_images", "images", "other_images", "DIR", "VAL"):
+        _photos(tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_readme_has_a_python_block() -> None:
+    assert blocks("python"), "README.md has no ```python block"
+
+
+@pytest.mark.parametrize("index", range(len(blocks("python"))))
+def test_readme_python_block_runs(workdir: Path, index: int, capsys: pytest.CaptureFixture[str]) -> None:
+    code = blocks("python")[index]
+    namespace: dict[str, object] = {"__name__": "__readme__", "my_calibration_reader": RandomReader()}
+    exec(compile(code, f"README.md python block {index}", "exec"), namespace)
+    if "featcomp.report(" in code:
+        assert "sites" in capsys.readouterr().out  # the rendered table was printed
+    if "model.fc.onnx" in code:
+        assert (workdir / "model.fc.onnx").stat().st_size > 0
+
+
+def _commands() -> list[str]:
+    """Each `featcomp ...` command of the README's bash blocks (continuations joined, comments dropped)."""
+    found = []
+    for block in blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("featcomp "):
+                found.append(line)
+    return found
+
+
+def _runnable(command: str) -> list[str]:
+    """The README's notation made concrete: '[optional]' dropped, 'a|b' -> a, '…' -> the preprocess spec."""
+    command = re.sub(r"\s*\[[^\]]*\]", "", command)
+    command = command.replace("…", shlex.quote(README_PREPROCESS))
+    command = re.sub(r"(\w+)(\|\w+)+", r"\1", command)
+    return shlex.split(command)[1:]
+
+
+def test_readme_has_featcomp_commands() -> None:
+    assert len(_commands()) >= 5
+
+
+@pytest.mark.parametrize("command", _commands(), ids=[f"{i}-{c.split()[1]}" for i, c in enumerate(_commands())])
+def test_readme_featcomp_command_runs(workdir: Path, cli, command: str) -> None:
+    # the commands build on each other (compress writes what report, eval and strip read): run the ones before
+    before = _commands()[:_commands().index(command)]
+    for earlier in before:
+        assert main(_runnable(earlier)) == 0, earlier
+    result: Run = cli(*_runnable(command))
+    assert result.code == 0, f"{command}\n{result.err}"
+
+
+def _fresh(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("first", ["import featcomp", "import featcomp.reporting.render",
+                                   "from featcomp import api", "import featcomp.cli"])
+def test_public_names_are_never_shadowed_by_submodules(first: str) -> None:
+    """`import pkg.sub` sets the attribute `sub` on pkg: no public name may be a submodule's name, in any order."""
+    code = (f"{first}\nimport importlib, pkgutil, types, featcomp\n"
+            "for m in pkgutil.walk_packages(featcomp.__path__, 'featcomp.'):\n"
+            "    if not m.name.startswith(('featcomp.runtime_ops.tvm', 'featcomp.deploy', 'featcomp.__main__')):\n"
+            "        importlib.import_module(m.name)\n"
+            "bad = [n for n in featcomp.__all__ if isinstance(getattr(featcomp, n), types.ModuleType)]\n"
+            "print(bad, callable(featcomp.report), featcomp.report.__module__)")
+    assert _fresh(code) == "[] True featcomp.api"
+
+
+def test_dir_shows_the_public_api() -> None:
+    import featcomp
+
+    names = dir(featcomp)
+    for name in ("compress", "report", "render", "strip", "evaluate", "FeatcompError", "save_model"):
+        assert name in names
+    assert set(featcomp.__all__) <= set(names)
