@@ -141,3 +141,11 @@ def test_dir_shows_the_public_api() -> None:
     for name in ("compress", "report", "render", "strip", "evaluate", "FeatcompError", "save_model"):
         assert name in names
     assert set(featcomp.__all__) <= set(names)
+
+
+def test_default_job_output_is_ignored_by_git() -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = ["featcomp-out/efficientnet-lite0.fc.onnx", "featcomp-out/efficientnet-lite0.report.json"]
+    done = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert done.stdout.split() == paths, "featcomp-out/ (the default job's output) is not in .gitignore"
