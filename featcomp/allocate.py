@@ -78,7 +78,8 @@ def allocate(fronts: Mapping[str, list[Candidate]], gains: Mapping[str, float], 
              output_power: float, output_snr_db: float) -> dict[str, SiteCodec]:
     """Per site, the cheapest candidate whose SQNR meets 10 log10(P_i g_i / lambda)."""
     total = sum(int(np.prod(stats[name].shape)) for name in fronts)
-    lam = output_power * 10 ** (-output_snr_db / 10) / max(total, 1)
+    # zero output power (constant logits): no signal to protect, so every site gets its finest candidate
+    lam = max(output_power * 10 ** (-output_snr_db / 10) / max(total, 1), 1e-300)
     chosen = {}
     for name, front in fronts.items():
         target = max(10 * np.log10(max(stats[name].mean_square * gains[name], 1e-30) / lam), MIN_SITE_SQNR_DB)
@@ -173,6 +174,9 @@ def output_power(model: onnx.ModelProto, feeds: Feeds) -> float:
 
 
 def _centered(y: np.ndarray) -> np.ndarray:
-    """Logits minus their per-sample mean: softmax ignores a common shift, so errors are measured without it."""
+    """Logits minus their per-sample mean: softmax ignores a common shift, so errors are measured without it.
+
+    A single output per sample (a score, not class logits) is kept as it is: centring would zero it.
+    """
     flat = y.reshape(len(y), -1).astype(np.float64)
-    return flat - flat.mean(axis=1, keepdims=True)
+    return flat - flat.mean(axis=1, keepdims=True) if flat.shape[1] > 1 else flat

@@ -109,7 +109,12 @@ def _remove(container, predicate) -> None:  # type: ignore[no-untyped-def]
 
 
 def _batch_dim(graph: onnx.GraphProto) -> int | str:
-    dim = graph.input[0].type.tensor_type.shape.dim[0] if graph.input else None
+    """The batch dimension of the image input: the first graph input that is not an initializer (IR-3 era
+    exports list every initializer as a graph input, often before the image)."""
+    inits = {t.name for t in graph.initializer}
+    image = next((i for i in graph.input if i.name not in inits), None)
+    dims = image.type.tensor_type.shape.dim if image is not None else []
+    dim = dims[0] if len(dims) else None
     if dim is not None and dim.HasField("dim_param"):
         return dim.dim_param
     return int(dim.dim_value) if dim is not None and dim.dim_value > 0 else "N"

@@ -129,3 +129,28 @@ def linear_bottleneck(seed: int = 3) -> onnx.ModelProto:
     x = b.op("GlobalAveragePool", [b.conv(x, "conv4", 32, 4, k=1)], "gap")
     b.op("Flatten", [x], "logits")
     return b.model([_input()], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])])
+
+
+def single_output(seed: int = 4, constant: bool = False) -> onnx.ModelProto:
+    """Conv(8)-Relu-Conv(8)-Relu-Conv(1)-GAP-Flatten -> [1, 1]: one score per sample (two sites).
+
+    ``constant`` zeroes the last conv's weights, so the output never changes (centred power 0 either way).
+    """
+    b = _Builder(seed)
+    x = b.op("Relu", [b.conv(INPUT, "conv1", 3, 8)], "relu1")
+    x = b.op("Relu", [b.conv(x, "conv2", 8, 8)], "relu2")
+    x = b.op("GlobalAveragePool", [b.conv(x, "conv3", 8, 1, k=1, weight=0.0 if constant else None)], "gap")
+    b.op("Flatten", [x], "logits")
+    return b.model([_input()], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1])])
+
+
+def initializers_as_inputs() -> onnx.ModelProto:
+    """two_convs as an IR-3 era exporter writes it: IR 3, opset 9, every initializer also a graph input,
+    listed before the image input."""
+    model = two_convs(opset=9)
+    model.ir_version = 3
+    weights = [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in model.graph.initializer]
+    image = list(model.graph.input)
+    del model.graph.input[:]
+    model.graph.input.extend([*weights, *image])
+    return model

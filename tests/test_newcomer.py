@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
@@ -149,3 +150,111 @@ def test_default_job_output_is_ignored_by_git() -> None:
     paths = ["featcomp-out/efficientnet-lite0.fc.onnx", "featcomp-out/efficientnet-lite0.report.json"]
     done = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
     assert done.stdout.split() == paths, "featcomp-out/ (the default job's output) is not in .gitignore"
+
+
+# --- valid models that crashed (issue 11, item 13) -------------------------------------------------------
+
+def _feeds(model: onnx.ModelProto, count: int = 2, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    from featcomp.modelio import input_spec
+
+    spec = input_spec(model)
+    rng = np.random.default_rng(seed)
+    shape = tuple(d if isinstance(d, int) else 1 for d in spec.shape)
+    return [{spec.name: rng.normal(size=shape).astype(np.float32)} for _ in range(count)]
+
+
+class ListReader:
+    """get_next() over a list of feeds."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self.items = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.items, None)
+
+
+def _runs_in_ort(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
+    from featcomp.runtime_ops import ort
+
+    sess = ort.session(model)
+    return next(iter(ort.run(sess, feeds[0]).values()))
+
+
+MODES = [{"output_snr_db": 20.0}, {"max_drop": 1.0}, {"bits_per_value": 3.0}, {"sqnr_db": 20.0}]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: next(iter(m)))
+@pytest.mark.parametrize("build", [models.initializers_as_inputs, models.single_output,
+                                   lambda: models.single_output(constant=True)],
+                         ids=["initializers-as-inputs", "single-output", "constant-output"])
+def test_valid_models_compress_in_every_mode(build, mode: dict[str, float]) -> None:
+    import featcomp
+
+    model = build()
+    feeds = _feeds(model, 3)
+    result = featcomp.compress(model, ListReader(feeds), **mode)
+    assert len(result.sites) == 2
+    assert np.all(np.isfinite(_runs_in_ort(result.model, feeds)))
+
+
+def test_a_single_score_output_is_not_centred_away() -> None:
+    """One output per sample has no softmax shift to remove: its power is the signal, not zero."""
+    from featcomp import allocate
+    from featcomp.modelio import prepare
+
+    model = prepare(models.single_output())
+    assert allocate.output_power(model, _feeds(model)) > 0
+
+
+LIGHT = sorted((Path(onnx.__file__).parent / "backend/test/data/light").glob("*.onnx"))
+
+
+def _random_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+    """The light zoo models make every weight with ConstantOfShape (one value): random initializers instead
+    (He-scaled for kernels; each per-channel vector a positive spread around its value, as BN variances need)."""
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(seed)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    kept, weights = [], []
+    for node in out.graph.node:
+        if node.op_type != "ConstantOfShape" or node.input[0] not in inits:
+            kept.append(node)
+            continue
+        shape = tuple(int(d) for d in inits[node.input[0]])
+        value = float(numpy_helper.to_array(node.attribute[0].t).reshape(-1)[0])
+        if len(shape) >= 2:
+            array = rng.normal(0.0, np.sqrt(2.0 / max(1, int(np.prod(shape[1:])))), shape)
+        else:
+            array = value * rng.uniform(0.5, 1.5, shape)
+        out.graph.initializer.append(numpy_helper.from_array(array.astype(np.float32), node.output[0]))
+        weights.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.FLOAT, list(shape)))
+    del out.graph.node[:]
+    out.graph.node.extend(kept)
+    inputs = list(out.graph.input)  # IR 3: every initializer is a graph input too, here before the image
+    del out.graph.input[:]
+    out.graph.input.extend([*weights, *inputs])
+    return out
+
+
+def test_the_light_zoo_is_there() -> None:
+    assert len(LIGHT) == 9, [p.name for p in LIGHT]
+
+
+FAST = ("light_squeezenet",)  # the rest take 10-100 s each on a loaded 2-core machine (slow)
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=[] if p.stem in FAST else [pytest.mark.slow])
+                                  for p in LIGHT], ids=[p.stem.removeprefix("light_") for p in LIGHT])
+def test_light_zoo_models_compress(path: Path) -> None:
+    """IR-3 era models (initializers listed as graph inputs before the image) compress and run in ORT."""
+    import featcomp
+
+    model = _random_weights(onnx.load(str(path)))
+    feeds = _feeds(model, 2)
+    result = featcomp.compress(model, ListReader(feeds), sqnr_db=20.0)
+    assert result.sites
+    y = _runs_in_ort(result.model, feeds)
+    assert y.shape[0] == 1 and np.all(np.isfinite(y))
