@@ -22,7 +22,7 @@ from featcomp.data import InputReader, collect, open_inputs, read_labels, valida
 from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec, load_model, prepare
 from featcomp.passes.insert import insert_pairs, strip_pairs
-from featcomp.passes.sites import Site, SiteFilter, find_sites, select
+from featcomp.passes.sites import Site, SiteFilter, find_sites, no_sites_reason, select
 from featcomp.preprocess import Preprocess
 from featcomp.reporting.measure import measure
 from featcomp.reporting.schema import Report
@@ -114,7 +114,10 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     t0 = time.perf_counter()
     proto = _model(model)
     family = make_codec(codec, **codec_options)
-    sites = select(find_sites(proto), include, op_types, exclude)
+    found = find_sites(proto)
+    if not found:
+        raise FeatcompError(no_sites_reason(proto))
+    sites = select(found, include, op_types, exclude)
     if not sites:
         raise FeatcompError("the site selection is empty: check --sites/--op-types/--exclude against 'featcomp inspect'")
     if max_drop is not None and not 0 <= max_drop <= 100:

@@ -148,16 +148,17 @@ def validate_batch(
     except Exception as exc:  # arbitrary user objects: report, do not crash
         raise FeatcompError(f"{role} input {spec.name!r} is not an array: {exc}") from None
     label = f"{role} input {spec.name!r}"
+    # dtype first: strings or objects are a dtype problem whatever their shape
+    if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
+        raise FeatcompError(
+            f"{label} has dtype {array.dtype} but the model expects {spec.dtype}; convert it first"
+        )
     if array.ndim != len(spec.shape) or any(
         isinstance(want, (int, np.integer)) and got != want
         for got, want in zip(array.shape, spec.shape)
     ):
         raise FeatcompError(
             f"{label} has shape {tuple(array.shape)} but the model expects {spec.expected}"
-        )
-    if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
-        raise FeatcompError(
-            f"{label} has dtype {array.dtype} but the model expects {spec.dtype}; convert it first"
         )
     if array.dtype.kind in "fc" and not np.isfinite(array).all():
         raise FeatcompError(f"{label} contains NaN or Inf values; fix the data that produced it")

@@ -31,7 +31,7 @@ EPILOGUE_OPS = frozenset({
     "Tanh", "Elu", "Selu", "Softplus", "Mish", "Gelu", "Add", "Sum", "Mul", "Concat", "Identity", "Dropout",
 })
 PASS_OPS = EPILOGUE_OPS | frozenset({
-    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "Pad", "Reshape", "Flatten",
+    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "LRN", "Pad", "Reshape", "Flatten",
     "Squeeze", "Unsqueeze", "Resize", "Upsample", "Transpose", "Split", "Slice", "DepthToSpace", "SpaceToDepth",
 })
 
@@ -64,6 +64,19 @@ def find_sites(model: onnx.ModelProto) -> list[Site]:
             if site is not None:
                 sites.append(site)
     return sites
+
+
+def no_sites_reason(model: onnx.ModelProto) -> str:
+    """Why a model has no site at all, in terms of what the user can change (for the error line)."""
+    inits = {t.name: len(t.dims) for t in model.graph.initializer}
+    ranks = {inits[n.input[1]] - 2 for n in model.graph.node
+             if n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 1 and n.input[1] in inits}
+    if ranks and 2 not in ranks:
+        dims = "/".join(f"{r}-D" for r in sorted(ranks))
+        return (f"the model has no compressible sites: its convolutions are {dims}, and featcomp compresses "
+                "2-D feature maps (N x C x H x W) between conv layers")
+    return ("the model has no compressible sites: no float N x C x H x W tensor with static C, H, W is written "
+            "between its layers ('featcomp inspect' shows what was found)")
 
 
 def select(sites: Sequence[Site], include: Iterable[str] | SiteFilter | None = None,

@@ -154,3 +154,26 @@ def initializers_as_inputs() -> onnx.ModelProto:
     del model.graph.input[:]
     model.graph.input.extend([*weights, *image])
     return model
+
+
+def lrn_block(seed: int = 5) -> onnx.ModelProto:
+    """AlexNet's first stage in small: Conv(8)-Relu-LRN-MaxPool-Conv(8)-Relu-GAP-Flatten -> [1, 8]."""
+    b = _Builder(seed)
+    x = b.op("Relu", [b.conv(INPUT, "conv1", 3, 8)], "relu1")
+    x = b.op("LRN", [x], "norm1", size=5, alpha=1e-4, beta=0.75, bias=1.0)
+    x = b.op("MaxPool", [x], "pool1", kernel_shape=[2, 2], strides=[2, 2])
+    x = b.op("Relu", [b.conv(x, "conv2", 8, 8)], "relu2")
+    b.op("Flatten", [b.op("GlobalAveragePool", [x], "gap")], "logits")
+    return b.model([_input()], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8])])
+
+
+def conv1d(seed: int = 6) -> onnx.ModelProto:
+    """Conv1d(8)-Relu-Conv1d(4)-GlobalAveragePool-Flatten on a [1, 3, 16] signal: no 2-D feature maps."""
+    b = _Builder(seed)
+    rng = b.rng
+    b.inits += [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3)).astype(np.float32), "c1.w"),
+                numpy_helper.from_array(rng.normal(0, 0.3, (4, 8, 3)).astype(np.float32), "c2.w")]
+    x = b.op("Relu", [b.op("Conv", [INPUT, "c1.w"], "conv1", pads=[1, 1])], "relu1")
+    x = b.op("GlobalAveragePool", [b.op("Conv", [x, "c2.w"], "conv2", pads=[1, 1])], "gap")
+    b.op("Flatten", [x], "logits")
+    return b.model([_input((1, 3, SIZE))], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])])

@@ -244,3 +244,11 @@ def test_interrupt_exits_130_and_bugs_keep_their_traceback(cli, model_file, monk
     monkeypatch.setattr(api, "inspect", buggy)
     with pytest.raises(RuntimeError, match="a bug"):
         cli("inspect", path)
+
+
+def test_npz_of_strings_is_a_dtype_problem(compress, model_file, tmp_path: Path) -> None:
+    path = tmp_path / "strings.npz"
+    np.savez(path, input=np.array(["a", "b", "c"]))
+    result, output = compress(model_file(models.two_convs()), calib=path)
+    assert_fails(result, "has dtype <U1", output=output)
+    assert "shape" not in result.err

@@ -346,3 +346,35 @@ def test_old_opset_is_upgraded_and_compresses(prepared, compressed) -> None:
     for r, o in zip(ref, run(model, batches)):
         assert o[0].shape == r[0].shape
         assert np.max(np.abs(o[0] - r[0])) <= 0.25 * float(np.abs(r[0]).max())
+
+
+def test_lrn_passes_through_like_a_pool() -> None:
+    """AlexNet/ZFNet: conv1 -> ReLU -> LRN -> MaxPool -> conv2; the maps around the LRN are sites."""
+    names = [s.name for s in find_sites(prepare(models.lrn_block()))]
+    assert names[:3] == ["relu1", "norm1", "pool1"]
+
+
+def test_light_alexnet_has_sites_at_its_two_largest_maps() -> None:
+    from pathlib import Path
+
+    path = Path(onnx.__file__).parent / "backend/test/data/light/light_bvlc_alexnet.onnx"
+    if not path.is_file():
+        pytest.skip("onnx's light zoo is not installed")
+    model = prepare(onnx.load(str(path)))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    sites = find_sites(model)
+    convs = [n.output[0] for n in model.graph.node if n.op_type == "Conv"]
+    fed = set()  # the conv each site's value comes from, walking back through its single-input ops
+    for site in sites:
+        name = site.name
+        while producers[name].op_type != "Conv":
+            name = producers[name].input[0]
+        fed.add(name)
+    assert {convs[0], convs[1]} <= fed
+
+
+def test_no_sites_in_a_1d_conv_model_says_why() -> None:
+    model = models.conv1d()
+    with pytest.raises(FeatcompError, match="1-D") as info:
+        api.compress(model, [{models.INPUT: np.zeros((1, 3, models.SIZE), np.float32)}])  # type: ignore[arg-type]
+    assert "--sites" not in str(info.value)
