@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
-from onnx import version_converter
+from onnx import external_data_helper, version_converter
 
 from featcomp.data import InputSpec
 from featcomp.errors import FeatcompError
@@ -39,7 +40,39 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
         model = None
     if model is None or not model.graph.node:
         raise FeatcompError(f"{p} is not an ONNX model (no graph could be read from it)")
+    _load_external_data(model, p)
     return model
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    """Read tensors stored beside the model into it: their locations are relative to the model's folder, not
+    the current directory, and once inline every output featcomp writes is self-contained."""
+    if not uses_external_data(model):
+        return
+    folder = path.resolve().parent
+    try:
+        external_data_helper.load_external_data_for_model(model, str(folder))
+    except Exception as exc:  # a missing file, a location outside the folder, a short read
+        raise FeatcompError(
+            f"cannot read the external data of {path} from its folder {folder}: {_first_line(exc)}; "
+            "keep the data files next to the model"
+        ) from None
+
+
+def uses_external_data(model: onnx.ModelProto) -> bool:
+    """True when any tensor of the graph (subgraphs and node attributes included) lives in another file."""
+    return any(external_data_helper.uses_external_data(t) for t in _tensors(model.graph))
+
+
+def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _tensors(sub)
 
 
 def default_opset(model: onnx.ModelProto) -> int:

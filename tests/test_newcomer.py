@@ -258,3 +258,55 @@ def test_light_zoo_models_compress(path: Path) -> None:
     assert result.sites
     y = _runs_in_ort(result.model, feeds)
     assert y.shape[0] == 1 and np.all(np.isfinite(y))
+
+
+# --- external data (issue 11, item 12) ---------------------------------------------------------------------
+
+def _external_model(folder: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """two_convs saved as folder/model.onnx with every weight in folder/weights.bin; returns its weights."""
+    from onnx import numpy_helper
+
+    folder.mkdir()
+    model = models.two_convs()
+    weights = {t.name: numpy_helper.to_array(t).copy() for t in model.graph.initializer}
+    onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    assert (folder / "weights.bin").is_file()
+    return folder / "model.onnx", weights
+
+
+@pytest.mark.parametrize("decoy", [False, True], ids=["plain", "decoy-in-cwd"])
+def test_external_data_is_read_from_the_models_folder(cli, tmp_path: Path, calib_npz: Path,
+                                                      monkeypatch: pytest.MonkeyPatch, decoy: bool) -> None:
+    from onnx import numpy_helper
+
+    path, weights = _external_model(tmp_path / "models")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if decoy:  # a same-named file of the same size in the current directory: it must not be read
+        size = (path.parent / "weights.bin").stat().st_size
+        (elsewhere / "weights.bin").write_bytes(np.full(size // 4, 0.5, np.float32).tobytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = cli("compress", path, "-o", out / "model.fc.onnx", "--calib", calib_npz, "--output-snr", "20", "-q")
+    assert result.code == 0, result.err
+    stripped = cli("strip", out / "model.fc.onnx", "-o", out / "model.onnx")
+    assert stripped.code == 0, stripped.err
+    monkeypatch.chdir(tmp_path)  # outputs are self-contained: they load from anywhere, with the model's weights
+    for written in (out / "model.fc.onnx", out / "model.onnx"):
+        loaded = onnx.load(str(written), load_external_data=False)
+        assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in loaded.graph.initializer)
+        got = {t.name: numpy_helper.to_array(t) for t in loaded.graph.initializer}
+        for name, value in weights.items():
+            np.testing.assert_array_equal(got[name], value)
+        assert np.all(np.isfinite(_runs_in_ort(loaded, _feeds(loaded))))
+
+
+def test_missing_external_data_is_one_line(cli, tmp_path: Path, calib_npz: Path) -> None:
+    path, _ = _external_model(tmp_path / "models")
+    (path.parent / "weights.bin").unlink()
+    result = cli("compress", path, "-o", tmp_path / "out.fc.onnx", "--calib", calib_npz)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert result.err.startswith("featcomp: error: cannot read the external data") and "weights.bin" in result.err
+    assert not (tmp_path / "out.fc.onnx").exists()
