@@ -215,7 +215,7 @@ function bars(R, sites, colours, select) {
     const x = m.l + i * slot;
     const g = el("svg:g", { class: "bar-slot", "data-site": e.name }, svg);
     el("svg:rect", { class: "hover-band", x, y: m.t, width: slot, height: H - m.t - m.b }, g);
-    const bw = Math.max(2, slot * 0.78), aw = Math.max(1.5, slot * 0.46);
+    const bw = Math.min(56, Math.max(2, slot * 0.78)), aw = Math.min(32, Math.max(1.5, slot * 0.46));
     if (e.site) {
       el("svg:rect", { class: "bar-before", x: x + (slot - bw) / 2, y: y(e.before), width: bw,
         height: y(0) - y(e.before), fill: "var(--before)" }, g);
@@ -439,7 +439,7 @@ function curve(R, S) {
     }
     for (let v = y0; v <= y1; v += niceStep((y1 - y0) / 5)) {
       el("svg:line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), class: "gridline" }, axis);
-      el("svg:text", { x: m.l - 5, y: Y(v) + 3.5, "text-anchor": "end" }, axis, fixed(v, 0) + "%");
+      el("svg:text", { x: m.l - 5, y: Y(v) + 3.5, "text-anchor": "end" }, axis, fixed(v, v % 1 ? 1 : 0) + "%");
     }
     el("svg:text", { x: (m.l + W - m.r) / 2, y: H - 4, "text-anchor": "middle" }, axis, "bits per value");
     el("svg:text", { x: m.l, y: 13, "font-weight": 600, "font-size": 11.5, fill: "#344054" }, svg, label);
@@ -451,7 +451,9 @@ function curve(R, S) {
     }
     const here = X(R.totals.bits_per_value);
     el("svg:line", { x1: here, x2: here, y1: m.t, y2: H - m.b, stroke: "#2563eb", "stroke-dasharray": "2 3" }, svg);
-    el("svg:text", { x: here + 4, y: m.t + 10, fill: "#2563eb", "font-size": 10.5 }, svg, "this model");
+    const flip = here > W - m.r - 70;  // label on the left of the line near the right edge
+    el("svg:text", { x: flip ? here - 4 : here + 4, y: m.t + 10, fill: "#2563eb", "font-size": 10.5,
+      "text-anchor": flip ? "end" : "start" }, svg, "this model");
     codecs.forEach((c, i) => {
       const pts = S.points.filter((p) => p.codec === c).sort((a, b) => a.bits_per_value - b.bits_per_value);
       const colour = MODE_COLOURS[i % MODE_COLOURS.length];
