@@ -259,13 +259,17 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sites", metavar="A,B", help="compress only these sites (names from 'featcomp inspect')")
     p.add_argument("--op-types", metavar="OPS", help="compress only sites produced by these op types, e.g. Conv,Add")
     p.add_argument("--exclude", metavar="A,B", help="never compress these sites")
-    p.add_argument("--report", metavar="FILE.json", help="also write the report as JSON (default job: next to OUT)")
+    p.add_argument("--report", metavar="FILE",
+                   help="also write the report: FILE.html a page to open in a browser, .csv, .md, else JSON "
+                        "(default job: JSON and HTML next to OUT)")
     _data_args(p)
     _format_arg(p)
+    _view_args(p)
 
 
 def _compress(args: argparse.Namespace, bars: Bars) -> int:
-    output, report_path = _compress_paths(args)
+    output, report_paths = _compress_paths(args)
+    sweep = _sweep(args.sweep, [report_format(p) for p in report_paths])
     from featcomp import api
     from featcomp.modelio import load_model, prepare, save_model, write_bytes
     from featcomp.reporting.render import render
@@ -325,11 +329,13 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     report_reader = reader("report")
     report = api.report(result.model, report_reader, name=output.name,
                         progress=bars.track("measuring", total=_size(report_reader)))
-    report.meta.update(featcomp=_version(), allocation=result.allocation, compress_seconds=result.seconds)
-    text = render(report, args.format)
+    data = "scikit-image sample photos" if args.model is None and args.calib is None else str(calib)
+    report.meta.update(featcomp=_version(), allocation=result.allocation, compress_seconds=result.seconds, data=data)
+    text = render(report, args.format, wide=args.wide)
     sys.stdout.write(text)
-    if report_path is not None:
-        write_bytes(report_path, (report.to_json() + "\n").encode("utf-8"))
+    for path in report_paths:
+        fmt = report_format(path)
+        write_bytes(path, render(report, fmt, sweep=sweep).encode("utf-8"))
     # keeps json/csv on stdout parseable: the closing line goes to stderr for those formats
     done = sys.stdout if args.format in ("table", "md") else sys.stderr
     how = result.allocation
@@ -342,12 +348,14 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         print(f"note: --max-drop {how['max_drop']:g} could not be met: even the finest setting gives {measure} "
               f"{got:.1%} on the calibration data (needed {how['required']:.1%}); the finest setting was used", file=sys.stderr)
     chosen = f", output SNR {how['output_snr_db']:.1f} dB" if "output_snr_db" in how else ""
-    print(f"compressed model: {output} ({len(result.sites)} sites{chosen}, {result.seconds['total']:.1f}s to compress)",
-          file=done)
+    print(f"compressed model: {output} ({len(result.sites)} sites{chosen}, in {result.seconds['total']:.1f}s)", file=done)
+    for path in report_paths:
+        if report_format(path) == "html":
+            print(f"report: {path} (open it in a browser)", file=done)
     return 0
 
 
-def _compress_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
+def _compress_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:
     """The model and report outputs, checked before any work (the default job makes featcomp-out/)."""
     from featcomp.modelio import check_writable
 
@@ -356,7 +364,7 @@ def _compress_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
         if missing:
             raise FeatcompError(f"compress {args.model} needs {' and '.join(missing)} "
                                 "(run 'featcomp compress' without a model for the embedded default job)")
-        return check_writable(args.output), _checked(args.report)
+        return check_writable(args.output), [check_writable(args.report)] if args.report else []
     if args.output is None:
         try:
             DEFAULT_OUT.parent.mkdir(exist_ok=True)
@@ -364,35 +372,84 @@ def _compress_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:
             raise FeatcompError(f"cannot create folder {DEFAULT_OUT.parent}: {exc.strerror or exc}") from None
     output = Path(args.output or DEFAULT_OUT)
     stem = output.name.removesuffix(".onnx").removesuffix(".fc")
-    return check_writable(output), check_writable(args.report or output.with_name(f"{stem}.report.json"))
+    if args.report:
+        return check_writable(output), [check_writable(args.report)]
+    reports = [output.with_name(f"{stem}.report.json"), output.with_name(f"{stem}.report.html")]
+    return check_writable(output), [check_writable(p) for p in reports]
 
 
 # ---------------------------------------------------------------------------------------------- report
 
 
 def _report_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL_FC", help="a model written by 'featcomp compress'")
-    p.add_argument("--calib", "--images", dest="calib", metavar="SRC", required=True,
-                   help="the data to measure on: a folder of images or an .npz")
+    p.add_argument("model", metavar="MODEL_FC",
+                   help="a model written by 'featcomp compress', or a report .json to render again (no data needed)")
+    p.add_argument("--calib", "--images", dest="calib", metavar="SRC",
+                   help="the data to measure on: a folder of images or an .npz (required for a model)")
     _data_args(p)
-    _format_arg(p)
+    _format_arg(p, (*FORMATS, "html"))
+    _view_args(p)
     _output_arg(p)
+
+
+def _view_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wide", action="store_true", help="table format: all columns (default: the first-read ones)")
+    p.add_argument("--sweep", metavar="CURVE.json",
+                   help="html: add the rate-accuracy curve of this 'featcomp sweep' JSON")
 
 
 def _report(args: argparse.Namespace, bars: Bars) -> int:
     output = _checked(args.output)
-    from featcomp import api
-    from featcomp.modelio import load_model
+    sweep = _sweep(args.sweep, [args.format])
     from featcomp.reporting.render import render
+    from featcomp.reporting.schema import Report
 
-    model = load_model(args.model)
-    if not api.site_codecs(model):  # say so before reading any data
-        raise FeatcompError(f"{args.model} has no featcomp pairs: compress it first ('featcomp compress')")
-    reader = _open(model, args.calib, args.preprocess, args.limit, "report")
-    report = api.report(model, reader, name=Path(args.model).name,
-                        progress=bars.track("measuring", total=_size(reader)))
-    _emit(render(report, args.format), output)
+    if args.model.endswith(".json"):  # a saved report: render it again, measure nothing
+        report = Report.from_json(_read_text(args.model, "report"))
+    else:
+        from featcomp import api
+        from featcomp.modelio import load_model
+
+        if args.calib is None:
+            raise FeatcompError(f"report {args.model} needs --calib SRC, the data to measure on "
+                                "(or give a report .json to render it again)")
+        model = load_model(args.model)
+        if not api.site_codecs(model):  # say so before reading any data
+            raise FeatcompError(f"{args.model} has no featcomp pairs: compress it first ('featcomp compress')")
+        reader = _open(model, args.calib, args.preprocess, args.limit, "report")
+        report = api.report(model, reader, name=Path(args.model).name,
+                            progress=bars.track("measuring", total=_size(reader)))
+        report.meta.update(featcomp=_version(), data=str(args.calib))
+    _emit(render(report, args.format, wide=args.wide, sweep=sweep), output)
     return 0
+
+
+def _read_text(path: str, what: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise FeatcompError(f"{what} file {p} does not exist")
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FeatcompError(f"cannot read {what} {p}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _sweep(path: str | None, formats: list[str]) -> Any:
+    """The --sweep curve, read and checked before any long work (it is drawn only in the HTML page)."""
+    if path is None:
+        return None
+    if "html" not in formats:
+        raise FeatcompError("--sweep is drawn in the HTML report: add --format html (or --report FILE.html)")
+    from featcomp.sweep import Sweep
+
+    return Sweep.from_json(_read_text(path, "curve"))
+
+
+REPORT_FORMATS = {".html": "html", ".htm": "html", ".csv": "csv", ".md": "md"}  # --report by extension; else json
+
+
+def report_format(path: Path) -> str:
+    return REPORT_FORMATS.get(path.suffix.lower(), "json")
 
 
 # ---------------------------------------------------------------------------------------------- eval

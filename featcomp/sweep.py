@@ -61,11 +61,18 @@ class Sweep:
 
     @classmethod
     def from_json(cls, text: str) -> Sweep:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise FeatcompError(f"curve is not JSON: {exc.msg} at line {exc.lineno}") from None
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            raise FeatcompError(f"not a {SCHEMA} curve")
-        data["points"] = [Point(**p) for p in data["points"]]
-        return cls(**data)
+            found = data.get("schema") if isinstance(data, dict) else None
+            raise FeatcompError(f"curve schema is {found!r}; this featcomp reads {SCHEMA!r} ('featcomp sweep' writes it)")
+        try:
+            data["points"] = [Point(**p) for p in data["points"]]
+            return cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise FeatcompError(f"curve does not match schema {SCHEMA}: {exc}") from None
 
 
 def sweep(model: api.ModelLike, calib: api.DataLike, images: str | os.PathLike[str], labels: str | os.PathLike[str], *,

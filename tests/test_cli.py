@@ -145,8 +145,36 @@ def test_default_job(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     model = tmp_path / "featcomp-out" / "efficientnet-lite0.fc.onnx"
     report = json.loads((tmp_path / "featcomp-out" / "efficientnet-lite0.report.json").read_text())
     assert model.is_file() and report["schema"] == "featcomp.report/1"
-    assert result.out.splitlines()[-1].startswith("compressed model: featcomp-out/efficientnet-lite0.fc.onnx (")
+    lines = result.out.splitlines()
+    assert lines[-2].startswith("compressed model: featcomp-out/efficientnet-lite0.fc.onnx (")
+    assert lines[-1] == "report: featcomp-out/efficientnet-lite0.report.html (open it in a browser)"
+    assert max(len(line) for line in lines) <= 100, "the default job's output fits a 100-column terminal"
     assert report["totals"]["sites"] == len(api.site_codecs(str(model))) > 0
+    page = tmp_path / "featcomp-out" / "efficientnet-lite0.report.html"
+    from test_report_html import embedded
+
+    text = (tmp_path / "featcomp-out" / "efficientnet-lite0.report.json").read_text()
+    assert embedded(page.read_text())["featcomp-report"] == text.strip().replace("<", "\\u003c")
+    _check_in_browser(page, sites=report["totals"]["sites"])
+
+
+def _check_in_browser(page: Path, sites: int) -> None:
+    """The default job's page in headless Chromium (skipped without it, except under CI=true)."""
+    import os
+
+    from featcomp.reporting.browser import Page, find_chromium
+
+    if find_chromium() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is missing (required when CI=true): apt-get install chromium")
+        pytest.skip("no Chromium for the page check")
+    artifacts = Path(__file__).resolve().parent.parent / ".ci-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    with Page(width=1400, height=1000) as browser:
+        browser.open(page)
+        assert browser.console_errors() == []
+        assert browser.evaluate("document.querySelectorAll('rect.bar-after').length") == sites
+        browser.screenshot(artifacts / "report-page-default-job.png", full_page=True)
 
 
 def _python(*args: str) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,7 @@ from featcomp.modelio import input_spec
 from featcomp.passes.insert import strip_pairs
 from featcomp.passes.pairs import Pair, find_pairs
 from featcomp.passes.sites import Site, find_sites
+from featcomp.reporting.graph import graph_of
 from featcomp.reporting.schema import Report, SiteReport, Totals
 from featcomp.runtime_ops import ort
 
@@ -102,6 +103,7 @@ def measure(model: onnx.ModelProto, reader: InputReader, *, name: str = "model",
     return Report(
         model=name, codec=",".join(sorted({p.codec_name for p in pairs})), samples=samples, sites=reports,
         totals=totals, accuracy={"top1_agreement": agree / max(1, samples), "samples": samples},
+        graph=graph_of(original),
     )
 
 

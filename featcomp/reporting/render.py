@@ -4,30 +4,71 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from featcomp.errors import FeatcompError
 from featcomp.reporting.schema import Report, SiteReport
 
-COLUMNS: list[tuple[str, Callable[[SiteReport], str]]] = [
-    ("site", lambda s: s.name),
-    ("producer", lambda s: s.producer),
-    ("shape", lambda s: "x".join(map(str, s.shape))),
-    ("mode", lambda s: s.mode + (f"/{s.details.get('group')}" if s.mode == "dct" else "")),
-    ("codec", lambda s: s.codec),
-    ("int8 B", lambda s: f"{s.int8_bytes}"),
-    ("coded B", lambda s: f"{s.coded_bytes_mean:.0f}"),
-    ("max B", lambda s: f"{s.coded_bytes_max}"),
-    ("side B", lambda s: f"{s.side_bytes}"),
-    ("bits/val", lambda s: f"{s.bits_per_value:.2f}"),
-    ("payload", lambda s: f"{s.payload_bits_per_value:.2f}"),
-    ("entropy", lambda s: f"{s.entropy_bits_per_value:.2f}"),
-    ("x int8", lambda s: f"{s.ratio_vs_int8:.2f}"),
-    ("x fp32", lambda s: f"{s.ratio_vs_fp32:.2f}"),
-    ("zeros", lambda s: f"{s.zero_fraction:.0%}"),
-    ("SQNR dB", lambda s: f"{s.sqnr_db:.1f}"),
+if TYPE_CHECKING:
+    from featcomp.sweep import Sweep
+
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column, declared rather than coded so the HTML page formats its cells the same way.
+
+    `key` is a SiteReport field; `style` says how to print it (see cell(); html/report.js has the same
+    styles); `narrow` columns are the ones a person reads first (the default terminal table).
+    """
+
+    name: str
+    key: str
+    style: str
+    narrow: bool = False
+
+
+COLUMNS: list[Column] = [
+    Column("site", "name", "text", narrow=True),
+    Column("producer", "producer", "text"),
+    Column("shape", "shape", "shape", narrow=True),
+    Column("mode", "mode", "mode", narrow=True),
+    Column("codec", "codec", "text"),
+    Column("int8 B", "int8_bytes", "int", narrow=True),
+    Column("coded B", "coded_bytes_mean", "f0", narrow=True),
+    Column("max B", "coded_bytes_max", "int"),
+    Column("side B", "side_bytes", "int"),
+    Column("bits/val", "bits_per_value", "f2", narrow=True),
+    Column("payload", "payload_bits_per_value", "f2"),
+    Column("entropy", "entropy_bits_per_value", "f2"),
+    Column("x int8", "ratio_vs_int8", "f2", narrow=True),
+    Column("x fp32", "ratio_vs_fp32", "f2"),
+    Column("zeros", "zero_fraction", "pct"),
+    Column("SQNR dB", "sqnr_db", "f1", narrow=True),
 ]
-FORMATS = ("table", "json", "csv", "md")
+WIDTH = 100  # terminal columns the default table and the summary lines fit in
+NARROW = [c for c in COLUMNS if c.narrow]
+LEFT = frozenset({"text", "shape", "mode"})  # styles printed left-aligned
+
+
+def cell(site: SiteReport, column: Column) -> str:
+    """The text of one table cell (the HTML page's report.js mirrors these styles)."""
+    value = getattr(site, column.key)
+    if column.style == "shape":
+        return "x".join(map(str, value))
+    if column.style == "mode":
+        return value + (f"/{site.details.get('group')}" if value == "dct" else "")
+    if column.style == "int":
+        return f"{value}"
+    if column.style == "pct":
+        return f"{value:.0%}"
+    if column.style in ("f0", "f1", "f2"):
+        return f"{value:.{column.style[1]}f}"
+    return str(value)
+
+
+FORMATS = ("table", "json", "csv", "md", "html")
 
 
 def summary_lines(report: Report) -> list[str]:
@@ -35,21 +76,19 @@ def summary_lines(report: Report) -> list[str]:
     mb = 1e6
     lines = [
         f"{report.model}: {t.sites} sites, codec {report.codec}, {report.samples} samples, batch 1",
-        f"feature maps: {t.int8_bytes / mb:.3f} MB int8 -> {(t.coded_bytes + t.side_bytes) / mb:.3f} MB coded "
-        f"(side info {t.side_bytes / 1e3:.1f} kB included): {t.ratio_vs_int8:.2f}x vs int8, "
-        f"{t.ratio_vs_fp32:.2f}x vs fp32, {t.bits_per_value:.2f} bits/value",
-        f"payload {t.payload_bits_per_value:.3f} bits/value, order-0 entropy of the symbols "
-        f"{t.entropy_bits_per_value:.3f} (coder overhead {t.payload_bits_per_value - t.entropy_bits_per_value:+.3f}), "
-        f"side information {8 * t.side_bytes / max(1, t.values):.3f}",
-        f"traffic per inference (activations written + read, weights, input): "
-        f"{t.total_traffic_int8 / mb:.2f} MB int8 -> {t.total_traffic_compressed / mb:.2f} MB "
-        f"({t.traffic_saving_vs_int8:.1%} less)",
+        f"feature maps: {t.int8_bytes / mb:.3f} MB int8 -> {(t.coded_bytes + t.side_bytes) / mb:.3f} MB coded: "
+        f"{t.ratio_vs_int8:.2f}x vs int8, {t.ratio_vs_fp32:.2f}x vs fp32, {t.bits_per_value:.2f} bits/value",
+        f"bits/value: payload {t.payload_bits_per_value:.3f}, order-0 entropy {t.entropy_bits_per_value:.3f} "
+        f"(coder overhead {t.payload_bits_per_value - t.entropy_bits_per_value:+.3f}), "
+        f"side info {8 * t.side_bytes / max(1, t.values):.3f} ({t.side_bytes / 1e3:.1f} kB)",
+        f"traffic per inference (written + read, weights, input): {t.total_traffic_int8 / mb:.2f} MB int8 -> "
+        f"{t.total_traffic_compressed / mb:.2f} MB ({t.traffic_saving_vs_int8:.1%} less)",
     ]
     if t.input_jpeg:
         j = t.input_jpeg
-        lines.append(f"input per inference: {j['raw'] / 1e3:.1f} kB raw 8-bit -> {j['standard'] / 1e3:.1f} kB JPEG "
-                     f"q{j['quality']} -> {j['learned'] / 1e3:.1f} kB learned JPEG ({j['width']}x{j['height']}, "
-                     f"real file bytes, {j['images']} images)")
+        lines.append(f"input: {j['raw'] / 1e3:.1f} kB raw 8-bit -> {j['standard'] / 1e3:.1f} kB JPEG q{j['quality']} "
+                     f"-> {j['learned'] / 1e3:.1f} kB learned JPEG ({j['width']}x{j['height']}, file bytes, "
+                     f"{j['images']} images)")
     if "top1_agreement" in report.accuracy:
         lines.append(f"top-1 agreement with the original model: {report.accuracy['top1_agreement']:.1%} "
                      f"on {report.accuracy.get('samples', report.samples)} inputs")
@@ -59,38 +98,44 @@ def summary_lines(report: Report) -> list[str]:
     return lines
 
 
-def render(report: Report, fmt: str) -> str:
+def render(report: Report, fmt: str, *, wide: bool = False, sweep: Sweep | None = None) -> str:
+    """The report in one of FORMATS; `wide` is for the terminal table (all columns), `sweep` for html."""
+    if fmt == "html":
+        from featcomp.reporting.html import render_html
+
+        return render_html(report, sweep=sweep)
     if fmt == "json":
         return report.to_json() + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([c for c, _ in COLUMNS] + ["consumers"])
+        writer.writerow([c.name for c in COLUMNS] + ["consumers"])
         for s in report.sites:
-            writer.writerow([f(s) for _, f in COLUMNS] + [" ".join(s.consumers)])
+            writer.writerow([cell(s, c) for c in COLUMNS] + [" ".join(s.consumers)])
         return buf.getvalue()
     if fmt == "md":
-        head = "| " + " | ".join(c for c, _ in COLUMNS) + " |"
+        head = "| " + " | ".join(c.name for c in COLUMNS) + " |"
         rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-        rows = ["| " + " | ".join(f(s).replace("|", "\\|") for _, f in COLUMNS) + " |" for s in report.sites]
+        rows = ["| " + " | ".join(cell(s, c).replace("|", "\\|") for c in COLUMNS) + " |" for s in report.sites]
         return "\n".join([*(f"- {line}" for line in summary_lines(report)), "", head, rule, *rows]) + "\n"
     if fmt == "table":
-        return _table(report)
+        return _table(report, COLUMNS if wide else NARROW)
     raise FeatcompError(f"unknown report format '{fmt}'; choose one of: {', '.join(FORMATS)}")
 
 
-def _table(report: Report) -> str:
+def _table(report: Report, columns: list[Column]) -> str:
+    """A rich table; the narrow one (the default) fits a 100-column terminal, summary lines included."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(show_lines=False, header_style="bold")
-    for name, _ in COLUMNS:
-        table.add_column(name, justify="left" if name in ("site", "producer", "shape", "mode") else "right",
-                         overflow="fold")
+    table = Table(show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for c in columns:
+        table.add_column(c.name, justify="left" if c.style in LEFT else "right", overflow="fold")
     for s in report.sites:
-        table.add_row(*(f(s) for _, f in COLUMNS))
+        table.add_row(*(cell(s, c) for c in columns))
     buf = io.StringIO()
-    console = Console(file=buf, width=200, force_terminal=False, color_system=None)
+    console = Console(file=buf, width=200 if columns is COLUMNS else WIDTH, force_terminal=False, color_system=None)
     console.print(table)
     for line in summary_lines(report):
         console.print(line, highlight=False, soft_wrap=True)

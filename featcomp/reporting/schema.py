@@ -83,6 +83,9 @@ class Report:
     totals: Totals
     accuracy: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    # the original network, for drawing it (featcomp.reporting.graph.graph_of): optional, so reports written
+    # before it existed still read under the same schema version
+    graph: dict[str, Any] | None = None
     schema: str = SCHEMA
 
     def to_json(self) -> str:
