@@ -172,3 +172,60 @@ def test_usage_errors_exit_2(cli: Cli) -> None:
     assert cli("jpeg").code == 2
     assert cli("jpeg", "encode", "x.png", "-o", "d").code == 2  # --tables or --quality is required
     assert cli("jpeg", "learn", "--target-bpp", "1", "--max-drop", "1", "-o", "t.json").code == 2
+
+
+# ---- detailed photos at the finest tables: Pillow's optimize=True output buffer (issue 11, item 3) -------------
+
+NOISY = 256  # uniform noise at all-1 steps codes to ~2.9 bytes/pixel, past Pillow's own 2 bytes/pixel buffer
+FINE = "resize=256,crop=256,order=rgb,mean=128,std=128"
+
+
+@pytest.fixture
+def noisy(tmp_path: Path) -> Path:
+    """A folder with one detailed (noise) 256x256 RGB photo."""
+    folder = tmp_path / "noisy"
+    folder.mkdir()
+    rgb = np.random.default_rng(7).integers(0, 256, (NOISY, NOISY, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(folder / "noise.png")
+    return folder
+
+
+def _all_ones(tmp_path: Path) -> Path:
+    path = tmp_path / "ones.json"
+    Tables(np.ones((8, 8), np.int64), np.ones((8, 8), np.int64)).save(path)
+    return path
+
+
+def test_encode_function_on_a_detailed_photo_at_all_ones() -> None:
+    from featcomp.jpeg.encode import encode
+
+    rgb = np.random.default_rng(7).integers(0, 256, (NOISY, NOISY, 3), dtype=np.uint8)
+    data = encode(rgb, Tables(np.ones((8, 8), np.int64), np.ones((8, 8), np.int64)))
+    assert len(data) > 2 * NOISY * NOISY  # larger than the buffer Pillow sizes for itself
+    assert np.abs(decode(data).astype(int) - rgb).max() <= 8  # step 1: near-lossless
+
+
+def test_jpeg_encode_a_detailed_photo_at_all_ones(cli: Cli, noisy: Path, tmp_path: Path) -> None:
+    done = cli("jpeg", "encode", noisy, "--tables", _all_ones(tmp_path), "-o", tmp_path / "o")
+    assert done.code == 0, done.err
+    assert decode((tmp_path / "o" / "noise.jpg").read_bytes()).shape == (NOISY, NOISY, 3)
+    assert (tmp_path / "o" / "noise.jpg").stat().st_size > 2 * NOISY * NOISY
+
+
+def test_jpeg_learn_on_a_detailed_photo(cli: Cli, model_file: Callable[..., str], noisy: Path, tmp_path: Path) -> None:
+    """The rate search encodes the finest member (all-1 steps) first."""
+    model = model_file(models.two_convs(dims=(1, 3, NOISY, NOISY)))
+    done = cli("jpeg", "learn", model, "--images", noisy, "--preprocess", FINE, "--method", "deepn",
+               "--target-bpp", "8", "-o", tmp_path / "t.json", "-q")
+    assert done.code == 0, done.err
+    assert Tables.load(tmp_path / "t.json").meta["bpp"] <= 8
+
+
+def test_jpeg_eval_on_a_detailed_photo_at_quality_100(cli: Cli, model_file: Callable[..., str], noisy: Path,
+                                                        tmp_path: Path) -> None:
+    """Quality 100 is all-1 steps; --rate-images encodes the full-size photos too."""
+    model = model_file(models.two_convs(dims=(1, 3, NOISY, NOISY)))
+    done = cli("jpeg", "eval", model, "--images", noisy, "--preprocess", FINE, "--quality", "100",
+               "--rate-images", noisy, "--tables", _all_ones(tmp_path), "--no-sweep")
+    assert done.code == 0, done.err
+    assert "standard q100" in done.out
