@@ -229,3 +229,49 @@ def test_jpeg_eval_on_a_detailed_photo_at_quality_100(cli: Cli, model_file: Call
                "--rate-images", noisy, "--tables", _all_ones(tmp_path), "--no-sweep")
     assert done.code == 0, done.err
     assert "standard q100" in done.out
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda d: d["profile"].__setitem__("scale", "big"), ("profile.scale", "positive number")),
+    (lambda d: d["profile"].__setitem__("scale", [1]), ("profile.scale",)),
+    (lambda d: d["profile"].__setitem__("scale", True), ("profile.scale",)),
+    (lambda d: d["profile"].__setitem__("scale", -2), ("profile.scale", "positive")),
+    (lambda d: d.__setitem__("profile", [1, 2]), ("profile must be an object",)),
+    (lambda d: d.__setitem__("meta", [1, 2]), ("meta must be an object",)),
+    (lambda d: d.__setitem__("ladder", [1]), ("ladder must be an object",)),
+    (lambda d: d.__setitem__("method", ["learned"]), ("method must be a string",)),
+    (lambda d: d["profile"]["luma"][0].__setitem__(0, float("nan")), ("profile_luma", "finite")),
+    (lambda d: d.__setitem__("luma", "16"), ("luma must be an 8x8 list",)),
+], ids=["scale-str", "scale-list", "scale-bool", "scale-negative", "profile-list", "meta-list", "ladder-list",
+        "method-list", "nan-profile", "luma-str"])
+def test_tampered_tables_file_is_one_line(cli: Cli, photos: Path, tmp_path: Path, change: Callable[[dict], None],
+                                          words: tuple[str, ...]) -> None:
+    data = standard(50).to_dict()
+    change(data)
+    path = tmp_path / "tampered.json"
+    path.write_text(json.dumps(data))
+    _bad(cli("jpeg", "encode", photos / "p0.png", "--tables", path, "-o", tmp_path / "o"), "tampered.json", *words)
+    assert not (tmp_path / "o").exists()
+
+
+def test_preprocess_too_large_is_one_line(cli: Cli, photos: Path, tmp_path: Path) -> None:
+    _bad(cli("jpeg", "encode", photos / "p0.png", "--quality", "50", "--preprocess", "resize=60000", "-o",
+             tmp_path / "o"), "resize=60000", "8192")
+
+
+def test_jpeg_help_lists_every_method(cli: Cli) -> None:
+    from featcomp.jpeg.learn import METHODS
+
+    done = cli("jpeg", "--help")
+    assert done.code == 0
+    actions = done.out.split("positional arguments:", 1)[1]
+    learn_help = " ".join(actions.split(" learn ", 1)[1].split(" insert ", 1)[0].split())
+    assert all(method in learn_help for method in METHODS), learn_help
+
+
+def test_encode_into_an_unwritable_folder_is_one_line(cli: Cli, photos: Path, tmp_path: Path, read_only) -> None:
+    locked = read_only(tmp_path / "locked")
+    _bad(cli("jpeg", "encode", photos, "--quality", "50", "-o", locked / "o"), "not writable", str(locked))
+    _bad(cli("jpeg", "encode", photos, "--quality", "50", "-o", locked), "not writable")
+    _bad(cli("jpeg", "encode", photos, "--quality", "50", "-o", tmp_path / "missing" / "o"), "does not exist")
+    assert list(locked.iterdir()) == []

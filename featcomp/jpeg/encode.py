@@ -136,13 +136,9 @@ class Encoded:
 def write_files(paths: Sequence[str | Path], tables: Tables, outdir: str | Path,
                 preprocess: Preprocess | None = None) -> list[Encoded]:
     """``outdir/<stem>.jpg`` per image; every input is read and checked before anything is written."""
-    from featcomp.modelio import write_bytes
+    from featcomp.modelio import check_folder_output, write_bytes
 
-    out = Path(outdir)
-    if out.exists() and not out.is_dir():
-        raise FeatcompError(f"output {out} exists and is not a folder; give a folder for the .jpg files")
-    if not out.parent.is_dir():
-        raise FeatcompError(f"cannot create {out}: folder {out.parent} does not exist")
+    out = check_folder_output(outdir)
     if not paths:
         raise FeatcompError("no images given to encode")
     stems: dict[str, Path] = {}
@@ -152,7 +148,10 @@ def write_files(paths: Sequence[str | Path], tables: Tables, outdir: str | Path,
         stems[p.stem] = p
     views = [model_view(load_rgb(p), preprocess) for p in stems.values()]
     files = [encode(v, tables) for v in views]
-    out.mkdir(exist_ok=True)
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise FeatcompError(f"cannot create {out}: {exc.strerror or exc}") from None
     done = []
     for (stem, src), view, data in zip(stems.items(), views, files):
         target = write_bytes(out / f"{stem}.jpg", data)
