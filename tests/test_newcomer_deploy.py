@@ -119,3 +119,53 @@ def test_a_given_runtime_folder_is_never_downloaded_into(tmp_path: Path, monkeyp
     with pytest.raises(FeatcompError, match="pip download"):
         runtime.runtime_libs("aarch64", tmp_path / "mine")
     assert not script.with_suffix(".log").exists() and list((tmp_path / "mine").iterdir()) == []
+
+
+# ---- the README's test command is what CI runs, and it installs the system packages (issue 11, item 7) -------
+
+PACKAGES = {"qemu-aarch64": "qemu-user", "aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu", "g++": "g++",
+            "valgrind": "valgrind", "chromium": "chromium"}
+
+
+def _system_packages(tmp_path: Path, uid: int, present: tuple[str, ...]) -> tuple[subprocess.CompletedProcess[str], str]:
+    """scripts/system-packages.sh with PATH holding only fakes: `id`, a logging `apt-get`, and the tools in
+    `present`. Returns the run and what apt-get was asked (one line per call)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "apt.log"
+    fakes = {"id": f"echo {uid}", "apt-get": f'echo "$@" >> {log}', **{tool: "exit 0" for tool in present}}
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    done = subprocess.run(["/bin/bash", str(ROOT / "scripts" / "system-packages.sh")], capture_output=True, text=True,
+                          env={"PATH": str(bin_dir)}, timeout=60)
+    return done, log.read_text() if log.exists() else ""
+
+
+def test_test_command_installs_every_missing_package_in_one_apt_line(tmp_path: Path) -> None:
+    done, apt = _system_packages(tmp_path, 0, ("g++", "valgrind"))
+    assert done.returncode == 0, done.stderr
+    assert apt.splitlines() == ["update -qq", "install -y -qq --no-install-recommends qemu-user g++-aarch64-linux-gnu "
+                                              "chromium"]
+    assert done.stdout == "" and done.stderr.count("\n") == 1
+
+
+def test_test_command_does_nothing_when_all_packages_are_there(tmp_path: Path) -> None:
+    done, apt = _system_packages(tmp_path, 0, tuple(PACKAGES))
+    assert (done.returncode, apt, done.stdout, done.stderr) == (0, "", "", "")
+
+
+def test_test_command_without_root_names_what_to_install(tmp_path: Path) -> None:
+    done, apt = _system_packages(tmp_path, 1000, ())
+    assert done.returncode == 0 and apt == ""
+    assert "apt-get install " + " ".join(PACKAGES.values()) in done.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    commands = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+                if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    assert commands == ["bash scripts/test.sh"]
+    readme = (ROOT / "README.md").read_text()
+    assert "\nbash scripts/test.sh " in readme
+    test_sh = (ROOT / "scripts" / "test.sh").read_text()
+    assert "bash scripts/system-packages.sh" in test_sh and "bash scripts/setup.sh test" in test_sh

@@ -72,6 +72,7 @@ def fetch(arch: str, timeout: float = 1800) -> Path:
                                 f"fetch it where the package registry is reachable with: {fetch_command(arch, 'DIR')}"
                                 f" and pass --runtime DIR")
         shutil.rmtree(dest, ignore_errors=True)
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the cache is shared like any other
         staging.rename(dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
