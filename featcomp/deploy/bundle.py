@@ -323,19 +323,25 @@ def run(bundle: str | Path, x: np.ndarray, *, emulate: bool = False, iters: int 
 _OUTPUT_LINE = re.compile(r"^output (\d+) (\w+) ([0-9x]*)$", re.M)
 
 
-def _read_outputs(bundle: Path, manifest: dict[str, Any], stdout: str, prefix: Path) -> list[np.ndarray]:
-    """The runner's outputs, each exactly as the model produced it (count, dtype, shape, printed by the
-    runner) and as the manifest says: a mismatch is refused, never reshaped or reinterpreted."""
+def check_outputs(bundle: Path, manifest: dict[str, Any], made: list[tuple[str, list[int]]]) -> None:
+    """The model's outputs (dtype, shape) are exactly the manifest's: a mismatch is refused, never reshaped or
+    reinterpreted."""
     specs = manifest["outputs"]
-    made = [(int(i), dtype, [int(d) for d in dims.split("x") if d]) for i, dtype, dims in _OUTPUT_LINE.findall(stdout)]
     if len(made) != len(specs):
         raise FeatcompError(f"{bundle}: the model returns {len(made)} output(s), its {MANIFEST} lists {len(specs)}; "
                             f"{RECOMPILE}")
-    outputs = []
-    for (i, dtype, shape), spec in zip(made, specs):
-        if dtype != spec["dtype"] or shape != spec["shape"]:
+    for i, ((dtype, shape), spec) in enumerate(zip(made, specs)):
+        if dtype != spec["dtype"] or list(shape) != spec["shape"]:
             raise FeatcompError(f"{bundle}: output {i} of the model is {dtype} {'x'.join(map(str, shape))}, its "
                                 f"{MANIFEST} says {spec['dtype']} {'x'.join(map(str, spec['shape']))}; {RECOMPILE}")
+
+
+def _read_outputs(bundle: Path, manifest: dict[str, Any], stdout: str, prefix: Path) -> list[np.ndarray]:
+    """The runner's outputs, checked against the manifest with the dtype and shape the runner printed."""
+    made = [(dtype, [int(d) for d in dims.split("x") if d]) for _, dtype, dims in _OUTPUT_LINE.findall(stdout)]
+    check_outputs(bundle, manifest, made)
+    outputs = []
+    for i, (dtype, shape) in enumerate(made):
         data = np.fromfile(prefix.with_name(f"{prefix.name}.{i}.bin"), dtype=dtype)
         if data.size != int(np.prod(shape)):
             raise FeatcompError(f"{bundle}: the runner wrote {data.size} values for output {i}, "

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace, bars: Any) -> int:
         bundle.verify_files(Path(args.bundle), manifest)
         outputs, ms = rpc.run(Path(args.bundle), manifest, bundle.check_input(manifest, x, args.input), args.rpc,
                               iters=args.iters)
+        bundle.check_outputs(Path(args.bundle), manifest, [(str(o.dtype), list(o.shape)) for o in outputs])
     else:
         result = bundle.run(args.bundle, x, emulate=args.emulate, iters=args.iters)
         outputs, ms = result.outputs, result.ms_per_run
