@@ -82,10 +82,10 @@ def _foreign_entry(out: Path) -> str | None:
     bundle whose manifest (with the format marker) lists every file in it."""
     entries: list[tuple[str, bool]] = []  # (relative path, is a real folder)
     for root, dirs, files in os.walk(out):
-        rel = Path(root).relative_to(out)
+        here = Path(root).relative_to(out)
         for name in dirs:
-            entries.append(((rel / name).as_posix(), not (Path(root) / name).is_symlink()))
-        entries += [((rel / name).as_posix(), False) for name in files]
+            entries.append(((here / name).as_posix(), not (Path(root) / name).is_symlink()))
+        entries += [((here / name).as_posix(), False) for name in files]
     if not entries:
         return None
     try:
@@ -96,7 +96,7 @@ def _foreign_entry(out: Path) -> str | None:
     if not _is_bundle_format(manifest.get("format") if isinstance(manifest, dict) else None) \
             or not isinstance(listed, dict):
         return f"is not a featcomp bundle (its {MANIFEST} has no featcomp bundle format and file list)"
-    names = set(listed) | {MANIFEST}
+    names = {str(name) for name in listed} | {MANIFEST}
     for rel, is_dir in sorted(entries):
         if is_dir and not any(name.startswith(rel + "/") for name in names):
             return f"holds {rel}/, which the bundle's manifest does not list"
