@@ -180,7 +180,11 @@ def test_bundle_with_a_file_added_is_not_replaced(cli, tiny, tmp_path: Path, no_
 def test_compile_replaces_its_own_bundle(cli, tiny, tmp_path: Path) -> None:
     copy = tmp_path / "b"
     shutil.copytree(tiny[1], copy)
-    (copy / "model.so").write_bytes(b"stale")  # a bundle featcomp wrote (all files listed), now outdated
+    (copy / "model.so").write_bytes(b"stale")  # a bundle featcomp wrote (all files listed), now outdated,
+    old = json.loads((copy / "manifest.json").read_text())  # and of the previous format (no sha256)
+    old["format"] = 1
+    del old["sha256"]
+    (copy / "manifest.json").write_text(json.dumps(old))
     assert cli("compile", tiny[0], "--target", "host", "-o", copy).code == 0
     manifest = json.loads((copy / "manifest.json").read_text())
     assert manifest["sha256"]["model.so"] == hashlib.sha256((copy / "model.so").read_bytes()).hexdigest()
