@@ -95,7 +95,7 @@ def _save_jpeg(image: Image.Image, buf: io.BytesIO, bufsize: int, **options: obj
         saved = ImageFile.MAXBLOCK
         ImageFile.MAXBLOCK = max(saved, bufsize)
         try:
-            image.save(buf, "JPEG", bufsize=bufsize, **options)
+            image.save(buf, "JPEG", **options)
         finally:
             ImageFile.MAXBLOCK = saved
 
