@@ -143,6 +143,20 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def check_folder_output(path: str | os.PathLike[str]) -> Path:
+    """Fail before any work when files cannot be written into the folder `path` (made if missing). Same
+    rule as check_writable: the parent folder must exist, missing parents are not created."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise FeatcompError(f"output {p} exists and is not a folder; give a folder")
+    where = p if p.is_dir() else (p.parent if str(p.parent) else Path("."))
+    if not where.is_dir():
+        raise FeatcompError(f"cannot create {p}: folder {where} does not exist (create it first)")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise FeatcompError(f"cannot write into {p}: folder {where} is not writable")
+    return p
+
+
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write via a temporary file in the same folder, then rename: no half-written outputs."""
     p = check_writable(path)

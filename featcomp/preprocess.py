@@ -25,6 +25,11 @@ _FORM = (
     "(e.g. 'resize=256,crop=224,order=rgb,mean=128,std=128')"
 )
 _KEYS = ("resize", "crop", "order", "mean", "std", "layout")
+# Bounds that keep a typo (resize=60000) from becoming a MemoryError: sides up to 8192 pixels, and a resized
+# image (whose long side follows the aspect ratio) up to 64 megapixels (192 MB of RGB, Pillow's own
+# decompression-bomb warning starts at 89).
+MAX_SIDE = 8192
+MAX_PIXELS = 8192 * 8192
 Triple = tuple[float, float, float]
 
 
@@ -100,6 +105,8 @@ class Preprocess:
                 continue
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
                 raise _bad(f"{key}={value}", "must be a positive whole number or none")
+            if value > MAX_SIDE:
+                raise _bad(f"{key}={value}", f"larger than {MAX_SIDE} pixels (model inputs are far smaller)")
             object.__setattr__(self, key, int(value))
         if self.resize is not None and self.crop is not None and self.crop > self.resize:
             raise _bad(
@@ -166,6 +173,9 @@ class Preprocess:
                 size = (self.resize, int(self.resize * h / w))
             else:
                 size = (int(self.resize * w / h), self.resize)
+            if size[0] * size[1] > MAX_PIXELS:
+                raise FeatcompError(f"resize={self.resize} makes this {w}x{h} image {size[0]}x{size[1]} pixels, more "
+                                    f"than {MAX_PIXELS // 2**20} megapixels; crop the image or use a smaller resize")
             if size != image.size:
                 image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
         if self.crop is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,3 +152,30 @@ def site_cases() -> list[SiteCase]:
         for label, policy in policies.items():
             cases.append(SiteCase(f"{kind}-{label}", policy.calibrate(stats), calib, fresh, policy.sqnr_db))
     return cases
+
+
+@pytest.fixture
+def read_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], Path]]:
+    """Make a folder read-only. chmod does not stop root, so for root os.access also answers as it does on a
+    read-only mount (access(2) reports EROFS to root too); featcomp's checks use os.access."""
+    import os
+
+    locked: list[Path] = []
+    real_access = os.access
+
+    def access(path: object, mode: int, *args: object, **kwargs: object) -> bool:
+        if mode & os.W_OK and any(Path(str(path)).resolve() == p for p in locked):
+            return False
+        return real_access(path, mode, *args, **kwargs)  # type: ignore[arg-type]
+
+    def lock(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o555)
+        locked.append(folder.resolve())
+        if os.geteuid() == 0:
+            monkeypatch.setattr(os, "access", access)
+        return folder
+
+    yield lock
+    for folder in locked:
+        folder.chmod(0o755)

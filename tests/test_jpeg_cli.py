@@ -172,3 +172,106 @@ def test_usage_errors_exit_2(cli: Cli) -> None:
     assert cli("jpeg").code == 2
     assert cli("jpeg", "encode", "x.png", "-o", "d").code == 2  # --tables or --quality is required
     assert cli("jpeg", "learn", "--target-bpp", "1", "--max-drop", "1", "-o", "t.json").code == 2
+
+
+# ---- detailed photos at the finest tables: Pillow's optimize=True output buffer (issue 11, item 3) -------------
+
+NOISY = 256  # uniform noise at all-1 steps codes to ~2.9 bytes/pixel, past Pillow's own 2 bytes/pixel buffer
+FINE = "resize=256,crop=256,order=rgb,mean=128,std=128"
+
+
+@pytest.fixture
+def noisy(tmp_path: Path) -> Path:
+    """A folder with one detailed (noise) 256x256 RGB photo."""
+    folder = tmp_path / "noisy"
+    folder.mkdir()
+    rgb = np.random.default_rng(7).integers(0, 256, (NOISY, NOISY, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(folder / "noise.png")
+    return folder
+
+
+def _all_ones(tmp_path: Path) -> Path:
+    path = tmp_path / "ones.json"
+    Tables(np.ones((8, 8), np.int64), np.ones((8, 8), np.int64)).save(path)
+    return path
+
+
+def test_encode_function_on_a_detailed_photo_at_all_ones() -> None:
+    from featcomp.jpeg.encode import encode
+
+    rgb = np.random.default_rng(7).integers(0, 256, (NOISY, NOISY, 3), dtype=np.uint8)
+    data = encode(rgb, Tables(np.ones((8, 8), np.int64), np.ones((8, 8), np.int64)))
+    assert len(data) > 2 * NOISY * NOISY  # larger than the buffer Pillow sizes for itself
+    assert np.abs(decode(data).astype(int) - rgb).max() <= 8  # step 1: near-lossless
+
+
+def test_jpeg_encode_a_detailed_photo_at_all_ones(cli: Cli, noisy: Path, tmp_path: Path) -> None:
+    done = cli("jpeg", "encode", noisy, "--tables", _all_ones(tmp_path), "-o", tmp_path / "o")
+    assert done.code == 0, done.err
+    assert decode((tmp_path / "o" / "noise.jpg").read_bytes()).shape == (NOISY, NOISY, 3)
+    assert (tmp_path / "o" / "noise.jpg").stat().st_size > 2 * NOISY * NOISY
+
+
+def test_jpeg_learn_on_a_detailed_photo(cli: Cli, model_file: Callable[..., str], noisy: Path, tmp_path: Path) -> None:
+    """The rate search encodes the finest member (all-1 steps) first."""
+    model = model_file(models.two_convs(dims=(1, 3, NOISY, NOISY)))
+    done = cli("jpeg", "learn", model, "--images", noisy, "--preprocess", FINE, "--method", "deepn",
+               "--target-bpp", "8", "-o", tmp_path / "t.json", "-q")
+    assert done.code == 0, done.err
+    assert Tables.load(tmp_path / "t.json").meta["bpp"] <= 8
+
+
+def test_jpeg_eval_on_a_detailed_photo_at_quality_100(cli: Cli, model_file: Callable[..., str], noisy: Path,
+                                                        tmp_path: Path) -> None:
+    """Quality 100 is all-1 steps; --rate-images encodes the full-size photos too."""
+    model = model_file(models.two_convs(dims=(1, 3, NOISY, NOISY)))
+    done = cli("jpeg", "eval", model, "--images", noisy, "--preprocess", FINE, "--quality", "100",
+               "--rate-images", noisy, "--tables", _all_ones(tmp_path), "--no-sweep")
+    assert done.code == 0, done.err
+    assert "standard q100" in done.out
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda d: d["profile"].__setitem__("scale", "big"), ("profile.scale", "positive number")),
+    (lambda d: d["profile"].__setitem__("scale", [1]), ("profile.scale",)),
+    (lambda d: d["profile"].__setitem__("scale", True), ("profile.scale",)),
+    (lambda d: d["profile"].__setitem__("scale", -2), ("profile.scale", "positive")),
+    (lambda d: d.__setitem__("profile", [1, 2]), ("profile must be an object",)),
+    (lambda d: d.__setitem__("meta", [1, 2]), ("meta must be an object",)),
+    (lambda d: d.__setitem__("ladder", [1]), ("ladder must be an object",)),
+    (lambda d: d.__setitem__("method", ["learned"]), ("method must be a string",)),
+    (lambda d: d["profile"]["luma"][0].__setitem__(0, float("nan")), ("profile_luma", "finite")),
+    (lambda d: d.__setitem__("luma", "16"), ("luma must be an 8x8 list",)),
+], ids=["scale-str", "scale-list", "scale-bool", "scale-negative", "profile-list", "meta-list", "ladder-list",
+        "method-list", "nan-profile", "luma-str"])
+def test_tampered_tables_file_is_one_line(cli: Cli, photos: Path, tmp_path: Path, change: Callable[[dict], None],
+                                          words: tuple[str, ...]) -> None:
+    data = standard(50).to_dict()
+    change(data)
+    path = tmp_path / "tampered.json"
+    path.write_text(json.dumps(data))
+    _bad(cli("jpeg", "encode", photos / "p0.png", "--tables", path, "-o", tmp_path / "o"), "tampered.json", *words)
+    assert not (tmp_path / "o").exists()
+
+
+def test_preprocess_too_large_is_one_line(cli: Cli, photos: Path, tmp_path: Path) -> None:
+    _bad(cli("jpeg", "encode", photos / "p0.png", "--quality", "50", "--preprocess", "resize=60000", "-o",
+             tmp_path / "o"), "resize=60000", "8192")
+
+
+def test_jpeg_help_lists_every_method(cli: Cli) -> None:
+    from featcomp.jpeg.learn import METHODS
+
+    done = cli("jpeg", "--help")
+    assert done.code == 0
+    actions = done.out.split("positional arguments:", 1)[1]
+    learn_help = " ".join(actions.split(" learn ", 1)[1].split(" insert ", 1)[0].split())
+    assert all(method in learn_help for method in METHODS), learn_help
+
+
+def test_encode_into_an_unwritable_folder_is_one_line(cli: Cli, photos: Path, tmp_path: Path, read_only) -> None:
+    locked = read_only(tmp_path / "locked")
+    _bad(cli("jpeg", "encode", photos, "--quality", "50", "-o", locked / "o"), "not writable", str(locked))
+    _bad(cli("jpeg", "encode", photos, "--quality", "50", "-o", locked), "not writable")
+    _bad(cli("jpeg", "encode", photos, "--quality", "50", "-o", tmp_path / "missing" / "o"), "does not exist")
+    assert list(locked.iterdir()) == []

@@ -119,6 +119,8 @@ def test_round_trip(p: Preprocess) -> None:
         ("resize", "'resize'"),
         ("resize=", "'resize='"),
         ("resize=200,crop=224", "crop=224"),
+        ("resize=60000", "resize=60000"),  # was a MemoryError on the first image
+        ("resize=none,crop=9000", "crop=9000"),
     ],
 )
 def test_parse_errors_name_the_bad_part(spec: str, names: str) -> None:
@@ -267,3 +269,12 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
     gradient(20, 20).save(tmp_path / "small.png")
     with pytest.raises(FeatcompError, match=r"small\.png: image is 20x20"):
         Preprocess(resize=None).load(tmp_path / "small.png")
+
+
+def test_a_resize_that_would_not_fit_in_memory_is_refused(tmp_path: Path) -> None:
+    """A long strip at the largest allowed short side would still be gigapixels: one line, no MemoryError."""
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (4000, 8)).save(strip)
+    with pytest.raises(FeatcompError, match=r"resize=8192 makes this 4000x8 image 4096000x8192 pixels"):
+        Preprocess.parse("resize=8192,crop=none").load(strip)
+    assert Preprocess.parse("resize=64,crop=none").load(strip).shape == (3, 64, 32000)

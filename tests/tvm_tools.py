@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,17 +41,16 @@ def need_tools(*names: str) -> None:
 
 
 def need_runtime(arch: str = "aarch64") -> Path:
-    """The arch's TVM runtime wheels in featcomp's cache, downloaded once from the package index."""
+    """The arch's TVM runtime wheels in featcomp's cache, downloaded once from the package index (by
+    featcomp itself, as `featcomp compile` does)."""
     from featcomp.deploy import runtime
+    from featcomp.errors import FeatcompError
 
-    folder = runtime.default_runtime_dir(arch)
-    if not any(folder.glob("*.whl")) and not (folder / "libtvm_runtime.so").exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        cmd = runtime.fetch_command(arch, folder).split()
-        done = subprocess.run([sys.executable, *cmd[1:]], capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            missing(f"the {arch} TVM runtime wheels could not be downloaded: {done.stderr.strip()[-200:]}")
-    return folder
+    try:
+        return runtime.fetch(arch)
+    except FeatcompError as exc:
+        missing(str(exc))
+        raise
 
 
 def pair_model(sites: Sequence[tuple[str, dict[str, np.ndarray], tuple[int, int, int, int]]],

@@ -45,9 +45,7 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
     from featcomp import api
     from featcomp.modelio import load_model
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / bundle.MANIFEST).exists())):
-        raise FeatcompError(f"{out} exists and is not a bundle: choose an empty or new folder")
+    out = bundle.check_output(out)  # writable, and never a folder featcomp did not write
     if preprocess is not None:
         from featcomp.preprocess import Preprocess
 

@@ -14,22 +14,28 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", metavar="SPEC", help="preprocessing for an image --input (default: the manifest's)")
     p.add_argument("--output", "-o", metavar="Y.npy", help="write the (first) output here (.npy; .npz for all outputs)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--emulate", action="store_true", help="run a foreign-architecture bundle under qemu-user")
+    where.add_argument("--emulate", action="store_true", help="run a foreign-architecture (aarch64) bundle under qemu-user; "
+                                                         "a bundle for this machine runs natively")
     where.add_argument("--rpc", metavar="HOST:PORT", help="run on a board through a TVM RPC server")
     p.add_argument("--iters", type=int, default=0, metavar="N",
                    help="timed runs after one warm-up (default 0: a single run, as the board would do it)")
 
 
 def run(args: argparse.Namespace, bars: Any) -> int:
+    import sys
     from pathlib import Path
 
     import numpy as np
 
-    from featcomp.deploy import bundle
+    from featcomp.deploy import bundle, targets
     from featcomp.errors import FeatcompError
     from featcomp.modelio import check_writable, write_bytes
 
     output = check_writable(args.output) if args.output else None
+    manifest = bundle.load_manifest(args.bundle)
+    if args.emulate and manifest["target"]["arch"] == targets.host_arch():
+        print(f"featcomp: note: {args.bundle} is built for {targets.host_arch()}, this machine's architecture: "
+              "running it natively (--emulate is for bundles of another architecture)", file=sys.stderr)
     if Path(args.input).suffix.lower() == ".npy":
         try:
             x = np.load(args.input, allow_pickle=False)
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     else:
         from featcomp.preprocess import Preprocess
 
-        spec = args.preprocess or bundle.load_manifest(args.bundle).get("preprocess")
+        spec = args.preprocess or manifest.get("preprocess")
         if not spec:
             raise FeatcompError(f"{args.bundle} records no preprocessing: pass --preprocess SPEC for an image "
                                 "input, or a preprocessed .npy")
@@ -49,9 +55,10 @@ def run(args: argparse.Namespace, bars: Any) -> int:
         adapter()  # the install hint when TVM is missing
         from featcomp.runtime_ops.tvm import rpc
 
-        manifest = bundle.load_manifest(args.bundle)
+        bundle.verify_files(Path(args.bundle), manifest)
         outputs, ms = rpc.run(Path(args.bundle), manifest, bundle.check_input(manifest, x, args.input), args.rpc,
                               iters=args.iters)
+        bundle.check_outputs(Path(args.bundle), manifest, [(str(o.dtype), list(o.shape)) for o in outputs])
     else:
         result = bundle.run(args.bundle, x, emulate=args.emulate, iters=args.iters)
         outputs, ms = result.outputs, result.ms_per_run
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     first = outputs[0]
     top = f", top-1 index {int(first.reshape(first.shape[0], -1)[0].argmax())}" if first.ndim >= 1 and first.size else ""
     print(f"{len(outputs)} output(s), first {'x'.join(map(str, first.shape))}{top}, {ms:.2f} ms/run")
-    specs = bundle.load_manifest(args.bundle)["outputs"]
+    specs = manifest["outputs"]
     coded = [int(out.sum()) for spec, out in zip(specs, outputs) if spec["name"].endswith("/coded_bytes")]
     if coded:
         print(f"feature maps coded on the device: {sum(coded)} bytes over {len(coded)} sites "

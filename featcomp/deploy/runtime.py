@@ -1,7 +1,8 @@
 """What a bundle carries besides the model: the TVM runtime libraries for the target's architecture
 and the native runner built against them. No TVM import: the host's libraries are found through the
-installed packages' locations, a foreign architecture's come from the official wheels (a folder the
-user downloaded once with `pip download`, see FETCH); nothing is downloaded here.
+installed packages' locations, a foreign architecture's come from the official wheels, which `fetch`
+downloads once into the cache with pip (from the package registry pip is configured for). Offline, a
+folder given with --runtime (or $FEATCOMP_TVM_RUNTIME) is used as it is and nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import zipfile
 from importlib.util import find_spec
 from pathlib import Path
@@ -29,11 +32,51 @@ def cache_dir() -> Path:
     return Path(base) / "featcomp"
 
 
-def fetch_command(arch: str, dest: str | Path) -> str:
-    """The one-time download of a foreign architecture's TVM runtime (the official wheels)."""
+def fetch_args(arch: str, dest: str | Path) -> list[str]:
+    """pip's arguments for the one-time download of a foreign architecture's TVM runtime (official wheels)."""
     platform_tag = {"aarch64": "manylinux_2_28_aarch64", "x86_64": "manylinux_2_28_x86_64"}[arch]
-    return (f"python -m pip download --no-deps --platform {platform_tag} --python-version 3.11 --only-binary=:all: "
-            f"apache-tvm=={TVM_VERSION} apache-tvm-ffi=={TVM_FFI_VERSION} -d {dest}")
+    return ["download", "--no-deps", "--platform", platform_tag, "--python-version", "3.11", "--only-binary=:all:",
+            f"apache-tvm=={TVM_VERSION}", f"apache-tvm-ffi=={TVM_FFI_VERSION}", "-d", str(dest)]
+
+
+def fetch_command(arch: str, dest: str | Path) -> str:
+    """The same download as a command to type (on a machine with the registry, for an offline board)."""
+    return "python -m pip " + " ".join(fetch_args(arch, dest))
+
+
+PIP = [sys.executable, "-m", "pip"]  # how fetch runs pip (the interpreter featcomp runs in)
+
+
+def fetch(arch: str, timeout: float = 1800) -> Path:
+    """Download arch's TVM runtime wheels into the cache once (a message on stderr while it runs); a
+    partial download never lands in the cache. One line saying what to do when pip cannot get them."""
+    dest = default_runtime_dir(arch)
+    if len(_from_folder(dest, arch) if dest.is_dir() else {}) == len(LIBS):
+        return dest
+    print(f"featcomp: downloading the {arch} TVM runtime (apache-tvm {TVM_VERSION} and apache-tvm-ffi "
+          f"{TVM_FFI_VERSION} wheels, once) into {dest}", file=sys.stderr, flush=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    except OSError as exc:
+        raise FeatcompError(f"cannot write the cache folder {dest.parent}: {exc.strerror or exc}") from None
+    try:
+        try:
+            done = subprocess.run([*PIP, *fetch_args(arch, staging), "--quiet", "--progress-bar", "off"],
+                                  capture_output=True, text=True, timeout=timeout)
+            reason = (done.stderr.strip().splitlines() or [f"pip exit code {done.returncode}"])[-1]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            done, reason = None, str(exc)
+        if done is None or done.returncode != 0 or len(_from_folder(staging, arch)) < len(LIBS):
+            raise FeatcompError(f"could not download the {arch} TVM runtime ({reason.strip()[:160]}); offline, "
+                                f"fetch it where the package registry is reachable with: {fetch_command(arch, 'DIR')}"
+                                f" and pass --runtime DIR")
+        shutil.rmtree(dest, ignore_errors=True)
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the cache is shared like any other
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
 
 
 def default_runtime_dir(arch: str) -> Path:
@@ -70,13 +113,15 @@ def _from_folder(folder: Path, arch: str) -> dict[str, Path]:
 
 
 def runtime_libs(arch: str, folder: str | Path | None = None) -> dict[str, Path]:
-    """libtvm_runtime.so and libtvm_ffi.so for arch: from `folder` (or $FEATCOMP_TVM_RUNTIME, or the
-    cache), or for the host's architecture from the installed TVM."""
+    """libtvm_runtime.so and libtvm_ffi.so for arch: from `folder` (or $FEATCOMP_TVM_RUNTIME) as it is, else
+    for the host's architecture from the installed TVM, else from the cache (downloaded there once)."""
     given = folder or os.environ.get(ENV)
     where = Path(given) if given else default_runtime_dir(arch)
     found = _from_folder(where, arch) if where.is_dir() else {}
     if len(found) < len(LIBS) and given is None and arch == targets.host_arch():
         found = _host_libs()
+    if len(found) < len(LIBS) and given is None:
+        found = _from_folder(fetch(arch), arch)
     if len(found) < len(LIBS):
         raise FeatcompError(f"the TVM runtime for {arch} is missing (looked in {where}); download it once with: "
                             f"{fetch_command(arch, where)}")

@@ -39,7 +39,7 @@ def _model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
 
 def arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="jpeg_command", metavar="ACTION", required=True)
-    learn = sub.add_parser("learn", help="learn quantization tables for a model (deepn or learned)",
+    learn = sub.add_parser("learn", help="learn quantization tables (learned, operational or deepn)",
                            description="Learn JPEG quantization tables for a model and write them as JSON.")
     _model_args(learn)
     learn.add_argument("--method", choices=("deepn", "learned", "operational"), default="learned",

@@ -14,6 +14,7 @@ not have, and a CMYK JPEG is a different colour model); alpha is dropped.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,12 +78,41 @@ def model_view(image: Image.Image, preprocess: Preprocess | None) -> np.ndarray:
     return pixels
 
 
+# With optimize=True libjpeg writes the whole file in one go into Pillow's output buffer, which Pillow sizes at
+# 2 bytes per pixel for custom tables; a detailed photo with fine steps needs more (uniform noise at all-1
+# steps: 2.9 B/px) and fails with "broken data stream when writing image file". Pillow (11-13) ignores a
+# `bufsize=` save option for JPEG, so the buffer is raised through ImageFile.MAXBLOCK, its floor, during
+# the save. 4 B/px first; the worst case (every coefficient at its longest code, 4:4:4) retried on failure.
+_BYTES_PER_PIXEL = (4, 16)
+_MAXBLOCK_LOCK = threading.Lock()
+
+
+def _save_jpeg(image: Image.Image, buf: io.BytesIO, bufsize: int, **options: object) -> None:
+    """Pillow's JPEG save with an output buffer of at least bufsize bytes."""
+    from PIL import ImageFile
+
+    with _MAXBLOCK_LOCK:
+        saved = ImageFile.MAXBLOCK
+        ImageFile.MAXBLOCK = max(saved, bufsize)
+        try:
+            image.save(buf, "JPEG", **options)
+        finally:
+            ImageFile.MAXBLOCK = saved
+
+
 def encode(rgb: np.ndarray, tables: Tables) -> bytes:
     """A baseline JPEG file of an RGB uint8 [H, W, 3] image with these tables (4:4:4, optimised Huffman)."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(
-        buf, "JPEG", qtables=tables.qtables(), subsampling=0, optimize=True)
-    return buf.getvalue()
+    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    for per_pixel in _BYTES_PER_PIXEL:
+        buf = io.BytesIO()
+        try:
+            _save_jpeg(image, buf, per_pixel * image.width * image.height + 65536,
+                       qtables=tables.qtables(), subsampling=0, optimize=True)
+            return buf.getvalue()
+        except OSError:
+            if per_pixel == _BYTES_PER_PIXEL[-1]:
+                raise
+    raise AssertionError("unreachable")
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -106,13 +136,9 @@ class Encoded:
 def write_files(paths: Sequence[str | Path], tables: Tables, outdir: str | Path,
                 preprocess: Preprocess | None = None) -> list[Encoded]:
     """``outdir/<stem>.jpg`` per image; every input is read and checked before anything is written."""
-    from featcomp.modelio import write_bytes
+    from featcomp.modelio import check_folder_output, write_bytes
 
-    out = Path(outdir)
-    if out.exists() and not out.is_dir():
-        raise FeatcompError(f"output {out} exists and is not a folder; give a folder for the .jpg files")
-    if not out.parent.is_dir():
-        raise FeatcompError(f"cannot create {out}: folder {out.parent} does not exist")
+    out = check_folder_output(outdir)
     if not paths:
         raise FeatcompError("no images given to encode")
     stems: dict[str, Path] = {}
@@ -122,7 +148,10 @@ def write_files(paths: Sequence[str | Path], tables: Tables, outdir: str | Path,
         stems[p.stem] = p
     views = [model_view(load_rgb(p), preprocess) for p in stems.values()]
     files = [encode(v, tables) for v in views]
-    out.mkdir(exist_ok=True)
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise FeatcompError(f"cannot create {out}: {exc.strerror or exc}") from None
     done = []
     for (stem, src), view, data in zip(stems.items(), views, files):
         target = write_bytes(out / f"{stem}.jpg", data)

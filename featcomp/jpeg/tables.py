@@ -22,7 +22,7 @@ import numpy as np
 
 from featcomp.errors import FeatcompError
 
-__all__ = ["FORMAT", "STANDARD_CHROMA", "STANDARD_LUMA", "Tables", "scale_profile", "standard", "table"]
+__all__ = ["FORMAT", "STANDARD_CHROMA", "STANDARD_LUMA", "Tables", "scale_profile", "standard", "table", "validate"]
 
 FORMAT = "featcomp.jpeg-tables/1"
 SCALE_RANGE = (1e-3, 1e3)  # every profile scales to all-1 steps below the low end and all-255 above the high end
@@ -181,19 +181,13 @@ class Tables:
 
     @classmethod
     def from_dict(cls, data: object, where: str = "tables") -> Tables:
-        if not isinstance(data, dict):
-            raise FeatcompError(f"{where}: expected a JSON object with 'luma' and 'chroma' 8x8 tables")
-        if data.get("format", FORMAT) != FORMAT:
-            raise FeatcompError(f"{where}: format {data.get('format')!r} is not {FORMAT!r}; re-create it with 'featcomp jpeg learn'")
-        missing = [k for k in ("luma", "chroma") if k not in data]
-        if missing:
-            raise FeatcompError(f"{where}: missing {' and '.join(repr(k) for k in missing)} (8x8 tables of steps 1..255)")
+        data = validate(data, where)
         profile = data.get("profile") or {}
         ladder = data.get("ladder") or {}
         scale = profile.get("scale", ladder.get("rung"))
         try:
             return cls(table(data["luma"], f"{where}: luma table"), table(data["chroma"], f"{where}: chroma table"),
-                       method=str(data.get("method", "custom")), model=data.get("model"),
+                       method=data.get("method") or "custom", model=data.get("model"),
                        profile_luma=profile.get("luma"), profile_chroma=profile.get("chroma"),
                        scale=None if scale is None else float(scale),
                        meta=dict(data.get("meta") or {}), ladder=ladder.get("tables"))
@@ -220,6 +214,50 @@ class Tables:
         from featcomp.modelio import write_bytes
 
         return write_bytes(path, self.to_json().encode("utf-8"))
+
+
+# The tables file's schema, in one place: key -> (accepted JSON types, what to write). Values are then checked by
+# Tables/table() (8x8 shapes, steps 1..255, positive finite profiles). Keys not listed here are ignored.
+_NUMBER = (int, float)
+_TOP: dict[str, tuple[tuple[type, ...], str]] = {
+    "format": ((str,), f"the string {FORMAT!r}"), "order": ((str,), "a string"),
+    "method": ((str,), "a string"), "model": ((str, type(None)), "a string or null"),
+    "luma": ((list,), "an 8x8 list of steps"), "chroma": ((list,), "an 8x8 list of steps"),
+    "profile": ((dict, type(None)), "an object with luma, chroma and scale"),
+    "ladder": ((dict, type(None)), "an object with tables and rung"),
+    "meta": ((dict, type(None)), "an object"),
+}
+_PROFILE = {"luma": ((list,), "an 8x8 list of positive numbers"), "chroma": ((list,), "an 8x8 list of positive numbers"),
+            "scale": ((*_NUMBER, type(None)), "a positive number")}
+_LADDER = {"tables": ((list,), "a list of [luma 8x8, chroma 8x8] pairs"), "rung": ((*_NUMBER, type(None)), "a number"),
+           "order": ((str,), "a string")}
+
+
+def _check_keys(obj: dict[str, Any], schema: dict[str, tuple[tuple[type, ...], str]], where: str, prefix: str) -> None:
+    for key, (types, what) in schema.items():
+        if key in obj and (not isinstance(obj[key], types) or isinstance(obj[key], bool)):
+            raise FeatcompError(f"{where}: {prefix}{key} must be {what}, got {json.dumps(obj[key])[:40]}")
+
+
+def validate(data: object, where: str = "tables") -> dict[str, Any]:
+    """The JSON of a tables file checked against its schema (one line naming the first bad key)."""
+    if not isinstance(data, dict):
+        raise FeatcompError(f"{where}: expected a JSON object with 'luma' and 'chroma' 8x8 tables")
+    if data.get("format", FORMAT) != FORMAT:
+        raise FeatcompError(f"{where}: format {data.get('format')!r} is not {FORMAT!r}; re-create it with 'featcomp jpeg learn'")
+    missing = [k for k in ("luma", "chroma") if k not in data]
+    if missing:
+        raise FeatcompError(f"{where}: missing {' and '.join(repr(k) for k in missing)} (8x8 tables of steps 1..255)")
+    _check_keys(data, _TOP, where, "")
+    for key, schema in (("profile", _PROFILE), ("ladder", _LADDER)):
+        if data.get(key) is not None:
+            _check_keys(data[key], schema, where, f"{key}.")
+    for key in ("profile", "ladder"):
+        number = (data.get(key) or {}).get("scale" if key == "profile" else "rung")
+        if number is not None and not (math.isfinite(number) and (number > 0 if key == "profile" else number >= 0)):
+            raise FeatcompError(f"{where}: {key}.{'scale' if key == 'profile' else 'rung'} must be a "
+                                f"{'positive' if key == 'profile' else 'non-negative'} finite number, got {number}")
+    return data
 
 
 def standard(quality: int) -> Tables:

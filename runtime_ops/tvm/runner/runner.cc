@@ -3,8 +3,9 @@
 //
 // usage: runner MODEL.so OUT_PREFIX ITERS IN0.bin:1x3x224x224 [IN1.bin:DIMS ...]
 //   inputs are raw float32 (C order); every output (a tensor or a tuple of tensors) is written raw to
-//   OUT_PREFIX.<i>.bin; prints "outputs N, ms/run T" (T = mean over ITERS timed runs after one warm-up;
-//   ITERS 0: one run, timed, no warm-up).
+//   OUT_PREFIX.<i>.bin; prints "output <i> <dtype> <dims>" per output (e.g. "output 0 float32 1x1000", so the
+//   caller can check them against the manifest), then "outputs N, ms/run T" (T = mean over ITERS timed runs
+//   after one warm-up; ITERS 0: one run, timed, no warm-up).
 // MODEL.so must be a path containing '/' (dlopen searches the library path otherwise).
 // exit codes: 0 ok, 2 usage, 3 bad input file, 4 TVM error.
 #include <tvm/ffi/any.h>
@@ -56,8 +57,19 @@ static ffi::Tensor ReadInput(const std::string& spec) {
   return x;
 }
 
-static void Write(const ffi::Tensor& t, const std::string& path) {
+static std::string DType(DLDataType t) {
+  const char* kind = t.code == kDLFloat ? "float" : t.code == kDLInt ? "int" : t.code == kDLUInt ? "uint"
+                     : t.code == kDLBfloat ? "bfloat" : nullptr;
+  if (t.code == kDLBool || (t.code == kDLUInt && t.bits == 1)) return "bool";
+  std::string name = kind ? std::string(kind) + std::to_string(t.bits) : "code" + std::to_string(t.code);
+  return t.lanes == 1 ? name : name + "x" + std::to_string(t.lanes);
+}
+
+static void Write(const ffi::Tensor& t, const std::string& path, int index) {
   std::ofstream(path, std::ios::binary).write(static_cast<const char*>(t.data_ptr()), ffi::GetDataSize(t));
+  std::cout << "output " << index << " " << DType(t.dtype()) << " ";
+  for (int i = 0; i < t.ndim(); ++i) std::cout << (i ? "x" : "") << t.shape()[i];
+  std::cout << "\n";
 }
 
 int main(int argc, char** argv) {
@@ -89,11 +101,13 @@ int main(int argc, char** argv) {
     auto t1 = std::chrono::steady_clock::now();
     int n_out = 0;
     if (auto t = out.try_cast<ffi::Tensor>()) {
-      Write(*t, prefix + ".0.bin");
+      Write(*t, prefix + ".0.bin", 0);
       n_out = 1;
     } else {
-      for (const ffi::Any& item : out.cast<ffi::Array<ffi::Any>>())
-        Write(item.cast<ffi::Tensor>(), prefix + "." + std::to_string(n_out++) + ".bin");
+      for (const ffi::Any& item : out.cast<ffi::Array<ffi::Any>>()) {
+        Write(item.cast<ffi::Tensor>(), prefix + "." + std::to_string(n_out) + ".bin", n_out);
+        ++n_out;
+      }
     }
     std::cout << "outputs " << n_out << ", ms/run " << std::chrono::duration<double, std::milli>(t1 - t0).count() / iters
               << "\n";
