@@ -374,6 +374,9 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL_FC", help="a model written by 'featcomp compress'")
     p.add_argument("--calib", "--images", dest="calib", metavar="SRC", required=True,
                    help="the data to measure on: a folder of images or an .npz")
+    p.add_argument("--bundle", metavar="DIR",
+                   help="add a 'deployed' section: this bundle's stored bytes per site, planned memory and measured "
+                        "DRAM traffic (a bundle of MODEL_FC from 'featcomp compile')")
     _data_args(p)
     _format_arg(p)
     _output_arg(p)
@@ -388,9 +391,17 @@ def _report(args: argparse.Namespace, bars: Bars) -> int:
     model = load_model(args.model)
     if not api.site_codecs(model):  # say so before reading any data
         raise FeatcompError(f"{args.model} has no featcomp pairs: compress it first ('featcomp compress')")
+    if args.bundle is not None:
+        from featcomp.deploy import bundle
+
+        bundle.load_manifest(args.bundle)  # fail before measuring
     reader = _open(model, args.calib, args.preprocess, args.limit, "report")
     report = api.report(model, reader, name=Path(args.model).name,
                         progress=bars.track("measuring", total=_size(reader)))
+    if args.bundle is not None:
+        from featcomp.report.deployed import from_bundle
+
+        report.deployed = from_bundle(args.bundle, report.sites)
     _emit(render(report, args.format), output)
     return 0
 

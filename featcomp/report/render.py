@@ -7,6 +7,7 @@ import io
 from collections.abc import Callable
 
 from featcomp.errors import FeatcompError
+from featcomp.report import deployed
 from featcomp.report.schema import Report, SiteReport
 
 COLUMNS: list[tuple[str, Callable[[SiteReport], str]]] = [
@@ -73,7 +74,8 @@ def render(report: Report, fmt: str) -> str:
         head = "| " + " | ".join(c for c, _ in COLUMNS) + " |"
         rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
         rows = ["| " + " | ".join(f(s).replace("|", "\\|") for _, f in COLUMNS) + " |" for s in report.sites]
-        return "\n".join([*(f"- {line}" for line in summary_lines(report)), "", head, rule, *rows]) + "\n"
+        text = "\n".join([*(f"- {line}" for line in summary_lines(report)), "", head, rule, *rows]) + "\n"
+        return text + (deployed.markdown(report.deployed) if report.deployed is not None else "")
     if fmt == "table":
         return _table(report)
     raise FeatcompError(f"unknown report format '{fmt}'; choose one of: {', '.join(FORMATS)}")
@@ -94,4 +96,14 @@ def _table(report: Report) -> str:
     console.print(table)
     for line in summary_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
+    if report.deployed is not None:
+        table = Table(show_lines=False, header_style="bold", title="deployed")
+        for i, name in enumerate(deployed.COLUMNS):
+            table.add_column(name, justify="left" if i < 4 or i == len(deployed.COLUMNS) - 1 else "right",
+                             overflow="fold")
+        for row in deployed.rows(report.deployed):
+            table.add_row(*row)
+        console.print(table)
+        for line in deployed.summary_lines(report.deployed):
+            console.print(line, highlight=False, soft_wrap=True)
     return buf.getvalue()

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from featcomp.errors import FeatcompError
+from featcomp.report.deployed import Deployed
 
 SCHEMA = "featcomp.report/1"
 
@@ -84,6 +85,8 @@ class Report:
     accuracy: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     schema: str = SCHEMA
+    # optional: what a compiled bundle stores and moves (`featcomp report --bundle`; featcomp.report.deployed)
+    deployed: Deployed | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, allow_nan=True)
@@ -100,6 +103,8 @@ class Report:
         try:
             data["sites"] = [SiteReport(**s) for s in data["sites"]]
             data["totals"] = Totals(**data["totals"])
+            if data.get("deployed") is not None:
+                data["deployed"] = Deployed.from_dict(data["deployed"])
             return cls(**data)
         except (KeyError, TypeError) as exc:
             raise FeatcompError(f"report does not match schema {SCHEMA}: {exc}") from None
