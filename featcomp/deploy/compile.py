@@ -78,7 +78,7 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
         compiled.seconds["export"] = time.perf_counter() - t1
         runner = runtime.build_runner(arch, libs)
         compiled.seconds["total"] = time.perf_counter() - t0
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": bundle.FORMAT,
             "model": Path(model_path).name,
             "inputs": [{"name": name, "shape": shape, "dtype": "float32"}],

@@ -34,12 +34,11 @@ def name_sites(stored: list[dict[str, Any]], sites: Mapping[str, tuple[str, list
         named[match] = entry
     rows = []
     for name, (codec, shape) in sites.items():
-        entry = named.get(name)
-        if entry is None:
+        if name not in named:
             rows.append({"site": name, "codec": codec, "form": "unknown", "bytes": None,
                          "reason": "no encode call of this size in the compiled IR"})
             continue
-        rows.append({"site": name, "codec": codec, **entry})
+        rows.append({"site": name, "codec": codec, **named[name]})
     return rows
 
 
