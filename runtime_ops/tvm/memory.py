@@ -23,8 +23,8 @@ from tvm import relax
 
 ENCODE = re.compile(r"fc_encode")  # an encode kernel, alone or fused into its producer
 # calls that only move a site's compact form on (views, the bitstream coder): the chain goes through them
-PASS_THROUGH = re.compile(r"^(fused_)?(reshape\d*|fc_\w*_pack|fc_\w*_unpack)(_\d+)?$")
-PACK = re.compile(r"fc_\w*_pack(?!\w*unpack)")
+PASS_THROUGH = re.compile(r"^(fused_)?(reshape\d*|fc_\w*?_(un)?pack\d*)(_\d+)?$")
+PACK = re.compile(r"^(fused_)?fc_\w*?_pack\d*(_\d+)?$")
 
 
 @dataclass
