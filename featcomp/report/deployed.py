@@ -28,6 +28,7 @@ class DeployedSite:
     stored_shape: list[int]
     stored_bytes: float | None  # per inference
     reader: str  # the compiled call that reads the stored form (a decode, or a consumer with it fused)
+    decode_fused: bool | None = None  # the reader is not a featcomp decode kernel alone
 
 
 @dataclass
@@ -72,7 +73,7 @@ def from_bundle(bundle_dir: str | Path, sites: list[Any]) -> Deployed:
         size = st.get("bytes")
         rows.append(DeployedSite(s.name, s.codec, s.coded_bytes_mean, s.int8_bytes, st.get("form", "unknown"),
                                  st.get("dtype"), list(st.get("shape", [])), None if size is None else size / batch,
-                                 st.get("reader", "")))
+                                 st.get("reader", ""), st.get("decode_fused")))
     planned = {"original": info.get("memory_without_pairs", {}).get("activation_bytes"),
                "compressed": info.get("memory", {}).get("activation_bytes")}
     measured = traffic.read_sidecar(bundle_dir) or {}
@@ -88,7 +89,8 @@ def from_bundle(bundle_dir: str | Path, sites: list[Any]) -> Deployed:
         dram_bytes={k: None if v is None else v / batch for k, v in dram.items()}, dram_method=method)
 
 
-COLUMNS = ["site", "codec", "stored form", "dtype", "modelled B", "stored B", "stored / modelled", "int8 B", "read by"]
+COLUMNS = ["site", "codec", "stored form", "dtype", "modelled B", "stored B", "stored / modelled", "int8 B",
+           "decode fused", "read by"]
 
 
 def rows(d: Deployed) -> list[list[str]]:
@@ -96,7 +98,8 @@ def rows(d: Deployed) -> list[list[str]]:
     for s in d.sites:
         ratio = f"{s.stored_bytes / s.modelled_bytes:.2f}" if s.stored_bytes and s.modelled_bytes else "-"
         out.append([s.site, s.codec, s.stored_form, s.stored_dtype or "-", f"{s.modelled_bytes:.0f}",
-                    "-" if s.stored_bytes is None else f"{s.stored_bytes:.0f}", ratio, str(s.int8_bytes), s.reader])
+                    "-" if s.stored_bytes is None else f"{s.stored_bytes:.0f}", ratio, str(s.int8_bytes),
+                    {True: "yes", False: "no", None: "-"}[s.decode_fused], s.reader])
     return out
 
 

@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 import onnx
 import tvm  # type: ignore[import-untyped]
-from tvm import relax
+from tvm import relax, tirx
+
+from featcomp.runtime_ops.tvm.kernels import OP_ATTR
 
 ENCODE = re.compile(r"fc_encode")  # an encode kernel, alone or fused into its producer
 # calls that only move a site's compact form on (views, the bitstream coder): the chain goes through them
@@ -51,12 +53,13 @@ class StoredSite:
     form: str = "symbols"  # "symbols", or "bitstream" when a pack kernel sits on the chain
     stored: StoredTensor | None = None
     reader: str = ""  # the first call past the chain (a decode, or a consumer with the decode fused)
+    decode_fused: bool | None = None  # the reader is not a featcomp kernel alone (None: read by an output)
 
     def as_dict(self) -> dict[str, Any]:
         stored = self.stored or self.symbols
         return {"encode_call": self.encode_call, "form": self.form, "dtype": stored.dtype, "shape": stored.shape,
                 "bytes": stored.bytes, "symbols": self.symbols.as_dict(),
-                "tensors": [t.as_dict() for t in self.tensors], "reader": self.reader}
+                "tensors": [t.as_dict() for t in self.tensors], "reader": self.reader, "decode_fused": self.decode_fused}
 
 
 def _tensor(call: str, ty: Any) -> StoredTensor | None:
@@ -104,6 +107,8 @@ def _readers(bindings: list[_Binding], var: Any) -> list[_Binding]:
 def stored_tensors(mod: tvm.IRModule) -> list[StoredSite]:
     """Per encode call in main (call order): the site's compact form as the IR holds it."""
     bindings = _bindings(mod["main"])
+    alone = {gv.name_hint for gv, f in mod.functions_items()
+             if isinstance(f, tirx.PrimFunc) and f.attrs is not None and OP_ATTR in f.attrs}
     sites = []
     for b in bindings:
         if not b.callee or not ENCODE.search(b.callee):
@@ -137,6 +142,8 @@ def stored_tensors(mod: tvm.IRModule) -> list[StoredSite]:
                 if nxt.index == 0 and PACK.search(current.callee):
                     site.form, site.stored = "bitstream", tensor
             current = nxt
+        if site.reader and site.reader != "output" and "," not in site.reader:
+            site.decode_fused = site.reader not in alone
         sites.append(site)
     return sites
 
