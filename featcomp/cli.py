@@ -386,6 +386,9 @@ def _report_args(p: argparse.ArgumentParser) -> None:
                    help="a model written by 'featcomp compress', or a report .json to render again (no data needed)")
     p.add_argument("--calib", "--images", dest="calib", metavar="SRC",
                    help="the data to measure on: a folder of images or an .npz (required for a model)")
+    p.add_argument("--bundle", metavar="DIR",
+                   help="add a 'deployed' section: this bundle's stored bytes per site, planned memory and measured "
+                        "DRAM traffic (a bundle of MODEL_FC from 'featcomp compile')")
     _data_args(p)
     _format_arg(p, (*FORMATS, "html"))
     _view_args(p)
@@ -405,6 +408,9 @@ def _report(args: argparse.Namespace, bars: Bars) -> int:
     from featcomp.reporting.schema import Report
 
     if args.model.endswith(".json"):  # a saved report: render it again, measure nothing
+        if args.bundle is not None:
+            raise FeatcompError("--bundle needs the compressed model, not a saved report .json: "
+                                "pass MODEL_FC to measure the deployed section")
         report = Report.from_json(_read_text(args.model, "report"))
     else:
         from featcomp import api
@@ -416,10 +422,18 @@ def _report(args: argparse.Namespace, bars: Bars) -> int:
         model = load_model(args.model)
         if not api.site_codecs(model):  # say so before reading any data
             raise FeatcompError(f"{args.model} has no featcomp pairs: compress it first ('featcomp compress')")
+        if args.bundle is not None:
+            from featcomp.deploy import bundle
+
+            bundle.load_manifest(args.bundle)  # fail before measuring
         reader = _open(model, args.calib, args.preprocess, args.limit, "report")
         report = api.report(model, reader, name=Path(args.model).name,
                             progress=bars.track("measuring", total=_size(reader)))
         report.meta.update(featcomp=_version(), data=str(args.calib))
+        if args.bundle is not None:
+            from featcomp.reporting.deployed import from_bundle
+
+            report.deployed = from_bundle(args.bundle, report.sites)
     _emit(render(report, args.format, wide=args.wide, sweep=sweep), output)
     return 0
 

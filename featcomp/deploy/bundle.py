@@ -34,6 +34,7 @@ from featcomp.errors import FeatcompError
 FORMAT = "featcomp.bundle/2"
 LEGACY_FORMATS = (1,)
 MANIFEST = "manifest.json"
+TRAFFIC_FILE = "traffic.json"  # written later by `run --measure-traffic`: ours, though the manifest cannot list it
 DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
           "uint64", "bool")
 RUN_SH = """#!/bin/sh
@@ -96,7 +97,7 @@ def _foreign_entry(out: Path) -> str | None:
     if not _is_bundle_format(manifest.get("format") if isinstance(manifest, dict) else None) \
             or not isinstance(listed, dict):
         return f"is not a featcomp bundle (its {MANIFEST} has no featcomp bundle format and file list)"
-    names = {str(name) for name in listed} | {MANIFEST}
+    names = {str(name) for name in listed} | {MANIFEST, TRAFFIC_FILE}
     for rel, is_dir in sorted(entries):
         if is_dir and not any(name.startswith(rel + "/") for name in names):
             return f"holds {rel}/, which the bundle's manifest does not list"

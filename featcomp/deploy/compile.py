@@ -66,6 +66,7 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
     compiled = build.compile_model(model, target, shape_dict={name: shape}, tune_trials=tune, tune_dir=tune_dir,
                                    coder=coder)
     names = [f"output{i}" for i in range(len(model.graph.output))]
+    without_pairs = _plan_without_pairs(model, target, {name: shape}, compiled.seconds)
     if coder:
         names += [f"{site}/coded_bytes" for site in api.site_codecs(model)]
     with tempfile.TemporaryDirectory(prefix="featcomp-compile-") as tmp:
@@ -75,7 +76,7 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
         compiled.seconds["export"] = time.perf_counter() - t1
         runner = runtime.build_runner(arch, libs)
         compiled.seconds["total"] = time.perf_counter() - t0
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": bundle.FORMAT,
             "model": Path(model_path).name,
             "inputs": [{"name": name, "shape": shape, "dtype": "float32"}],
@@ -89,5 +90,32 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
                          "tvm_ffi": runtime.TVM_FFI_VERSION},
             "compile": {"seconds": {k: round(v, 3) for k, v in compiled.seconds.items()}, **compiled.stats},
         }
+        _record_stored(manifest["compile"], model, shape[0], without_pairs)
         bundle.write(out, manifest, so, runner, libs)
     return bundle.load_manifest(out)
+
+
+def _plan_without_pairs(model: Any, target: Any, shapes: dict[str, list[int]],
+                        seconds: dict[str, float]) -> dict[str, int] | None:
+    """The planned activation memory of the same model with its pairs stripped (None without pairs)."""
+    from featcomp import api
+
+    if not api.site_codecs(model):
+        return None
+    from featcomp.runtime_ops.tvm import memory
+
+    t0 = time.perf_counter()
+    planned = memory.plan(api.strip(model), target, shapes)
+    seconds["plan_without_pairs"] = time.perf_counter() - t0
+    return planned
+
+
+def _record_stored(info: dict[str, Any], model: Any, batch: int, without_pairs: dict[str, int] | None) -> None:
+    """Name the compiled IR's per-site stored tensors and add the plan without pairs (manifest "compile")."""
+    from featcomp import api
+    from featcomp.deploy import stored
+
+    sites = {site: (codec.codec_name, list(codec.shape)) for site, codec in api.site_codecs(model).items()}
+    info["stored_sites"] = stored.name_sites(info.get("stored_sites", []), sites, batch)
+    if without_pairs is not None:
+        info["memory_without_pairs"] = without_pairs

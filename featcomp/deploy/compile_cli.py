@@ -41,7 +41,9 @@ def run(args: argparse.Namespace, bars: Any) -> int:
                               coder=args.coder)
     info = manifest["compile"]
     memory = info.get("memory", {}).get("activation_bytes", 0)
+    original = info.get("memory_without_pairs", {}).get("activation_bytes")
+    without = f" ({original / 1e6:.2f} MB without pairs)" if original else ""
     print(f"{args.output}: {manifest['target']['arch']} bundle of {manifest['model']} for {args.target} "
           f"({len(manifest['codec_sites'])} codec sites, {manifest['bytes'] / 1e6:.1f} MB, planned activation memory "
-          f"{memory / 1e6:.2f} MB, compiled in {info['seconds']['total']:.1f}s)", file=sys.stdout)
+          f"{memory / 1e6:.2f} MB{without}, compiled in {info['seconds']['total']:.1f}s)", file=sys.stdout)
     return 0

@@ -19,6 +19,13 @@ def arguments(p: argparse.ArgumentParser) -> None:
     where.add_argument("--rpc", metavar="HOST:PORT", help="run on a board through a TVM RPC server")
     p.add_argument("--iters", type=int, default=0, metavar="N",
                    help="timed runs after one warm-up (default 0: a single run, as the board would do it)")
+    p.add_argument("--measure-traffic", action="store_true",
+                   help="measure DRAM bytes per inference under valgrind cachegrind (1 MiB 16-way LL, one thread, "
+                        "N inferences minus one) instead of running; kept in BUNDLE/traffic.json for 'report --bundle'")
+    p.add_argument("--calls", type=int, default=2, metavar="N",
+                   help="--measure-traffic: inferences of the longer run (default 2; the shorter runs 1)")
+    p.add_argument("--original", metavar="BUNDLE",
+                   help="--measure-traffic: also measure this bundle of the original model, side by side")
 
 
 def run(args: argparse.Namespace, bars: Any) -> int:
@@ -49,6 +56,8 @@ def run(args: argparse.Namespace, bars: Any) -> int:
             raise FeatcompError(f"{args.bundle} records no preprocessing: pass --preprocess SPEC for an image "
                                 "input, or a preprocessed .npy")
         x = Preprocess.parse(spec).load(Path(args.input))[None]
+    if args.measure_traffic or args.original:
+        return _measure_traffic(args, x)
     if args.rpc:
         from featcomp.deploy.compile import adapter
 
@@ -79,4 +88,28 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     if coded:
         print(f"feature maps coded on the device: {sum(coded)} bytes over {len(coded)} sites "
               f"(largest {max(coded)}), real bitstreams with headers")
+    return 0
+
+
+def _measure_traffic(args: argparse.Namespace, x: Any) -> int:
+    """`--measure-traffic`: one line of MB/inference; the numbers go to the bundle's sidecar file."""
+    from featcomp.deploy import bundle, traffic
+    from featcomp.errors import FeatcompError
+
+    if not args.measure_traffic:
+        raise FeatcompError("--original belongs to --measure-traffic")
+    if args.emulate or args.rpc or args.output:
+        raise FeatcompError("--measure-traffic runs the bundle under valgrind here: drop --emulate, --rpc and --output")
+    if args.calls < 2:
+        raise FeatcompError("--calls must be >= 2 (the measurement subtracts a run of one inference)")
+    if args.original:
+        bundle.load_manifest(args.original)  # fail before the slow part
+    measured = traffic.measure_bundle(args.bundle, x, calls=args.calls)
+    original = traffic.measure_bundle(args.original, x, calls=args.calls) if args.original else None
+    traffic.write_sidecar(args.bundle, measured, original)
+    line = f"DRAM traffic: {measured.mb:.2f} MB/inference"
+    if original is not None:
+        ratio = f" ({measured.mb / original.mb:.2f}x)" if original.dram_bytes_per_inference > 0 else ""
+        line += f", original bundle {original.mb:.2f} MB/inference{ratio}"
+    print(line + f" (cachegrind, LL 1 MiB 16-way 64 B, 1 thread, {args.calls} inferences minus 1)")
     return 0

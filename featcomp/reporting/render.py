@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from featcomp.errors import FeatcompError
+from featcomp.reporting import deployed
 from featcomp.reporting.schema import Report, SiteReport
 
 if TYPE_CHECKING:
@@ -117,7 +118,8 @@ def render(report: Report, fmt: str, *, wide: bool = False, sweep: Sweep | None 
         head = "| " + " | ".join(c.name for c in COLUMNS) + " |"
         rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
         rows = ["| " + " | ".join(cell(s, c).replace("|", "\\|") for c in COLUMNS) + " |" for s in report.sites]
-        return "\n".join([*(f"- {line}" for line in summary_lines(report)), "", head, rule, *rows]) + "\n"
+        text = "\n".join([*(f"- {line}" for line in summary_lines(report)), "", head, rule, *rows]) + "\n"
+        return text + (deployed.markdown(report.deployed) if report.deployed is not None else "")
     if fmt == "table":
         return _table(report, COLUMNS if wide else NARROW)
     raise FeatcompError(f"unknown report format '{fmt}'; choose one of: {', '.join(FORMATS)}")
@@ -139,4 +141,14 @@ def _table(report: Report, columns: list[Column]) -> str:
     console.print(table)
     for line in summary_lines(report):
         console.print(line, highlight=False, soft_wrap=True)
+    if report.deployed is not None:
+        table = Table(show_lines=False, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, title="deployed")
+        for i, name in enumerate(deployed.COLUMNS):
+            table.add_column(name, justify="left" if i < 4 or i == len(deployed.COLUMNS) - 1 else "right",
+                             overflow="fold")
+        for row in deployed.rows(report.deployed):
+            table.add_row(*row)
+        console.print(table)
+        for line in deployed.summary_lines(report.deployed):
+            console.print(line, highlight=False, soft_wrap=True)
     return buf.getvalue()

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from featcomp.errors import FeatcompError
+from featcomp.reporting.deployed import Deployed
 
 SCHEMA = "featcomp.report/1"
 
@@ -87,6 +88,8 @@ class Report:
     # before it existed still read under the same schema version
     graph: dict[str, Any] | None = None
     schema: str = SCHEMA
+    # optional: what a compiled bundle stores and moves (`featcomp report --bundle`; featcomp.reporting.deployed)
+    deployed: Deployed | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, allow_nan=True)
@@ -103,6 +106,8 @@ class Report:
         try:
             data["sites"] = [SiteReport(**s) for s in data["sites"]]
             data["totals"] = Totals(**data["totals"])
+            if data.get("deployed") is not None:
+                data["deployed"] = Deployed.from_dict(data["deployed"])
             return cls(**data)
         except (KeyError, TypeError) as exc:
             raise FeatcompError(f"report does not match schema {SCHEMA}: {exc}") from None

@@ -16,7 +16,7 @@ import tvm  # type: ignore[import-untyped]
 from tvm import relax, tirx  # type: ignore[import-untyped]
 
 from featcomp.errors import FeatcompError
-from featcomp.runtime_ops.tvm import convert, schedules
+from featcomp.runtime_ops.tvm import convert, memory, schedules
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR
 
 
@@ -153,6 +153,7 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
     seconds["schedule"] = time.perf_counter() - t0
     stats["fusion"] = fusion_stats(mod)
     stats["memory"] = planned_memory(mod, target)
+    stats["stored_sites"] = [site.as_dict() for site in memory.stored_tensors(mod)]
     t0 = time.perf_counter()
     ex = tvm.compile(mod, target, relax_pipeline=tvm.transform.Sequential(_lower_passes(target)))
     seconds["build"] = time.perf_counter() - t0
