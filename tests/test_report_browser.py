@@ -20,7 +20,7 @@ from featcomp.jpeg.tables import standard
 from featcomp.passes.jpeg_input import insert_jpeg
 from featcomp.preprocess import Preprocess
 from featcomp.report.browser import Page, find_chromium
-from featcomp.report.render import COLUMNS, cell, render
+from featcomp.report.render import COLUMNS, NARROW, cell, render
 from featcomp.report.schema import Report
 from featcomp.sweep import Sweep, sweep
 
@@ -121,8 +121,11 @@ def test_summary_figures_equal_the_json(page: Page, made: tuple[Report, Sweep, P
 
 def test_table_cells_equal_the_terminal_renderer(page: Page, made: tuple[Report, Sweep, Path]) -> None:
     report = made[0]
-    head = page.evaluate("[...document.querySelectorAll('#sites-table th')].map(h => h.textContent)")
-    assert head == [c.name for c in COLUMNS]
+    visible = "[...document.querySelectorAll('#sites-table th')].filter(h => h.offsetParent).map(h => h.textContent)"
+    assert page.evaluate(visible) == [c.name for c in NARROW]  # as `--format table`
+    page.evaluate("document.getElementById('wide-toggle').click()")
+    assert page.evaluate(visible) == [c.name for c in COLUMNS]  # as `--format table --wide`
+    page.evaluate("document.getElementById('wide-toggle').click()")
     for s in report.sites:
         row = page.evaluate(f"[...document.querySelector('tr[data-site={json.dumps(s.name)}]').cells]"
                             ".map(c => c.textContent)")

@@ -255,7 +255,7 @@ function table(R, sites, columns, colours, select) {
   const rows = sites.map((e, i) => {
     const tr = el("tr", { id: "row-" + i, "data-site": e.name, class: e.site ? "" : "excluded" });
     columns.forEach((c, j) => {
-      const td = el("td", { class: left.has(c.style) ? "left" : "" }, tr);
+      const td = el("td", { class: (left.has(c.style) ? "left" : "") + (c.narrow ? "" : " wide-only") }, tr);
       if (e.site) {
         if (j === 0) el("span", { class: "swatch", style: `background:${colours.get(e.modeKey)}` }, td);
         td.appendChild(document.createTextNode(cell(e.site, c)));
@@ -268,9 +268,14 @@ function table(R, sites, columns, colours, select) {
     return { tr, e, index: i };
   });
   rows.forEach((r) => tbody.appendChild(r.tr));
+  const toggle = document.getElementById("wide-toggle");
+  const apply = () => tableEl.classList.toggle("narrow", !toggle.checked);
+  toggle.addEventListener("change", apply);
+  apply();
   let sortKey = null, desc = false;
   columns.forEach((c) => {
-    const th = el("th", { class: left.has(c.style) ? "left" : "", title: "sort by " + c.name }, hr, c.name);
+    const th = el("th", { class: (left.has(c.style) ? "left" : "") + (c.narrow ? "" : " wide-only"),
+      title: "sort by " + c.name }, hr, c.name);
     th.addEventListener("click", () => {
       desc = sortKey === c.key ? !desc : !left.has(c.style);
       sortKey = c.key;
