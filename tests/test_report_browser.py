@@ -151,3 +151,16 @@ def test_rate_accuracy_curve_is_drawn(page: Page, made: tuple[Report, Sweep, Pat
     assert page.evaluate("document.getElementById('curve-card').hidden") is False
     assert page.evaluate("document.querySelectorAll('#curve svg').length") == 2
     assert page.evaluate("document.querySelectorAll('#curve svg[data-curve=top1] circle').length") == len(curve.points)
+
+
+def test_numbers_round_like_python(page: Page) -> None:
+    """The page's fixed() is Python's f"{x:.Nf}": exact ties go to even, nan and inf spelled alike."""
+    import random
+
+    rng = random.Random(3)
+    values = [0.125, 0.375, 2.5, 3.5, -2.5, 12.5, 1.005, 0.045, 1e-9, 123456.5, 0.0, float("nan"), float("inf"),
+              float("-inf"), *(rng.uniform(-50, 50) for _ in range(200)), *(rng.randint(0, 4000) / 8 for _ in range(100))]
+    for digits in (0, 1, 2, 3):
+        got = page.evaluate(f"{json.dumps([repr(v) for v in values])}.map(v => fixed(Number(v === 'nan' ? NaN : "
+                            f"v === 'inf' ? Infinity : v === '-inf' ? -Infinity : v), {digits}))")
+        assert got == [f"{v:.{digits}f}" for v in values], digits
