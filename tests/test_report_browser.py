@@ -164,3 +164,30 @@ def test_numbers_round_like_python(page: Page) -> None:
         got = page.evaluate(f"{json.dumps([repr(v) for v in values])}.map(v => fixed(Number(v === 'nan' ? NaN : "
                             f"v === 'inf' ? Infinity : v === '-inf' ? -Infinity : v), {digits}))")
         assert got == [f"{v:.{digits}f}" for v in values], digits
+
+
+def test_deployed_section_shows_only_the_keys_it_has(chromium: str, made: tuple[Report, Sweep, Path],
+                                                      tmp_path: Path) -> None:
+    """A report with a "deployed" section (featcomp report --bundle) gets a card with exactly its keys."""
+    data = json.loads(made[0].to_json())
+    data["deployed"] = {"target": "x86_64", "planned_peak_bytes": 123456, "dram_bytes_per_inference": 7654321,
+                        "sites": [{"name": s.name, "stored_bytes": 1000 + i} for i, s in enumerate(made[0].sites)]}
+    page_text = made[2].read_text()
+    start = page_text.index('<script type="application/json" id="featcomp-report">')
+    end = page_text.index("</script>", start)
+    head = '<script type="application/json" id="featcomp-report">'
+    page = tmp_path / "deployed.html"
+    page.write_text(page_text[:start] + head + json.dumps(data).replace("<", "\\u003c") + page_text[end:])
+    with Page(chromium) as p:
+        p.open(made[2])
+        assert p.evaluate("document.getElementById('deployed-card').hidden") is True  # no section, no card
+        p.open(page)
+        assert p.console_errors() == []
+        assert p.evaluate("document.getElementById('deployed-card').hidden") is False
+        keys = p.evaluate("[...document.querySelectorAll('#deployed .kv [data-key]')].map(d => d.dataset.key)")
+        assert keys == ["target", "planned_peak_bytes", "dram_bytes_per_inference"]
+        assert p.evaluate("document.querySelector('#deployed [data-key=dram_bytes_per_inference] b').textContent") \
+            == f"{7654321 / 1e6:.2f} MB"
+        rows = p.evaluate("[...document.querySelectorAll('#deployed table[data-key=sites] tbody tr')]"
+                          ".map(r => r.cells[0].textContent)")
+        assert rows == [s.name for s in made[0].sites]

@@ -498,6 +498,47 @@ function inputBytes(R) {
   }
 }
 
+/** The "deployed" section a bundle adds (featcomp report --bundle): drawn generically, only the keys it has. */
+function deployed(R) {
+  const D = R.deployed;
+  if (!D || typeof D !== "object") return;
+  document.getElementById("deployed-card").hidden = false;
+  const box = document.getElementById("deployed");
+  const show = (key, v) => {
+    if (typeof v === "number") {
+      if (/bytes/.test(key)) return kB(v);
+      return Number.isInteger(v) ? String(v) : fixed(v, Math.abs(v) >= 100 ? 1 : 3);
+    }
+    return v === null || v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  };
+  const label = (key) => key.replace(/_/g, " ");
+  const scalars = Object.entries(D).filter(([, v]) => v === null || typeof v !== "object");
+  if (scalars.length) {
+    const dl = el("div", { class: "kv" }, box);
+    for (const [k, v] of scalars) {
+      const item = el("div", { "data-key": k }, dl);
+      el("span", { class: "k" }, item, label(k));
+      el("b", {}, item, show(k, v));
+    }
+  }
+  for (const [k, v] of Object.entries(D)) {
+    if (!v || typeof v !== "object") continue;
+    const rows = Array.isArray(v) ? v.filter((r) => r && typeof r === "object") :
+      Object.entries(v).map(([name, r]) => (r && typeof r === "object" ? { name, ...r } : { name, value: r }));
+    if (!rows.length) continue;
+    el("h3", {}, box, label(k));
+    const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+    const t = el("table", { class: "deployed-table", "data-key": k }, el("div", { class: "table-scroll" }, box));
+    const hr = el("tr", {}, el("thead", {}, t));
+    cols.forEach((c) => el("th", { class: typeof rows[0][c] === "number" ? "" : "left" }, hr, label(c)));
+    const body = el("tbody", {}, t);
+    rows.forEach((r) => {
+      const tr = el("tr", {}, body);
+      cols.forEach((c) => el("td", { class: typeof r[c] === "number" ? "" : "left" }, tr, c in r ? show(c, r[c]) : "—"));
+    });
+  }
+}
+
 // ------------------------------------------------------------------------------------------ main
 
 function main() {
@@ -524,6 +565,7 @@ function main() {
   bars(R, sites, colours, select);
   curve(R, S);
   inputBytes(R);
+  deployed(R);
   table(R, sites, columns, colours, select);
   graph(R, sites, select);
   document.getElementById("footer").textContent = `Drawn from the ${R.schema} JSON embedded in this page ` +
