@@ -144,6 +144,10 @@ def test_sorting_and_graph_clicks(page: Page, made: tuple[Report, Sweep, Path]) 
     page.evaluate(f"document.querySelector('.node.site[data-site={json.dumps(target)}]')"
                   ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
     assert page.evaluate("[...document.querySelectorAll('tr.selected')].map(r => r.dataset.site)") == [target]
+    first = report.sites[0].name
+    page.evaluate(f"document.querySelector('tr[data-site={json.dumps(first)}]').click()")
+    assert page.evaluate("[...document.querySelectorAll('.node.site.selected')].map(n => n.dataset.site)") == [first]
+    assert page.evaluate("[...document.querySelectorAll('.bar-slot.selected')].map(n => n.dataset.site)") == [first]
 
 
 def test_rate_accuracy_curve_is_drawn(page: Page, made: tuple[Report, Sweep, Path]) -> None:

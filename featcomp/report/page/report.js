@@ -559,7 +559,11 @@ function main() {
         n.classList.add("flash");
         n.scrollIntoView({ block: "center", behavior: "smooth" });
       }
-      if (n.classList.contains("site") && from !== "graph") n.scrollIntoView({ block: "center", inline: "center" });
+      if (n.classList.contains("site") && from !== "graph") {  // scroll the graph panel only, not the page
+        const box = document.getElementById("graph"), r = n.getBoundingClientRect(), b = box.getBoundingClientRect();
+        box.scrollTop += r.top - b.top - box.clientHeight / 2;
+        box.scrollLeft += r.left - b.left - box.clientWidth / 2;
+      }
     });
   };
   bars(R, sites, colours, select);
