@@ -70,11 +70,16 @@ class Page:
         self._buffer = b""
         self._next_id = 0
         self._session: str | None = None
-        target = self.send("Target.createTarget", url="about:blank", browser=True)["targetId"]
-        self._session = self.send("Target.attachToTarget", targetId=target, flatten=True, browser=True)["sessionId"]
-        for domain in ("Runtime", "Log", "Page"):
-            self.send(f"{domain}.enable")
-        self.resize(width, height)
+        try:
+            target = self.send("Target.createTarget", url="about:blank", browser=True)["targetId"]
+            self._session = self.send("Target.attachToTarget", targetId=target, flatten=True,
+                                      browser=True)["sessionId"]
+            for domain in ("Runtime", "Log", "Page"):
+                self.send(f"{domain}.enable")
+            self.resize(width, height)
+        except BaseException:  # a browser that did not come up is not left running
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ protocol
 
