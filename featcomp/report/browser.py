@@ -62,6 +62,7 @@ class Page:
 
         args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
                 "--no-default-browser-check", "--hide-scrollbars", "--mute-audio", "--disable-extensions",
+                "--disable-dev-shm-usage",
                 f"--user-data-dir={self._profile.name}", "about:blank"]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=wire)
