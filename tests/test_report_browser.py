@@ -20,7 +20,7 @@ from featcomp.jpeg.tables import standard
 from featcomp.passes.jpeg_input import insert_jpeg
 from featcomp.preprocess import Preprocess
 from featcomp.reporting.browser import Page, find_chromium
-from featcomp.reporting.render import COLUMNS, cell, render
+from featcomp.reporting.render import COLUMNS, NARROW, cell, render
 from featcomp.reporting.schema import Report
 from featcomp.sweep import Sweep, sweep
 
@@ -121,8 +121,11 @@ def test_summary_figures_equal_the_json(page: Page, made: tuple[Report, Sweep, P
 
 def test_table_cells_equal_the_terminal_renderer(page: Page, made: tuple[Report, Sweep, Path]) -> None:
     report = made[0]
-    head = page.evaluate("[...document.querySelectorAll('#sites-table th')].map(h => h.textContent)")
-    assert head == [c.name for c in COLUMNS]
+    visible = "[...document.querySelectorAll('#sites-table th')].filter(h => h.offsetParent).map(h => h.textContent)"
+    assert page.evaluate(visible) == [c.name for c in NARROW]  # as `--format table`
+    page.evaluate("document.getElementById('wide-toggle').click()")
+    assert page.evaluate(visible) == [c.name for c in COLUMNS]  # as `--format table --wide`
+    page.evaluate("document.getElementById('wide-toggle').click()")
     for s in report.sites:
         row = page.evaluate(f"[...document.querySelector('tr[data-site={json.dumps(s.name)}]').cells]"
                             ".map(c => c.textContent)")
@@ -141,6 +144,10 @@ def test_sorting_and_graph_clicks(page: Page, made: tuple[Report, Sweep, Path]) 
     page.evaluate(f"document.querySelector('.node.site[data-site={json.dumps(target)}]')"
                   ".dispatchEvent(new MouseEvent('click', {bubbles: true}))")
     assert page.evaluate("[...document.querySelectorAll('tr.selected')].map(r => r.dataset.site)") == [target]
+    first = report.sites[0].name
+    page.evaluate(f"document.querySelector('tr[data-site={json.dumps(first)}]').click()")
+    assert page.evaluate("[...document.querySelectorAll('.node.site.selected')].map(n => n.dataset.site)") == [first]
+    assert page.evaluate("[...document.querySelectorAll('.bar-slot.selected')].map(n => n.dataset.site)") == [first]
 
 
 def test_rate_accuracy_curve_is_drawn(page: Page, made: tuple[Report, Sweep, Path]) -> None:
@@ -148,3 +155,43 @@ def test_rate_accuracy_curve_is_drawn(page: Page, made: tuple[Report, Sweep, Pat
     assert page.evaluate("document.getElementById('curve-card').hidden") is False
     assert page.evaluate("document.querySelectorAll('#curve svg').length") == 2
     assert page.evaluate("document.querySelectorAll('#curve svg[data-curve=top1] circle').length") == len(curve.points)
+
+
+def test_numbers_round_like_python(page: Page) -> None:
+    """The page's fixed() is Python's f"{x:.Nf}": exact ties go to even, nan and inf spelled alike."""
+    import random
+
+    rng = random.Random(3)
+    values = [0.125, 0.375, 2.5, 3.5, -2.5, 12.5, 1.005, 0.045, 1e-9, 123456.5, 0.0, float("nan"), float("inf"),
+              float("-inf"), *(rng.uniform(-50, 50) for _ in range(200)), *(rng.randint(0, 4000) / 8 for _ in range(100))]
+    for digits in (0, 1, 2, 3):
+        got = page.evaluate(f"{json.dumps([repr(v) for v in values])}.map(v => fixed(Number(v === 'nan' ? NaN : "
+                            f"v === 'inf' ? Infinity : v === '-inf' ? -Infinity : v), {digits}))")
+        assert got == [f"{v:.{digits}f}" for v in values], digits
+
+
+def test_deployed_section_shows_only_the_keys_it_has(chromium: str, made: tuple[Report, Sweep, Path],
+                                                      tmp_path: Path) -> None:
+    """A report with a "deployed" section (featcomp report --bundle) gets a card with exactly its keys."""
+    data = json.loads(made[0].to_json())
+    data["deployed"] = {"target": "x86_64", "planned_peak_bytes": 123456, "dram_bytes_per_inference": 7654321,
+                        "sites": [{"name": s.name, "stored_bytes": 1000 + i} for i, s in enumerate(made[0].sites)]}
+    page_text = made[2].read_text()
+    start = page_text.index('<script type="application/json" id="featcomp-report">')
+    end = page_text.index("</script>", start)
+    head = '<script type="application/json" id="featcomp-report">'
+    page = tmp_path / "deployed.html"
+    page.write_text(page_text[:start] + head + json.dumps(data).replace("<", "\\u003c") + page_text[end:])
+    with Page(chromium) as p:
+        p.open(made[2])
+        assert p.evaluate("document.getElementById('deployed-card').hidden") is True  # no section, no card
+        p.open(page)
+        assert p.console_errors() == []
+        assert p.evaluate("document.getElementById('deployed-card').hidden") is False
+        keys = p.evaluate("[...document.querySelectorAll('#deployed .kv [data-key]')].map(d => d.dataset.key)")
+        assert keys == ["target", "planned_peak_bytes", "dram_bytes_per_inference"]
+        assert p.evaluate("document.querySelector('#deployed [data-key=dram_bytes_per_inference] b').textContent") \
+            == f"{7654321 / 1e6:.2f} MB"
+        rows = p.evaluate("[...document.querySelectorAll('#deployed table[data-key=sites] tbody tr')]"
+                          ".map(r => r.cells[0].textContent)")
+        assert rows == [s.name for s in made[0].sites]

@@ -163,3 +163,17 @@ def test_bad_sweep_or_misplaced_flags_are_one_line(cli, report: Report, tmp_path
         from featcomp.sweep import Sweep
 
         Sweep.from_json('{"schema": "other"}')
+
+
+def test_cli_sweep_curve_goes_into_the_page(cli, report: Report, tmp_path: Path) -> None:
+    from featcomp.sweep import Point, Sweep
+
+    saved, curve, page = tmp_path / "r.json", tmp_path / "curve.json", tmp_path / "r.html"
+    saved.write_text(report.to_json())
+    points = [Point(codec="dct-cm", output_snr_db=snr, bits_per_value=bits, payload_bits_per_value=bits,
+                    entropy_bits_per_value=bits, side_bits_per_value=0.0, ratio_vs_int8=8 / bits, top1=top1,
+                    top1_reference=0.7, agreement=top1 + 0.1) for snr, bits, top1 in ((12, 2.0, 0.5), (24, 4.0, 0.6))]
+    curve.write_text(Sweep(model="m", images=10, calibration=4, points=points, seconds={}).to_json())
+    run = cli("report", saved, "--format", "html", "--sweep", curve, "-o", page)
+    assert run.code == 0, run.err
+    assert Sweep.from_json(embedded(page.read_text())["featcomp-sweep"]) == Sweep.from_json(curve.read_text())

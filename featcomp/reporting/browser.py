@@ -62,6 +62,7 @@ class Page:
 
         args = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
                 "--no-default-browser-check", "--hide-scrollbars", "--mute-audio", "--disable-extensions",
+                "--disable-dev-shm-usage",
                 f"--user-data-dir={self._profile.name}", "about:blank"]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, close_fds=False, preexec_fn=wire)
@@ -70,11 +71,16 @@ class Page:
         self._buffer = b""
         self._next_id = 0
         self._session: str | None = None
-        target = self.send("Target.createTarget", url="about:blank", browser=True)["targetId"]
-        self._session = self.send("Target.attachToTarget", targetId=target, flatten=True, browser=True)["sessionId"]
-        for domain in ("Runtime", "Log", "Page"):
-            self.send(f"{domain}.enable")
-        self.resize(width, height)
+        try:
+            target = self.send("Target.createTarget", url="about:blank", browser=True)["targetId"]
+            self._session = self.send("Target.attachToTarget", targetId=target, flatten=True,
+                                      browser=True)["sessionId"]
+            for domain in ("Runtime", "Log", "Page"):
+                self.send(f"{domain}.enable")
+            self.resize(width, height)
+        except BaseException:  # a browser that did not come up is not left running
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ protocol
 

@@ -25,7 +25,8 @@ DAGRE = "@dagrejs/dagre 3.1.3"  # page/dagre.min.js, see page/VENDORED.md
 
 
 def _asset(name: str) -> str:
-    return (files("featcomp.reporting") / "page" / name).read_text(encoding="utf-8")
+    package = __name__.rpartition(".")[0]  # the page/ folder beside this module, whatever the package is called
+    return (files(package) / "page" / name).read_text(encoding="utf-8")
 
 
 def _script_data(text: str) -> str:

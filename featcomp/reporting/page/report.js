@@ -255,7 +255,7 @@ function table(R, sites, columns, colours, select) {
   const rows = sites.map((e, i) => {
     const tr = el("tr", { id: "row-" + i, "data-site": e.name, class: e.site ? "" : "excluded" });
     columns.forEach((c, j) => {
-      const td = el("td", { class: left.has(c.style) ? "left" : "" }, tr);
+      const td = el("td", { class: (left.has(c.style) ? "left" : "") + (c.narrow ? "" : " wide-only") }, tr);
       if (e.site) {
         if (j === 0) el("span", { class: "swatch", style: `background:${colours.get(e.modeKey)}` }, td);
         td.appendChild(document.createTextNode(cell(e.site, c)));
@@ -268,9 +268,14 @@ function table(R, sites, columns, colours, select) {
     return { tr, e, index: i };
   });
   rows.forEach((r) => tbody.appendChild(r.tr));
+  const toggle = document.getElementById("wide-toggle");
+  const apply = () => tableEl.classList.toggle("narrow", !toggle.checked);
+  toggle.addEventListener("change", apply);
+  apply();
   let sortKey = null, desc = false;
   columns.forEach((c) => {
-    const th = el("th", { class: left.has(c.style) ? "left" : "", title: "sort by " + c.name }, hr, c.name);
+    const th = el("th", { class: (left.has(c.style) ? "left" : "") + (c.narrow ? "" : " wide-only"),
+      title: "sort by " + c.name }, hr, c.name);
     th.addEventListener("click", () => {
       desc = sortKey === c.key ? !desc : !left.has(c.style);
       sortKey = c.key;
@@ -493,6 +498,47 @@ function inputBytes(R) {
   }
 }
 
+/** The "deployed" section a bundle adds (featcomp report --bundle): drawn generically, only the keys it has. */
+function deployed(R) {
+  const D = R.deployed;
+  if (!D || typeof D !== "object") return;
+  document.getElementById("deployed-card").hidden = false;
+  const box = document.getElementById("deployed");
+  const show = (key, v) => {
+    if (typeof v === "number") {
+      if (/bytes/.test(key)) return kB(v);
+      return Number.isInteger(v) ? String(v) : fixed(v, Math.abs(v) >= 100 ? 1 : 3);
+    }
+    return v === null || v === undefined ? "—" : typeof v === "object" ? JSON.stringify(v) : String(v);
+  };
+  const label = (key) => key.replace(/_/g, " ");
+  const scalars = Object.entries(D).filter(([, v]) => v === null || typeof v !== "object");
+  if (scalars.length) {
+    const dl = el("div", { class: "kv" }, box);
+    for (const [k, v] of scalars) {
+      const item = el("div", { "data-key": k }, dl);
+      el("span", { class: "k" }, item, label(k));
+      el("b", {}, item, show(k, v));
+    }
+  }
+  for (const [k, v] of Object.entries(D)) {
+    if (!v || typeof v !== "object") continue;
+    const rows = Array.isArray(v) ? v.filter((r) => r && typeof r === "object") :
+      Object.entries(v).map(([name, r]) => (r && typeof r === "object" ? { name, ...r } : { name, value: r }));
+    if (!rows.length) continue;
+    el("h3", {}, box, label(k));
+    const cols = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+    const t = el("table", { class: "deployed-table", "data-key": k }, el("div", { class: "table-scroll" }, box));
+    const hr = el("tr", {}, el("thead", {}, t));
+    cols.forEach((c) => el("th", { class: typeof rows[0][c] === "number" ? "" : "left" }, hr, label(c)));
+    const body = el("tbody", {}, t);
+    rows.forEach((r) => {
+      const tr = el("tr", {}, body);
+      cols.forEach((c) => el("td", { class: typeof r[c] === "number" ? "" : "left" }, tr, c in r ? show(c, r[c]) : "—"));
+    });
+  }
+}
+
 // ------------------------------------------------------------------------------------------ main
 
 function main() {
@@ -513,12 +559,17 @@ function main() {
         n.classList.add("flash");
         n.scrollIntoView({ block: "center", behavior: "smooth" });
       }
-      if (n.classList.contains("site") && from !== "graph") n.scrollIntoView({ block: "center", inline: "center" });
+      if (n.classList.contains("site") && from !== "graph") {  // scroll the graph panel only, not the page
+        const box = document.getElementById("graph"), r = n.getBoundingClientRect(), b = box.getBoundingClientRect();
+        box.scrollTop += r.top - b.top - box.clientHeight / 2;
+        box.scrollLeft += r.left - b.left - box.clientWidth / 2;
+      }
     });
   };
   bars(R, sites, colours, select);
   curve(R, S);
   inputBytes(R);
+  deployed(R);
   table(R, sites, columns, colours, select);
   graph(R, sites, select);
   document.getElementById("footer").textContent = `Drawn from the ${R.schema} JSON embedded in this page ` +
