@@ -21,7 +21,8 @@ from featcomp import allocate as allocation
 from featcomp.data import InputReader, collect, open_inputs, read_labels, validate_batch, validated
 from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec, load_model, prepare
-from featcomp.passes.insert import insert_pairs, strip_pairs
+from featcomp.passes.insert import insert_pairs, strip_pairs, strip_to_original
+from featcomp.passes.original import attach as attach_original
 from featcomp.passes.sites import Site, SiteFilter, find_sites, no_sites_reason, select
 from featcomp.preprocess import Preprocess
 from featcomp.reporting.measure import measure
@@ -112,7 +113,8 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     are plain Convs, so the transform costs nothing at run time (see featcomp.passes.fold).
     """
     t0 = time.perf_counter()
-    proto = _model(model)
+    given = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    proto = prepare(given)
     family = make_codec(codec, **codec_options)
     found = find_sites(proto)
     if not found:
@@ -164,6 +166,7 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
         out, folded = fold_transforms(out)
         info["folded"] = folded
     onnx.checker.check_model(out, full_check=True)
+    attach_original(out, given, strip_pairs(out))  # strip gives back `given` itself, byte for byte
     t4 = time.perf_counter()
     seconds = {"load": t1 - t0, "calibration_run": t2 - t1, "codec_fit": t3 - t2, "insert": t4 - t3, "total": t4 - t0}
     return CompressResult(model=out, sites=sites, codecs=codecs, seconds=seconds, allocation=info)
@@ -201,9 +204,10 @@ def report(model: ModelLike, data: DataLike, *, preprocess: Preprocess | str | N
 
 
 def strip(model: ModelLike) -> onnx.ModelProto:
-    """The original model back from a compressed one (exact inverse of the insert pass)."""
+    """The original model back from a compressed one: the model compress was given, byte for byte (for a
+    model edited after compress, e.g. by `featcomp jpeg insert`: the pairs removed, the edit kept)."""
     proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
-    return strip_pairs(proto)
+    return strip_to_original(proto)[0]
 
 
 @dataclass

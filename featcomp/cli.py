@@ -281,7 +281,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     else:
         model, name = load_model(args.model), Path(args.model).name
         preprocess, calib = args.preprocess, args.calib
-    model = prepare(model)
+    original, model = model, prepare(model)  # compress gets the original: strip gives that back byte for byte
     known = {s.name for s in api.inspect(model)}
     include, exclude = _names(args.sites), _names(args.exclude) or []
     unknown = [n for n in [*(include or []), *exclude] if n not in known]
@@ -319,7 +319,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     calib_reader = reader("calibration")
     stages = bars.track("calibrating", "fitting codecs", "measuring sensitivity", "searching allocation",
                         total=_size(calib_reader))
-    result = api.compress(model, calib_reader, codec=args.codec, include=include, op_types=_names(args.op_types),
+    result = api.compress(original, calib_reader, codec=args.codec, include=include, op_types=_names(args.op_types),
                           exclude=exclude, progress=stages, **options)
     save_model(result.model, output)
     report_reader = reader("report")
@@ -453,10 +453,17 @@ def _strip(args: argparse.Namespace, bars: Bars) -> int:
     from featcomp import api
     from featcomp.modelio import load_model, save_model
 
+    from featcomp.passes.insert import strip_to_original
+
     model = load_model(args.model)
-    if not api.site_codecs(model):
+    pairs = len(api.site_codecs(model))
+    if not pairs:
         raise FeatcompError(f"{args.model} has no featcomp pairs: there is nothing to strip")
-    save_model(api.strip(model), output)
+    stripped, exact = strip_to_original(model)
+    save_model(stripped, output)
+    how = ("the model compress was given, byte for byte" if exact else
+           "pairs removed; not byte for byte: the model was edited after compress or made by an older featcomp")
+    print(f"stripped {pairs} pairs: wrote {output} ({how})")
     return 0
 
 

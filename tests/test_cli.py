@@ -81,7 +81,7 @@ def test_round_trip(cli, model_file, calib_npz: Path, images: Path, tmp_path: Pa
 
     stripped = tmp_path / "stripped.onnx"
     assert cli("strip", compressed, "-o", stripped).code == 0
-    assert stripped.read_bytes() == prepare(original).SerializeToString()
+    assert stripped.read_bytes() == Path(source).read_bytes()  # the file compress was given
 
     result = cli("eval", stripped, "--images", images, "--preprocess", PREPROCESS, "--reference", source,
                  "--format", "json")
@@ -207,3 +207,36 @@ def test_compress_with_a_missing_labels_file_names_it(cli, model_file, images, t
               "--labels", tmp_path / "nope.txt", "--quiet")
     assert run.code == 1 and "nope.txt" in run.err and len(run.err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("build, flags", [
+    (models.two_convs, ["--output-snr", "20"]),                      # opset 13: shape inference adds value_info
+    (lambda: models.old_opset(9), ["--sqnr", "20"]),                 # opset 9: upgraded to 13 for the pairs
+    (models.initializers_as_inputs, ["--max-drop", "1"]),            # IR 3: raised to IR 8
+    (models.linear_bottleneck, ["--codec", "transform-vlc", "--fold", "--output-snr", "20"]),  # weights folded
+], ids=["opset13", "opset9", "ir3", "folded"])
+def test_strip_gives_back_the_original_file_byte_for_byte(cli, model_file, calib_npz, tmp_path: Path, build,
+                                                           flags: list[str]) -> None:
+    original = Path(model_file(build()))
+    compressed, stripped = tmp_path / "model.fc.onnx", tmp_path / "stripped.onnx"
+    assert cli("compress", original, "-o", compressed, "--calib", calib_npz, "-q", *flags).code == 0
+    result = cli("strip", compressed, "-o", stripped)
+    assert result.code == 0, result.err
+    assert stripped.read_bytes() == original.read_bytes()
+    assert result.out.splitlines() == [f"stripped {len(api.site_codecs(str(compressed)))} pairs: wrote {stripped} "
+                                       "(the model compress was given, byte for byte)"]
+
+
+def test_strip_of_a_model_edited_after_compress_removes_the_pairs_and_says_so(cli, model_file, calib_npz,
+                                                                              tmp_path: Path) -> None:
+    original = Path(model_file(models.two_convs()))
+    compressed, stripped = tmp_path / "model.fc.onnx", tmp_path / "stripped.onnx"
+    assert cli("compress", original, "-o", compressed, "--calib", calib_npz, "--output-snr", "20", "-q").code == 0
+    edited = onnx.load(str(compressed))
+    edited.doc_string = "edited by hand"
+    onnx.save(edited, str(compressed))
+    result = cli("strip", compressed, "-o", stripped)
+    assert result.code == 0 and "not byte for byte" in result.out
+    back = onnx.load(str(stripped))
+    assert back.doc_string == "edited by hand" and not api.site_codecs(back)
+    assert [n.op_type for n in back.graph.node] == [n.op_type for n in models.two_convs().graph.node]
