@@ -16,7 +16,6 @@ import pytest
 import models
 from conftest import PREPROCESS, Run
 from featcomp import api
-from featcomp.modelio import prepare
 
 RATIO_KEYS = ("ratio_vs_int8", "ratio_vs_fp32", "bits_per_value")
 
