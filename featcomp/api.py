@@ -241,15 +241,18 @@ def evaluate(model: ModelLike, images: str | os.PathLike[str], labels: str | os.
         raise FeatcompError(f"{len(missing)} images have no label in {labels} (first: {missing[0]})")
     sessions = [ort.session(proto)] + ([ort.session(ref)] if ref is not None else [])
     ranks: list[list[np.ndarray]] = [[] for _ in sessions]
+    widths = [0 for _ in sessions]
     batches = validated(reader, input_spec(proto), "evaluation")
     for feeds in (progress(batches) if progress else batches):
         for i, sess in enumerate(sessions):
             y = next(iter(ort.run(sess, feeds).values()))
+            widths[i] = int(np.prod(y.shape[1:]))
             ranks[i].append(np.argsort(-y.reshape(len(y), -1), axis=1)[:, :5] - label_offset)
     if not ranks[0]:
         raise FeatcompError("the evaluation set is empty: no images were read")
     target = np.array([truth[p.name] for p in paths])[:, None]
     top = [np.concatenate(r) for r in ranks]
+    _check_label_offset(top[0][:, 0] + label_offset, target[:, 0], label_offset, widths[0])
     result = EvalResult(images=len(target), top1=float(np.mean(top[0][:, :1] == target)),
                         top5=float(np.mean(np.any(top[0] == target, axis=1))))
     if ref is not None:
@@ -257,6 +260,22 @@ def evaluate(model: ModelLike, images: str | os.PathLike[str], labels: str | os.
         result.reference_top5 = float(np.mean(np.any(top[1] == target, axis=1)))
         result.agreement = float(np.mean(top[0][:, 0] == top[1][:, 0]))
     return result
+
+
+def _check_label_offset(predicted: np.ndarray, truth: np.ndarray, offset: int, width: int) -> None:
+    """Refuse a top-1 that the label offset alone ruins (e.g. a 1001-class model with a background class at
+    index 0 scored against 0..999 labels without --label-offset 1): one line saying what to pass."""
+    def accuracy(k: int) -> float:
+        return float(np.mean(predicted - k == truth))
+
+    got = accuracy(offset)
+    for other in (offset + 1, offset - 1):
+        better = accuracy(other)
+        if np.sum(predicted - other == truth) >= 3 and better >= 2 * got + 0.1:
+            raise FeatcompError(
+                f"top-1 is {got:.1%} with --label-offset {offset} but {better:.1%} with --label-offset {other} "
+                f"(the model has {width} outputs, the labels go up to {int(truth.max())}): "
+                f"pass --label-offset {other}")
 
 
 def site_codecs(model: ModelLike) -> Mapping[str, SiteCodec]:

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
@@ -239,3 +240,40 @@ def test_strip_of_a_model_edited_after_compress_removes_the_pairs_and_says_so(cl
     back = onnx.load(str(stripped))
     assert back.doc_string == "edited by hand" and not api.site_codecs(back)
     assert [n.op_type for n in back.graph.node] == [n.op_type for n in models.two_convs().graph.node]
+
+
+def _shifted_labels(model: onnx.ModelProto, folder: Path, shift: int) -> None:
+    """Six photos labelled (the model's class - shift): shift 1 is a background-class style numbering."""
+    from PIL import Image
+
+    from featcomp.preprocess import Preprocess
+    from featcomp.runtime_ops import ort
+
+    folder.mkdir()
+    sess, pre, rng, lines = ort.session(model), Preprocess.parse(PREPROCESS), np.random.default_rng(7), []
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+        y = next(iter(ort.run(sess, {models.INPUT: pre.load(folder / f"img{i}.png")[None]}).values()))
+        assert int(y.argmax()) >= shift  # the labels stay >= 0
+        lines.append(f"img{i}.png {int(y.argmax()) - shift}")
+    (folder / "labels.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_eval_with_a_missing_label_offset_says_what_to_pass(cli, model_file, tmp_path: Path) -> None:
+    model = models.residual()  # its class 3 for these photos
+    source = model_file(model)
+    _shifted_labels(model, tmp_path / "photos", shift=1)
+    result = cli("eval", source, "--images", tmp_path / "photos", "--preprocess", PREPROCESS)
+    assert result.code == 1 and "Traceback" not in result.err and len(result.err.splitlines()) == 1
+    assert "pass --label-offset 1" in result.err and "0.0% with --label-offset 0" in result.err
+    result = cli("eval", source, "--images", tmp_path / "photos", "--preprocess", PREPROCESS, "--label-offset", "1",
+                 "--format", "json")
+    assert result.code == 0 and json.loads(result.out)["top1"] == 1.0
+
+
+def test_eval_with_the_right_numbering_is_not_questioned(cli, model_file, tmp_path: Path) -> None:
+    model = models.residual()  # its class 3 for these photos
+    source = model_file(model)
+    _shifted_labels(model, tmp_path / "photos", shift=0)
+    result = cli("eval", source, "--images", tmp_path / "photos", "--preprocess", PREPROCESS, "--format", "json")
+    assert result.code == 0 and json.loads(result.out)["top1"] == 1.0, result.err
