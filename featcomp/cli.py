@@ -35,11 +35,17 @@ DEFAULT_OUTPUT_SNR = 20.0  # dB of logit SNR for the default job (see README)
 DEFAULT_OUT = Path("featcomp-out") / f"{DEFAULT_NAME}.fc.onnx"
 
 
-class Bars:
-    """rich progress bars on stderr, only on a terminal; each stops when its loop ends or fails."""
+PLAIN_PROGRESS = True  # plain progress lines when stderr is not a terminal (the in-process test runner turns it off)
+PLAIN_STEPS = 10  # a plain line each tenth of a loop with a known length
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+
+class Bars:
+    """Progress on stderr: rich bars on a terminal, plain lines (stage, count, elapsed) in a pipe or log, so a
+    long job is never silent; -q silences both. Each bar stops when its loop ends or fails."""
+
+    def __init__(self, enabled: bool, terminal: bool = True) -> None:
+        self.enabled = enabled and (terminal or PLAIN_PROGRESS)
+        self.terminal = terminal
         self._live: list[Any] = []
 
     def __enter__(self) -> Bars:
@@ -58,6 +64,8 @@ class Bars:
         """
         if not self.enabled:
             return None
+        if not self.terminal:
+            return _plain_lines(iter((stage, *later)), stage, total)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -78,6 +86,30 @@ class Bars:
                 bar.stop()
 
         return run
+
+
+def _plain_lines(names: Iterator[str], default: str, total: int | None) -> Progress:
+    """The non-terminal progress callable: 'featcomp: STAGE: DONE/TOTAL, ELAPSED s' lines on stderr."""
+    import time
+
+    def say(text: str) -> None:
+        print(f"featcomp: {text}", file=sys.stderr, flush=True)
+
+    def run(items: Iterable[Any]) -> Iterator[Any]:
+        stage = next(names, default)
+        size = _size(items)
+        size = size if size is not None else total
+        step = max(1, -(-size // PLAIN_STEPS)) if size else 10
+        start, count = time.perf_counter(), 0
+        say(f"{stage}: 0/{size if size is not None else '?'}")
+        for item in items:
+            yield item
+            count += 1
+            if count % step == 0 and count != size:
+                say(f"{stage}: {count}/{size if size is not None else '?'}, {time.perf_counter() - start:.1f} s")
+        say(f"{stage}: {count}/{count} done, {time.perf_counter() - start:.1f} s")
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -175,7 +207,7 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preprocess", metavar="SPEC",
                         help="how images become tensors, e.g. 'resize=256,crop=224,order=rgb,mean=128,std=128'")
     parser.add_argument("--limit", type=int, metavar="N", help="use at most N samples")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
 # ---------------------------------------------------------------------------------------------- inspect
@@ -408,7 +440,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="subtract K from the model's class index (e.g. 1 for models with a background class)")
     p.add_argument("--reference", metavar="MODEL", help="also evaluate this model and report top-1 agreement")
     p.add_argument("--limit", type=int, metavar="N", help="use at most N images")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     _format_arg(p, ("table", "json"))
     _output_arg(p)
 
@@ -546,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     quiet = getattr(args, "quiet", False)
     try:
-        with Bars(enabled=not quiet and sys.stderr.isatty()) as bars:
+        with Bars(enabled=not quiet, terminal=sys.stderr.isatty()) as bars:
             return args.command.run(args, bars)
     except FeatcompError as exc:
         print(f"featcomp: error: {_one_line(exc)}", file=sys.stderr)

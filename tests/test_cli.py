@@ -277,3 +277,38 @@ def test_eval_with_the_right_numbering_is_not_questioned(cli, model_file, tmp_pa
     _shifted_labels(model, tmp_path / "photos", shift=0)
     result = cli("eval", source, "--images", tmp_path / "photos", "--preprocess", PREPROCESS, "--format", "json")
     assert result.code == 0 and json.loads(result.out)["top1"] == 1.0, result.err
+
+
+def _featcomp(*argv: object) -> subprocess.CompletedProcess[str]:
+    """The installed CLI in a child process: stdout and stderr are pipes, not terminals."""
+    return subprocess.run([sys.executable, "-m", "featcomp", *map(str, argv)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_progress_lines_when_stderr_is_a_pipe(model_file, calib_npz: Path, tmp_path: Path) -> None:
+    source = model_file(models.two_convs())
+    done = _featcomp("compress", source, "-o", tmp_path / "a.fc.onnx", "--calib", calib_npz, "--output-snr", "20")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert "featcomp: calibrating: 0/4" in lines
+    assert any(line.startswith("featcomp: calibrating: 4/4 done, ") and line.endswith(" s") for line in lines)
+    for stage in ("fitting codecs", "measuring sensitivity", "measuring"):
+        assert any(line.startswith(f"featcomp: {stage}: ") and " done, " in line for line in lines), stage
+    assert "\x1b" not in done.stderr  # plain text, no terminal control codes
+    quiet = _featcomp("compress", source, "-o", tmp_path / "b.fc.onnx", "--calib", calib_npz, "--output-snr", "20",
+                      "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_progress_lines_in_process(cli, model_file, images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("featcomp.cli.PLAIN_PROGRESS", True)
+    result = cli("eval", model_file(models.two_convs()), "--images", images, "--preprocess", PREPROCESS)
+    assert result.code == 0
+    import re
+
+    lines = result.err.splitlines()
+    assert lines[0] == "featcomp: evaluating: 0/5"
+    assert all(re.fullmatch(r"featcomp: evaluating: [1-4]/5, \d+\.\d s", line) for line in lines[1:-1]), lines
+    assert re.fullmatch(r"featcomp: evaluating: 5/5 done, \d+\.\d s", lines[-1]), lines
+    assert cli("eval", model_file(models.two_convs()), "--images", images, "--preprocess", PREPROCESS,
+               "-q").err == ""
