@@ -312,3 +312,31 @@ def test_progress_lines_in_process(cli, model_file, images: Path, monkeypatch: p
     assert re.fullmatch(r"featcomp: evaluating: 5/5 done, \d+\.\d s", lines[-1]), lines
     assert cli("eval", model_file(models.two_convs()), "--images", images, "--preprocess", PREPROCESS,
                "-q").err == ""
+
+
+@pytest.mark.parametrize("flags, missed", [
+    (["--bits-per-value", "0.2"], "--bits-per-value 0.2 was missed: the model codes "),
+    (["--output-snr", "200"], "--output-snr 200 was missed: the logit SNR is "),
+    (["--sqnr", "200"], "--sqnr 200 was missed at 2 of 2 sites on the calibration data (lowest: "),
+    (["--bits-per-value", "0.2", "--codec", "transform-vlc"], "--bits-per-value 0.2 was missed: the model codes "),
+], ids=["bits-per-value", "output-snr", "sqnr", "tvlc-bits-per-value"])
+def test_a_missed_quality_target_says_so_with_the_achieved_value(cli, model_file, calib_npz, tmp_path: Path,
+                                                                  flags: list[str], missed: str) -> None:
+    output, report = tmp_path / "out.fc.onnx", tmp_path / "report.json"
+    result = cli("compress", model_file(models.two_convs()), "-o", output, "--calib", calib_npz, "--report", report,
+                 *flags)
+    assert result.code == 0, result.err
+    notes = [line for line in result.err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and notes[0].startswith(f"note: {missed}"), result.err
+    data = json.loads(report.read_text())
+    achieved = {"bits-per-value": f"{data['totals']['bits_per_value']:.2f} bits/value",
+                "output-snr": f"{data['accuracy']['output_snr_db']:.1f} dB",
+                "sqnr": f"{min(s['sqnr_db'] for s in data['sites']):.1f} dB"}[flags[0].lstrip("-")]
+    assert achieved in notes[0]
+
+
+@pytest.mark.parametrize("flags", [["--bits-per-value", "8"], ["--output-snr", "6"]], ids=["bits", "snr"])
+def test_a_met_quality_target_gets_no_note(cli, model_file, calib_npz, tmp_path: Path, flags: list[str]) -> None:
+    result = cli("compress", model_file(models.two_convs()), "-o", tmp_path / "out.fc.onnx", "--calib", calib_npz,
+                 *flags)
+    assert result.code == 0 and "note:" not in result.err, result.err
