@@ -210,6 +210,32 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
+TOLERANCE_DB = 0.05  # below the 0.1 dB the lines print: a target shown as met is not called missed
+
+
+def _missed_targets(args: argparse.Namespace, how: dict[str, Any], report: Any) -> list[str]:
+    """One line per quality target the compressed model misses, with what it achieves on the calibration data
+    (measured by the report: real coded bytes, per-site SQNR and the logit SNR of the model that was written)."""
+    notes = []
+    if args.bits_per_value is not None and report.totals.bits_per_value > args.bits_per_value + 0.005:
+        estimate = how.get("estimated_bits_per_value")
+        why = "" if estimate is None else f" (the allocation estimated {estimate:.2f}" + (
+            ", the least the coarsest setting allows)" if how.get("met") is False else ")")
+        notes.append(f"--bits-per-value {args.bits_per_value:g} was missed: the model codes "
+                     f"{report.totals.bits_per_value:.2f} bits/value on the calibration data{why}")
+    snr = report.accuracy.get("output_snr_db")
+    if args.output_snr is not None and snr is not None and snr < args.output_snr - TOLERANCE_DB:
+        notes.append(f"--output-snr {args.output_snr:g} was missed: the logit SNR is {snr:.1f} dB on the "
+                     "calibration data")
+    if args.sqnr is not None:
+        low = [s for s in report.sites if s.sqnr_db < args.sqnr - TOLERANCE_DB]
+        if low:
+            worst = min(low, key=lambda s: s.sqnr_db)
+            notes.append(f"--sqnr {args.sqnr:g} was missed at {len(low)} of {len(report.sites)} sites on the "
+                         f"calibration data (lowest: {worst.sqnr_db:.1f} dB at {worst.name})")
+    return notes
+
+
 # ---------------------------------------------------------------------------------------------- inspect
 
 
@@ -376,32 +402,6 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     print(f"compressed model: {output} ({len(result.sites)} sites{chosen}, {result.seconds['total']:.1f}s to compress)",
           file=done)
     return 0
-
-
-TOLERANCE_DB = 0.05  # below the 0.1 dB the lines print: a target shown as met is not called missed
-
-
-def _missed_targets(args: argparse.Namespace, how: dict[str, Any], report: Any) -> list[str]:
-    """One line per quality target the compressed model misses, with what it achieves on the calibration data
-    (measured by the report: real coded bytes, per-site SQNR and the logit SNR of the model that was written)."""
-    notes = []
-    if args.bits_per_value is not None and report.totals.bits_per_value > args.bits_per_value + 0.005:
-        estimate = how.get("estimated_bits_per_value")
-        why = "" if estimate is None else f" (the allocation estimated {estimate:.2f}" + (
-            ", the least the coarsest setting allows)" if how.get("met") is False else ")")
-        notes.append(f"--bits-per-value {args.bits_per_value:g} was missed: the model codes "
-                     f"{report.totals.bits_per_value:.2f} bits/value on the calibration data{why}")
-    snr = report.accuracy.get("output_snr_db")
-    if args.output_snr is not None and snr is not None and snr < args.output_snr - TOLERANCE_DB:
-        notes.append(f"--output-snr {args.output_snr:g} was missed: the logit SNR is {snr:.1f} dB on the "
-                     "calibration data")
-    if args.sqnr is not None:
-        low = [s for s in report.sites if s.sqnr_db < args.sqnr - TOLERANCE_DB]
-        if low:
-            worst = min(low, key=lambda s: s.sqnr_db)
-            notes.append(f"--sqnr {args.sqnr:g} was missed at {len(low)} of {len(report.sites)} sites on the "
-                         f"calibration data (lowest: {worst.sqnr_db:.1f} dB at {worst.name})")
-    return notes
 
 
 def _compress_paths(args: argparse.Namespace) -> tuple[Path, Path | None]:

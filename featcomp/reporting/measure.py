@@ -107,11 +107,12 @@ def measure(model: onnx.ModelProto, reader: InputReader, *, name: str = "model",
     sites = {s.name: s for s in find_sites(original)}
     reports = [_site_report(acc[p.site], sites.get(p.site)) for p in pairs]
     totals = _totals(reports, original, sites)
-    return Report(
+    report = Report(
         model=name, codec=",".join(sorted({p.codec_name for p in pairs})), samples=samples, sites=reports,
-        totals=totals, accuracy={"top1_agreement": agree / max(1, samples), "samples": samples,
-                                 "output_snr_db": _snr_db(signal, noise)},
+        totals=totals, accuracy={"top1_agreement": agree / max(1, samples), "samples": samples},
     )
+    report.accuracy["output_snr_db"] = _snr_db(signal, noise)
+    return report
 
 
 def _snr_db(signal: float, noise: float) -> float:
