@@ -21,7 +21,8 @@ from featcomp import allocate as allocation
 from featcomp.data import InputReader, collect, open_inputs, read_labels, validate_batch, validated
 from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec, load_model, prepare
-from featcomp.passes.insert import insert_pairs, strip_pairs
+from featcomp.passes.insert import insert_pairs, strip_pairs, strip_to_original
+from featcomp.passes.original import attach as attach_original
 from featcomp.passes.sites import Site, SiteFilter, find_sites, no_sites_reason, select
 from featcomp.preprocess import Preprocess
 from featcomp.reporting.measure import measure
@@ -112,7 +113,8 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     are plain Convs, so the transform costs nothing at run time (see featcomp.passes.fold).
     """
     t0 = time.perf_counter()
-    proto = _model(model)
+    given = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    proto = prepare(given)
     family = make_codec(codec, **codec_options)
     found = find_sites(proto)
     if not found:
@@ -164,6 +166,7 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
         out, folded = fold_transforms(out)
         info["folded"] = folded
     onnx.checker.check_model(out, full_check=True)
+    attach_original(out, given, strip_pairs(out))  # strip gives back `given` itself, byte for byte
     t4 = time.perf_counter()
     seconds = {"load": t1 - t0, "calibration_run": t2 - t1, "codec_fit": t3 - t2, "insert": t4 - t3, "total": t4 - t0}
     return CompressResult(model=out, sites=sites, codecs=codecs, seconds=seconds, allocation=info)
@@ -201,9 +204,10 @@ def report(model: ModelLike, data: DataLike, *, preprocess: Preprocess | str | N
 
 
 def strip(model: ModelLike) -> onnx.ModelProto:
-    """The original model back from a compressed one (exact inverse of the insert pass)."""
+    """The original model back from a compressed one: the model compress was given, byte for byte (for a
+    model edited after compress, e.g. by `featcomp jpeg insert`: the pairs removed, the edit kept)."""
     proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
-    return strip_pairs(proto)
+    return strip_to_original(proto)[0]
 
 
 @dataclass
@@ -237,15 +241,18 @@ def evaluate(model: ModelLike, images: str | os.PathLike[str], labels: str | os.
         raise FeatcompError(f"{len(missing)} images have no label in {labels} (first: {missing[0]})")
     sessions = [ort.session(proto)] + ([ort.session(ref)] if ref is not None else [])
     ranks: list[list[np.ndarray]] = [[] for _ in sessions]
+    widths = [0 for _ in sessions]
     batches = validated(reader, input_spec(proto), "evaluation")
     for feeds in (progress(batches) if progress else batches):
         for i, sess in enumerate(sessions):
             y = next(iter(ort.run(sess, feeds).values()))
+            widths[i] = int(np.prod(y.shape[1:]))
             ranks[i].append(np.argsort(-y.reshape(len(y), -1), axis=1)[:, :5] - label_offset)
     if not ranks[0]:
         raise FeatcompError("the evaluation set is empty: no images were read")
     target = np.array([truth[p.name] for p in paths])[:, None]
     top = [np.concatenate(r) for r in ranks]
+    _check_label_offset(top[0][:, 0] + label_offset, target[:, 0], label_offset, widths[0])
     result = EvalResult(images=len(target), top1=float(np.mean(top[0][:, :1] == target)),
                         top5=float(np.mean(np.any(top[0] == target, axis=1))))
     if ref is not None:
@@ -253,6 +260,22 @@ def evaluate(model: ModelLike, images: str | os.PathLike[str], labels: str | os.
         result.reference_top5 = float(np.mean(np.any(top[1] == target, axis=1)))
         result.agreement = float(np.mean(top[0][:, 0] == top[1][:, 0]))
     return result
+
+
+def _check_label_offset(predicted: np.ndarray, truth: np.ndarray, offset: int, width: int) -> None:
+    """Refuse a top-1 that the label offset alone ruins (e.g. a 1001-class model with a background class at
+    index 0 scored against 0..999 labels without --label-offset 1): one line saying what to pass."""
+    def accuracy(k: int) -> float:
+        return float(np.mean(predicted - k == truth))
+
+    got = accuracy(offset)
+    for other in (offset + 1, offset - 1):
+        better = accuracy(other)
+        if np.sum(predicted - other == truth) >= 3 and better >= 2 * got + 0.1:
+            raise FeatcompError(
+                f"top-1 is {got:.1%} with --label-offset {offset} but {better:.1%} with --label-offset {other} "
+                f"(the model has {width} outputs, the labels go up to {int(truth.max())}): "
+                f"pass --label-offset {other}")
 
 
 def site_codecs(model: ModelLike) -> Mapping[str, SiteCodec]:

@@ -35,11 +35,17 @@ DEFAULT_OUTPUT_SNR = 20.0  # dB of logit SNR for the default job (see README)
 DEFAULT_OUT = Path("featcomp-out") / f"{DEFAULT_NAME}.fc.onnx"
 
 
-class Bars:
-    """rich progress bars on stderr, only on a terminal; each stops when its loop ends or fails."""
+PLAIN_PROGRESS = True  # plain progress lines when stderr is not a terminal (the in-process test runner turns it off)
+PLAIN_STEPS = 10  # a plain line each tenth of a loop with a known length
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+
+class Bars:
+    """Progress on stderr: rich bars on a terminal, plain lines (stage, count, elapsed) in a pipe or log, so a
+    long job is never silent; -q silences both. Each bar stops when its loop ends or fails."""
+
+    def __init__(self, enabled: bool, terminal: bool = True) -> None:
+        self.enabled = enabled and (terminal or PLAIN_PROGRESS)
+        self.terminal = terminal
         self._live: list[Any] = []
 
     def __enter__(self) -> Bars:
@@ -58,6 +64,8 @@ class Bars:
         """
         if not self.enabled:
             return None
+        if not self.terminal:
+            return _plain_lines(iter((stage, *later)), stage, total)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -78,6 +86,30 @@ class Bars:
                 bar.stop()
 
         return run
+
+
+def _plain_lines(names: Iterator[str], default: str, total: int | None) -> Progress:
+    """The non-terminal progress callable: 'featcomp: STAGE: DONE/TOTAL, ELAPSED s' lines on stderr."""
+    import time
+
+    def say(text: str) -> None:
+        print(f"featcomp: {text}", file=sys.stderr, flush=True)
+
+    def run(items: Iterable[Any]) -> Iterator[Any]:
+        stage = next(names, default)
+        size = _size(items)
+        size = size if size is not None else total
+        step = max(1, -(-size // PLAIN_STEPS)) if size else 10
+        start, count = time.perf_counter(), 0
+        say(f"{stage}: 0/{size if size is not None else '?'}")
+        for item in items:
+            yield item
+            count += 1
+            if count % step == 0 and count != size:
+                say(f"{stage}: {count}/{size if size is not None else '?'}, {time.perf_counter() - start:.1f} s")
+        say(f"{stage}: {count}/{count} done, {time.perf_counter() - start:.1f} s")
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -175,7 +207,33 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preprocess", metavar="SPEC",
                         help="how images become tensors, e.g. 'resize=256,crop=224,order=rgb,mean=128,std=128'")
     parser.add_argument("--limit", type=int, metavar="N", help="use at most N samples")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+TOLERANCE_DB = 0.05  # below the 0.1 dB the lines print: a target shown as met is not called missed
+
+
+def _missed_targets(args: argparse.Namespace, how: dict[str, Any], report: Any) -> list[str]:
+    """One line per quality target the compressed model misses, with what it achieves on the calibration data
+    (measured by the report: real coded bytes, per-site SQNR and the logit SNR of the model that was written)."""
+    notes = []
+    if args.bits_per_value is not None and report.totals.bits_per_value > args.bits_per_value + 0.005:
+        estimate = how.get("estimated_bits_per_value")
+        why = "" if estimate is None else f" (the allocation estimated {estimate:.2f}" + (
+            ", the least the coarsest setting allows)" if how.get("met") is False else ")")
+        notes.append(f"--bits-per-value {args.bits_per_value:g} was missed: the model codes "
+                     f"{report.totals.bits_per_value:.2f} bits/value on the calibration data{why}")
+    snr = report.accuracy.get("output_snr_db")
+    if args.output_snr is not None and snr is not None and snr < args.output_snr - TOLERANCE_DB:
+        notes.append(f"--output-snr {args.output_snr:g} was missed: the logit SNR is {snr:.1f} dB on the "
+                     "calibration data")
+    if args.sqnr is not None:
+        low = [s for s in report.sites if s.sqnr_db < args.sqnr - TOLERANCE_DB]
+        if low:
+            worst = min(low, key=lambda s: s.sqnr_db)
+            notes.append(f"--sqnr {args.sqnr:g} was missed at {len(low)} of {len(report.sites)} sites on the "
+                         f"calibration data (lowest: {worst.sqnr_db:.1f} dB at {worst.name})")
+    return notes
 
 
 # ---------------------------------------------------------------------------------------------- inspect
@@ -285,7 +343,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     else:
         model, name = load_model(args.model), Path(args.model).name
         preprocess, calib = args.preprocess, args.calib
-    model = prepare(model)
+    original, model = model, prepare(model)  # compress gets the original: strip gives that back byte for byte
     known = {s.name for s in api.inspect(model)}
     include, exclude = _names(args.sites), _names(args.exclude) or []
     unknown = [n for n in [*(include or []), *exclude] if n not in known]
@@ -323,7 +381,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     calib_reader = reader("calibration")
     stages = bars.track("calibrating", "fitting codecs", "measuring sensitivity", "searching allocation",
                         total=_size(calib_reader))
-    result = api.compress(model, calib_reader, codec=args.codec, include=include, op_types=_names(args.op_types),
+    result = api.compress(original, calib_reader, codec=args.codec, include=include, op_types=_names(args.op_types),
                           exclude=exclude, progress=stages, **options)
     save_model(result.model, output)
     report_reader = reader("report")
@@ -339,10 +397,9 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     # keeps json/csv on stdout parseable: the closing line goes to stderr for those formats
     done = sys.stdout if args.format in ("table", "md") else sys.stderr
     how = result.allocation
-    if how.get("met") is False and "bits_per_value" in how:
-        print(f"note: --bits-per-value {how['bits_per_value']:g} could not be met: the coarsest allocation needs "
-              f"{how['estimated_bits_per_value']:.2f} bits/value on the calibration data; it was used", file=sys.stderr)
-    elif how.get("met") is False:
+    for note in _missed_targets(args, how, report):
+        print(f"note: {note}", file=sys.stderr)
+    if how.get("met") is False and "max_drop" in how:
         measure = "top-1 accuracy" if "calibration_top1" in how else "top-1 agreement"
         got = how.get("calibration_top1", how.get("calibration_agreement", 0.0))
         print(f"note: --max-drop {how['max_drop']:g} could not be met: even the finest setting gives {measure} "
@@ -479,7 +536,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="subtract K from the model's class index (e.g. 1 for models with a background class)")
     p.add_argument("--reference", metavar="MODEL", help="also evaluate this model and report top-1 agreement")
     p.add_argument("--limit", type=int, metavar="N", help="use at most N images")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     _format_arg(p, ("table", "json"))
     _output_arg(p)
 
@@ -524,10 +581,17 @@ def _strip(args: argparse.Namespace, bars: Bars) -> int:
     from featcomp import api
     from featcomp.modelio import load_model, save_model
 
+    from featcomp.passes.insert import strip_to_original
+
     model = load_model(args.model)
-    if not api.site_codecs(model):
+    pairs = len(api.site_codecs(model))
+    if not pairs:
         raise FeatcompError(f"{args.model} has no featcomp pairs: there is nothing to strip")
-    save_model(api.strip(model), output)
+    stripped, exact = strip_to_original(model)
+    save_model(stripped, output)
+    how = ("the model compress was given, byte for byte" if exact else
+           "pairs removed; not byte for byte: the model was edited after compress or made by an older featcomp")
+    print(f"stripped {pairs} pairs: wrote {output} ({how})")
     return 0
 
 
@@ -610,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     quiet = getattr(args, "quiet", False)
     try:
-        with Bars(enabled=not quiet and sys.stderr.isatty()) as bars:
+        with Bars(enabled=not quiet, terminal=sys.stderr.isatty()) as bars:
             return args.command.run(args, bars)
     except FeatcompError as exc:
         print(f"featcomp: error: {_one_line(exc)}", file=sys.stderr)

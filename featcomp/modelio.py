@@ -100,8 +100,11 @@ def prepare(model: onnx.ModelProto, *, need_conv: bool = True) -> onnx.ModelProt
             raise FeatcompError(
                 f"the model uses opset {opset} and could not be upgraded to {UPGRADE_OPSET}: {_first_line(exc)}"
             ) from None
-    if model.ir_version < MIN_IR:
-        model.ir_version = MIN_IR
+    if model.ir_version < MIN_IR:  # on a copy: the caller's model stays as it was (strip gives it back)
+        raised = onnx.ModelProto()
+        raised.CopyFrom(model)
+        raised.ir_version = MIN_IR
+        model = raised
     if need_conv and not any(n.op_type in LAYER_OPS - {"MatMul", "Gemm"} for n in model.graph.node):
         raise FeatcompError("the model has no Conv layers: featcomp compresses feature maps between conv layers")
     input_spec(model)

@@ -2,7 +2,8 @@
 
 Insertion only appends: two nodes right after each site's producer, their parameters as
 initializers, value_info for the two new tensors, the op functions and the opset import. Strip
-removes exactly those, so strip(insert(m)) is m again, byte for byte.
+removes exactly those, so strip(insert(m)) is m again, byte for byte. (compress inserts into a prepared
+copy of the user's model; strip_to_original gives back the user's own, see passes/original.py.)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from featcomp.codecs.base import SiteCodec
 from featcomp.errors import FeatcompError
+from featcomp.passes.original import ORIGINAL_KEY, restore
 from featcomp.passes.pairs import find_pairs
 from featcomp.runtime_ops.functions import function_for
 from featcomp.runtime_ops.schemas import DOMAIN, PAIRS, VERSION
@@ -98,8 +100,16 @@ def strip_pairs(model: onnx.ModelProto) -> onnx.ModelProto:
     _remove(out.functions, lambda f: f.domain == DOMAIN and f.name in pair_ops)
     if not any(n.domain == DOMAIN for n in graph.node):  # other featcomp ops (the JPEG input node) keep it
         _remove(out.opset_import, lambda o: o.domain == DOMAIN)
-    _remove(out.metadata_props, lambda m: m.key == METADATA_KEY)
+    _remove(out.metadata_props, lambda m: m.key in (METADATA_KEY, ORIGINAL_KEY))
     return out
+
+
+def strip_to_original(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
+    """(model, exact): the original the user compressed, byte for byte, when the compressed model records it
+    and was not edited since (passes/original.py); else strip_pairs' result."""
+    stripped = strip_pairs(model)
+    original = restore(model, stripped)
+    return (original, True) if original is not None else (stripped, False)
 
 
 def _remove(container, predicate) -> None:  # type: ignore[no-untyped-def]

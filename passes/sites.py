@@ -8,7 +8,7 @@ The rule, in the terms of the graph as exported:
    deployment fuses into the output stage of the layer before them. A tensor whose every consumer is
    an epilogue op is never written to memory, so it is not a site; the epilogue's output is.
 3. A site is a float tensor of rank 4 with static C, H, W that comes *from* a layer (walking back
-   through epilogue, pooling and reshaping ops reaches one) and flows *toward* a layer (walking
+   through epilogue, pooling (LRN too) and reshaping ops reaches one) and flows *toward* a layer (walking
    forward through the same ops reaches one), and that is written to memory (rule 2).
 
 So in conv -> BN -> ReLU -> conv the site is the ReLU output; in a residual block, the Add output;

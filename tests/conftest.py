@@ -27,8 +27,13 @@ class Run:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
-    """Run ``featcomp ARGS...`` in-process and capture what it printed."""
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
+    """Run ``featcomp ARGS...`` in-process and capture what it printed.
+
+    Captured stderr is not a terminal, so the CLI would print plain progress lines there; they are turned
+    off here so tests can hold stderr to exactly what they check (tests/test_cli.py covers the lines).
+    """
+    monkeypatch.setattr("featcomp.cli.PLAIN_PROGRESS", False)
 
     def run(*argv: object) -> Run:
         capsys.readouterr()

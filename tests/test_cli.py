@@ -10,13 +10,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 
 import models
 from conftest import PREPROCESS, Run
 from featcomp import api
-from featcomp.modelio import prepare
 
 RATIO_KEYS = ("ratio_vs_int8", "ratio_vs_fp32", "bits_per_value")
 
@@ -81,7 +81,7 @@ def test_round_trip(cli, model_file, calib_npz: Path, images: Path, tmp_path: Pa
 
     stripped = tmp_path / "stripped.onnx"
     assert cli("strip", compressed, "-o", stripped).code == 0
-    assert stripped.read_bytes() == prepare(original).SerializeToString()
+    assert stripped.read_bytes() == Path(source).read_bytes()  # the file compress was given
 
     result = cli("eval", stripped, "--images", images, "--preprocess", PREPROCESS, "--reference", source,
                  "--format", "json")
@@ -235,3 +235,136 @@ def test_compress_with_a_missing_labels_file_names_it(cli, model_file, images, t
               "--labels", tmp_path / "nope.txt", "--quiet")
     assert run.code == 1 and "nope.txt" in run.err and len(run.err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize("build, flags", [
+    (models.two_convs, ["--output-snr", "20"]),                      # opset 13: shape inference adds value_info
+    (lambda: models.old_opset(9), ["--sqnr", "20"]),                 # opset 9: upgraded to 13 for the pairs
+    (models.initializers_as_inputs, ["--max-drop", "1"]),            # IR 3: raised to IR 8
+    (models.linear_bottleneck, ["--codec", "transform-vlc", "--fold", "--output-snr", "20"]),  # weights folded
+], ids=["opset13", "opset9", "ir3", "folded"])
+def test_strip_gives_back_the_original_file_byte_for_byte(cli, model_file, calib_npz, tmp_path: Path, build,
+                                                           flags: list[str]) -> None:
+    original = Path(model_file(build()))
+    compressed, stripped = tmp_path / "model.fc.onnx", tmp_path / "stripped.onnx"
+    assert cli("compress", original, "-o", compressed, "--calib", calib_npz, "-q", *flags).code == 0
+    result = cli("strip", compressed, "-o", stripped)
+    assert result.code == 0, result.err
+    assert stripped.read_bytes() == original.read_bytes()
+    assert result.out.splitlines() == [f"stripped {len(api.site_codecs(str(compressed)))} pairs: wrote {stripped} "
+                                       "(the model compress was given, byte for byte)"]
+
+
+def test_strip_of_a_model_edited_after_compress_removes_the_pairs_and_says_so(cli, model_file, calib_npz,
+                                                                              tmp_path: Path) -> None:
+    original = Path(model_file(models.two_convs()))
+    compressed, stripped = tmp_path / "model.fc.onnx", tmp_path / "stripped.onnx"
+    assert cli("compress", original, "-o", compressed, "--calib", calib_npz, "--output-snr", "20", "-q").code == 0
+    edited = onnx.load(str(compressed))
+    edited.doc_string = "edited by hand"
+    onnx.save(edited, str(compressed))
+    result = cli("strip", compressed, "-o", stripped)
+    assert result.code == 0 and "not byte for byte" in result.out
+    back = onnx.load(str(stripped))
+    assert back.doc_string == "edited by hand" and not api.site_codecs(back)
+    assert [n.op_type for n in back.graph.node] == [n.op_type for n in models.two_convs().graph.node]
+
+
+def _shifted_labels(model: onnx.ModelProto, folder: Path, shift: int) -> None:
+    """Six photos labelled (the model's class - shift): shift 1 is a background-class style numbering."""
+    from PIL import Image
+
+    from featcomp.preprocess import Preprocess
+    from featcomp.runtime_ops import ort
+
+    folder.mkdir()
+    sess, pre, rng, lines = ort.session(model), Preprocess.parse(PREPROCESS), np.random.default_rng(7), []
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+        y = next(iter(ort.run(sess, {models.INPUT: pre.load(folder / f"img{i}.png")[None]}).values()))
+        assert int(y.argmax()) >= shift  # the labels stay >= 0
+        lines.append(f"img{i}.png {int(y.argmax()) - shift}")
+    (folder / "labels.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_eval_with_a_missing_label_offset_says_what_to_pass(cli, model_file, tmp_path: Path) -> None:
+    model = models.residual()  # its class 3 for these photos
+    source = model_file(model)
+    _shifted_labels(model, tmp_path / "photos", shift=1)
+    result = cli("eval", source, "--images", tmp_path / "photos", "--preprocess", PREPROCESS)
+    assert result.code == 1 and "Traceback" not in result.err and len(result.err.splitlines()) == 1
+    assert "pass --label-offset 1" in result.err and "0.0% with --label-offset 0" in result.err
+    result = cli("eval", source, "--images", tmp_path / "photos", "--preprocess", PREPROCESS, "--label-offset", "1",
+                 "--format", "json")
+    assert result.code == 0 and json.loads(result.out)["top1"] == 1.0
+
+
+def test_eval_with_the_right_numbering_is_not_questioned(cli, model_file, tmp_path: Path) -> None:
+    model = models.residual()  # its class 3 for these photos
+    source = model_file(model)
+    _shifted_labels(model, tmp_path / "photos", shift=0)
+    result = cli("eval", source, "--images", tmp_path / "photos", "--preprocess", PREPROCESS, "--format", "json")
+    assert result.code == 0 and json.loads(result.out)["top1"] == 1.0, result.err
+
+
+def _featcomp(*argv: object) -> subprocess.CompletedProcess[str]:
+    """The installed CLI in a child process: stdout and stderr are pipes, not terminals."""
+    return subprocess.run([sys.executable, "-m", "featcomp", *map(str, argv)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_progress_lines_when_stderr_is_a_pipe(model_file, calib_npz: Path, tmp_path: Path) -> None:
+    source = model_file(models.two_convs())
+    done = _featcomp("compress", source, "-o", tmp_path / "a.fc.onnx", "--calib", calib_npz, "--output-snr", "20")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert "featcomp: calibrating: 0/4" in lines
+    assert any(line.startswith("featcomp: calibrating: 4/4 done, ") and line.endswith(" s") for line in lines)
+    for stage in ("fitting codecs", "measuring sensitivity", "measuring"):
+        assert any(line.startswith(f"featcomp: {stage}: ") and " done, " in line for line in lines), stage
+    assert "\x1b" not in done.stderr  # plain text, no terminal control codes
+    quiet = _featcomp("compress", source, "-o", tmp_path / "b.fc.onnx", "--calib", calib_npz, "--output-snr", "20",
+                      "-q")
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+
+
+def test_progress_lines_in_process(cli, model_file, images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("featcomp.cli.PLAIN_PROGRESS", True)
+    result = cli("eval", model_file(models.two_convs()), "--images", images, "--preprocess", PREPROCESS)
+    assert result.code == 0
+    import re
+
+    lines = result.err.splitlines()
+    assert lines[0] == "featcomp: evaluating: 0/5"
+    assert all(re.fullmatch(r"featcomp: evaluating: [1-4]/5, \d+\.\d s", line) for line in lines[1:-1]), lines
+    assert re.fullmatch(r"featcomp: evaluating: 5/5 done, \d+\.\d s", lines[-1]), lines
+    assert cli("eval", model_file(models.two_convs()), "--images", images, "--preprocess", PREPROCESS,
+               "-q").err == ""
+
+
+@pytest.mark.parametrize("flags, missed", [
+    (["--bits-per-value", "0.2"], "--bits-per-value 0.2 was missed: the model codes "),
+    (["--output-snr", "200"], "--output-snr 200 was missed: the logit SNR is "),
+    (["--sqnr", "200"], "--sqnr 200 was missed at 2 of 2 sites on the calibration data (lowest: "),
+    (["--bits-per-value", "0.2", "--codec", "transform-vlc"], "--bits-per-value 0.2 was missed: the model codes "),
+], ids=["bits-per-value", "output-snr", "sqnr", "tvlc-bits-per-value"])
+def test_a_missed_quality_target_says_so_with_the_achieved_value(cli, model_file, calib_npz, tmp_path: Path,
+                                                                  flags: list[str], missed: str) -> None:
+    output, report = tmp_path / "out.fc.onnx", tmp_path / "report.json"
+    result = cli("compress", model_file(models.two_convs()), "-o", output, "--calib", calib_npz, "--report", report,
+                 *flags)
+    assert result.code == 0, result.err
+    notes = [line for line in result.err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and notes[0].startswith(f"note: {missed}"), result.err
+    data = json.loads(report.read_text())
+    achieved = {"bits-per-value": f"{data['totals']['bits_per_value']:.2f} bits/value",
+                "output-snr": f"{data['accuracy']['output_snr_db']:.1f} dB",
+                "sqnr": f"{min(s['sqnr_db'] for s in data['sites']):.1f} dB"}[flags[0].lstrip("-")]
+    assert achieved in notes[0]
+
+
+@pytest.mark.parametrize("flags", [["--bits-per-value", "8"], ["--output-snr", "6"]], ids=["bits", "snr"])
+def test_a_met_quality_target_gets_no_note(cli, model_file, calib_npz, tmp_path: Path, flags: list[str]) -> None:
+    result = cli("compress", model_file(models.two_convs()), "-o", tmp_path / "out.fc.onnx", "--calib", calib_npz,
+                 *flags)
+    assert result.code == 0 and "note:" not in result.err, result.err

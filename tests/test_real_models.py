@@ -21,6 +21,7 @@ from onnx import TensorProto
 
 from featcomp import api
 from featcomp.data import image_files, open_inputs
+from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec, load_model, prepare
 from featcomp.passes.insert import strip_pairs
 from featcomp.passes.pairs import find_pairs
@@ -146,6 +147,12 @@ def test_strip_gives_back_the_prepared_original(compressed, originals, name: str
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_strip_gives_back_the_original_file_byte_for_byte(compressed, name: str) -> None:
+    """SqueezeNet (opset 7: upgraded) and MobileNetV2 (opset 13: shapes inferred) both come back as their files."""
+    assert api.strip(compressed[name]).SerializeToString() == MODELS[name].path.read_bytes()
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_top1_agreement_with_the_original(compressed, originals, name: str) -> None:
     real = MODELS[name]
     result = api.evaluate(compressed[name], VAL, VAL / "labels.txt", preprocess=real.preprocess,
@@ -161,3 +168,9 @@ def test_report_ratio_vs_int8(compressed, name: str) -> None:
     report = api.report(compressed[name], VAL, preprocess=real.preprocess, limit=3, name=name)
     assert report.samples == 3 and len(report.sites) == len(find_pairs(compressed[name]))
     assert report.totals.ratio_vs_int8 > 1.5, report.totals
+
+
+def test_eval_of_the_1001_class_model_without_its_label_offset_says_what_to_pass(originals) -> None:
+    real = MODELS["mobilenet_v2"]
+    with pytest.raises(FeatcompError, match="pass --label-offset 1"):
+        api.evaluate(originals["mobilenet_v2"], VAL, VAL / "labels.txt", preprocess=real.preprocess, limit=EVAL_IMAGES)

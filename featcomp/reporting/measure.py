@@ -2,7 +2,8 @@
 
 One ONNX Runtime pass returns, per site, the activation entering the encoder and the symbols leaving
 it; the bytes are the real bitstream bytes the numpy packer writes. The original model (the exact
-strip of the compressed one) runs on the same inputs for top-1 agreement.
+strip of the compressed one) runs on the same inputs for top-1 agreement and the logit SNR (centred
+logits, as featcomp.allocate targets it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from featcomp.allocate import top1
+from featcomp.allocate import centered_logits, logits_name, top1
 from featcomp.data import InputReader, validated
 from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec
@@ -83,28 +84,41 @@ def measure(model: onnx.ModelProto, reader: InputReader, *, name: str = "model",
         raise FeatcompError("the model has no featcomp pairs: compress it first ('featcomp compress')")
     original = strip_pairs(model)
     spec = input_spec(model)
-    out_name = model.graph.output[0].name
-    probe = ort.with_outputs(model, [p.site for p in pairs] + [p.symbols for p in pairs],
-                             [TensorProto.FLOAT] * len(pairs) + [TensorProto.INT16] * len(pairs))
-    sess, ref_sess = ort.session(probe), ort.session(original)
+    out_name, logit = model.graph.output[0].name, logits_name(original)
+    extra = [logit] if logit != out_name else []
+    probe = ort.with_outputs(model, [p.site for p in pairs] + [p.symbols for p in pairs] + extra,
+                             [TensorProto.FLOAT] * len(pairs) + [TensorProto.INT16] * len(pairs)
+                             + [TensorProto.FLOAT] * len(extra))
+    sess, ref_sess = ort.session(probe), ort.session(ort.with_outputs(original, extra) if extra else original)
     acc = {p.site: _SiteAccumulator(p) for p in pairs}
     agree = samples = 0
+    signal = noise = 0.0
     batches = validated(reader, spec, "report")
     for feeds in (progress(batches) if progress else batches):
         outs = ort.run(sess, feeds)
-        ref = ort.run(ref_sess, feeds, [out_name])[out_name]
+        refs = ort.run(ref_sess, feeds, [out_name, *extra])
+        ref = refs[out_name]
         for p in pairs:
             acc[p.site].add(outs[p.site], outs[p.symbols])
         agree += int(np.sum(top1(outs[out_name]) == top1(ref)))
         samples += len(ref)
+        want = centered_logits(refs[logit])
+        signal += float(np.sum(np.square(want)))
+        noise += float(np.sum(np.square(centered_logits(outs[logit]) - want)))
     sites = {s.name: s for s in find_sites(original)}
     reports = [_site_report(acc[p.site], sites.get(p.site)) for p in pairs]
     totals = _totals(reports, original, sites)
-    return Report(
+    report = Report(
         model=name, codec=",".join(sorted({p.codec_name for p in pairs})), samples=samples, sites=reports,
         totals=totals, accuracy={"top1_agreement": agree / max(1, samples), "samples": samples},
         graph=graph_of(original),
     )
+    report.accuracy["output_snr_db"] = _snr_db(signal, noise)
+    return report
+
+
+def _snr_db(signal: float, noise: float) -> float:
+    return float("inf") if noise == 0 else float(10 * np.log10(max(signal, 1e-300) / noise))
 
 
 def _site_report(acc: _SiteAccumulator, site: Site | None) -> SiteReport:
