@@ -1,7 +1,8 @@
 """Ordinary baseline JPEG files with given tables (Pillow), and their real size.
 
 Writer settings, the same for standard and learned tables so that only the tables differ:
-- ``qtables=[luma, chroma]`` (natural order), ``subsampling=0`` (4:4:4: what the node models);
+- ``qtables=[luma, chroma]`` (natural order) and the tables' chroma subsampling: ``subsampling=0`` (4:4:4)
+  or ``2`` (4:2:0, Pillow's default); the node models both;
 - ``optimize=True``: per-image Huffman tables (still baseline; any decoder opens them). Standard tables
   get the same, so the comparison is of quantization only.
 Rate is always file bytes x 8 / pixels of the image that was encoded (headers and all).
@@ -77,11 +78,15 @@ def model_view(image: Image.Image, preprocess: Preprocess | None) -> np.ndarray:
     return pixels
 
 
+#: Pillow's ``subsampling=`` code for each chroma setting
+PILLOW_SUBSAMPLING = {"4:4:4": 0, "4:2:0": 2}
+
+
 def encode(rgb: np.ndarray, tables: Tables) -> bytes:
-    """A baseline JPEG file of an RGB uint8 [H, W, 3] image with these tables (4:4:4, optimised Huffman)."""
+    """A baseline JPEG file of an RGB uint8 [H, W, 3] image with these tables (their subsampling, optimised Huffman)."""
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(
-        buf, "JPEG", qtables=tables.qtables(), subsampling=0, optimize=True)
+        buf, "JPEG", qtables=tables.qtables(), subsampling=PILLOW_SUBSAMPLING[tables.subsampling], optimize=True)
     return buf.getvalue()
 
 
