@@ -130,6 +130,7 @@ class Tables:
     @classmethod
     def from_profile(cls, luma: np.ndarray, chroma: np.ndarray, scale: float, method: str,
                      **kwargs: Any) -> Tables:
+        """The profile pair at ``scale``; keyword arguments are the other fields (model, meta, subsampling)."""
         return cls(scale_profile(luma, scale), scale_profile(chroma, scale), method=method,
                    profile_luma=np.asarray(luma, np.float64), profile_chroma=np.asarray(chroma, np.float64),
                    scale=float(scale), **kwargs)
