@@ -167,3 +167,21 @@ def test_input_bytes_are_real_file_sizes() -> None:
     assert got.standard == pytest.approx(np.mean([len(encode(v, standard(75))) for v in views]))
     assert got.learned == pytest.approx(np.mean([len(encode(v, learned)) for v in views]))
     assert got.learned < got.standard < got.raw
+
+
+def _points(rates: list[float], accs: list[float], qualities: list[int] | None = None) -> list[ev.Point]:
+    return [ev.Point("p", "m", None, r, a, 1.0, [], [], None if qualities is None else qualities[i])
+            for i, (r, a) in enumerate(zip(rates, accs))]
+
+
+def test_operating_points_interpolate_and_say_when_unreached() -> None:
+    """Bytes at 0.5 / 1 / 2 points below uncompressed 72%: interpolated in log-rate on each curve; a level the
+    curve never gets to is None, and a level its cheapest point already meets is flagged as a bound."""
+    std = _points([1.0, 2.0, 4.0], [0.69, 0.705, 0.72], [50, 75, 90])
+    test = _points([1.0, 2.0], [0.70, 0.712])
+    ops = {o.loss: o for o in ev.operating_points(std, test, 0.72, "top1")}
+    assert ops[2.0].standard_bpp == pytest.approx(2.0 ** (1 / 1.5)) and ops[2.0].standard_quality == 75
+    assert ops[2.0].bpp == 1.0 and ops[2.0].below_range and not ops[2.0].standard_below_range
+    assert ops[1.0].bpp == pytest.approx(2.0 ** (5 / 6)) and ops[1.0].standard_bpp == pytest.approx(2.0 ** (4 / 3))
+    assert ops[1.0].saving == pytest.approx(1 - 2.0 ** (5 / 6 - 4 / 3))
+    assert ops[0.5].bpp is None and ops[0.5].saving is None and ops[0.5].standard_quality == 90
