@@ -341,9 +341,11 @@ def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | Non
     meta: dict[str, Any] = {"images": len(views), "size": [int(views[0].shape[1]), int(views[0].shape[0])],
                             "subsampling": subsampling}
     reference: Reference | None = None
+    meets: Callable[[Tables], bool]
+    target: dict[str, Any]
     if target_bpp is not None:
-        def meets(t: Tables) -> bool:
-            return rate(views, t) <= target_bpp
+        budget = target_bpp
+        meets = lambda t: rate(views, t) <= budget  # noqa: E731
         finest, target = True, {"target_bpp": target_bpp}
     else:
         assert classifier is not None and max_drop is not None
