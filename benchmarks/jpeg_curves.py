@@ -43,7 +43,7 @@ from featcomp.jpeg import learn, search  # noqa: E402
 from featcomp.jpeg.encode import load_rgb, model_view  # noqa: E402
 from featcomp.jpeg.measure import Classifier, code, rate  # noqa: E402
 from featcomp.jpeg.plot import plot_curves  # noqa: E402
-from featcomp.jpeg.tables import Tables, standard  # noqa: E402
+from featcomp.jpeg.tables import STANDARD_CHROMA, STANDARD_LUMA, Tables, standard  # noqa: E402
 from featcomp.preprocess import Preprocess  # noqa: E402
 
 MODELS = {  # name: (model, preprocess, label offset)
@@ -164,8 +164,7 @@ def main() -> int:
         uncompressed[name], "top1")] for key in settings if key != "standard"} for name in classifiers}
     picks: dict[str, dict[str, dict]] = {name: {} for name in classifiers}
     if args.pick_images:
-        annex_k = Tables.from_profile(standard(50).profile_luma, standard(50).profile_chroma, 1.0, "standard",
-                                      subsampling=sub)
+        annex_k = Tables.from_profile(STANDARD_LUMA, STANDARD_CHROMA, 1.0, "standard", subsampling=sub)
         for name, clf in classifiers.items():
             ref = learn.Reference.of(clf, pick, pick_labels, MODELS[name][2])
             meets = learn.loss_test(clf, pick, 1.0, "top1", ref)
@@ -176,10 +175,10 @@ def main() -> int:
                 if found is None:
                     continue
                 coded = code(val, found)
-                got = val_ref.scores(clf.top1(coded.decoded))
+                on_val = val_ref.scores(clf.top1(coded.decoded))
                 picks[name][key] = {"tables": found.label(), "tried": tried, "val_bpp": coded.bpp,
-                                    "val_bytes": coded.bytes / len(val), "val_top1": got["top1"],
-                                    "val_loss_points": 100 * (uncompressed[name] - float(got["top1"] or 0.0)),
+                                    "val_bytes": coded.bytes / len(val), "val_top1": on_val["top1"],
+                                    "val_loss_points": 100 * (uncompressed[name] - float(on_val["top1"] or 0.0)),
                                     "calib_bpp": rate(pick, found)}
                 log(f"--max-drop 1 pick for {name}, {key}: {picks[name][key]}")
     result = {"images": {"accuracy": "imagenet-val-100 (224x224 crops)", "rate": "kodak (768x512)",
