@@ -187,6 +187,11 @@ def test_bad_inputs(cli: Cli, model_file: Callable[..., str], photos: Path, tmp_
              tmp_path / "t.json"), "does not exist")
     _bad(cli("jpeg", "learn", model, "--images", photos, "--preprocess", PREPROCESS, "--target-bpp", "0.01",
              "--method", "deepn", "-o", tmp_path / "t.json"), "below what JPEG can reach")
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    (unlabelled / "a.png").write_bytes((photos / "p0.png").read_bytes())
+    _bad(cli("jpeg", "learn", model, "--images", unlabelled, "--preprocess", PREPROCESS, "--method", "deepn",
+             "--metric", "top1", "-o", tmp_path / "t.json"), "needs labels")
     _bad(cli("jpeg", "eval", model, "--images", photos, "--preprocess", PREPROCESS, "--quality", "10,x"), "--quality")
     _bad(cli("jpeg", "eval", model, "--images", photos, "--preprocess", PREPROCESS, "--quality", "0"), "1..100")
     assert not target.exists() and not (tmp_path / "t.json").exists()
@@ -197,3 +202,4 @@ def test_usage_errors_exit_2(cli: Cli) -> None:
     assert cli("jpeg").code == 2
     assert cli("jpeg", "encode", "x.png", "-o", "d").code == 2  # --tables or --quality is required
     assert cli("jpeg", "learn", "--target-bpp", "1", "--max-drop", "1", "-o", "t.json").code == 2
+    assert cli("jpeg", "encode", "x.png", "--quality", "50", "--subsampling", "4:1:1", "-o", "d").code == 2
