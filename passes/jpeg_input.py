@@ -2,7 +2,9 @@
 
 The model keeps its input signature: the node sits between the graph input and everything that
 read it, so the same preprocessed tensors feed the model with and without it. NHWC models get a
-Transpose on each side of the node (the op itself is NCHW). Like passes.insert, insertion only
+Transpose on each side of the node (the op itself is NCHW). The tables' chroma subsampling picks the
+body: 4:4:4 (the op as it always was) or 4:2:0 (attribute ``subsampling="4:2:0"`` and five chroma
+geometry inputs). Like passes.insert, insertion only
 appends (nodes in front, initializers, value_info, the function, the opset import, a metadata
 entry), and strip_jpeg removes exactly that: strip_jpeg(insert_jpeg(m)) == m, byte for byte.
 """
@@ -19,7 +21,8 @@ from featcomp.errors import FeatcompError
 from featcomp.jpeg.tables import Tables
 from featcomp.passes.insert import _remove
 from featcomp.preprocess import Preprocess
-from featcomp.runtime_ops.jpeg import DOMAIN, LEARNED_JPEG, MIN_OPSET, VERSION, learned_jpeg
+from featcomp.jpeg.dct import chroma_size
+from featcomp.runtime_ops.jpeg import DOMAIN, LEARNED_JPEG, LEARNED_JPEG_420, MIN_OPSET, VERSION, learned_jpeg
 
 __all__ = ["METADATA_KEY", "find_jpeg", "insert_jpeg", "jpeg_tables", "strip_jpeg"]
 
@@ -84,6 +87,17 @@ def insert_jpeg(model: onnx.ModelProto, tables: Tables, preprocess: Preprocess) 
         "blocks": np.array([0, 0, h8 // 8, 8, w8 // 8, 8], np.int64), "plane": np.array([0, 0, h8, w8], np.int64),
         "size": np.array([h, w], np.int64),
     }
+    schema, attrs = LEARNED_JPEG, {}
+    if tables.subsampling == "4:2:0":
+        hd, wd = chroma_size(h, w)
+        hc, wc = hd + (-hd % 8), wd + (-wd % 8)
+        arrays.update({
+            "chroma_pads": np.array([0, 0, 0, 0, 0, 0, 2 * hd - h, 2 * wc - w], np.int64),
+            "chroma_rows": np.array([0, 0, 0, 0, 0, 0, hc - hd, 0], np.int64),
+            "chroma_blocks": np.array([0, 0, hc // 8, 8, wc // 8, 8], np.int64),
+            "chroma_plane": np.array([0, 0, hc, wc], np.int64), "chroma_size": np.array([hd, wd], np.int64)})
+        schema, attrs = LEARNED_JPEG_420, {"subsampling": "4:2:0"}
+    ports = [PREFIX + p.name for p in schema.inputs[1:]]
     graph.initializer.extend(numpy_helper.from_array(a, PREFIX + k) for k, a in arrays.items())
     source, decoded = value.name, PREFIX + "decoded"
     for node in graph.node:
@@ -98,23 +112,23 @@ def insert_jpeg(model: onnx.ModelProto, tables: Tables, preprocess: Preprocess) 
     n: int | str = batch.dim_value if batch.HasField("dim_value") else (batch.dim_param or "N")
     if preprocess.layout == "nhwc":
         front.append(helper.make_node("Transpose", [source], [PREFIX + "nchw"], name=PREFIX + "to_nchw", perm=[0, 3, 1, 2]))
-        front.append(helper.make_node(LEARNED_JPEG.name, [PREFIX + "nchw"] + [PREFIX + p.name for p in LEARNED_JPEG.inputs[1:]],
-                                      [PREFIX + "decoded_nchw"], name=NODE, domain=DOMAIN))
+        front.append(helper.make_node(LEARNED_JPEG.name, [PREFIX + "nchw"] + ports, [PREFIX + "decoded_nchw"],
+                                      name=NODE, domain=DOMAIN, **attrs))
         front.append(helper.make_node("Transpose", [PREFIX + "decoded_nchw"], [decoded], name=PREFIX + "to_nhwc",
                                       perm=[0, 2, 3, 1]))
         graph.value_info.extend([helper.make_tensor_value_info(PREFIX + "nchw", TensorProto.FLOAT, [n, 3, h, w]),
                                  helper.make_tensor_value_info(PREFIX + "decoded_nchw", TensorProto.FLOAT, [n, 3, h, w]),
                                  helper.make_tensor_value_info(decoded, TensorProto.FLOAT, [n, h, w, 3])])
     else:
-        front.append(helper.make_node(LEARNED_JPEG.name, [source] + [PREFIX + p.name for p in LEARNED_JPEG.inputs[1:]],
-                                      [decoded], name=NODE, domain=DOMAIN))
+        front.append(helper.make_node(LEARNED_JPEG.name, [source] + ports, [decoded], name=NODE, domain=DOMAIN,
+                                      **attrs))
         graph.value_info.append(helper.make_tensor_value_info(decoded, TensorProto.FLOAT, [n, 3, h, w]))
     nodes = list(graph.node)
     del graph.node[:]
     graph.node.extend(front + nodes)
     if not any(o.domain == DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(DOMAIN, VERSION))
-    out.functions.append(learned_jpeg(opset))
+    out.functions.append(learned_jpeg(opset, tables.subsampling))
     entry = out.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = json.dumps({"version": VERSION, "input": source, "layout": preprocess.layout,

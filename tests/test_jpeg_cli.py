@@ -59,8 +59,9 @@ def test_learn_insert_encode_eval(cli: Cli, model_file: Callable[..., str], phot
     done = cli("jpeg", "learn", model, "--images", photos, "--preprocess", PREPROCESS, "-o", tmp_path / "l.json", "-q")
     assert done.code == 0, done.err
     learned = Tables.load(tmp_path / "l.json")
-    assert learned.method == "learned" and learned.meta["target"] == {"max_drop": 1.0}
-    assert learned.meta["agreement"] == 1.0  # 5 images: within 1 point means no flip
+    assert learned.method == "learned" and learned.meta["target"] == {"max_drop": 1.0, "metric": "top1"}
+    assert learned.subsampling == "4:2:0"  # Pillow's default unless asked otherwise
+    assert learned.meta["top1"] >= learned.meta["top1_uncompressed"]  # 5 labelled images: 1 point means none lost
 
     out = tmp_path / "with_jpeg.onnx"
     assert cli("jpeg", "insert", model, "--tables", tables, "--preprocess", PREPROCESS, "-o", out).code == 0
@@ -90,6 +91,10 @@ def test_learn_insert_encode_eval(cli: Cli, model_file: Callable[..., str], phot
     assert "BD-rate vs standard on top1" in done.out
     bpps = [p["bpp"] for p in data["curves"]["standard"]]
     assert bpps == sorted(bpps)
+    assert {p["subsampling"] for p in data["curves"]["standard"]} == {"4:2:0"}
+    (ops,) = data["operating_points"].values()
+    assert [o["loss"] for o in ops] == [0.5, 1.0, 2.0] and all(o["metric"] == "top1" for o in ops)
+    assert "bytes needed" in done.out and "points of top-1 below the uncompressed" in done.out
 
 
 def test_learn_operational(cli: Cli, model_file: Callable[..., str], photos: Path, tmp_path: Path) -> None:
@@ -108,6 +113,26 @@ def test_encode_with_quality_and_preprocess(cli: Cli, photos: Path, tmp_path: Pa
     done = cli("jpeg", "encode", photos / "p0.png", "--quality", "75", "--preprocess", PREPROCESS, "-o", tmp_path / "o")
     assert done.code == 0, done.err
     assert decode((tmp_path / "o" / "p0.jpg").read_bytes()).shape == (16, 16, 3)
+
+
+def test_encode_subsampling(cli: Cli, photos: Path, tmp_path: Path) -> None:
+    """--quality writes Pillow's default file (4:2:0); --subsampling 4:4:4 another; tables files keep theirs."""
+    import io
+
+    rgb = np.asarray(Image.open(photos / "p1.png").convert("RGB"))
+    pillow = io.BytesIO()
+    Image.fromarray(rgb).save(pillow, "JPEG", quality=60, optimize=True)
+    assert cli("jpeg", "encode", photos / "p1.png", "--quality", "60", "-o", tmp_path / "a").code == 0
+    assert (tmp_path / "a" / "p1.jpg").read_bytes() == pillow.getvalue()
+    assert cli("jpeg", "encode", photos / "p1.png", "--quality", "60", "--subsampling", "4:4:4",
+               "-o", tmp_path / "b").code == 0
+    assert (tmp_path / "b" / "p1.jpg").read_bytes() != pillow.getvalue()
+    old = tmp_path / "old.json"  # a tables file from before the field: 4:4:4
+    data = standard(60).to_dict()
+    del data["subsampling"]
+    old.write_text(json.dumps(data))
+    assert cli("jpeg", "encode", photos / "p1.png", "--tables", old, "-o", tmp_path / "c").code == 0
+    assert (tmp_path / "c" / "p1.jpg").read_bytes() == (tmp_path / "b" / "p1.jpg").read_bytes()
 
 
 def test_greyscale_is_converted_with_a_warning(cli: Cli, tmp_path: Path) -> None:
@@ -162,6 +187,11 @@ def test_bad_inputs(cli: Cli, model_file: Callable[..., str], photos: Path, tmp_
              tmp_path / "t.json"), "does not exist")
     _bad(cli("jpeg", "learn", model, "--images", photos, "--preprocess", PREPROCESS, "--target-bpp", "0.01",
              "--method", "deepn", "-o", tmp_path / "t.json"), "below what JPEG can reach")
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    (unlabelled / "a.png").write_bytes((photos / "p0.png").read_bytes())
+    _bad(cli("jpeg", "learn", model, "--images", unlabelled, "--preprocess", PREPROCESS, "--method", "deepn",
+             "--metric", "top1", "-o", tmp_path / "t.json"), "needs labels")
     _bad(cli("jpeg", "eval", model, "--images", photos, "--preprocess", PREPROCESS, "--quality", "10,x"), "--quality")
     _bad(cli("jpeg", "eval", model, "--images", photos, "--preprocess", PREPROCESS, "--quality", "0"), "1..100")
     assert not target.exists() and not (tmp_path / "t.json").exists()
@@ -172,6 +202,7 @@ def test_usage_errors_exit_2(cli: Cli) -> None:
     assert cli("jpeg").code == 2
     assert cli("jpeg", "encode", "x.png", "-o", "d").code == 2  # --tables or --quality is required
     assert cli("jpeg", "learn", "--target-bpp", "1", "--max-drop", "1", "-o", "t.json").code == 2
+    assert cli("jpeg", "encode", "x.png", "--quality", "50", "--subsampling", "4:1:1", "-o", "d").code == 2
 
 
 # ---- detailed photos at the finest tables: Pillow's optimize=True output buffer (issue 11, item 3) -------------

@@ -4,6 +4,7 @@ writes (read back with jpeglib), and the reference's decoded pixels equal Pillow
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,66 @@ def test_file_is_baseline_and_opens_elsewhere() -> None:
     assert data[:2] == b"\xff\xd8" and b"\xff\xc0" in data and b"\xff\xc2" not in data  # SOF0: baseline
     with Image.open(io.BytesIO(data)) as im:
         assert im.size == (24, 16) and im.mode == "RGB"
+
+
+# ------------------------------------------------------------------------------------------------ 4:2:0
+
+CASES_420 = [(f"{name} 4:2:0", rgb, replace(tables, subsampling="4:2:0")) for name, rgb, tables in CASES] + [
+    ("q75 224x224 4:2:0", _photo(224, 224, 10), standard(75, "4:2:0")),
+    ("odd 9x31 4:2:0", _photo(9, 31, 11), standard(40, "4:2:0")),
+    ("noise 100x131 4:2:0", np.random.default_rng(12).integers(0, 256, (100, 131, 3), dtype=np.uint8),
+     standard(90, "4:2:0")),
+]
+
+
+@pytest.mark.parametrize("name, rgb, tables", CASES_420, ids=[c[0] for c in CASES_420])
+def test_420_coefficients_equal_the_file(tmp_path: Path, name: str, rgb: np.ndarray, tables: Tables) -> None:
+    """Downsampled chroma as libjpeg makes it: the chroma coefficients in the file, block for block (the file's
+    arrays may add the MCU's dummy blocks at the right and bottom; those no decoder shows)."""
+    jpeglib = pytest.importorskip("jpeglib")
+    path = tmp_path / "x.jpg"
+    path.write_bytes(encode(rgb, tables))
+    coded = jpeglib.read_dct(str(path))
+    ours = dct.coefficients(rgb, tables)
+    assert ours[1].shape[:2] == tuple(-(-s // 8) for s in dct.chroma_size(*rgb.shape[:2]))
+    for plane, theirs in zip(ours, (coded.Y, coded.Cb, coded.Cr)):
+        assert np.array_equal(plane, theirs[: plane.shape[0], : plane.shape[1]])
+
+
+@pytest.mark.parametrize("name, rgb, tables", CASES_420, ids=[c[0] for c in CASES_420])
+def test_420_roundtrip_equals_pillow_decode(name: str, rgb: np.ndarray, tables: Tables) -> None:
+    assert np.array_equal(dct.roundtrip(rgb, tables), decode(encode(rgb, tables)))
+
+
+def test_420_is_pillows_default_file() -> None:
+    """standard(q, "4:2:0") writes the bytes Pillow writes for quality=q with its default subsampling."""
+    rgb = _photo(37, 45, 13)
+    for quality in (10, 50, 75, 95):
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JPEG", quality=quality, optimize=True)
+        assert encode(rgb, standard(quality, "4:2:0")) == buf.getvalue()
+        assert encode(rgb, standard(quality)) != buf.getvalue()  # 4:4:4 is another file
+
+
+def test_downsample_bias_reaches_the_padding() -> None:
+    """libjpeg averages the repeated edge columns with the alternating bias: padding the averaged plane would
+    differ. A 2-row plane whose rows sum to an odd pair: bias 1 rounds down, bias 2 up."""
+    plane = np.array([[10] * 8, [11] * 8])  # 2x8 -> 1x4 chroma, padded to 8 columns (16 full-size columns)
+    got = dct.downsample(plane)
+    assert got.shape == (8, 8)
+    assert got[0].tolist() == [10, 11, 10, 11, 10, 11, 10, 11]
+    assert (got == got[0]).all()  # rows below repeat the last averaged row
+
+
+def test_fancy_upsampling_weights() -> None:
+    """9/16, 3/16, 3/16, 1/16 inside, the edge sample repeated outside; a flat plane stays flat."""
+    assert (dct.upsample(np.full((8, 8), 77), 15, 13) == 77).all()
+    step = np.zeros((8, 8), np.int64)
+    step[:, 2:] = 160
+    row = dct.upsample(step, 16, 16)[5]
+    assert row[:8].tolist() == [0, 0, 0, 40, 120, 160, 160, 160]  # 3/4 and 1/4 of 160 around the edge
+
+
+def test_unknown_subsampling_is_refused() -> None:
+    with pytest.raises(FeatcompError, match="4:2:2"):
+        Tables(np.ones((8, 8)), np.ones((8, 8)), subsampling="4:2:2")

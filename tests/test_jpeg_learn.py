@@ -12,7 +12,7 @@ from featcomp.errors import FeatcompError
 from featcomp.jpeg import evaluate as ev
 from featcomp.jpeg import learn
 from featcomp.jpeg.encode import encode
-from featcomp.jpeg.measure import Classifier, rate
+from featcomp.jpeg.measure import Classifier, Reference, rate
 from featcomp.jpeg.tables import STANDARD_LUMA, Tables, standard
 from featcomp.preprocess import Preprocess
 
@@ -83,9 +83,42 @@ def test_learn_hits_a_rate_target_from_below() -> None:
 def test_learn_max_drop_keeps_agreement() -> None:
     classifier = Classifier(models.two_convs(), SPEC)
     views = _views(5)
-    tables = learn.learn("learned", views, classifier, max_drop=0.0)
-    assert tables.meta["agreement"] == 1.0 and tables.meta["target"] == {"max_drop": 0.0}
+    tables = learn.learn("learned", views, classifier, max_drop=0.0, metric="agreement")
+    assert tables.meta["agreement"] == 1.0 and tables.meta["target"] == {"max_drop": 0.0, "metric": "agreement"}
     assert tables.ladder is not None and tables.sweepable
+
+
+@pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:0"])
+def test_max_drop_is_measured_on_top1_or_expected_top1(subsampling: str) -> None:
+    """With labels the loss is top-1 against them; without, the expected top-1 under the uncompressed model's
+    probabilities. Either way the chosen tables meet it on the images, at the asked subsampling."""
+    classifier = Classifier(models.two_convs(), SPEC)
+    views = _views(8)
+    reference = Reference.of(classifier, views)
+    labels = reference.classes.copy()
+    labels[:2] = (labels[:2] + 1) % 4  # two wrong: uncompressed top-1 is 75%
+    with_labels = learn.learn("deepn", views, classifier, max_drop=20.0, labels=labels, subsampling=subsampling)
+    assert with_labels.meta["target"] == {"max_drop": 20.0, "metric": "top1"}
+    assert with_labels.meta["top1_uncompressed"] == 0.75 and with_labels.meta["top1"] >= 0.55 - 1e-9
+    assert with_labels.subsampling == subsampling and with_labels.meta["bpp"] == pytest.approx(
+        rate(views, with_labels), abs=1e-4)
+    free = learn.learn("deepn", views, classifier, max_drop=2.0, subsampling=subsampling)
+    assert free.meta["target"]["metric"] == "expected" and free.meta["expected_top1_drop"] <= 0.02 + 1e-9
+    with pytest.raises(FeatcompError, match="needs labels"):
+        learn.learn("deepn", views, classifier, max_drop=1.0, metric="top1")
+
+
+def test_smallest_looks_past_a_failing_member() -> None:
+    """A test that fails in a window and passes again beyond it (what noise does to top-1 on few images):
+    bisection alone stops at the window; the smallest passing file is found past it."""
+    views = _views(3)
+    family = Tables.from_profile(STANDARD_LUMA, STANDARD_LUMA, 1.0, "custom")
+    window = lambda t: not (25 <= t.luma[0, 0] <= 45) and t.luma[0, 0] <= 80  # noqa: E731
+    found, tried = learn.smallest(family, window, views)
+    assert found is not None and window(found) and found.luma[0, 0] > 45
+    bisected = learn.search_scale(family, window)
+    assert bisected is not None and bisected.luma[0, 0] < 25
+    assert rate(views, found) < rate(views, bisected) and tried > 10
 
 
 @pytest.mark.parametrize("kwargs, why", [
@@ -134,3 +167,21 @@ def test_input_bytes_are_real_file_sizes() -> None:
     assert got.standard == pytest.approx(np.mean([len(encode(v, standard(75))) for v in views]))
     assert got.learned == pytest.approx(np.mean([len(encode(v, learned)) for v in views]))
     assert got.learned < got.standard < got.raw
+
+
+def _points(rates: list[float], accs: list[float], qualities: list[int] | None = None) -> list[ev.Point]:
+    return [ev.Point("p", "m", None, r, a, 1.0, [], [], None if qualities is None else qualities[i])
+            for i, (r, a) in enumerate(zip(rates, accs))]
+
+
+def test_operating_points_interpolate_and_say_when_unreached() -> None:
+    """Bytes at 0.5 / 1 / 2 points below uncompressed 72%: interpolated in log-rate on each curve; a level the
+    curve never gets to is None, and a level its cheapest point already meets is flagged as a bound."""
+    std = _points([1.0, 2.0, 4.0], [0.69, 0.705, 0.72], [50, 75, 90])
+    test = _points([1.0, 2.0], [0.70, 0.712])
+    ops = {o.loss: o for o in ev.operating_points(std, test, 0.72, "top1")}
+    assert ops[2.0].standard_bpp == pytest.approx(2.0 ** (1 / 1.5)) and ops[2.0].standard_quality == 75
+    assert ops[2.0].bpp == 1.0 and ops[2.0].below_range and not ops[2.0].standard_below_range
+    assert ops[1.0].bpp == pytest.approx(2.0 ** (5 / 6)) and ops[1.0].standard_bpp == pytest.approx(2.0 ** (4 / 3))
+    assert ops[1.0].saving == pytest.approx(1 - 2.0 ** (5 / 6 - 4 / 3))
+    assert ops[0.5].bpp is None and ops[0.5].saving is None and ops[0.5].standard_quality == 90

@@ -26,6 +26,7 @@ from featcomp.runtime_ops.jpeg import LEARNED_JPEG
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ALLOWED_OPS = {"Constant", "Cast", "Gather", "Round", "Clip", "Pad", "Transpose", "MatMul", "Add", "Sub", "Mul", "Div",
                "Floor", "Reshape", "Concat", "Abs", "Sign", "Slice"}
+ALLOWED_OPS_420 = ALLOWED_OPS | {"SpaceToDepth", "DepthToSpace"}
 
 
 def _identity(shape: list[int | str]) -> onnx.ModelProto:
@@ -53,10 +54,55 @@ def test_node_equals_reference_and_file(layout: str, order: str, h: int, w: int)
     assert np.array_equal(got, reference)
 
 
+@pytest.mark.parametrize("layout, order, h, w", [("nchw", "rgb", 16, 16), ("nchw", "bgr", 37, 45),
+                                                 ("nhwc", "rgb", 24, 17), ("nhwc", "bgr", 8, 8),
+                                                 ("nchw", "rgb", 9, 31), ("nchw", "bgr", 40, 33)])
+def test_420_node_equals_reference_and_file(layout: str, order: str, h: int, w: int) -> None:
+    """4:2:0: libjpeg's downsampling and fancy upsampling in the body; exact against Pillow's decode, odd sizes
+    and sizes that are not multiples of 16 included."""
+    spec = Preprocess.parse(f"resize=none,crop=none,order={order},mean=104/117/123,std=58/57.1/60,layout={layout}")
+    shape: list[int | str] = ["N", 3, h, w] if layout == "nchw" else ["N", h, w, 3]
+    tables = Tables(np.random.default_rng(h).integers(1, 120, (8, 8)), standard(20).chroma, subsampling="4:2:0")
+    model = insert_jpeg(_identity(shape), tables, spec)
+    onnx.checker.check_model(model, full_check=True)
+    node = find_jpeg(model)
+    assert node is not None and [(a.name, a.s) for a in node.attribute] == [("subsampling", b"4:2:0")]
+    rng = np.random.default_rng(w)
+    yy, xx = np.mgrid[0:h, 0:w]
+    smooth = np.clip(np.stack([np.sin(xx / 3 + c) * 90 + yy * 3 for c in range(3)], -1) + 100, 0, 255)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(2)] + [smooth.astype(np.uint8)]
+    x = np.stack([spec.apply(Image.fromarray(i)) for i in images])
+    got = ort.run(ort.session(model), {"x": x})["y"]
+    from_files = np.stack([spec.apply(Image.fromarray(decode(encode(i, tables)))) for i in images])
+    reference = np.stack([spec.apply(Image.fromarray(dct.roundtrip(i, tables))) for i in images])
+    assert np.array_equal(got, from_files)
+    assert np.array_equal(got, reference)
+    at_444 = np.stack([spec.apply(Image.fromarray(dct.roundtrip(i, replace(tables, subsampling="4:4:4"))))
+                       for i in images])
+    assert not np.array_equal(got, at_444)
+
+
+def test_444_node_is_the_op_without_attribute() -> None:
+    """4:4:4 stays the op it was: no attribute, the ten inputs; 4:2:0 adds the attribute and five chroma inputs."""
+    spec = Preprocess.parse("mean=0,std=1")
+    plain = find_jpeg(insert_jpeg(_identity([1, 3, 16, 16]), standard(50), spec))
+    sub = find_jpeg(insert_jpeg(_identity([1, 3, 16, 16]), standard(50, "4:2:0"), spec))
+    assert plain is not None and sub is not None
+    assert len(plain.attribute) == 0 and len(plain.input) == len(LEARNED_JPEG.inputs) == 10
+    assert len(sub.input) == 15
+    model = insert_jpeg(_identity([1, 3, 16, 16]), standard(50, "4:2:0"), spec)
+    assert jpeg_tables(model).subsampling == "4:2:0"  # type: ignore[union-attr]
+    assert strip_jpeg(model).SerializeToString() == _identity([1, 3, 16, 16]).SerializeToString()
+
+
 def test_body_uses_standard_ops_only() -> None:
     model = insert_jpeg(_identity([1, 3, 16, 16]), standard(50), Preprocess.parse("mean=0,std=1"))
     (function,) = [f for f in model.functions if f.name == LEARNED_JPEG.name]
     assert {n.op_type for n in function.node} <= ALLOWED_OPS
+    assert all(n.domain in ("", "ai.onnx") for n in function.node)
+    model = insert_jpeg(_identity([1, 3, 16, 16]), standard(50, "4:2:0"), Preprocess.parse("mean=0,std=1"))
+    (function,) = [f for f in model.functions if f.name == LEARNED_JPEG.name]
+    assert {n.op_type for n in function.node} <= ALLOWED_OPS_420
     assert all(n.domain in ("", "ai.onnx") for n in function.node)
 
 

@@ -17,11 +17,12 @@ from featcomp.runtime_ops import ort
 convert = pytest.importorskip("featcomp.runtime_ops.tvm.convert", reason="TVM is not installed")
 
 
-def test_jpeg_node_lowers_and_matches_onnx_runtime() -> None:
+@pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:0"])
+def test_jpeg_node_lowers_and_matches_onnx_runtime(subsampling: str) -> None:
     import tvm
     from tvm import relax
 
-    model = insert_jpeg(api._model(models.two_convs()), standard(30), Preprocess.parse(PREPROCESS))
+    model = insert_jpeg(api._model(models.two_convs()), standard(30, subsampling), Preprocess.parse(PREPROCESS))
     assert convert.unsupported_ops(model) == []
     flat = convert.inline_bodies(model)
     assert not any(n.domain == "ai.featcomp" for n in flat.graph.node)

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from featcomp.preprocess import Preprocess
 
 DEFAULT_QUALITIES = "10,20,30,50,75,90"
+SUBSAMPLINGS = ("4:2:0", "4:4:4")  # featcomp.jpeg.dct.SUBSAMPLINGS, without importing numpy for --help
+
+
+def _labels_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", metavar="FILE", help="'FILENAME CLASS_INDEX' lines (default: DIR/labels.txt if present)")
+    p.add_argument("--label-offset", type=int, default=0, metavar="K",
+                   help="model class index minus label index (e.g. 1 for 1001-class models)")
 
 
 def _model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
@@ -48,7 +55,13 @@ def arguments(p: argparse.ArgumentParser) -> None:
     target = learn.add_mutually_exclusive_group()
     target.add_argument("--target-bpp", type=float, metavar="B", help="coarsest tables at most B bits/pixel on the images")
     target.add_argument("--max-drop", type=float, metavar="P",
-                        help="coarsest tables whose top-1 agreement with the model stays within P points (default 1)")
+                        help="smallest tables whose top-1 stays within P points of the uncompressed images (default 1)")
+    learn.add_argument("--metric", choices=("top1", "expected", "agreement"),
+                       help="what --max-drop measures: top-1 against the labels (default with labels), the model's "
+                            "expected top-1 under its own uncompressed probabilities (default without), or agreement")
+    _labels_args(learn)
+    learn.add_argument("--subsampling", choices=SUBSAMPLINGS, default="4:2:0",
+                       help="chroma subsampling the tables are made and measured for (default 4:2:0, Pillow's)")
     learn.add_argument("-o", "--output", metavar="TABLES.json", required=True, help="where to write the tables")
 
     insert = sub.add_parser("insert", help="put the learned-JPEG node at a model's input (or --remove it)",
@@ -66,18 +79,21 @@ def arguments(p: argparse.ArgumentParser) -> None:
     source.add_argument("--quality", type=int, metavar="Q", help="standard tables at libjpeg quality Q instead")
     encode.add_argument("--preprocess", metavar="SPEC",
                         help="encode what the model sees (its resize/crop) instead of the whole image")
+    encode.add_argument("--subsampling", choices=SUBSAMPLINGS,
+                        help="chroma subsampling (default: the tables', or 4:2:0 with --quality as Pillow does)")
     encode.add_argument("-o", "--output", metavar="OUTDIR", required=True, help="folder for the .jpg files")
 
     ev = sub.add_parser("eval", help="rate-accuracy curves: standard qualities vs tables, BD-rate, plot",
                         description="bpp vs top-1 for standard tables and learned tables; BD-rate; optional PNG.")
     _model_args(ev)
-    ev.add_argument("--labels", metavar="FILE", help="'FILENAME CLASS_INDEX' lines (default: DIR/labels.txt if present)")
-    ev.add_argument("--label-offset", type=int, default=0, metavar="K",
-                    help="model class index minus label index (e.g. 1 for 1001-class models)")
+    _labels_args(ev)
     ev.add_argument("--tables", metavar="TABLES.json", action="append", default=[],
                     help="tables to evaluate (repeat for several); each family is swept to the standard rates")
     ev.add_argument("--quality", default=DEFAULT_QUALITIES, metavar="Q,Q,...",
                     help=f"standard qualities (default {DEFAULT_QUALITIES})")
+    ev.add_argument("--subsampling", choices=SUBSAMPLINGS, default="4:2:0",
+                    help="chroma of the standard points (default 4:2:0: Pillow's defaults, quality=Q); each tables "
+                         "file keeps its own")
     ev.add_argument("--no-sweep", action="store_true", help="evaluate each tables file only as it is")
     ev.add_argument("--rate-images", metavar="DIR", help="also measure each setting's bpp on these images at full size")
     ev.add_argument("--plot", metavar="CURVE.png", help="write the rate-accuracy plot")
@@ -138,6 +154,23 @@ def _views(args: argparse.Namespace, preprocess: Preprocess) -> tuple[list[Path]
     return paths, [model_view(load_rgb(p), preprocess) for p in paths]
 
 
+def _labels(args: argparse.Namespace, paths: list[Path]) -> np.ndarray | None:
+    """Labels of ``paths`` from --labels, or DIR/labels.txt when it exists; None without either."""
+    import numpy as np
+
+    from featcomp.data import read_labels
+    from featcomp.errors import FeatcompError
+
+    label_file = Path(args.labels) if args.labels else (Path(args.images) / "labels.txt" if args.images else None)
+    if label_file is None or not (args.labels or label_file.is_file()):
+        return None
+    known = read_labels(label_file)
+    missing = [p.name for p in paths if p.name not in known]
+    if missing:
+        raise FeatcompError(f"{label_file} has no label for {missing[0]}")
+    return np.array([known[p.name] for p in paths])
+
+
 def _classifier(model: onnx.ModelProto, preprocess: Preprocess, name: str) -> Classifier:
     from featcomp.jpeg.measure import Classifier
 
@@ -157,20 +190,28 @@ def _learn(args: argparse.Namespace, bars: Bars) -> int:
 
     output = check_writable(args.output)
     model, name, preprocess = _setup(args)
-    _, views = _views(args, preprocess)
+    paths, views = _views(args, preprocess)
+    labels = _labels(args, paths) if args.target_bpp is None else None
     need_model = args.method != "deepn" or args.target_bpp is None
     classifier = _classifier(model, preprocess, name) if need_model else None
     if classifier is not None:
         classifier.check(views)
     stage = "tuning bands" if args.method == "operational" else "probing frequencies"
     tables = learn(args.method, views, classifier, target_bpp=args.target_bpp, max_drop=args.max_drop,
-                   model_name=name, progress=bars.track(stage, total=128))
+                   model_name=name, progress=bars.track(stage, total=128), subsampling=args.subsampling,
+                   labels=labels, label_offset=args.label_offset, metric=args.metric)
     tables.save(output)
     meta = tables.meta
-    agree = f", top-1 agreement {meta['agreement']:.1%}" if "agreement" in meta else ""
+    scores = []
+    if "top1" in meta:
+        scores.append(f"top-1 {meta['top1']:.1%} (uncompressed {meta['top1_uncompressed']:.1%})")
+    if "expected_top1_drop" in meta:
+        scores.append(f"expected top-1 {100 * meta['expected_top1_drop']:.2f} points below uncompressed")
+    if "agreement" in meta:
+        scores.append(f"top-1 agreement {meta['agreement']:.1%}")
     note = " (the budget could not be met: finest tables used)" if meta.get("met") is False else ""
-    print(f"{output}: {tables.method} tables for {name}, scale {tables.scale:.4g}: {meta['bpp']:.3f} bpp on "
-          f"{meta['images']} images{agree}{note}")
+    print(f"{output}: {tables.method} tables for {name}, {tables.subsampling}, scale {tables.scale:.4g}: "
+          f"{meta['bpp']:.3f} bpp on {meta['images']} images{note}" + "".join(f"\n  {s}" for s in scores))
     print("luma steps:\n  " + "\n  ".join(_grid(tables)))
     return 0
 
@@ -203,7 +244,11 @@ def _encode(args: argparse.Namespace, bars: Bars) -> int:
     from featcomp.jpeg.tables import Tables, standard
     from featcomp.preprocess import Preprocess
 
-    tables = Tables.load(args.tables) if args.tables is not None else standard(args.quality)
+    from dataclasses import replace
+
+    tables = Tables.load(args.tables) if args.tables is not None else standard(args.quality, "4:2:0")
+    if args.subsampling is not None:
+        tables = replace(tables, subsampling=args.subsampling)
     preprocess = Preprocess.parse(args.preprocess) if args.preprocess is not None else None
     paths: list[Path] = []
     for item in map(Path, args.images):
@@ -212,7 +257,7 @@ def _encode(args: argparse.Namespace, bars: Bars) -> int:
     for e in done:
         print(f"{e.output}  {e.width}x{e.height}  {e.bytes} B  {e.bpp:.3f} bpp")
     total, pixels = sum(e.bytes for e in done), sum(e.width * e.height for e in done)
-    print(f"{len(done)} files, {total} bytes, {8 * total / pixels:.3f} bpp ({tables.label()})")
+    print(f"{len(done)} files, {total} bytes, {8 * total / pixels:.3f} bpp ({tables.label()}, {tables.subsampling})")
     return 0
 
 
@@ -221,9 +266,9 @@ def _eval(args: argparse.Namespace, bars: Bars) -> int:
 
     import numpy as np
 
-    from featcomp.data import read_labels
     from featcomp.errors import FeatcompError
     from featcomp.jpeg import evaluate as ev
+    from featcomp.jpeg.measure import Reference
     from featcomp.jpeg.tables import Tables, standard
     from featcomp.modelio import check_writable, write_bytes
 
@@ -232,18 +277,11 @@ def _eval(args: argparse.Namespace, bars: Bars) -> int:
         qualities = [int(q) for q in args.quality.split(",") if q.strip()]
     except ValueError:
         raise FeatcompError(f"--quality must be whole numbers joined by commas, got {args.quality!r}") from None
-    standards = [standard(q) for q in qualities]
+    standards = [standard(q, args.subsampling) for q in qualities]
     families = [Tables.load(t) for t in args.tables]
     model, name, preprocess = _setup(args)
     paths, views = _views(args, preprocess)
-    labels = None
-    label_file = Path(args.labels) if args.labels else (Path(args.images) / "labels.txt" if args.images else None)
-    if label_file is not None and (args.labels or label_file.is_file()):
-        known = read_labels(label_file)
-        missing = [p.name for p in paths if p.name not in known]
-        if missing:
-            raise FeatcompError(f"{label_file} has no label for {missing[0]}")
-        labels = np.array([known[p.name] for p in paths])
+    labels = _labels(args, paths)
     rate_views = None
     if args.rate_images:
         from featcomp.data import image_files
@@ -252,17 +290,23 @@ def _eval(args: argparse.Namespace, bars: Bars) -> int:
         rate_views = [model_view(load_rgb(p), None) for p in image_files(Path(args.rate_images))]
     classifier = _classifier(model, preprocess, name)
     classifier.check(views)
+    reference = Reference.of(classifier, views, labels, args.label_offset)
     curves: dict[str, list[ev.Point]] = {}
-    curves["standard"] = ev.curve(classifier, views, standards, labels=labels, label_offset=args.label_offset,
-                                  rate_views=rate_views, progress=bars.track("standard tables"))
+    curves["standard"] = ev.curve(classifier, views, standards, rate_views=rate_views, reference=reference,
+                                  progress=bars.track("standard tables"))
     for i, family in enumerate(families):
         key = f"{family.method}" + (f" ({family.model})" if family.model else "") + (f" #{i + 1}" if len(families) > 1 else "")
         members = [family]
         if not args.no_sweep and family.sweepable:
             members = ev.matched(family, views, [p.bpp for p in curves["standard"]]) + [family]
-        curves[key] = ev.curve(classifier, views, members, labels=labels, label_offset=args.label_offset,
-                               rate_views=rate_views, progress=bars.track(key))
+        curves[key] = ev.curve(classifier, views, members, rate_views=rate_views, reference=reference,
+                               progress=bars.track(key))
     summary = _summary(curves, "top1" if labels is not None else "agreement")
+    metric = "top1" if labels is not None else "expected"
+    uncompressed = float(reference.uncompressed[metric] or 0.0)
+    pixels = views[0].shape[0] * views[0].shape[1]
+    operating = {key: ev.operating_points(curves["standard"], pts, uncompressed, metric)
+                 for key, pts in curves.items() if key != "standard"}
     rows = [[key, p.label, f"{p.bpp:.3f}"] + ([f"{p.rate_bpp:.3f}"] if rate_views is not None else [])
             + ([f"{p.top1:.1%}"] if p.top1 is not None else []) + [f"{p.agreement:.1%}"]
             for key, pts in curves.items() for p in pts]
@@ -274,9 +318,12 @@ def _eval(args: argparse.Namespace, bars: Bars) -> int:
     sys.stdout.write(_table(headers, rows, left=2, footer=[f"{name}: {len(views)} images, bpp = file bytes x 8 / "
                                                            f"pixels of the {views[0].shape[1]}x{views[0].shape[0]} "
                                                            "view the model sees", *footer]))
+    sys.stdout.write(_operating_table(operating, metric, uncompressed, pixels, args.subsampling))
     result = {"model": name, "images": len(views), "preprocess": str(preprocess), "label_offset": args.label_offset,
               "curves": {k: [p.as_dict() for p in v] for k, v in curves.items()},
-              "bd_rate": [{k: v for k, v in s.items() if k != "lines"} for s in summary]}
+              "bd_rate": [{k: v for k, v in s.items() if k != "lines"} for s in summary],
+              "uncompressed": reference.uncompressed,
+              "operating_points": {k: [o.as_dict() for o in v] for k, v in operating.items()}}
     if out_json is not None:
         write_bytes(out_json, (json.dumps(result, indent=1) + "\n").encode("utf-8"))
     if plot is not None:
@@ -287,6 +334,32 @@ def _eval(args: argparse.Namespace, bars: Bars) -> int:
         plot_curves(curves, plot, title=f"{name}: rate vs accuracy ({len(views)} images)",
                     metric="top1" if labels is not None else "agreement", notes=notes)
     return 0
+
+
+def _operating_table(operating: dict[str, Any], metric: str, uncompressed: float, pixels: int, sub: str) -> str:
+    """Bytes per image each tables set needs at each loss level, next to the best standard quality's."""
+    from featcomp.cli import _table
+
+    def size(bpp: float | None, bound: bool) -> str:
+        if bpp is None:
+            return "not reached"
+        return ("<= " if bound else "") + f"{bpp * pixels / 8:.0f} B ({bpp:.3f} bpp)"
+
+    what = "top-1" if metric == "top1" else "expected top-1 (label-free)"
+    rows = []
+    for key, ops in operating.items():
+        for o in ops:
+            std = size(o.standard_bpp, o.standard_below_range)
+            if o.standard_quality is not None:
+                std += f", q{o.standard_quality} measured"
+            saving = "n/a" if o.saving is None else f"{100 * o.saving:.0f}% fewer" if o.saving >= 0 \
+                else f"{-100 * o.saving:.0f}% more"
+            rows.append([key, f"{o.loss:g}", size(o.bpp, o.below_range), std, saving])
+    footer = [f"loss = points of {what} below the uncompressed images ({100 * uncompressed:.1f}%); bytes per image, "
+              f"interpolated in log-rate on each curve's monotone envelope; standard = Pillow quality=Q, {sub}, "
+              "optimize=True; 'not reached': no measured point gets that close; '<=': the curve's cheapest point "
+              "already does"]
+    return _table(["curve", "loss", "bytes needed", f"standard ({sub})", "vs standard"], rows, left=2, footer=footer)
 
 
 def _pct(value: float | None) -> str:

@@ -10,9 +10,16 @@ from the C butterflies below) and a rounding shift; the ONNX body uses the same 
 where all these integers are exact. Tests hold the quantized coefficients to the ones read from the
 file (jpeglib) and the pixels to Pillow's decode.
 
-Chroma is not subsampled (4:4:4, Pillow's ``subsampling=0``): the writer and the node agree on it.
-Images whose sides are not multiples of 8 are padded by repeating the last row/column, as libjpeg
-does, and cropped back after decoding.
+Chroma is either kept at full size (4:4:4, Pillow's ``subsampling=0``) or halved both ways (4:2:0,
+Pillow's default ``subsampling=2``), as the tables say; the writer and the node follow the same
+setting. At 4:2:0 the encoder averages each 2x2 square with libjpeg's alternating rounding bias
+(jcsample.c h2v2_downsample: 1, 2, 1, 2, ... along a row) and the decoder interpolates with its
+"fancy" triangular filter (jdsample.c h2v2_fancy_upsample: 9/16, 3/16, 3/16, 1/16, biases 8 and 7),
+which is what libjpeg-turbo uses when do_fancy_upsampling is on (its default, and Pillow's unless
+draft mode is asked for; the merged upsampler is the non-fancy path). Images whose sides are not
+multiples of 8 (16 for 4:2:0 luma MCUs) are padded by repeating the last row/column, as libjpeg
+does, and cropped back after decoding; blocks that only fill out an MCU are "dummy" blocks no
+decoder shows.
 """
 
 from __future__ import annotations
@@ -23,9 +30,13 @@ from featcomp.errors import FeatcompError
 
 __all__ = [
     "DCT_ORTHO", "FDCT_PASS1", "FDCT_PASS2", "FDCT_SHIFT1", "FDCT_SHIFT2", "IDCT", "IDCT_SHIFT1", "IDCT_SHIFT2",
-    "RGB_TO_YCC", "RGB_TO_YCC_OFFSET", "YCC_TO_RGB", "coefficients", "descale", "forward_blocks",
-    "from_ycc", "inverse_blocks", "pad8", "quantize", "roundtrip", "to_ycc",
+    "RGB_TO_YCC", "RGB_TO_YCC_OFFSET", "SUBSAMPLINGS", "YCC_TO_RGB", "chroma_size", "check_subsampling",
+    "coefficients", "descale", "downsample", "forward_blocks", "from_ycc", "inverse_blocks", "pad8", "quantize",
+    "roundtrip", "samples", "to_ycc", "upsample",
 ]
+
+#: chroma settings featcomp writes and models: full-size chroma, or halved both ways (Pillow's default)
+SUBSAMPLINGS = ("4:4:4", "4:2:0")
 
 CONST_BITS, PASS1_BITS, SCALEBITS = 13, 2, 16
 
@@ -142,6 +153,57 @@ def pad8(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, -h % 8), (0, -w % 8), (0, 0)), mode="edge")
 
 
+def check_subsampling(subsampling: object) -> str:
+    """The subsampling name, or one line saying which ones exist."""
+    if subsampling not in SUBSAMPLINGS:
+        raise FeatcompError(f"chroma subsampling {subsampling!r} is not supported; use {' or '.join(SUBSAMPLINGS)}")
+    return str(subsampling)
+
+
+def chroma_size(h: int, w: int) -> tuple[int, int]:
+    """Height and width of a 4:2:0 chroma plane of an h x w image (libjpeg's downsampled_height/width)."""
+    return -(-h // 2), -(-w // 2)
+
+
+def downsample(plane: np.ndarray) -> np.ndarray:
+    """Full-size chroma samples [..., H, W] -> 4:2:0 samples padded to whole blocks, bit-exact with libjpeg.
+
+    libjpeg first repeats the last column out to twice the padded chroma width and the last row to an even
+    height, averages each 2x2 square as (sum + bias) >> 2 with bias 1, 2, 1, 2, ... along the row, then
+    repeats the last averaged row down to a whole block row. The columns past the image are averaged too,
+    so the alternating bias reaches the padding: it is not the same as padding the averaged plane.
+    """
+    plane = np.asarray(plane).astype(np.int64)
+    *lead, h, w = plane.shape
+    hd, wd = chroma_size(h, w)
+    wc = -(-wd // 8) * 8
+    edge = [(0, 0)] * len(lead)
+    full = np.pad(plane, edge + [(0, 2 * hd - h), (0, 2 * wc - w)], mode="edge")
+    sums = full[..., 0::2, 0::2] + full[..., 0::2, 1::2] + full[..., 1::2, 0::2] + full[..., 1::2, 1::2]
+    averaged = np.right_shift(sums + np.where(np.arange(wc) % 2 == 0, 1, 2), 2)
+    return np.pad(averaged, edge + [(0, -hd % 8), (0, 0)], mode="edge")
+
+
+def upsample(plane: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Decoded 4:2:0 chroma [..., >=H/2, >=W/2] -> [..., h, w]: libjpeg's fancy (triangular) upsampling.
+
+    Each output sample is 3/4 the nearer and 1/4 the farther input, vertically then horizontally (the
+    vertical sums stay exact): out = (3 a + b + 8) >> 4 on the left, (3 a + b + 7) >> 4 on the right,
+    a, b the vertical sums 3 near + far. Edges repeat the last real chroma sample (not the block padding).
+    """
+    hd, wd = chroma_size(h, w)
+    x = np.asarray(plane).astype(np.int64)[..., :hd, :wd]
+    lead = [(0, 0)] * (x.ndim - 2)
+    x = np.pad(x, lead + [(1, 1), (1, 1)], mode="edge")
+    out = np.empty((*x.shape[:-2], 2 * hd, 2 * wd), np.int64)
+    for v, far in ((0, x[..., :-2, :]), (1, x[..., 2:, :])):
+        sums = 3 * x[..., 1:-1, :] + far                                   # [..., hd, wd + 2]
+        centre = 3 * sums[..., 1:-1]
+        out[..., v::2, 0::2] = np.right_shift(centre + sums[..., :-2] + 8, 4)
+        out[..., v::2, 1::2] = np.right_shift(centre + sums[..., 2:] + 7, 4)
+    return out[..., :h, :w]
+
+
 def _blocks(plane: np.ndarray) -> np.ndarray:
     """[..., H, W] -> [..., H/8, W/8, 8, 8] (block rows, block columns, row in block, column in block)."""
     *lead, h, w = plane.shape
@@ -181,14 +243,28 @@ def _steps(tables: object) -> tuple[np.ndarray, np.ndarray]:
     return luma, chroma
 
 
-def coefficients(rgb: np.ndarray, tables: object) -> list[np.ndarray]:
-    """Quantized coefficients of an RGB uint8 [H, W, 3] image as libjpeg writes them (4:4:4).
+def samples(rgb: np.ndarray, subsampling: str = "4:4:4") -> list[np.ndarray]:
+    """The three component planes libjpeg transforms, padded to whole blocks: Y, Cb, Cr (int64 0..255).
 
-    One int64 array [H8/8, W8/8, 8, 8] per component (Y, Cb, Cr), natural order in each block.
+    4:4:4: all [H8, W8]; 4:2:0: Y [H8, W8] and the chroma planes downsampled (see ``downsample``).
     """
-    ycc = to_ycc(pad8(np.asarray(rgb)))
+    rgb = np.asarray(rgb)
+    if check_subsampling(subsampling) == "4:4:4":
+        ycc = to_ycc(pad8(rgb))
+        return [ycc[..., c] for c in range(3)]
+    ycc = to_ycc(rgb)
+    return [pad8(ycc[..., :1])[..., 0]] + [downsample(ycc[..., c]) for c in (1, 2)]
+
+
+def coefficients(rgb: np.ndarray, tables: object) -> list[np.ndarray]:
+    """Quantized coefficients of an RGB uint8 [H, W, 3] image as libjpeg writes them (the tables' subsampling).
+
+    One int64 array [blocks down, blocks across, 8, 8] per component (Y, Cb, Cr), natural order in each
+    block; at 4:2:0 the chroma arrays cover the halved planes (MCU dummy blocks are not included).
+    """
     luma, chroma = _steps(tables)
-    return [quantize(forward_blocks(ycc[..., c]), luma if c == 0 else chroma) for c in range(3)]
+    planes = samples(rgb, getattr(tables, "subsampling", "4:4:4"))
+    return [quantize(forward_blocks(p), luma if c == 0 else chroma) for c, p in enumerate(planes)]
 
 
 def roundtrip(rgb: np.ndarray, tables: object) -> np.ndarray:
@@ -197,4 +273,6 @@ def roundtrip(rgb: np.ndarray, tables: object) -> np.ndarray:
     h, w = rgb.shape[:2]
     luma, chroma = _steps(tables)
     planes = [inverse_blocks(q * (luma if c == 0 else chroma)) for c, q in enumerate(coefficients(rgb, tables))]
+    if getattr(tables, "subsampling", "4:4:4") == "4:2:0":
+        planes = [planes[0][:h, :w]] + [upsample(p, h, w) for p in planes[1:]]
     return from_ycc(np.stack(planes, axis=-1)[:h, :w])

@@ -1,7 +1,8 @@
 """Ordinary baseline JPEG files with given tables (Pillow), and their real size.
 
 Writer settings, the same for standard and learned tables so that only the tables differ:
-- ``qtables=[luma, chroma]`` (natural order), ``subsampling=0`` (4:4:4: what the node models);
+- ``qtables=[luma, chroma]`` (natural order) and the tables' chroma subsampling: ``subsampling=0`` (4:4:4)
+  or ``2`` (4:2:0, Pillow's default); the node models both;
 - ``optimize=True``: per-image Huffman tables (still baseline; any decoder opens them). Standard tables
   get the same, so the comparison is of quantization only.
 Rate is always file bytes x 8 / pixels of the image that was encoded (headers and all).
@@ -78,6 +79,9 @@ def model_view(image: Image.Image, preprocess: Preprocess | None) -> np.ndarray:
     return pixels
 
 
+#: Pillow's ``subsampling=`` code for each chroma setting
+PILLOW_SUBSAMPLING = {"4:4:4": 0, "4:2:0": 2}
+
 # With optimize=True libjpeg writes the whole file in one go into Pillow's output buffer, which Pillow sizes at
 # 2 bytes per pixel for custom tables; a detailed photo with fine steps needs more (uniform noise at all-1
 # steps: 2.9 B/px) and fails with "broken data stream when writing image file". Pillow (11-13) ignores a
@@ -101,13 +105,14 @@ def _save_jpeg(image: Image.Image, buf: io.BytesIO, bufsize: int, **options: obj
 
 
 def encode(rgb: np.ndarray, tables: Tables) -> bytes:
-    """A baseline JPEG file of an RGB uint8 [H, W, 3] image with these tables (4:4:4, optimised Huffman)."""
+    """A baseline JPEG file of an RGB uint8 [H, W, 3] image with these tables (their subsampling, optimised Huffman)."""
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
     for per_pixel in _BYTES_PER_PIXEL:
         buf = io.BytesIO()
         try:
             _save_jpeg(image, buf, per_pixel * image.width * image.height + 65536,
-                       qtables=tables.qtables(), subsampling=0, optimize=True)
+                       qtables=tables.qtables(), subsampling=PILLOW_SUBSAMPLING[tables.subsampling],
+                       optimize=True)
             return buf.getvalue()
         except OSError:
             if per_pixel == _BYTES_PER_PIXEL[-1]:

@@ -25,10 +25,11 @@ import numpy as np
 
 from featcomp.errors import FeatcompError
 from featcomp.jpeg.learn import search_scale
-from featcomp.jpeg.measure import Classifier, code, rate
+from featcomp.jpeg.measure import Classifier, Reference, code, rate
 from featcomp.jpeg.tables import Tables, standard
 
-__all__ = ["InputBytes", "Point", "bd_rate", "curve", "envelope", "input_bytes", "matched", "rate_at"]
+__all__ = ["LOSSES", "InputBytes", "OperatingPoint", "Point", "bd_rate", "curve", "envelope", "input_bytes", "matched",
+           "operating_points", "rate_at"]
 
 QUALITIES = (10, 20, 30, 50, 75, 90)
 Progress = Callable[[Iterable[Any]], Iterable[Any]]
@@ -46,6 +47,9 @@ class Point:
     chroma: list[list[int]]
     quality: int | None = None
     rate_bpp: float | None = None  # the same tables on the rate set (e.g. Kodak at full size), if given
+    expected: float | None = None  # expected top-1 under the uncompressed model's probabilities (label-free)
+    bytes: float | None = None     # mean file bytes per image
+    subsampling: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,19 +67,67 @@ def matched(family: Tables, views: Sequence[np.ndarray], bpps: Sequence[float]) 
 
 def curve(classifier: Classifier, views: Sequence[np.ndarray], tables: Sequence[Tables], *,
           labels: np.ndarray | None = None, label_offset: int = 0, rate_views: Sequence[np.ndarray] | None = None,
-          progress: Progress | None = None) -> list[Point]:
-    """One point per table pair: bpp on ``views``, top-1 (with labels) and agreement with the uncompressed model."""
+          progress: Progress | None = None, reference: Reference | None = None) -> list[Point]:
+    """One point per table pair: bpp on ``views``, top-1 (with labels), expected top-1 and agreement."""
     classifier.check(views)
-    reference = classifier.top1(views)
+    if reference is None:
+        reference = Reference.of(classifier, views, labels, label_offset)
     points = []
     for t in (progress(tables) if progress is not None else tables):
         coded = code(views, t)
-        got = classifier.top1(coded.decoded)
-        top1 = None if labels is None else float(np.mean(got - label_offset == labels))
-        points.append(Point(t.label(), t.method, t.scale, coded.bpp, top1, float(np.mean(got == reference)),
+        scores = reference.scores(classifier.top1(coded.decoded))
+        points.append(Point(t.label(), t.method, t.scale, coded.bpp, scores["top1"], float(scores["agreement"] or 0.0),
                             t.luma.tolist(), t.chroma.tolist(), t.meta.get("quality"),
-                            None if rate_views is None else rate(rate_views, t)))
+                            None if rate_views is None else rate(rate_views, t), scores["expected"],
+                            coded.bytes / len(views), t.subsampling))
     return points
+
+
+LOSSES = (0.5, 1.0, 2.0)  # points of top-1 (or expected top-1) below the uncompressed input
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The rate a curve needs to stay within ``loss`` points of the uncompressed input, and standard's."""
+
+    loss: float
+    metric: str
+    bpp: float | None                 # None: the curve never gets that close
+    standard_bpp: float | None
+    standard_quality: int | None      # the lowest measured standard quality within the loss
+    below_range: bool = False         # the curve's coarsest point already meets it: bpp is an upper bound
+    standard_below_range: bool = False
+
+    @property
+    def saving(self) -> float | None:
+        """Fraction of standard's bytes saved (0.4 = 40% fewer bytes); None when either is not reached."""
+        if self.bpp is None or self.standard_bpp is None:
+            return None
+        return 1.0 - self.bpp / self.standard_bpp
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "saving": self.saving}
+
+
+def _needs(points: Sequence[Point], metric: str, target: float) -> tuple[float | None, bool]:
+    rates = [p.bpp for p in points]
+    values = [getattr(p, metric) for p in points]
+    need = rate_at(rates, values, target)
+    return need, bool(need is not None and need <= min(rates) and envelope(rates, values)[1][0] >= target)
+
+
+def operating_points(standard_points: Sequence[Point], points: Sequence[Point], uncompressed: float, metric: str,
+                     losses: Sequence[float] = LOSSES) -> list[OperatingPoint]:
+    """Per loss level: the bpp ``points`` need to keep ``metric`` >= uncompressed - loss/100, interpolated in
+    log-rate on the curve's monotone envelope, next to the standard curve's and its lowest quality that does."""
+    out = []
+    for loss in losses:
+        target = uncompressed - loss / 100.0 - 1e-9
+        bpp, below = _needs(points, metric, target)
+        std_bpp, std_below = _needs(standard_points, metric, target)
+        qualities = [p.quality for p in standard_points if p.quality is not None and getattr(p, metric) >= target]
+        out.append(OperatingPoint(loss, metric, bpp, std_bpp, min(qualities) if qualities else None, below, std_below))
+    return out
 
 
 def envelope(rates: Sequence[float], accs: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

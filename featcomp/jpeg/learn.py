@@ -35,11 +35,11 @@ import numpy as np
 
 from featcomp.errors import FeatcompError
 from featcomp.jpeg import dct
-from featcomp.jpeg.measure import Classifier, code, rate
+from featcomp.jpeg.measure import METRICS, Classifier, Reference, code, rate
 from featcomp.jpeg.tables import STANDARD_CHROMA, STANDARD_LUMA, Tables
 
-__all__ = ["METHODS", "PROBE_STD", "deepn_profile", "dct_std", "learn", "rd_ladder", "search_scale",
-           "sensitivities"]
+__all__ = ["METHODS", "PROBE_STD", "deepn_profile", "dct_std", "learn", "loss_test", "rd_ladder", "search_scale",
+           "sensitivities", "smallest"]
 
 METHODS = ("deepn", "learned", "operational")
 PROBE_STD = 8.0           # noise std per coefficient (orthonormal DCT units): ~1 grey level RMS per pixel
@@ -53,12 +53,13 @@ _CR_RGB = np.array([1.402, -0.714136, 0.0])
 Progress = Callable[[Iterable[Any]], Iterable[Any]]
 
 
-def dct_std(views: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Standard deviation of each frequency's coefficient (orthonormal units) over all blocks: (Y, Cb+Cr)."""
+def dct_std(views: Sequence[np.ndarray], subsampling: str = "4:4:4") -> tuple[np.ndarray, np.ndarray]:
+    """Standard deviation of each frequency's coefficient (orthonormal units) over all blocks: (Y, Cb+Cr).
+
+    At 4:2:0 the chroma blocks are those of the halved planes, as the file codes them."""
     luma, chroma = [], []
     for v in views:
-        ycc = dct.to_ycc(dct.pad8(v))
-        coef = [dct.forward_blocks(ycc[..., c]).reshape(-1, 8, 8) / 8.0 for c in range(3)]
+        coef = [dct.forward_blocks(p).reshape(-1, 8, 8) / 8.0 for p in dct.samples(v, subsampling)]
         luma.append(coef[0])
         chroma += coef[1:]
     return np.concatenate(luma).std(axis=0), np.concatenate(chroma).std(axis=0)
@@ -71,8 +72,8 @@ def _deepn_map(sigma: np.ndarray) -> np.ndarray:
     return np.clip(step, 1.0, 255.0)
 
 
-def deepn_profile(views: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    luma_std, chroma_std = dct_std(views)
+def deepn_profile(views: Sequence[np.ndarray], subsampling: str = "4:4:4") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    luma_std, chroma_std = dct_std(views, subsampling)
     info = {"sigma_luma": np.round(luma_std, 3).tolist(), "sigma_chroma": np.round(chroma_std, 3).tolist(),
             "mapping": DEEPN}
     return _deepn_map(luma_std), _deepn_map(chroma_std), info
@@ -90,6 +91,18 @@ def _plane(amp: np.ndarray, basis: np.ndarray, h: int, w: int) -> np.ndarray:
     return (amp[:, :, None, :, None] * basis[None, None, :, None, :]).reshape(n, hb * 8, wb * 8)[:, :h, :w]
 
 
+def _upsample(planes: np.ndarray, h: int, w: int) -> np.ndarray:
+    """libjpeg's fancy 4:2:0 upsampling without its rounding: how a chroma error spreads to the pixels."""
+    hd, wd = dct.chroma_size(h, w)
+    x = np.pad(planes[..., :hd, :wd], [(0, 0)] * (planes.ndim - 2) + [(1, 1), (1, 1)], mode="edge")
+    out = np.empty((*x.shape[:-2], 2 * hd, 2 * wd))
+    for v, far in ((0, x[..., :-2, :]), (1, x[..., 2:, :])):
+        sums = 3 * x[..., 1:-1, :] + far
+        out[..., v::2, 0::2] = (3 * sums[..., 1:-1] + sums[..., :-2]) / 16
+        out[..., v::2, 1::2] = (3 * sums[..., 1:-1] + sums[..., 2:]) / 16
+    return out[..., :h, :w]
+
+
 def _probe_error(rng: np.random.Generator, coef: np.ndarray, probe: str, std: float) -> np.ndarray:
     """Per-block error on one frequency: uniform noise of ``std``, or the error of quantizing that
     coefficient with step clip(2 sigma, 4, 64) (mostly zeroing it: what coarse JPEG steps do)."""
@@ -100,11 +113,13 @@ def _probe_error(rng: np.random.Generator, coef: np.ndarray, probe: str, std: fl
 
 
 def sensitivities(classifier: Classifier, views: Sequence[np.ndarray], *, probe: str = "quantize",
-                  std: float = PROBE_STD, seed: int = 0, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  std: float = PROBE_STD, seed: int = 0, progress: Progress | None = None,
+                  subsampling: str = "4:4:4") -> tuple[np.ndarray, np.ndarray]:
     """g per frequency, (luma [8,8], chroma [8,8]): centred-logit error energy per unit of coefficient error energy.
 
     The chroma gain is of Cb and Cr perturbed together. ``probe``: "quantize" (default) perturbs each
-    frequency with its own quantization error, "noise" with uniform noise of std ``std``.
+    frequency with its own quantization error, "noise" with uniform noise of std ``std``. At 4:2:0 the
+    chroma errors are made on the halved planes' coefficients and upsampled as the decoder does.
     """
     if probe not in ("quantize", "noise"):
         raise FeatcompError(f"unknown probe {probe!r}; use quantize or noise")
@@ -112,8 +127,14 @@ def sensitivities(classifier: Classifier, views: Sequence[np.ndarray], *, probe:
     x0 = classifier.inputs(views)
     _, z0 = classifier.run(x0)
     h, w = views[0].shape[0], views[0].shape[1]
-    luma, chroma = _coefficients(views)
+    luma, chroma = _coefficients(views, subsampling)
     ly, lc = np.stack(luma), np.stack(chroma)          # [n, bh, bw, 64], [n, 2, bh, bw, 64]
+    hc, wc = (lc.shape[2] * 8, lc.shape[3] * 8)
+
+    def chroma_plane(amp: np.ndarray, k: int) -> np.ndarray:
+        if subsampling == "4:4:4":
+            return _plane(amp, basis[k], h, w)
+        return _upsample(_plane(amp, basis[k], hc, wc), h, w)
     basis = _basis()
     gains = np.zeros((2, 64))
     probes = [(comp, k) for comp in (0, 1) for k in range(64)]
@@ -125,8 +146,7 @@ def sensitivities(classifier: Classifier, views: Sequence[np.ndarray], *, probe:
             energy = float(np.sum(np.square(err)))
         else:
             err = _probe_error(rng, lc[..., k], probe, std)
-            rgb = (_plane(err[:, 0], basis[k], h, w)[..., None] * _CB_RGB
-                   + _plane(err[:, 1], basis[k], h, w)[..., None] * _CR_RGB)
+            rgb = chroma_plane(err[:, 0], k)[..., None] * _CB_RGB + chroma_plane(err[:, 1], k)[..., None] * _CR_RGB
             energy = float(np.sum(np.square(err))) / 2.0  # per component: the gain is of Cb and Cr together
         _, z = classifier.run(x0 + classifier.delta(rgb))
         gains[comp, k] = float(np.sum(np.square(z - z0))) / max(energy, 1e-12)
@@ -154,20 +174,24 @@ def _rd(coef: np.ndarray, dc: bool) -> tuple[np.ndarray, np.ndarray]:
     return rates, dists
 
 
-def _coefficients(views: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Orthonormal-unit coefficients per image: luma [bh, bw, 64] and chroma [2, bh, bw, 64]."""
+def _coefficients(views: Sequence[np.ndarray], subsampling: str = "4:4:4") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Orthonormal-unit coefficients per image: luma [bh, bw, 64] and chroma [2, bh', bw', 64] (halved at 4:2:0)."""
     luma, chroma = [], []
     for v in views:
-        ycc = dct.to_ycc(dct.pad8(v))
-        planes = [dct.forward_blocks(ycc[..., c]) / 8.0 for c in range(3)]
+        planes = [dct.forward_blocks(p) / 8.0 for p in dct.samples(v, subsampling)]
         luma.append(planes[0].reshape(*planes[0].shape[:2], 64))
         chroma.append(np.stack(planes[1:]).reshape(2, *planes[1].shape[:2], 64))
     return luma, chroma
 
 
-def rd_ladder(views: Sequence[np.ndarray], g_luma: np.ndarray, g_chroma: np.ndarray) -> np.ndarray:
-    """[L, 2, 8, 8] tables from finest to coarsest: per lambda, argmin_q n R(q) + lambda g D(q) per frequency."""
-    luma, chroma = _coefficients(views)
+def rd_ladder(views: Sequence[np.ndarray], g_luma: np.ndarray, g_chroma: np.ndarray,
+              subsampling: str = "4:4:4") -> np.ndarray:
+    """[L, 2, 8, 8] tables from finest to coarsest: per lambda, argmin_q n R(q) + lambda g D(q) per frequency.
+
+    Each frequency's choice is independent, so the number of blocks per component (4 luma per 2 chroma
+    blocks at 4:2:0) scales both of its terms alike and drops out; the chroma statistics are those of the
+    planes the file codes."""
+    luma, chroma = _coefficients(views, subsampling)
     cost_r, cost_d = np.zeros((2, 64, len(_STEPS))), np.zeros((2, 64, len(_STEPS)))
     for k in range(64):
         dc = k == 0
@@ -224,17 +248,78 @@ def _unreachable(target_bpp: float, views: Sequence[np.ndarray], family: Tables)
                          f"{low:.3f} bpp with every step at 255 (headers included)")
 
 
+def smallest(family: Tables, meets: Callable[[Tables], bool], views: Sequence[np.ndarray], *,
+             scan: int = 6) -> tuple[Tables | None, int]:
+    """The member with the fewest bytes on ``views`` among those that ``meets``, and how many were tried.
+
+    An accuracy test on a few hundred images is not monotone along a family: bisection stops at the
+    first boundary it brackets, and coarser members may pass again. So every member the bisection tried
+    is kept, ``scan`` more are tried past the boundary (each about 1.3x coarser in scale, or one rung of
+    a ladder), and the smallest file among all that passed wins. None when none passed.
+    """
+    tried: dict[bytes, tuple[Tables, bool]] = {}
+
+    def test(t: Tables) -> bool:
+        key = t.luma.tobytes() + t.chroma.tobytes()
+        if key not in tried:
+            tried[key] = (t, meets(t))
+        return tried[key][1]
+
+    found = search_scale(family, test)
+    if found is not None:
+        lo = 1.0 / (len(family.ladder) - 1) if family.ladder is not None and len(family.ladder) > 1 else 0.02
+        t0 = _position(family, found)
+        for k in range(1, scan + 1):
+            if t0 + k * lo > 1.0:
+                break
+            test(family.member(t0 + k * lo))
+    passed = [t for t, ok in tried.values() if ok]
+    if not passed:
+        return None, len(tried)
+    sizes = [rate(views, t) for t in passed]
+    return passed[int(np.argmin(sizes))], len(tried)
+
+
+def _position(family: Tables, member: Tables) -> float:
+    """Where ``member`` sits in ``family.member`` order (0 finest, 1 coarsest)."""
+    from featcomp.jpeg.tables import SCALE_RANGE
+
+    if family.ladder is not None:
+        return float(member.scale or 0.0) / max(len(family.ladder) - 1, 1)
+    lo, hi = (math.log(v) for v in SCALE_RANGE)
+    return (math.log(float(member.scale or 1.0)) - lo) / (hi - lo)
+
+
+def loss_test(classifier: Classifier, views: Sequence[np.ndarray], max_drop: float, metric: str,
+              reference: Reference) -> Callable[[Tables], bool]:
+    """Does coding ``views`` with the tables keep ``metric`` within ``max_drop`` points of the uncompressed views?"""
+    base = reference.uncompressed[metric]
+    assert base is not None
+
+    def meets(t: Tables) -> bool:
+        got = reference.scores(classifier.top1(code(views, t).decoded))[metric]
+        assert got is not None
+        return base - got <= max_drop / 100.0 + 1e-9
+    return meets
+
+
 def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | None = None, *,
           target_bpp: float | None = None, max_drop: float | None = None, model_name: str | None = None,
-          progress: Progress | None = None) -> Tables:
-    """Tables for ``views`` (uint8 RGB as the model sees them) by ``method``, aimed at one target.
+          progress: Progress | None = None, subsampling: str = "4:4:4", labels: np.ndarray | None = None,
+          label_offset: int = 0, metric: str | None = None) -> Tables:
+    """Tables for ``views`` (uint8 RGB as the model sees them) by ``method``, aimed at one target, at ``subsampling``.
 
-    target_bpp: the coarsest tables whose rate on the views is at most B bpp. max_drop: the coarsest
-    whose top-1 agreement with the model on the uncompressed views stays within P points (needs the
-    model). Without either: max_drop = 1. ``learned`` and ``operational`` always need the model.
+    target_bpp: the finest member of the family whose rate on the views is at most B bpp. max_drop: the
+    member with the fewest bytes whose ``metric`` stays within P points of the uncompressed views (see
+    ``smallest``); metric: "top1" (needs ``labels``; the default with them), "expected" (label-free
+    expected top-1; the default without) or "agreement". Without either target: max_drop = 1.
+    ``learned`` and ``operational`` always need the model.
     """
+    from featcomp.jpeg.dct import check_subsampling
+
     if method not in METHODS:
         raise FeatcompError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    check_subsampling(subsampling)
     if target_bpp is not None and max_drop is not None:
         raise FeatcompError("give --target-bpp or --max-drop, not both")
     if not views:
@@ -248,53 +333,70 @@ def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | Non
     if classifier is None and (method != "deepn" or max_drop is not None):
         raise FeatcompError(f"method {method} with --max-drop needs the model" if method == "deepn"
                             else f"method {method} needs the model")
-    meta: dict[str, Any] = {"images": len(views), "size": [int(views[0].shape[1]), int(views[0].shape[0])]}
+    metric = metric or ("top1" if labels is not None else "expected")
+    if metric not in METRICS:
+        raise FeatcompError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if metric == "top1" and labels is None:
+        raise FeatcompError("--metric top1 needs labels (--labels FILE, or labels.txt in the image folder)")
+    meta: dict[str, Any] = {"images": len(views), "size": [int(views[0].shape[1]), int(views[0].shape[0])],
+                            "subsampling": subsampling}
+    reference: Reference | None = None
+    meets: Callable[[Tables], bool]
+    target: dict[str, Any]
     if target_bpp is not None:
-        def meets(t: Tables) -> bool:
-            return rate(views, t) <= target_bpp
+        budget = target_bpp
+        meets = lambda t: rate(views, t) <= budget  # noqa: E731
         finest, target = True, {"target_bpp": target_bpp}
     else:
         assert classifier is not None and max_drop is not None
         classifier.check(views)
-        reference = classifier.top1(views)
-        need = math.ceil(len(views) * (1.0 - max_drop / 100.0) - 1e-9)
-
-        def meets(t: Tables) -> bool:
-            return int(np.sum(classifier.top1(code(views, t).decoded) == reference)) >= need
-        finest, target = False, {"max_drop": max_drop}
+        reference = Reference.of(classifier, views, labels, label_offset)
+        meets = loss_test(classifier, views, max_drop, metric, reference)
+        finest, target = False, {"max_drop": max_drop, "metric": metric}
     if method == "deepn":
-        luma, chroma, info = deepn_profile(views)
+        luma, chroma, info = deepn_profile(views, subsampling)
         meta["deepn"] = info
-        family = Tables.from_profile(luma, chroma, 1.0, method, model=model_name)
+        family = Tables.from_profile(luma, chroma, 1.0, method, model=model_name, subsampling=subsampling)
     elif method == "learned":
         assert classifier is not None
-        g_luma, g_chroma = sensitivities(classifier, views, progress=progress)
+        g_luma, g_chroma = sensitivities(classifier, views, progress=progress, subsampling=subsampling)
         meta["learned"] = {"probe_std": PROBE_STD, "g_luma": np.round(g_luma, 6).tolist(),
                            "g_chroma": np.round(g_chroma, 6).tolist()}
-        ladder = rd_ladder(views, g_luma, g_chroma)
-        family = Tables(ladder[0, 0], ladder[0, 1], method=method, model=model_name, ladder=ladder, scale=0.0)
+        ladder = rd_ladder(views, g_luma, g_chroma, subsampling)
+        family = Tables(ladder[0, 0], ladder[0, 1], method=method, model=model_name, ladder=ladder, scale=0.0,
+                        subsampling=subsampling)
     else:  # operational: tune the Annex K shape where Annex K meets the target, then aim the tuned shape
         from featcomp.jpeg.search import operational
 
         assert classifier is not None
-        annex_k = Tables.from_profile(STANDARD_LUMA, STANDARD_CHROMA, 1.0, "standard")
+        annex_k = Tables.from_profile(STANDARD_LUMA, STANDARD_CHROMA, 1.0, "standard", subsampling=subsampling)
         start = search_scale(annex_k, meets, finest=finest)
         if start is None and target_bpp is not None:
             raise _unreachable(target_bpp, views, annex_k)
         if start is None:  # no Annex K scale keeps the agreement: tune near the finest (quality 98)
             start = annex_k.scaled(0.04)
         assert start.scale is not None
-        luma, chroma, info = operational(classifier, views, start.scale, progress=progress)
+        luma, chroma, info = operational(classifier, views, start.scale, progress=progress, subsampling=subsampling)
         meta["operational"] = info
-        family = Tables.from_profile(luma, chroma, 1.0, method, model=model_name)
-    found = search_scale(family, meets, finest=finest)
-    if found is None and target_bpp is not None:
-        raise _unreachable(target_bpp, views, family)
-    if found is None:  # even all-1 steps flip more than allowed: keep the finest, and say so
+        family = Tables.from_profile(luma, chroma, 1.0, method, model=model_name, subsampling=subsampling)
+    if target_bpp is not None:
+        found = search_scale(family, meets, finest=True)
+        if found is None:
+            raise _unreachable(target_bpp, views, family)
+    else:
+        found, meta["candidates"] = smallest(family, meets, views)
+    if found is None:  # even all-1 steps lose more than allowed: keep the finest, and say so
         found, meta["met"] = family.member(0.0), False
     coded = code(views, found)
     meta.update(target=target, bpp=round(coded.bpp, 5))
     if classifier is not None:
-        agree = float(np.mean(classifier.top1(coded.decoded) == classifier.top1(views)))
-        meta["agreement"] = round(agree, 5)
+        if reference is None:
+            reference = Reference.of(classifier, views, labels, label_offset)
+        scores = reference.scores(classifier.top1(coded.decoded))
+        meta["agreement"] = round(float(scores["agreement"] or 0.0), 5)
+        meta["expected_top1_drop"] = round(float(reference.uncompressed["expected"] or 0.0)  # type: ignore[arg-type]
+                                           - float(scores["expected"] or 0.0), 5)
+        if scores["top1"] is not None:
+            meta["top1"] = round(scores["top1"], 5)
+            meta["top1_uncompressed"] = round(float(reference.uncompressed["top1"] or 0.0), 5)
     return replace(found, meta=meta)

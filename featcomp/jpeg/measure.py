@@ -20,7 +20,12 @@ from featcomp.jpeg.encode import decode, encode
 from featcomp.jpeg.tables import Tables
 from featcomp.preprocess import Preprocess
 
-__all__ = ["Classifier", "Coded", "code", "rate"]
+__all__ = ["METRICS", "Classifier", "Coded", "Reference", "code", "rate"]
+
+#: what "top-1 within P points of the uncompressed input" is measured by: top-1 against labels; the
+#: expected top-1 under the uncompressed model's own probabilities (label-free); or agreement with the
+#: uncompressed model's top-1 (label-free, and stricter: a flip between two near-equal classes counts fully)
+METRICS = ("top1", "expected", "agreement")
 
 
 @dataclass(frozen=True)
@@ -102,3 +107,41 @@ class Classifier:
 
     def top1(self, views: Sequence[np.ndarray]) -> np.ndarray:
         return self.run(self.inputs(views))[0]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What the model says on the uncompressed views, and the labels if any: the baseline every loss is from.
+
+    Expected top-1 of a prediction c on image i is p_i(c), p_i the uncompressed model's softmax: if the
+    model is calibrated, that is the chance c is the right label. Uncompressed it is the mean of max p_i,
+    so its drop estimates the top-1 drop without labels (a flip to a near-equal class costs little).
+    """
+
+    classes: np.ndarray
+    probs: np.ndarray
+    labels: np.ndarray | None = None
+    label_offset: int = 0
+
+    @classmethod
+    def of(cls, classifier: Classifier, views: Sequence[np.ndarray], labels: np.ndarray | None = None,
+           label_offset: int = 0) -> Reference:
+        classes, logits = classifier.run(classifier.inputs(views))
+        if labels is not None and len(labels) != len(views):
+            raise FeatcompError(f"{len(labels)} labels for {len(views)} images")
+        return cls(classes, _softmax(logits), None if labels is None else np.asarray(labels), label_offset)
+
+    def scores(self, classes: np.ndarray) -> dict[str, float | None]:
+        """top1 (None without labels), expected and agreement of predictions ``classes`` (fractions 0..1)."""
+        top1 = None if self.labels is None else float(np.mean(classes - self.label_offset == self.labels))
+        expected = float(np.mean(self.probs[np.arange(len(classes)), classes]))
+        return {"top1": top1, "expected": expected, "agreement": float(np.mean(classes == self.classes))}
+
+    @property
+    def uncompressed(self) -> dict[str, float | None]:
+        return self.scores(self.classes)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)

@@ -75,10 +75,11 @@ class _Objective:
     classifier: Classifier
     views: Sequence[np.ndarray]
     z0: np.ndarray
+    subsampling: str = "4:4:4"
     cache: dict[bytes, Trial] = field(default_factory=dict)
 
     def __call__(self, luma: np.ndarray, chroma: np.ndarray) -> Trial:
-        t = Tables(scale_profile(luma, 1.0), scale_profile(chroma, 1.0))
+        t = Tables(scale_profile(luma, 1.0), scale_profile(chroma, 1.0), subsampling=self.subsampling)
         key = t.luma.tobytes() + t.chroma.tobytes()
         if key not in self.cache:
             coded = code(self.views, t)
@@ -88,8 +89,8 @@ class _Objective:
 
 
 def operational(classifier: Classifier, views: Sequence[np.ndarray], scale: float, *,
-                steps: Sequence[float] = STEPS, sweeps: int = 2,
-                progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                steps: Sequence[float] = STEPS, sweeps: int = 2, progress: Progress | None = None,
+                subsampling: str = "4:4:4") -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Tuned profiles (luma, chroma) at the Annex K operating point ``scale``, and what the search did.
 
     ``scale`` is the multiplier of the Annex K tables where the search starts (libjpeg quality 50 is 1).
@@ -100,7 +101,7 @@ def operational(classifier: Classifier, views: Sequence[np.ndarray], scale: floa
         raise FeatcompError(f"operational search needs a positive start scale, got {scale!r}")
     classifier.check(views)
     _, z0 = classifier.run(classifier.inputs(views))
-    measure = _Objective(classifier, views, z0)
+    measure = _Objective(classifier, views, z0, subsampling)
     _, _, n = band_index()
     theta = np.zeros(n)
     start = measure(*tables_from(theta, scale))

@@ -5,6 +5,10 @@ Layout: every table is 8x8 in *natural* row-major order, ``table[u][v]`` with ``
 ``Image.quantization`` returns (checked by tests against the DQT segment and libjpeg); the file's
 DQT segment stores the same values in zig-zag order, which the encoder does for us.
 
+A table pair also carries the chroma subsampling it is meant for (``4:4:4`` or ``4:2:0``): the same
+steps cost different bytes and give different pixels at the two, so files, node, learning and
+measurements all take it from the tables. Files without the field are 4:4:4 (all earlier ones were).
+
 Baseline JPEG allows 8-bit steps, so every step is a whole number in 1..255: anything else is
 refused with one line rather than clipped, because a silently changed table is a different codec.
 """
@@ -100,8 +104,12 @@ class Tables:
     scale: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     ladder: np.ndarray | None = None  # [L, 2, 8, 8] (luma, chroma) from finest to coarsest, for methods without a profile
+    subsampling: str = "4:4:4"  # chroma: full size, or halved both ways (Pillow's and cameras' default)
 
     def __post_init__(self) -> None:
+        from featcomp.jpeg.dct import check_subsampling
+
+        check_subsampling(self.subsampling)
         object.__setattr__(self, "luma", table(self.luma, "luma table"))
         object.__setattr__(self, "chroma", table(self.chroma, "chroma table"))
         for key in ("profile_luma", "profile_chroma"):
@@ -122,6 +130,7 @@ class Tables:
     @classmethod
     def from_profile(cls, luma: np.ndarray, chroma: np.ndarray, scale: float, method: str,
                      **kwargs: Any) -> Tables:
+        """The profile pair at ``scale``; keyword arguments are the other fields (model, meta, subsampling)."""
         return cls(scale_profile(luma, scale), scale_profile(chroma, scale), method=method,
                    profile_luma=np.asarray(luma, np.float64), profile_chroma=np.asarray(chroma, np.float64),
                    scale=float(scale), **kwargs)
@@ -164,7 +173,7 @@ class Tables:
         data: dict[str, Any] = {
             "format": FORMAT,
             "order": "natural row-major: table[u][v], u = vertical frequency, v = horizontal; [0][0] is DC",
-            "method": self.method, "model": self.model,
+            "method": self.method, "model": self.model, "subsampling": self.subsampling,
             "luma": self.luma.tolist(), "chroma": self.chroma.tolist(),
         }
         if self.profile_luma is not None and self.profile_chroma is not None:
@@ -190,7 +199,8 @@ class Tables:
                        method=data.get("method") or "custom", model=data.get("model"),
                        profile_luma=profile.get("luma"), profile_chroma=profile.get("chroma"),
                        scale=None if scale is None else float(scale),
-                       meta=dict(data.get("meta") or {}), ladder=ladder.get("tables"))
+                       meta=dict(data.get("meta") or {}), ladder=ladder.get("tables"),
+                       subsampling=data.get("subsampling", "4:4:4"))
         except FeatcompError as exc:
             text = str(exc)
             raise FeatcompError(text if text.startswith(where) else f"{where}: {text}") from None
@@ -225,7 +235,7 @@ _TOP: dict[str, tuple[tuple[type, ...], str]] = {
     "luma": ((list,), "an 8x8 list of steps"), "chroma": ((list,), "an 8x8 list of steps"),
     "profile": ((dict, type(None)), "an object with luma, chroma and scale"),
     "ladder": ((dict, type(None)), "an object with tables and rung"),
-    "meta": ((dict, type(None)), "an object"),
+    "meta": ((dict, type(None)), "an object"), "subsampling": ((str,), "'4:4:4' or '4:2:0'"),
 }
 _PROFILE = {"luma": ((list,), "an 8x8 list of positive numbers"), "chroma": ((list,), "an 8x8 list of positive numbers"),
             "scale": ((*_NUMBER, type(None)), "a positive number")}
@@ -260,10 +270,14 @@ def validate(data: object, where: str = "tables") -> dict[str, Any]:
     return data
 
 
-def standard(quality: int) -> Tables:
-    """Annex K tables at a libjpeg quality, exactly as ``jpeg_set_quality(q, force_baseline=TRUE)``."""
+def standard(quality: int, subsampling: str = "4:4:4") -> Tables:
+    """Annex K tables at a libjpeg quality, exactly as ``jpeg_set_quality(q, force_baseline=TRUE)``.
+
+    With ``subsampling="4:2:0"`` they write the very file Pillow's defaults write (``quality=q``).
+    """
     s = _quality_scale(quality)
     luma = np.clip((STANDARD_LUMA * s + 50) // 100, 1, 255)
     chroma = np.clip((STANDARD_CHROMA * s + 50) // 100, 1, 255)
     return Tables(luma, chroma, method="standard", profile_luma=STANDARD_LUMA.astype(np.float64),
-                  profile_chroma=STANDARD_CHROMA.astype(np.float64), scale=s / 100.0, meta={"quality": int(quality)})
+                  profile_chroma=STANDARD_CHROMA.astype(np.float64), scale=s / 100.0, meta={"quality": int(quality)},
+                  subsampling=subsampling)
