@@ -106,7 +106,7 @@ def _lower_passes(target: tvm.target.Target) -> list[Any]:
     return list(pipeline.dataflow_lower_passes(target)) + list(pipeline.finalize_passes(target))
 
 
-_STORAGE = re.compile(r"R\.memory\.alloc_storage\(R\.shape\(\[(\d+)\]\)")
+_STORAGE = re.compile(r"R\.memory\.alloc_storage\(R\.shape\(\[(\d+)\]\),[^\n]*?R\.dtype\(\"(\w+)\"\)")
 
 
 def planned_memory(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, int]:
@@ -117,8 +117,13 @@ def planned_memory(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, in
                                         relax.transform.RemovePurityChecking(), relax.transform.CallTIRRewrite(),
                                         relax.transform.StaticPlanBlockMemory()])
         planned = seq(mod)
-    sizes = [int(m) for m in _STORAGE.findall(planned["main"].script())]
-    return {"activation_bytes": sum(sizes), "storages": len(sizes)}
+    found = [(int(size), dtype) for size, dtype in _STORAGE.findall(planned["main"].script())]
+    by_dtype: dict[str, int] = {}
+    for size, dtype in found:
+        by_dtype[dtype] = by_dtype.get(dtype, 0) + size
+    # the planner pools storages per dtype (int8 and uint8 never share one): by_dtype shows the split
+    return {"activation_bytes": sum(size for size, _ in found), "storages": len(found), "by_dtype": by_dtype,
+            "largest": {dtype: max(size for size, d in found if d == dtype) for dtype in by_dtype}}
 
 
 def fusion_stats(mod: tvm.IRModule) -> dict[str, int]:

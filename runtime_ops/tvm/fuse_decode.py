@@ -84,6 +84,11 @@ def _decode_func(mod: tvm.IRModule, callee: relax.Expr) -> tirx.PrimFunc | None:
     return None
 
 
+def _site(func: tirx.PrimFunc, var: relax.Var) -> str:
+    """The site a decode serves (its node's name), or the decoded var's name for unnamed nodes."""
+    return str(func.attrs.get(SITE_ATTR, "") or "") or f"(unnamed) {var.name}"
+
+
 def _bindings(func: relax.Function) -> dict[relax.Var, relax.Expr]:
     return {b.var: b.value for block in func.body.blocks for b in block.bindings if isinstance(b, relax.VarBinding)}
 
@@ -141,7 +146,7 @@ def _find_decodes(mod: tvm.IRModule, main: relax.Function) -> dict[relax.Var, _D
             y = flat.args[0]
         if matrix is None:
             continue
-        found[var] = _Decode(str(func.attrs[SITE_ATTR]) if SITE_ATTR in func.attrs else var.name, y,
+        found[var] = _Decode(_site(func, var), y,
                              matrix.astype(np.float64))
     return found
 
@@ -331,12 +336,13 @@ def merge_into_consumers(mod: tvm.IRModule, outcomes: dict[str, SiteOutcome]) ->
             return mod
         x, call, func = target
         done.append(x)
-        site = str(func.attrs[SITE_ATTR]) if SITE_ATTR in func.attrs else x.name
+        site = _site(func, x)
         symbols, matrix = call.args[1].fields
-        outcome = outcomes.setdefault(site, SiteOutcome(site, str(symbols.ty.dtype), _shape(symbols),
-                                                        _shape(matrix)[-1] if len(_shape(matrix)) == 3 else 1))
-        if len(_shape(symbols)) != 4 or _shape(symbols) != _shape(x):
-            outcome.reasons.append("grouped decode (G > 1): a reduction over the group, not inlined into consumers")
+        group = _shape(matrix)[-1]
+        outcome = outcomes.setdefault(site, SiteOutcome(site, str(symbols.ty.dtype), _shape(symbols), group))
+        if group > 1:
+            outcome.reasons.append("grouped decode (G > 1) read by a consumer that is not a conv: a reduction "
+                                   "over the group, kept as its own kernel")
             continue
         mod = _merge_one(mod, x, call, symbols, matrix, outcome)
 
@@ -362,7 +368,8 @@ def _merge_one(mod: tvm.IRModule, x: relax.Var, call: relax.Call, symbols: relax
                     plan = _wrapped(value, b.var)
             merged = _merged(plan[0], plan[1], x, call, symbols, matrix) if plan is not None else None
             if merged is None:
-                outcome.reasons.append(f"consumer {_describe(value)} is not a fused call taking the decoded tensor once")
+                what = "the model's outputs" if isinstance(value, relax.Tuple) else _describe(value)
+                outcome.reasons.append(f"consumer {what} is not a fused call taking the decoded tensor once")
                 return mod
             name = (value.op if isinstance(value.op, tvm.ir.GlobalVar) else value.args[0]).name_hint
             plans[b.var] = (*merged, f"{name}_fc_decode")  # fusion_stats reads fc_encode/fc_decode in the names
