@@ -303,6 +303,16 @@ def _merged(func: relax.Function, args: list[relax.Expr], x: relax.Var, decode_c
     return new, [a for j, a in enumerate(args) if j != i] + [symbols, matrix]
 
 
+def _rearranges(mod: tvm.IRModule, call: relax.Call, out: relax.Var, x: relax.Var) -> bool:
+    """Is this lone consumer an injective op (a reshape, a transpose) whose float32 output is as big as
+    the decoded tensor? Decoding inside it would only move the decoded tensor to its output."""
+    func = mod[call.args[0]]
+    pattern = int(func.attrs["op_pattern"]) if func.attrs is not None and "op_pattern" in func.attrs else 8
+    ty = out.ty
+    return (pattern <= 2 and isinstance(ty, relax.TensorType) and str(ty.dtype) == "float32"
+            and int(np.prod(_shape(out))) >= int(np.prod(_shape(x))))
+
+
 def _wrapped(call: relax.Call, out_var: relax.Var) -> tuple[relax.Function, list[relax.Expr]]:
     """A lone call_tir consumer as a one-op primitive function (so the decode can join it)."""
     args = list(call.args[1].fields)
@@ -365,6 +375,10 @@ def _merge_one(mod: tvm.IRModule, x: relax.Var, call: relax.Call, symbols: relax
                 if prim is not None:
                     plan = (prim, list(value.args))
                 elif value.op.same_as(_CALL_TIR) and all(not isinstance(a, relax.Tuple) for a in value.args[1].fields):
+                    if _rearranges(mod, value, b.var, x):
+                        outcome.reasons.append(f"consumer {value.args[0].name_hint} only rearranges the decoded tensor: "
+                                               "its float32 output would be a full copy of it")
+                        return mod
                     plan = _wrapped(value, b.var)
             merged = _merged(plan[0], plan[1], x, call, symbols, matrix) if plan is not None else None
             if merged is None:
