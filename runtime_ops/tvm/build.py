@@ -109,7 +109,7 @@ def _lower_passes(target: tvm.target.Target) -> list[Any]:
 _STORAGE = re.compile(r"R\.memory\.alloc_storage\(R\.shape\(\[(\d+)\]\),[^\n]*?R\.dtype\(\"(\w+)\"\)")
 
 
-def planned_memory(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, int]:
+def planned_memory(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, Any]:
     """Bytes of the storage StaticPlanBlockMemory plans for main (tensors with disjoint lifetimes
     share one storage), and how many storages."""
     with target:

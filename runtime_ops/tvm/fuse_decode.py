@@ -239,12 +239,12 @@ def _folded_conv(mod: tvm.IRModule, b: relax.VarBinding, values: dict[relax.Var,
     if not (len(attrs.padding) == 4 and str(attrs.data_layout) == "NCHW" and str(attrs.kernel_layout) == "OIHW"
             and str(attrs.out_layout) == "NCHW"):
         return None
-    source, extra = value.args[0], (0, 0, 0, 0)
+    source = value.args[0]
+    extra: tuple[int, ...] = (0, 0, 0, 0)
     if isinstance(source, relax.Var) and source not in decodes:
         padded, widths = _zero_pad_of(mod, values.get(source))
-        # only a pad of a decoded site or of a model input: elsewhere the padded copy was measured to
-        # be harmless, and dropping it changed StaticPlanBlockMemory's greedy matches for the worse
-        # (MobileNetV2 original: 7.30 -> 8.64 MB planned)
+        # only a pad of a decoded site or of a model input: folding every such pad changed
+        # StaticPlanBlockMemory's greedy matches for the worse (MobileNetV2 original: 7.30 -> 8.64 MB)
         if padded is not None and (padded in decodes or any(padded.same_as(p) for p in mod["main"].params)):
             source, extra = padded, widths
     out_dtype = str(attrs.out_dtype) if attrs.out_dtype is not None else ""

@@ -16,9 +16,10 @@ Two shapes of kernel:
 - G = 1: the transform is one product, so the op is elementwise on NCHW (no reshapes). The encode
   has no pattern attribute: AnnotateTIROpPattern marks it elementwise and FuseOps fuses it into the
   producer's output stage (conv + bias + activation + encode), so the producer's fp32 output is never
-  written, only the int16 symbols. The decode stays opaque: left elementwise, FuseOps would fuse it
-  into the *producer's* group too (encode -> decode is an elementwise chain), which writes the fp32
-  reconstruction instead of the symbols; FuseOps never fuses a producer into a conv's input stage.
+  written, only the symbols (in the site's storage type: int8/uint8 where its range fits, else int16).
+  The decode stays opaque: left elementwise, FuseOps would fuse it into the *producer's* group too
+  (encode -> decode is an elementwise chain), which writes the fp32 reconstruction instead of the
+  symbols; fuse_decode.py places it in the consumers instead (folded into conv weights, or fused).
 
 Exactness (TVM 0.27.0.post1 and its LLVM): T.nearbyint lowers to llvm.nearbyint (round half to
 even, numpy.rint); fdiv stays a division (no fast-math flags); transform @ q sums products of
