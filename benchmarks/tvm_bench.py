@@ -3,6 +3,7 @@ pairs vs ONNX Runtime (same host, same threads, same run), compile time, planned
 memory, bundle size per target.
 
     .venv/bin/python benchmarks/tvm_bench.py [--threads 2] [--quick] [--tune N]
+    .venv/bin/python benchmarks/tvm_bench.py --stored-codes   # issue 12: decodes folded/fused vs kernels
 
 Writes benchmarks/results/tvm/results.json and results.md. The models are the embedded
 EfficientNet-Lite0 and, when ../shared is there, MobileNetV2, compressed at 20 dB logit SNR
@@ -135,6 +136,71 @@ def end_to_end(cases: list[tuple[str, Any, Any, str]], threads: int, tune: int) 
     return rows
 
 
+FUSE_VARIANTS = (("original", False, True), ("compressed, decode kernels", True, False), ("compressed", True, True))
+
+
+def stored_codes(cases: list[tuple[str, Any, Any, str]], threads: int, rounds: int = 9,
+                 target_name: str = "x86_64") -> list[dict[str, Any]]:
+    """Issue 12: the compressed model whose consumers read the stored 8-bit symbols (fuse_decode) next
+    to the original and to the compressed model with separate decode kernels (the fp32 decoded tensor
+    in memory): planned activation memory, and latency interleaved round by round (each round: every
+    variant once, 10 runs each; median over rounds)."""
+    import tvm
+    from tvm import relax
+
+    from featcomp.modelio import input_spec
+    from featcomp.runtime_ops import ort
+    from featcomp.runtime_ops.tvm import build
+
+    if target_name == "host":  # this CPU's widest vectors (AVX-512 here: one instruction widens int8 -> float32)
+        target = build.make_target({"kind": "llvm", "mcpu": str(build.make_target("host").attrs["mcpu"]), "num-cores": threads})
+    else:  # featcomp's x86_64 target: portable SSE2
+        target = build.make_target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "num-cores": threads})
+    x = np.random.default_rng(1).normal(size=(1, 3, 224, 224)).astype(np.float32)
+    rows = []
+    for name, original, compressed, _ in cases:
+        built = []
+        for variant, use_compressed, fuse in FUSE_VARIANTS:
+            model = compressed if use_compressed else original
+            spec = input_spec(model)
+            compiled = build.compile_model(model, target, shape_dict={spec.name: [1, 3, 224, 224]}, fuse=fuse)
+            out = build.run_local(compiled, [x])[0]
+            ref = np.asarray(next(iter(ort.run(ort.session(model, threads=threads), {spec.name: x}).values())))
+            vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+            timer = vm.time_evaluator("main", tvm.cpu(), number=10, repeat=1, min_repeat_ms=0)
+            built.append((variant, compiled, timer, out, ref))
+        args = [tvm.runtime.tensor(x)]
+        times: dict[str, list[float]] = {v: [] for v, *_ in built}
+        for _ in range(rounds):
+            for variant, _, timer, _, _ in built:
+                times[variant].append(float(timer(*args).results[0]))
+        base_ms = statistics.median(times["original"]) * 1e3
+        base_mb = built[0][1].stats["memory"]["activation_bytes"] / 1e6
+        for variant, compiled, _, out, ref in built:
+            ms = statistics.median(times[variant]) * 1e3
+            mb = compiled.stats["memory"]["activation_bytes"] / 1e6
+            sites = compiled.stats.get("sites", [])
+            rows.append({"model": name, "variant": variant, "tvm_ms": ms, "ms_x_original": ms / base_ms,
+                         "planned_MB": mb, "planned_x_original": mb / base_mb,
+                         "storages": compiled.stats["memory"]["storages"],
+                         "sites_in_consumers": sum(1 for r in sites if r["decode"] == "in consumers"),
+                         "sites": len(sites), "stored_MB": sum(r["stored"]["bytes"] for r in sites) / 1e6,
+                         "max_abs_diff_vs_ort": float(np.abs(out - ref).max()), "same_top1": bool(out.argmax() == ref.argmax())})
+            print(f"{name} {variant}: {ms:.1f} ms ({ms / base_ms:.2f}x), planned {mb:.2f} MB ({mb / base_mb:.2f}x)", flush=True)
+    return rows
+
+
+def stored_codes_markdown(rows: list[dict[str, Any]], threads: int, target_name: str = "x86_64") -> str:
+    lines = [f"{target_name} target, batch 1, {threads} threads, latency interleaved (median of rounds)", "",
+             "| model | variant | TVM ms | x original | planned activations MB | x original | sites read in consumers | "
+             "top-1 = ORT | max abs diff |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        sites = f"{r['sites_in_consumers']} / {r['sites']}" if r["sites"] else "-"
+        lines.append(f"| {r['model']} | {r['variant']} | {r['tvm_ms']:.1f} | {r['ms_x_original']:.2f} | {r['planned_MB']:.2f} | "
+                     f"{r['planned_x_original']:.2f} | {sites} | {r['same_top1']} | {r['max_abs_diff_vs_ort']:.2g} |")
+    return "\n".join(lines) + "\n"
+
+
 def bundles(cases: list[tuple[str, Any, Any, str]]) -> list[dict[str, Any]]:
     from featcomp.deploy.compile import compile_bundle
     from featcomp.modelio import save_model
@@ -177,12 +243,27 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="EfficientNet-Lite0 only")
     parser.add_argument("--tune", type=int, default=0, metavar="N", help="MetaSchedule trials per model (0: default schedules)")
+    parser.add_argument("--stored-codes", action="store_true",
+                        help="only the issue-12 comparison: original vs compressed with decode kernels vs compressed "
+                             "reading the stored codes (results-stored-codes.{json,md})")
+    parser.add_argument("--stored-codes-target", choices=("x86_64", "host"), default="x86_64",
+                        help="target of --stored-codes (host: results-stored-codes-host.{json,md})")
     parser.add_argument("--kernels-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kernels_only:
         print(json.dumps(kernels(1)))
         return 0
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read when TVM's thread pool starts
+    if args.stored_codes:
+        where = args.stored_codes_target
+        rows = stored_codes(models(args.quick), args.threads, target_name=where)
+        OUT.mkdir(parents=True, exist_ok=True)
+        stem = "results-stored-codes" + ("-host" if where == "host" else "")
+        (OUT / f"{stem}.json").write_text(json.dumps({"threads": args.threads, "target": where, "rows": rows}, indent=2) + "\n")
+        text = stored_codes_markdown(rows, args.threads, where)
+        (OUT / f"{stem}.md").write_text(text)
+        sys.stdout.write(text)
+        return 0
     import platform
     import subprocess
 

@@ -67,6 +67,7 @@ def test_ort_symbols_bit_exact_and_decoded_close(sites, opset: int) -> None:
         x[2, :, 2, :] = 0
         y, z = sess.run(["Y", "Z"], {"X": x})
         np.testing.assert_array_equal(y, site.symbols(x), err_msg=name)
+        np.testing.assert_array_equal(y.astype(site.storage_dtype).astype(np.int16), y, err_msg=name)  # 8-bit storage exact
         ref = site.dequantize(y)
         np.testing.assert_allclose(z, ref, rtol=1e-5, atol=1e-5 * float(np.abs(ref).max() + 1e-30), err_msg=name)
         for i in range(len(x)):  # and the symbols survive the bitstream

@@ -1,6 +1,7 @@
 """The TIR kernels against the numpy reference: symbols bit for bit (integer data, planted .5 ties,
-scalar and per-channel quantizers, G = 1, 8, C, DctCm and TVLC side arrays), decoded floats to
-round-off; one x86 compile of one model holding every case."""
+scalar and per-channel quantizers, G = 1, 8, C, DctCm and TVLC side arrays) in each site's storage
+type (int8/uint8 where the range fits, else int16), decoded floats to round-off; one x86 compile of
+one model holding every case."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import SiteCase, signed_smooth
-from featcomp.codecs.base import ActivationStats
+from featcomp.codecs.base import ActivationStats, storage_dtype
 from featcomp.codecs.dctcm import integer_dct
 from featcomp.codecs.tvlc import TransformVlc
 from tvm_tools import need_tvm, pair_model, run_x86
@@ -74,19 +75,23 @@ def dctcm_results(site_cases: list[SiteCase]) -> list[tuple[str, np.ndarray, np.
 
 
 def test_symbols_bit_exact_and_decode_to_round_off(dctcm_results) -> None:
-    groups = set()
+    groups, dtypes = set(), set()
     for name, x, symbols, decoded, ref in dctcm_results:
         if isinstance(ref, dict):
             want, want_x = _reference(ref, x)
             groups.add((int(ref["transform"].shape[0]), ref["scale"].ndim))
+            stored = storage_dtype(ref["cmin"], ref["cmax"])
         else:
             want, want_x = ref.symbols(x), ref.dequantize(ref.symbols(x))
             groups.add((ref.group, 0))
-        assert symbols.dtype == np.int16
+            stored = ref.storage_dtype
+        assert symbols.dtype == stored, name  # the compiled model keeps the site's storage type
+        dtypes.add(symbols.dtype)
         np.testing.assert_array_equal(symbols, want, err_msg=name)
         assert np.count_nonzero(want) > 0, name
         np.testing.assert_allclose(decoded, want_x, rtol=2e-6, atol=1e-6 * float(np.abs(want_x).max() + 1), err_msg=name)
     assert {g for g, _ in groups} >= {1, 8} and any(dims == 3 for _, dims in groups)
+    assert {np.dtype(np.int16), np.dtype(np.int8), np.dtype(np.uint8)} <= dtypes  # 8-bit and int16 sites both covered
 
 
 def test_planted_ties_round_half_to_even(dctcm_results) -> None:
@@ -112,6 +117,7 @@ def test_tvlc_ops_map_onto_the_same_kernels() -> None:
     outs = run_x86(pair_model(sites, "TvlcEncode", "TvlcDecode"), [fresh, fresh])
     for i, site in enumerate(cands.values()):
         want = site.symbols(fresh)
+        assert outs[2 * i].dtype == site.storage_dtype
         np.testing.assert_array_equal(outs[2 * i], want)
         np.testing.assert_allclose(outs[2 * i + 1], site.dequantize(want), rtol=2e-6,
                                    atol=1e-6 * float(np.abs(site.dequantize(want)).max() + 1))

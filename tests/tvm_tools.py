@@ -70,8 +70,10 @@ def pair_model(sites: Sequence[tuple[str, dict[str, np.ndarray], tuple[int, int,
         for port in [*enc.input_names[1:], *dec.input_names[1:]]:
             args[port] = f"{name}.{port}"
         inits += [numpy_helper.from_array(np.asarray(arrays[p]), args[p]) for p in dict.fromkeys(args)]
-        nodes.append(helper.make_node(encode, [x, *[args[p] for p in enc.input_names[1:]]], [y], domain=schemas.DOMAIN))
-        nodes.append(helper.make_node(decode, [y, *[args[p] for p in dec.input_names[1:]]], [r], domain=schemas.DOMAIN))
+        nodes.append(helper.make_node(encode, [x, *[args[p] for p in enc.input_names[1:]]], [y], domain=schemas.DOMAIN,
+                                      name=f"fc/{name}/encode"))  # named as passes/insert.py names them
+        nodes.append(helper.make_node(decode, [y, *[args[p] for p in dec.input_names[1:]]], [r], domain=schemas.DOMAIN,
+                                      name=f"fc/{name}/decode"))
     graph = helper.make_graph(nodes, "pairs", inputs, outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(schemas.DOMAIN, 1)],
                              ir_version=8)

@@ -128,10 +128,29 @@ class SiteCodec(Protocol):
     def decode(self, data: bytes) -> np.ndarray: ...
     def side_arrays(self) -> dict[str, np.ndarray]: ...
     def attributes(self) -> dict[str, Any]: ...
+
+    @property
+    def storage_dtype(self) -> np.dtype: ...
     def describe(self) -> dict[str, Any]: ...
 
     @property
     def side_bytes(self) -> int: ...
+
+
+STORAGE_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
+
+
+def storage_dtype(lo: float | np.ndarray, hi: float | np.ndarray) -> np.dtype:
+    """The narrowest integer type a runtime keeps a site's symbols in between its encode and decode:
+    every symbol lies in [min(lo), max(hi)] (the encode's final clip), so int8 or uint8 hold them
+    whenever that range fits, else int16 (what the ops' ONNX interface declares). A storage choice
+    only: the bitstream codes the same values whatever the dtype."""
+    low, high = float(np.min(lo)), float(np.max(hi))
+    for dtype in STORAGE_DTYPES:
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return dtype
+    raise FeatcompError(f"symbol range [{low:g}, {high:g}] does not fit int16; the site parameters are corrupt")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from featcomp.codecs import bitstream, rice
-from featcomp.codecs.base import ActivationStats, Candidate, pick, sqnr_db
+from featcomp.codecs.base import ActivationStats, Candidate, pick, sqnr_db, storage_dtype
 from featcomp.errors import CodecError, FeatcompError
 
 CODEC_ID = 1
@@ -108,6 +108,11 @@ class DctCmSite:
     @property
     def mode(self) -> str:
         return "mask" if self.group == 1 else "dct"
+
+    @property
+    def storage_dtype(self) -> np.dtype:
+        """int8/uint8 when every coefficient range fits (mask mode always: its symbols are 8-bit values)."""
+        return storage_dtype(self.cmin, self.cmax)
 
     @property
     def param_id(self) -> int:

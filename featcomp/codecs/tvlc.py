@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from featcomp.codecs import bitstream, huffman
-from featcomp.codecs.base import ActivationStats, Candidate, pick, sqnr_db
+from featcomp.codecs.base import ActivationStats, Candidate, pick, sqnr_db, storage_dtype
 from featcomp.codecs.dctcm import _clip_scale, dct_matrix
 from featcomp.codecs.huffman import HuffmanTable
 from featcomp.errors import CodecError, FeatcompError
@@ -211,6 +211,11 @@ class TvlcSite:
         """The step in 8-bit units at orthonormal scale: step / 2**B, B from the transform's row norm."""
         norm = float(np.sqrt(np.sum(np.square(self.transform[0, 0].astype(np.float64)))))
         return float(self.step) / 2.0 ** round(math.log2(norm))
+
+    @property
+    def storage_dtype(self) -> np.dtype:
+        """int8/uint8 when every coefficient range fits, else int16 (fine steps of wide PCA coefficients)."""
+        return storage_dtype(self.cmin, self.cmax)
 
     @property
     def mode(self) -> str:

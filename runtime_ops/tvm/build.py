@@ -16,7 +16,7 @@ import tvm  # type: ignore[import-untyped]
 from tvm import relax, tirx  # type: ignore[import-untyped]
 
 from featcomp.errors import FeatcompError
-from featcomp.runtime_ops.tvm import convert, memory, schedules
+from featcomp.runtime_ops.tvm import convert, fuse_decode, memory, schedules
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR
 
 
@@ -29,6 +29,7 @@ class Compiled:
     seconds: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     outputs: list[tuple[tuple[int, ...], str]] = field(default_factory=list)  # (shape, dtype) of main's results
+    module: Any = None  # the scheduled IRModule that was built (tests and reports read its IR)
 
 
 def make_target(spec: str | dict[str, Any]) -> tvm.target.Target:
@@ -75,12 +76,28 @@ def check_supported(model: onnx.ModelProto) -> None:
                             "remove them or run the model in ONNX Runtime")
 
 
-def legalize(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """The CPU pipeline's legalize stage: ops -> TIR, constants folded, fused (FuseOps, FuseTIR)."""
+def legalize(mod: tvm.IRModule, target: tvm.target.Target,
+             sites: dict[str, fuse_decode.SiteOutcome] | None = None) -> tvm.IRModule:
+    """The CPU pipeline's legalize stage: ops -> TIR, constants folded, fused (FuseOps, FuseTIR).
+    Between FuseOps and FuseTIR, each decode still called from main moves into its consumers'
+    functions (fuse_decode.merge_into_consumers; `sites` collects the outcome per site); sites None:
+    TVM's passes alone."""
     from tvm.relax.backend.cpu_generic import pipeline  # type: ignore[import-untyped]
 
+    passes = list(pipeline.legalize_passes(target))
     with target:
-        return tvm.transform.Sequential(pipeline.library_dispatch_passes(target) + pipeline.legalize_passes(target))(mod)
+        if sites is None:
+            return tvm.transform.Sequential(pipeline.library_dispatch_passes(target) + passes)(mod)
+    found = sites
+
+    @tvm.transform.module_pass(opt_level=0, name="FeatcompMergeDecodes")
+    def merge(m: tvm.IRModule, _ctx: Any) -> tvm.IRModule:
+        return fuse_decode.merge_into_consumers(m, found)
+
+    fuse_tir = next(i for i, p in enumerate(passes) if p.info.name == "FuseTIR")
+    passes[fuse_tir:fuse_tir] = [merge, relax.transform.DeadCodeElimination(["main"])]
+    with target:
+        return tvm.transform.Sequential(pipeline.library_dispatch_passes(target) + passes)(mod)
 
 
 def _lower_passes(target: tvm.target.Target) -> list[Any]:
@@ -89,10 +106,10 @@ def _lower_passes(target: tvm.target.Target) -> list[Any]:
     return list(pipeline.dataflow_lower_passes(target)) + list(pipeline.finalize_passes(target))
 
 
-_STORAGE = re.compile(r"R\.memory\.alloc_storage\(R\.shape\(\[(\d+)\]\)")
+_STORAGE = re.compile(r"R\.memory\.alloc_storage\(R\.shape\(\[(\d+)\]\),[^\n]*?R\.dtype\(\"(\w+)\"\)")
 
 
-def planned_memory(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, int]:
+def planned_memory(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, Any]:
     """Bytes of the storage StaticPlanBlockMemory plans for main (tensors with disjoint lifetimes
     share one storage), and how many storages."""
     with target:
@@ -100,8 +117,13 @@ def planned_memory(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, in
                                         relax.transform.RemovePurityChecking(), relax.transform.CallTIRRewrite(),
                                         relax.transform.StaticPlanBlockMemory()])
         planned = seq(mod)
-    sizes = [int(m) for m in _STORAGE.findall(planned["main"].script())]
-    return {"activation_bytes": sum(sizes), "storages": len(sizes)}
+    found = [(int(size), dtype) for size, dtype in _STORAGE.findall(planned["main"].script())]
+    by_dtype: dict[str, int] = {}
+    for size, dtype in found:
+        by_dtype[dtype] = by_dtype.get(dtype, 0) + size
+    # the planner pools storages per dtype (int8 and uint8 never share one): by_dtype shows the split
+    return {"activation_bytes": sum(size for size, _ in found), "storages": len(found), "by_dtype": by_dtype,
+            "largest": {dtype: max(size for size, d in found if d == dtype) for dtype in by_dtype}}
 
 
 def fusion_stats(mod: tvm.IRModule) -> dict[str, int]:
@@ -120,10 +142,12 @@ def fusion_stats(mod: tvm.IRModule) -> dict[str, int]:
 
 def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_dict: dict[str, list[int]] | None = None,
                   tune_trials: int = 0, tune_dir: str | Path | None = None, schedule: bool = True,
-                  coder: bool = False) -> Compiled:
+                  coder: bool = False, fuse: bool = True) -> Compiled:
     """Import, schedule and build. tune_trials > 0 runs MetaSchedule first (database in tune_dir,
     reused by later compiles); tune_dir alone applies an existing database. coder: real DCT-CM or transform-VLC
-    bitstreams between each encode and decode, their lengths as extra outputs (convert.import_model)."""
+    bitstreams between each encode and decode, their lengths as extra outputs (convert.import_model).
+    fuse: consumers read the stored symbols (fuse_decode); False keeps each decode a kernel of its own
+    that writes the decoded tensor (the before of benchmarks/tvm_bench.py)."""
     check_supported(model)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -134,9 +158,12 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
     seconds["import"] = time.perf_counter() - t0
     outputs = _outputs(mod)
     t0 = time.perf_counter()
+    sites: dict[str, fuse_decode.SiteOutcome] = {}
+    if fuse:
+        mod, sites = fuse_decode.fold_into_convs(mod)
     if schedule:
         mod = schedules.schedule_kernels(mod, target)
-    mod = legalize(mod, target)
+    mod = legalize(mod, target, sites if fuse else None)
     seconds["legalize"] = time.perf_counter() - t0
     stats: dict[str, Any] = {"rule": schedules.rule_for(target).name}
     if tune_dir is not None:
@@ -152,12 +179,16 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
         mod, stats["default_scheduled"], stats["naive"] = schedules.schedule_rest(mod, target)
     seconds["schedule"] = time.perf_counter() - t0
     stats["fusion"] = fusion_stats(mod)
+    for site, where in fuse_decode.decoded_allocations(mod, sites).items():
+        if where and not sites[site].reasons:  # never claim a fused decode the IR contradicts
+            sites[site].reasons.append("decoded tensor still allocated: " + "; ".join(where))
+    stats["sites"] = [o.as_dict() for o in sites.values()]
     stats["memory"] = planned_memory(mod, target)
     stats["stored_sites"] = [site.as_dict() for site in memory.stored_tensors(mod)]
     t0 = time.perf_counter()
     ex = tvm.compile(mod, target, relax_pipeline=tvm.transform.Sequential(_lower_passes(target)))
     seconds["build"] = time.perf_counter() - t0
-    return Compiled(ex, target, seconds, stats, outputs)
+    return Compiled(ex, target, seconds, stats, outputs, mod)
 
 
 def export(compiled: Compiled, path: str | Path, cross_compiler: str | None = None) -> None:

@@ -224,20 +224,24 @@ class TirCoder:
 
 
 def coded(bb: relax.BlockBuilder, site: Site, symbols: relax.Expr, n: int) -> tuple[relax.Expr, relax.Expr]:
-    """symbols int16 [n, C, H, W] -> (the symbols unpacked from the packed streams, the streams' lengths int32 [n])."""
+    """symbols [n, C, H, W] (int16 or the site's 8-bit storage) -> (the symbols unpacked from the packed streams, the streams' lengths int32 [n])."""
     a = coder_arrays(site)
     c, h, w = site.shape
     consts = lambda d: [relax.const(v) for v in d.values()]  # noqa: E731
     kernels = KERNELS[type(site)][1]
     gp = bb.add_func(kernels.pack_kernel(), f"fc_{a.name}_pack")  # one PrimFunc per codec for every site (symbolic sizes)
     gu = bb.add_func(kernels.unpack_kernel(), f"fc_{a.name}_unpack")
-    flat = bb.emit(relax.op.reshape(symbols, (n, c, h * w)))
+    stored = str(symbols.ty.dtype)  # the coders read and write int16; 8-bit storage converts at their edges
+    wide = symbols if stored == "int16" else bb.emit(relax.op.astype(symbols, "int16"))
+    flat = bb.emit(relax.op.reshape(wide, (n, c, h * w)))
     packed = bb.emit(relax.call_tir(gp, [flat, *consts(a.pack)], out_ty=[
         relax.TensorType((n, a.max_bytes), "uint8"), relax.TensorType((n,), "int32")]))
     streams, lengths = bb.emit(relax.TupleGetItem(packed, 0)), bb.emit(relax.TupleGetItem(packed, 1))
     unpacked = bb.emit(relax.call_tir(gu, [streams, lengths, *consts(a.unpack)], out_ty=[
         relax.TensorType((n, c, h * w), "int16"), relax.TensorType((n,), "int32")]))
     out = bb.emit(relax.op.reshape(relax.TupleGetItem(unpacked, 0), (n, c, h, w)))
+    if stored != "int16":  # exact: unpack refuses (zeros) any value outside the site's ranges
+        out = bb.emit(relax.op.astype(out, stored))
     return out, lengths
 
 

@@ -23,6 +23,7 @@ import tvm  # type: ignore[import-untyped]
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _fe  # type: ignore[import-untyped]
 
+from featcomp.codecs.base import storage_dtype
 from featcomp.runtime_ops import schemas
 from featcomp.runtime_ops.tvm import kernels
 
@@ -108,6 +109,24 @@ def _groups(x: relax.Expr, matrix: relax.Expr, name: str) -> tuple[int, int, int
     return n, c, h, w, g
 
 
+def site_name(attr: dict[str, Any]) -> str:
+    """The site (tensor) an encode/decode node serves, from the node name the importer passes along
+    (passes/insert.py names them fc/<site>/encode and fc/<site>/decode)."""
+    node = str(attr.get("tvm_custom", {}).get("name", "") or "")
+    for suffix in ("/encode", "/decode"):
+        if node.startswith("fc/") and node.endswith(suffix):
+            return node[3:-len(suffix)]
+    return node
+
+
+def _storage(cmin: relax.Expr, cmax: relax.Expr) -> str:
+    """The site's symbol storage type from its constant clip range (int16 when the range is not a constant)."""
+    lo, hi = _const(cmin), _const(cmax)
+    if lo is None or hi is None:
+        return "int16"
+    return str(storage_dtype(lo, hi))
+
+
 def _encode_converter(name: str) -> type:
     def impl(cls: type, bb: relax.BlockBuilder, inputs: list[relax.Expr], attr: dict[str, Any], params: Any) -> relax.Expr:
         inputs = _normalized(bb, inputs)
@@ -116,25 +135,29 @@ def _encode_converter(name: str) -> type:
         k = c // g
         if "shape" in attr and tuple(attr["shape"]) != (c, h, w):
             raise ValueError(f"{name}: attribute shape {tuple(attr['shape'])} != input {(c, h, w)}")
+        dtype = _storage(cmin, cmax)
         side = [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in
                 ((scale, "scale"), (qmin, "qmin"), (qmax, "qmax"))]
         tail = [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in ((step, "step"), (cmin, "cmin"), (cmax, "cmax"))]
-        gv = bb.add_func(kernels.encode_kernel(name, n, c, h, w, g), f"fc_encode_{n}x{c}x{h}x{w}_g{g}")
+        kernel = kernels.encode_kernel(name, n, c, h, w, g, dtype).with_attr(kernels.SITE_ATTR, site_name(attr))
+        gv = bb.add_func(kernel, f"fc_encode_{n}x{c}x{h}x{w}_g{g}")
         args = [*side, _as_kgg(bb, transform, k, g, f"{name} transform"), *tail]
         if g == 1:  # elementwise on NCHW: no reshapes, so FuseOps can fuse it into the producer
-            return relax.call_tir(gv, [x, *args], out_ty=relax.TensorType((n, c, h, w), "int16"))
+            return relax.call_tir(gv, [x, *args], out_ty=relax.TensorType((n, c, h, w), dtype))
         grouped = bb.emit(relax.op.reshape(x, (n, k, g, h * w)))
-        out = bb.emit(relax.call_tir(gv, [grouped, *args], out_ty=relax.TensorType((n, k, g, h * w), "int16")))
+        out = bb.emit(relax.call_tir(gv, [grouped, *args], out_ty=relax.TensorType((n, k, g, h * w), dtype)))
         return relax.op.reshape(out, (n, c, h, w))
 
-    return type(name, (_fe.OnnxOpConverter,), {"__doc__": f"{name}: float NCHW -> int16 symbols",
+    return type(name, (_fe.OnnxOpConverter,), {"__doc__": f"{name}: float NCHW -> symbols (int8/uint8/int16 per site)",
                                                "_impl_v1": classmethod(impl)})
 
 
 def _decode_call(bb: relax.BlockBuilder, name: str, y: relax.Expr, matrix: relax.Expr,
-                 n: int, c: int, h: int, w: int, g: int) -> relax.Expr:
+                 n: int, c: int, h: int, w: int, g: int, site: str) -> relax.Expr:
     k = c // g
-    gv = bb.add_func(kernels.decode_kernel(name, n, c, h, w, g), f"fc_decode_{n}x{c}x{h}x{w}_g{g}")
+    dtype = str(y.ty.dtype)  # the storage type the encode chose
+    kernel = kernels.decode_kernel(name, n, c, h, w, g, dtype).with_attr(kernels.SITE_ATTR, site)
+    gv = bb.add_func(kernel, f"fc_decode_{n}x{c}x{h}x{w}_g{g}")
     if g == 1:
         return relax.call_tir(gv, [y, matrix], out_ty=relax.TensorType((n, c, h, w), "float32"))
     grouped = bb.emit(relax.op.reshape(y, (n, k, g, h * w)))
@@ -149,7 +172,8 @@ def _decode_matrix_converter(name: str) -> type:
         inputs = _normalized(bb, inputs)
         y, decode = inputs[:2]
         n, c, h, w, g = _groups(y, decode, name)
-        return _decode_call(bb, name, y, _as_kgg(bb, decode, c // g, g, f"{name} decode"), n, c, h, w, g)
+        return _decode_call(bb, name, y, _as_kgg(bb, decode, c // g, g, f"{name} decode"), n, c, h, w, g,
+                            site_name(attr))
 
     return type(name, (_fe.OnnxOpConverter,), {"__doc__": f"{name}: int16 symbols -> float NCHW",
                                                "_impl_v1": classmethod(impl)})
@@ -167,10 +191,10 @@ def _decode_transpose_converter(name: str) -> type:
         t, gain_value = _const(matrix), _const(gain)
         if t is not None and gain_value is not None:  # as the numpy reference computes it, in float32
             decoded = np.swapaxes(t, 1, 2) * gain_value.astype(np.float32).reshape(())
-            return _decode_call(bb, name, y, relax.const(np.ascontiguousarray(decoded)), n, c, h, w, g)
+            return _decode_call(bb, name, y, relax.const(np.ascontiguousarray(decoded)), n, c, h, w, g, site_name(attr))
         scaled = bb.emit(relax.op.multiply(relax.op.permute_dims(matrix, [0, 2, 1]),
                                            relax.op.reshape(relax.op.astype(gain, "float32"), (1, 1, 1))))
-        return _decode_call(bb, name, y, scaled, n, c, h, w, g)
+        return _decode_call(bb, name, y, scaled, n, c, h, w, g, site_name(attr))
 
     return type(name, (_fe.OnnxOpConverter,), {"__doc__": f"{name}: int16 symbols -> float NCHW",
                                                "_impl_v1": classmethod(impl)})

@@ -16,9 +16,10 @@ Two shapes of kernel:
 - G = 1: the transform is one product, so the op is elementwise on NCHW (no reshapes). The encode
   has no pattern attribute: AnnotateTIROpPattern marks it elementwise and FuseOps fuses it into the
   producer's output stage (conv + bias + activation + encode), so the producer's fp32 output is never
-  written, only the int16 symbols. The decode stays opaque: left elementwise, FuseOps would fuse it
-  into the *producer's* group too (encode -> decode is an elementwise chain), which writes the fp32
-  reconstruction instead of the symbols; FuseOps never fuses a producer into a conv's input stage.
+  written, only the symbols (in the site's storage type: int8/uint8 where its range fits, else int16).
+  The decode stays opaque: left elementwise, FuseOps would fuse it into the *producer's* group too
+  (encode -> decode is an elementwise chain), which writes the fp32 reconstruction instead of the
+  symbols; fuse_decode.py places it in the consumers instead (folded into conv weights, or fused).
 
 Exactness (TVM 0.27.0.post1 and its LLVM): T.nearbyint lowers to llvm.nearbyint (round half to
 even, numpy.rint); fdiv stays a division (no fast-math flags); transform @ q sums products of
@@ -33,20 +34,23 @@ from tvm import tirx  # type: ignore[import-untyped]
 from tvm.script import tirx as T  # type: ignore[import-untyped]
 
 OP_ATTR = "featcomp.op"  # which featcomp op a PrimFunc implements (schedules.py finds kernels by it)
+SITE_ATTR = "featcomp.site"  # the site (tensor name) an encode/decode PrimFunc serves: one PrimFunc per site
 SCHEDULED = "tirx.is_scheduled"  # a PrimFunc the schedule rules leave alone
 ENCODE, DECODE = "encode", "decode"
 
 
 @functools.lru_cache(maxsize=None)  # TVMScript parsing costs ~30 ms; PrimFuncs are immutable
-def encode_kernel(op: str, n: int, c: int, h: int, w: int, g: int) -> tirx.PrimFunc:
-    """X f32 [n, K, g, h*w] -> symbols int16 [n, K, g, h*w] (K = c/g); for g = 1, [n, c, h, w] in and out."""
-    return _encode_g1(op, n, c, h, w) if g == 1 else _encode_grouped(op, n, c, h * w, g)
+def encode_kernel(op: str, n: int, c: int, h: int, w: int, g: int, dtype: str = "int16") -> tirx.PrimFunc:
+    """X f32 [n, K, g, h*w] -> symbols [n, K, g, h*w] (K = c/g); for g = 1, [n, c, h, w] in and out.
+    dtype: the site's storage type (int8/uint8 when its clip range fits, see codecs.base.storage_dtype);
+    the final clip keeps every symbol inside it, so the cast is exact."""
+    return _encode_g1(op, n, c, h, w, dtype) if g == 1 else _encode_grouped(op, n, c, h * w, g, dtype)
 
 
 @functools.lru_cache(maxsize=None)
-def decode_kernel(op: str, n: int, c: int, h: int, w: int, g: int) -> tirx.PrimFunc:
-    """symbols int16 [n, K, g, h*w] -> X f32 [n, K, g, h*w]; for g = 1, [n, c, h, w] in and out."""
-    return _decode_g1(op, n, c, h, w) if g == 1 else _decode_grouped(op, n, c, h * w, g)
+def decode_kernel(op: str, n: int, c: int, h: int, w: int, g: int, dtype: str = "int16") -> tirx.PrimFunc:
+    """symbols [n, K, g, h*w] (of the storage dtype) -> X f32 [n, K, g, h*w]; for g = 1, [n, c, h, w] in and out."""
+    return _decode_g1(op, n, c, h, w, dtype) if g == 1 else _decode_grouped(op, n, c, h * w, g, dtype)
 
 
 def _i64(*dims: int) -> tuple[tirx.IntImm, ...]:
@@ -54,7 +58,7 @@ def _i64(*dims: int) -> tuple[tirx.IntImm, ...]:
     return tuple(tirx.IntImm("int64", d) for d in dims)
 
 
-def _encode_grouped(op: str, n_: int, c_: int, p_: int, g_: int) -> tirx.PrimFunc:
+def _encode_grouped(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str) -> tirx.PrimFunc:
     n, cg, p, g = _i64(n_, c_ // g_, p_, g_)
 
     @T.prim_func(private=True, s_tir=True)
@@ -67,7 +71,7 @@ def _encode_grouped(op: str, n_: int, c_: int, p_: int, g_: int) -> tirx.PrimFun
         step: T.Buffer((cg, g), "float32"),
         cmin: T.Buffer((cg, g), "float32"),
         cmax: T.Buffer((cg, g), "float32"),
-        Y: T.Buffer((n, cg, g, p), "int16"),
+        Y: T.Buffer((n, cg, g, p), dtype),
     ):
         T.func_attr({"tirx.noalias": True, OP_ATTR: op, "op_pattern": 8})
         Q = T.sblock_alloc_buffer((n, cg, g, p), "float32")
@@ -87,12 +91,12 @@ def _encode_grouped(op: str, n_: int, c_: int, p_: int, g_: int) -> tirx.PrimFun
             with T.sblock("symbols"):
                 vb, vk, vi, vs = T.axis.remap("SSSS", [b, k, i, s])
                 Y[vb, vk, vi, vs] = T.Cast(
-                    "int16", T.min(T.max(T.nearbyint(ACC[vb, vk, vi, vs] / step[vk, vi]), cmin[vk, vi]), cmax[vk, vi]))
+                    dtype, T.min(T.max(T.nearbyint(ACC[vb, vk, vi, vs] / step[vk, vi]), cmin[vk, vi]), cmax[vk, vi]))
 
     return fc_encode
 
 
-def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int) -> tirx.PrimFunc:
+def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str) -> tirx.PrimFunc:
     n, c, h, w = _i64(n_, c_, h_, w_)
     @T.prim_func(private=True, s_tir=True)
     def fc_encode(
@@ -104,25 +108,25 @@ def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int) -> tirx.PrimFunc:
         step: T.Buffer((c, T.int64(1)), "float32"),
         cmin: T.Buffer((c, T.int64(1)), "float32"),
         cmax: T.Buffer((c, T.int64(1)), "float32"),
-        Y: T.Buffer((n, c, h, w), "int16"),
+        Y: T.Buffer((n, c, h, w), dtype),
     ):
         T.func_attr({"tirx.noalias": True, OP_ATTR: op})
         for b, k, j, s in T.grid(n, c, h, w):
             with T.sblock("symbols"):
                 vb, vk, vj, vs = T.axis.remap("SSSS", [b, k, j, s])
-                Y[vb, vk, vj, vs] = T.Cast("int16", T.min(T.max(T.nearbyint(
+                Y[vb, vk, vj, vs] = T.Cast(dtype, T.min(T.max(T.nearbyint(
                     transform[vk, T.int64(0), T.int64(0)] * T.min(T.max(T.nearbyint(X[vb, vk, vj, vs] / scale[vk, T.int64(0)]), qmin[vk, T.int64(0)]),
                                                 qmax[vk, T.int64(0)]) / step[vk, T.int64(0)]), cmin[vk, T.int64(0)]), cmax[vk, T.int64(0)]))
 
     return fc_encode
 
 
-def _decode_grouped(op: str, n_: int, c_: int, p_: int, g_: int) -> tirx.PrimFunc:
+def _decode_grouped(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str) -> tirx.PrimFunc:
     n, cg, p, g = _i64(n_, c_ // g_, p_, g_)
 
     @T.prim_func(private=True, s_tir=True)
     def fc_decode(
-        Y: T.Buffer((n, cg, g, p), "int16"),
+        Y: T.Buffer((n, cg, g, p), dtype),
         decode: T.Buffer((cg, g, g), "float32"),
         X: T.Buffer((n, cg, g, p), "float32"),
     ):
@@ -137,11 +141,11 @@ def _decode_grouped(op: str, n_: int, c_: int, p_: int, g_: int) -> tirx.PrimFun
     return fc_decode
 
 
-def _decode_g1(op: str, n_: int, c_: int, h_: int, w_: int) -> tirx.PrimFunc:
+def _decode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str) -> tirx.PrimFunc:
     n, c, h, w = _i64(n_, c_, h_, w_)
     @T.prim_func(private=True, s_tir=True)
     def fc_decode(
-        Y: T.Buffer((n, c, h, w), "int16"),
+        Y: T.Buffer((n, c, h, w), dtype),
         decode: T.Buffer((c, T.int64(1), T.int64(1)), "float32"),
         X: T.Buffer((n, c, h, w), "float32"),
     ):

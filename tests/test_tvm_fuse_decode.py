@@ -1,0 +1,143 @@
+"""Compiled models keep only a site's 8-bit symbols, and consumers read them directly
+(runtime_ops/tvm/fuse_decode.py): decodes folded into conv weights or fused into the consumer's
+function, no decoded tensor in the memory plan or inside a fused PrimFunc, outputs unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import models
+from featcomp.codecs.base import storage_dtype
+from tvm_tools import need_tvm
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def test_storage_dtype_is_the_narrowest_that_holds_the_range() -> None:
+    assert storage_dtype(-127, 127) == np.int8
+    assert storage_dtype(0, 255) == np.uint8
+    assert storage_dtype(np.array([0.0, -3.0]), np.array([100.0, 3.0])) == np.int8
+    assert storage_dtype(-128, 128) == np.int16  # neither 8-bit type holds it
+    assert storage_dtype(-1, 255) == np.int16
+
+
+def _compressed(tmp_path: Path, **options: Any) -> Any:
+    from featcomp import api
+
+    path = tmp_path / "calib.npz"
+    data = np.random.default_rng(0).normal(size=(8, 3, models.SIZE, models.SIZE)).astype(np.float32)
+    np.savez(path, **{models.INPUT: data})
+    return api.compress(models.residual(), path, **options).model
+
+
+def _both(model: Any) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    """(fused build, unfused build, their outputs) on one random input."""
+    build = need_tvm()
+    target = build.make_target("host")
+    fused = build.compile_model(model, target)
+    plain = build.compile_model(model, target, fuse=False)
+    x = np.random.default_rng(5).normal(size=(1, 3, models.SIZE, models.SIZE)).astype(np.float32)
+    return fused, plain, build.run_local(fused, [x])[0], build.run_local(plain, [x])[0]
+
+
+def test_g1_sites_store_8_bits_and_consumers_read_them(tmp_path: Path) -> None:
+    """residual(): sites read by convs, by a residual Add (an epilogue of the next conv), by a MaxPool."""
+    from featcomp import api
+    from featcomp.runtime_ops.tvm import fuse_decode
+
+    model = _compressed(tmp_path, sqnr_db=30.0, groups=(1,))
+    codecs = api.site_codecs(model)
+    fused, plain, out, ref = _both(model)
+    rows = {r["site"]: r for r in fused.stats["sites"]}
+    assert set(rows) == set(codecs)
+    for name, site in codecs.items():
+        assert rows[name]["stored"]["dtype"] == str(site.storage_dtype) != "int16"
+        assert rows[name]["decode"] == "in consumers", rows[name]
+    assert sum(r["folded_into_convs"] for r in rows.values()) >= 3
+    assert sum(r["fused_into_consumers"] for r in rows.values()) >= 2  # the Add and the MaxPool
+    sites = {r["site"]: fuse_decode.SiteOutcome(r["site"], r["stored"]["dtype"], tuple(r["stored"]["shape"]), 1)
+             for r in rows.values()}
+    assert not any(fuse_decode.decoded_allocations(fused.module, sites).values())
+    unfused = fuse_decode.decoded_allocations(plain.module, sites)
+    assert all(unfused.values())  # the check sees the decoded tensors when they are there
+    assert fused.stats["memory"]["activation_bytes"] < plain.stats["memory"]["activation_bytes"]
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+
+
+def test_grouped_sites_fold_into_convs(tmp_path: Path) -> None:
+    """DCT mode (G = 8): the inverse transform folds into the consuming convs' weights (W D)."""
+    model = _compressed(tmp_path, sqnr_db=30.0, groups=(8,))
+    fused, _, out, ref = _both(model)
+    rows = fused.stats["sites"]
+    assert any(r["group"] == 8 and r["folded_into_convs"] for r in rows)
+    assert all(r["decode"] == "in consumers" for r in rows)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+
+
+def test_sites_that_keep_a_decoded_tensor_say_why() -> None:
+    """A decoded tensor that is a model output, and a grouped decode read by no conv: both fall back,
+    each with its reason in the site's row (never silently)."""
+    from tvm_tools import pair_model
+
+    build = need_tvm()
+    g = 8
+    arrays = {"scale": np.float32(0.1), "qmin": np.float32(-127), "qmax": np.float32(127),
+              "transform": np.eye(g, dtype=np.float32) * 128, "step": np.full((g, 1), 64, np.float32),
+              "cmin": np.full((g, 1), -100, np.float32), "cmax": np.full((g, 1), 100, np.float32),
+              "decode": np.eye(g, dtype=np.float32) * 0.05}
+    ones = {**arrays, "transform": np.ones((1, 1), np.float32), "step": np.ones((1, 1), np.float32),
+            "cmin": np.full((1, 1), -127, np.float32), "cmax": np.full((1, 1), 127, np.float32),
+            "decode": np.full((1, 1), 0.1, np.float32)}
+    model = pair_model([("grouped", arrays, (1, 16, 4, 4)), ("plain", ones, (1, 16, 4, 4))])
+    compiled = build.compile_model(model, build.make_target("host"))
+    rows = compiled.stats["sites"]
+    assert len(rows) == 2 and all(r["decode"] == "decoded tensor" for r in rows)
+    reasons = " ".join(reason for r in rows for reason in r["fallback_reasons"])
+    assert "grouped decode" in reasons and "model's outputs" in reasons, reasons
+    assert {r["stored"]["dtype"] for r in rows} == {"int8"}
+
+
+@pytest.mark.slow
+def test_real_model_keeps_no_decoded_tensor() -> None:
+    """EfficientNet-Lite0 compressed with DCT-CM in mask mode (G = 1, what calibration picks at every
+    site of the benchmarked models): every site is stored in 8 bits and read by its consumers;
+    neither the memory plan nor any PrimFunc holds a float32/int16 tensor of a site's size; top-1
+    equals ONNX Runtime's on every sample photo, logits close. (Grouped sites whose consumer is not a
+    conv fall back with a reason: test_sites_that_keep_a_decoded_tensor_say_why.)"""
+    from featcomp import api, zoo
+    from featcomp.data import ImageReader
+    from featcomp.modelio import input_spec, prepare
+    from featcomp.preprocess import Preprocess
+    from featcomp.runtime_ops import ort
+    from featcomp.runtime_ops.tvm import fuse_decode
+
+    build = need_tvm()
+    model = prepare(zoo.efficientnet_lite0())
+    spec = input_spec(model)
+    photos = Preprocess.parse(zoo.DEFAULT_PREPROCESS)
+    compressed = api.compress(model, ImageReader(zoo.sample_images(), photos, spec, None, role="calibration"),
+                              sqnr_db=30.0, groups=(1,)).model
+    compiled = build.compile_model(compressed, build.make_target("host"), shape_dict={spec.name: [1, 3, 224, 224]})
+    rows = compiled.stats["sites"]
+    assert len(rows) == len(api.site_codecs(compressed)) > 40
+    assert all(r["stored"]["dtype"] in ("int8", "uint8") for r in rows)
+    fused = [r for r in rows if r["decode"] == "in consumers"]
+    # the classifier's input (1280 values after the pool) reaches the Gemm through a reshape: that one
+    # keeps its decoded tensor, and says so
+    assert len(fused) >= len(rows) - 1 and all(r["fallback_reasons"] for r in rows if r not in fused)
+    sites = {r["site"]: fuse_decode.SiteOutcome(r["site"], r["stored"]["dtype"], tuple(r["stored"]["shape"]), r["group"])
+             for r in fused}
+    assert not any(fuse_decode.decoded_allocations(compiled.module, sites).values())
+    smallest = min(int(np.prod(r["stored"]["shape"])) for r in fused)
+    largest = compiled.stats["memory"]["largest"]
+    assert largest.get("float32", 0) < 4 * smallest and largest.get("int16", 0) < 2 * smallest, largest
+    for path in zoo.sample_images():
+        x = photos.load(path)[None]
+        got = build.run_local(compiled, [x])[0]
+        want = np.asarray(next(iter(ort.run(ort.session(compressed), {spec.name: x}).values())))
+        assert got.argmax() == want.argmax(), path.name
+        assert float(np.abs(got - want).max()) < 0.05 * float(np.ptp(want)), path.name
