@@ -16,7 +16,7 @@ import tvm  # type: ignore[import-untyped]
 from tvm import relax, tirx  # type: ignore[import-untyped]
 
 from featcomp.errors import FeatcompError
-from featcomp.runtime_ops.tvm import convert, schedules
+from featcomp.runtime_ops.tvm import convert, layout, schedules
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR
 
 
@@ -76,9 +76,11 @@ def check_supported(model: onnx.ModelProto) -> None:
 
 
 def legalize(mod: tvm.IRModule, target: tvm.target.Target) -> tvm.IRModule:
-    """The CPU pipeline's legalize stage: ops -> TIR, constants folded, fused (FuseOps, FuseTIR)."""
+    """The CPU pipeline's legalize stage: conv weights to the tiled schedule's layout (once, on the
+    constants), ops -> TIR, constants folded, fused (FuseOps, FuseTIR)."""
     from tvm.relax.backend.cpu_generic import pipeline  # type: ignore[import-untyped]
 
+    mod = layout.weights_o_last(mod)
     with target:
         return tvm.transform.Sequential(pipeline.library_dispatch_passes(target) + pipeline.legalize_passes(target))(mod)
 

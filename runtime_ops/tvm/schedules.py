@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import tvm  # type: ignore[import-untyped]
 from tvm import s_tir, tirx  # type: ignore[import-untyped]
 
+from featcomp.runtime_ops.tvm import conv_schedules
 from featcomp.runtime_ops.tvm.kernels import DECODE, ENCODE, OP_ATTR, SCHEDULED
 
 
@@ -40,14 +41,15 @@ class Rule:
     name: str
     lanes: int            # float32 lanes of the vector unit
     parallel_min: int     # fewer elements than this: one thread (start-up costs more than it saves)
+    registers: int = 16   # vector registers: bounds the conv tile (accumulators + weights + a broadcast)
 
 
 RULES = {
-    "aarch64": Rule("aarch64 NEON + parallel", 4, 16384),
-    "x86_64-avx512": Rule("x86 AVX-512 + parallel", 16, 16384),
-    "x86_64-avx2": Rule("x86 AVX2 + parallel", 8, 16384),
-    "x86_64": Rule("x86 SSE + parallel", 4, 16384),
-    "generic": Rule("generic CPU + parallel", 4, 16384),
+    "aarch64": Rule("aarch64 NEON + parallel", 4, 16384, 32),
+    "x86_64-avx512": Rule("x86 AVX-512 + parallel", 16, 16384, 32),
+    "x86_64-avx2": Rule("x86 AVX2 + parallel", 8, 16384, 16),
+    "x86_64": Rule("x86 SSE + parallel", 4, 16384, 16),
+    "generic": Rule("generic CPU + parallel", 4, 16384, 16),
 }
 _AVX512 = ("skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids", "znver4", "znver5")
 _AVX2 = ("haswell", "broadwell", "skylake", "znver1", "znver2", "znver3", "alderlake", "x86-64-v3")
@@ -232,9 +234,41 @@ def _vectorize_inner(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: 
         _try(sch.vectorize, loop)
 
 
+def _elementwise(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule) -> None:
+    """A spatial block left after the conv rule (a pad writing a bigger tensor): outer loops fused and
+    parallel, the innermost split to a vector divisor and vectorized."""
+    loops = sch.get_loops(block)
+    total = 1
+    for lp in loops:
+        total *= int(sch.get(lp).extent)
+    if len(loops) > 1:
+        outer = sch.fuse(*loops[:-1])
+        if total >= rule.parallel_min:
+            sch.parallel(outer)
+    _vectorize_inner(sch, block, rule)
+
+
+def conv_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
+    """The register-tiled conv rule (conv_schedules) for a PrimFunc holding a conv; None otherwise."""
+    sch = s_tir.Schedule(func)
+    left = conv_schedules.schedule_conv(sch, block_names(func), rule)
+    if left is None:
+        return None
+    for block in left:
+        _elementwise(sch, block, rule)
+    return sch.mod["main"].with_attr(SCHEDULED, True)
+
+
 def default_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
     """A parallel, vectorized schedule for a legalized (fused) PrimFunc; None when it does not apply."""
     from tvm.s_tir.dlight.analysis import normalize_prim_func  # type: ignore[import-untyped]
+
+    try:
+        tiled = conv_schedule(func, rule)
+    except Exception:  # noqa: BLE001 - a conv shape the tile rule cannot express: the generic schedule below
+        tiled = None
+    if tiled is not None:
+        return tiled
     from tvm.s_tir.dlight.base.common_schedules import try_inline  # type: ignore[import-untyped]
 
     sch = s_tir.Schedule(func)

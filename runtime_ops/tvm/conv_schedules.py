@@ -1,0 +1,175 @@
+"""Register-tiled CPU schedules for the convolutions of a legalized network (NCHW activations; dense
+convs take their weights as [I, KH, KW, O], set once at the graph level by `layout.weights_o_last`).
+
+Dense conv (1x1 and kxk), one tile = PT pixels of one output row x FI output channels:
+
+    parallel for (n, y, fo):                      # row band x channel block
+        pad / input stage computed here           # a separate block (h5's decode attaches here too)
+        for xo:
+            ACC[PT, FI] = 0                       # registers: PT x FI/lanes vectors
+            for rc, ry, rx:                       # reduction innermost-but-one
+                unrolled for xi in PT:
+                    vectorized for fi in FI: ACC[xi, fi] += X[rc, y*s+ry, x*s+rx] * W[rc, ry, rx, fo*FI+fi]
+            output stage (bias, clip, residual, a fused encode) from ACC, written once
+
+Depthwise conv, a row band per (n, channel, row), pixels of the row vectorized:
+
+    parallel for (n, c, y):
+        pad stage computed here (KH input rows)
+        for xo: vectorized for xi in V: acc = sum over ry, rx of X[c, y*s+ry, x*s+rx] * W[c, ry, rx]
+        output stage
+
+PT and FI follow the register file of the target (`Rule.registers`): PT x FI/lanes accumulators
+plus FI/lanes weight vectors and one broadcast must fit. The tiling choices follow TVM's own x86
+conv2d_avx_1x1 (reg_n pixels x oc_bn channels, ic innermost-but-one) and arm_cpu spatial pack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tvm import s_tir, tirx  # type: ignore[import-untyped]
+
+DENSE, DEPTHWISE = "conv2d_nchw", "group_conv2d_nchw"
+
+
+def _shape(buffer: Any) -> list[int]:
+    return [int(d) for d in buffer.shape]
+
+
+def _channel_block(oc: int, lanes: int) -> int:
+    """FI: two vectors of output channels when they divide OC, else one, else half a vector; 0 = none."""
+    for f in (2 * lanes, lanes, lanes // 2):
+        if f >= 2 and oc % f == 0:
+            return f
+    return 0
+
+
+def _pixel_tile(ow: int, cap: int) -> int:
+    """PT: the largest divisor of the output row that fits the registers (a guarded tail measured
+    several times slower: the guard sits inside the reduction)."""
+    return next(f for f in range(min(cap, ow), 0, -1) if ow % f == 0)
+
+
+def _chain(sch: s_tir.Schedule, block: Any, step: str) -> list[Any]:
+    """Blocks before (get_producers) or after (get_consumers) a block, nearest first."""
+    out, todo = [], [block]
+    while todo:
+        for other in getattr(sch, step)(todo.pop()):
+            if not any(sch.same_as(other, b) for b in out):
+                out.append(other)
+                todo.append(other)
+    return out
+
+
+def _has_branch(sch: s_tir.Schedule, block: Any) -> bool:
+    return "if_then_else" in str(sch.get(block).body)
+
+
+def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any) -> None:
+    """Producers of the conv: plain copies are inlined; a padding stage (and what feeds it, e.g. a
+    fused decode) is computed per row band, a separate block the tile reads from."""
+    for block in _chain(sch, conv, "get_producers"):
+        if not _has_branch(sch, block):
+            try:
+                sch.compute_inline(block)
+            except Exception:  # noqa: BLE001 - 0.27 schedule errors share no base but Exception
+                pass
+    for block in _chain(sch, conv, "get_producers"):  # nearest first: compute_at needs its consumer placed
+        sch.compute_at(block, loop, preserve_unit_loops=True)
+        inner = sch.get_loops(block)[-1]
+        extent = sch.get(inner).extent
+        if isinstance(extent, tirx.IntImm) and int(extent) >= 4:
+            sch.vectorize(inner)
+
+
+def _output_stage(sch: s_tir.Schedule, writer: Any, loop: Any) -> list[Any]:
+    """Fold the elementwise epilogue chain (bias, clip, residual add, a fused encode) into the block
+    that writes the conv's result, computed at the tile. Returns the consumers left outside (a pad
+    that writes a bigger tensor, say)."""
+    while True:
+        nxt = sch.get_consumers(writer)
+        if len(nxt) != 1:
+            break
+        try:
+            sch.reverse_compute_inline(nxt[0])
+        except Exception:  # noqa: BLE001
+            break
+    sch.reverse_compute_at(writer, loop, preserve_unit_loops=True)
+    return sch.get_consumers(writer)
+
+
+def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | None:
+    """Tile a dense conv (weights [I, KH, KW, O]); None when its shape does not fit the tile."""
+    out = sch.get(conv).writes[0].source
+    n, oc, oh, ow = _shape(out)
+    weight = sch.get(conv).reads[1].source  # topi.nn.conv reads (padded input, weight)
+    fi = _channel_block(oc, rule.lanes)
+    if fi == 0 or _shape(weight)[-1] != oc:
+        return None
+    vectors = fi // rule.lanes or 1
+    pt = _pixel_tile(ow, max(1, min(14, (rule.registers - vectors - 1) // vectors)))
+    acc = sch.cache_write(conv, 0, "local")
+    sch.transform_layout(conv, ("write", 0), lambda a, c, y, x: (a, y, x, c))
+    b, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    fo, fin = sch.split(f, factors=[None, fi])
+    xo, xi = sch.split(x, factors=[None, pt])
+    sch.reorder(fo, b, y, xo, rc, ry, rx, xi, fin)
+    band = sch.fuse(fo, b, y)  # channel blocks outermost: a block's weights stay in cache over its rows
+    if n * oh * oc * ow >= rule.parallel_min:
+        sch.parallel(band)
+    sch.unroll(xi)
+    sch.vectorize(fin)
+    _input_stage(sch, conv, band)
+    left = _output_stage(sch, acc, xo)
+    init = sch.decompose_reduction(conv, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    _, c, y, x = sch.get_loops(acc)[-4:]
+    sch.reorder(y, x, c)  # writer: pixels unrolled, channels vectorized (the registers' order)
+    sch.unroll(x)
+    sch.vectorize(c)
+    return left
+
+
+def schedule_depthwise(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | None:
+    """Row-band depthwise conv (one input channel per output channel); None for other grouped convs."""
+    reduce = [lp for lp, it in zip(sch.get_loops(conv), sch.get(conv).iter_vars) if it.iter_type == tirx.IterVar.CommReduce]
+    if int(sch.get(reduce[0]).extent) != 1:
+        return None
+    n, c, oh, ow = _shape(sch.get(conv).writes[0].source)
+    b, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    v = _depthwise_vector(ow, rule.lanes)
+    xo, xi = sch.split(x, factors=[None, v])
+    sch.reorder(b, f, y, xo, rc, ry, rx, xi)
+    band = sch.fuse(b, f, y)
+    if n * c * oh * ow >= rule.parallel_min:
+        sch.parallel(band)
+    acc = sch.cache_write(conv, 0, "local")
+    _input_stage(sch, conv, band)
+    left = _output_stage(sch, acc, xo)
+    sch.vectorize(xi)
+    init = sch.decompose_reduction(conv, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.vectorize(sch.get_loops(acc)[-1])
+    return left
+
+
+def _depthwise_vector(ow: int, lanes: int) -> int:
+    """Pixels per vector: a divisor of the row up to two vectors, or the whole row when it is short
+    (LLVM splits a 7- or 14-wide vector into 8/4/2/1-lane parts: still far better than scalar)."""
+    if ow <= 2 * lanes:
+        return ow
+    for f in range(2 * lanes, lanes // 2, -1):
+        if ow % f == 0:
+            return f
+    return 2 * lanes  # guarded tail
+
+
+def schedule_conv(sch: s_tir.Schedule, names: list[str], rule: Any) -> list[Any] | None:
+    """The conv rule of a fused PrimFunc holding one conv2d block; returns the blocks it left
+    unscheduled (for the generic rule), or None when the function is not a conv it handles."""
+    if DENSE in names:
+        return schedule_dense(sch, sch.get_sblock(DENSE), rule)
+    if DEPTHWISE in names:
+        return schedule_depthwise(sch, sch.get_sblock(DEPTHWISE), rule)
+    return None
