@@ -66,9 +66,11 @@ def _has_branch(sch: s_tir.Schedule, block: Any) -> bool:
     return "if_then_else" in str(sch.get(block).body)
 
 
-def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any) -> None:
+def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any, local: bool = False, stride: int = 1) -> None:
     """Producers of the conv: plain copies are inlined; a padding stage (and what feeds it, e.g. a
-    fused decode) is computed per row band, a separate block the tile reads from."""
+    fused decode) is computed per row band, a separate block the tile reads from. local: the band's
+    scratch is per thread (depthwise: one channel, a few rows); stride 2 stores it as even/odd
+    columns, so the tile's loads of every second pixel are contiguous vectors."""
     for block in _chain(sch, conv, "get_producers"):
         if not _has_branch(sch, block):
             try:
@@ -77,6 +79,10 @@ def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any) -> None:
                 pass
     for block in _chain(sch, conv, "get_producers"):  # nearest first: compute_at needs its consumer placed
         sch.compute_at(block, loop, preserve_unit_loops=True)
+        if local:
+            sch.set_scope(block, 0, "local")
+        if local and stride == 2 and sch.get_consumers(block) and sch.same_as(sch.get_consumers(block)[0], conv):
+            sch.transform_layout(block, ("write", 0), lambda n, c, h, w: (n, c, h, w % 2, w // 2), pad_value=0.0)
         inner = sch.get_loops(block)[-1]
         extent = sch.get(inner).extent
         if isinstance(extent, tirx.IntImm) and int(extent) >= 4:
@@ -137,21 +143,29 @@ def schedule_depthwise(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] |
     if int(sch.get(reduce[0]).extent) != 1:
         return None
     n, c, oh, ow = _shape(sch.get(conv).writes[0].source)
+    stride = _stride(sch, conv)
     b, f, y, x, rc, ry, rx = sch.get_loops(conv)
     v = _depthwise_vector(ow, rule.lanes)
     xo, xi = sch.split(x, factors=[None, v])
-    sch.reorder(b, f, y, xo, rc, ry, rx, xi)
-    band = sch.fuse(b, f, y)
+    rows = next(r for r in (8, 7, 6, 5, 4, 3, 2, 1) if oh % r == 0)  # a band's padded input is computed once
+    yo, yi = sch.split(y, factors=[None, rows])
+    sch.reorder(b, f, yo, yi, xo, rc, ry, rx, xi)
+    band = sch.fuse(b, f, yo)
     if n * c * oh * ow >= rule.parallel_min:
         sch.parallel(band)
     acc = sch.cache_write(conv, 0, "local")
-    _input_stage(sch, conv, band)
+    _input_stage(sch, conv, band, local=True, stride=stride)
     left = _output_stage(sch, acc, xo)
     sch.vectorize(xi)
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])
     sch.vectorize(sch.get_loops(acc)[-1])
     return left
+
+
+def _stride(sch: s_tir.Schedule, conv: Any) -> int:
+    """The conv's horizontal stride, read from its input index (x * 2 + rx for stride 2)."""
+    return 2 if "v_xx * T.int64(2)" in str(sch.get(conv).body) else 1
 
 
 def _depthwise_vector(ow: int, lanes: int) -> int:
