@@ -122,9 +122,10 @@ def fusion_stats(mod: tvm.IRModule) -> dict[str, int]:
 
 def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_dict: dict[str, list[int]] | None = None,
                   tune_trials: int = 0, tune_dir: str | Path | None = None, schedule: bool = True,
-                  coder: bool = False) -> Compiled:
+                  coder: bool = False, tiled: bool = True) -> Compiled:
     """Import, schedule and build. tune_trials > 0 runs MetaSchedule first (database in tune_dir,
-    reused by later compiles); tune_dir alone applies an existing database. coder: real DCT-CM or transform-VLC
+    reused by later compiles); tune_dir alone applies an existing database. tiled=False: the generic
+    schedule for convs too (the baseline the benchmark compares against). coder: real DCT-CM or transform-VLC
     bitstreams between each encode and decode, their lengths as extra outputs (convert.import_model)."""
     check_supported(model)
     seconds: dict[str, float] = {}
@@ -151,7 +152,9 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
         mod, stats["from_database"] = tune.apply_database(mod, target, Path(tune_dir))
     t0 = time.perf_counter()
     if schedule:
-        mod, stats["default_scheduled"], stats["naive"] = schedules.schedule_rest(mod, target)
+        mod, stats["default_scheduled"], stats["naive"] = schedules.schedule_rest(mod, target, tiled)
+        stats["conv_tiled"] = sum(1 for _, f in mod.functions_items()
+                                  if isinstance(f, tirx.PrimFunc) and schedules.is_tiled(f))
     seconds["schedule"] = time.perf_counter() - t0
     stats["fusion"] = fusion_stats(mod)
     stats["memory"] = planned_memory(mod, target)

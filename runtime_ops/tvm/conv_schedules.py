@@ -51,12 +51,16 @@ def _pixel_tile(ow: int, cap: int) -> int:
     return next(f for f in range(min(cap, ow), 0, -1) if ow % f == 0)
 
 
+def _same(sch: s_tir.Schedule, a: Any, b: Any) -> bool:
+    return bool(sch.get(a).same_as(sch.get(b)))
+
+
 def _chain(sch: s_tir.Schedule, block: Any, step: str) -> list[Any]:
     """Blocks before (get_producers) or after (get_consumers) a block, nearest first."""
     out, todo = [], [block]
     while todo:
         for other in getattr(sch, step)(todo.pop()):
-            if not any(sch.same_as(other, b) for b in out):
+            if not any(_same(sch, other, b) for b in out):
                 out.append(other)
                 todo.append(other)
     return out
@@ -81,8 +85,9 @@ def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any, local: bool = False,
         sch.compute_at(block, loop, preserve_unit_loops=True)
         if local:
             sch.set_scope(block, 0, "local")
-        if local and stride == 2 and sch.get_consumers(block) and sch.same_as(sch.get_consumers(block)[0], conv):
-            sch.transform_layout(block, ("write", 0), lambda n, c, h, w: (n, c, h, w % 2, w // 2), pad_value=0.0)
+        if (local and stride == 2 and _shape(sch.get(block).writes[0].source)[-1] % 2 == 0
+                and _same(sch, sch.get_consumers(block)[0], conv)):  # odd widths would need a padding column
+            sch.transform_layout(block, ("write", 0), lambda n, c, h, w: (n, c, h, w % 2, w // 2))
         inner = sch.get_loops(block)[-1]
         extent = sch.get(inner).extent
         if isinstance(extent, tirx.IntImm) and int(extent) >= 4:
