@@ -206,3 +206,40 @@ def time_kernel(func: tirx.PrimFunc, target: tvm.target.Target, arrays: list[Any
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
     timer = lib.mod.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat, min_repeat_ms=0)
     return min(float(r) for r in timer(*args).results)
+
+
+def runner(compiled: Compiled, inputs: list[Any]) -> Any:
+    """A no-argument callable that runs main once on fixed inputs (benchmarks interleave engines)."""
+    import numpy as np
+
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
+    main = vm["main"]
+    return lambda: main(*args)
+
+
+def profile_calls(compiled: Compiled, inputs: list[Any], rounds: int) -> dict[str, list[float]]:
+    """Seconds of every call the VM makes (compiled functions and builtins), by callee name, over
+    `rounds` runs of main: the per-layer breakdown (TVM 0.27's VM has no profile mode; its
+    instrument hook is called before and after each call)."""
+    import time
+
+    import numpy as np
+
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
+    vm["main"](*args)
+    calls: dict[str, list[float]] = {}
+    started: list[float] = []
+
+    def hook(_func: Any, name: str, before: bool, _ret: Any, *_args: Any) -> int:
+        if before:
+            started.append(time.perf_counter())
+        else:
+            calls.setdefault(str(name), []).append(time.perf_counter() - started.pop())
+        return 0
+
+    vm.set_instrument(hook)
+    for _ in range(rounds):
+        vm["main"](*args)
+    return calls
