@@ -118,6 +118,9 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | Non
     fi = _channel_block(oc, rule.lanes)
     if fi == 0 or _shape(weight)[-1] != oc:
         return None
+    pv = _pixel_vector(ow, rule.lanes)
+    if pv and _stride(sch, conv) == 1:
+        return _dense_pixel_vectors(sch, conv, rule, pv, n * oh * oc * ow)
     vectors = fi // rule.lanes or 1
     pt = _pixel_tile(ow, max(1, min(14, (rule.registers - vectors - 1) // vectors)))
     acc = sch.cache_write(conv, 0, "local")
@@ -139,6 +142,39 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | Non
     sch.reorder(y, x, c)  # writer: pixels unrolled, channels vectorized (the registers' order)
     sch.unroll(x)
     sch.vectorize(c)
+    return left
+
+
+def _pixel_vector(ow: int, lanes: int) -> int:
+    """Pixels per vector when a row splits into at least half-width vectors (112, 56 on AVX-512;
+    112, 56, 28 on NEON), else 0: the channel-vector tile, whose write scatters over channel planes."""
+    return next((v for v in (2 * lanes, lanes, lanes // 2) if v >= 4 and ow % v == 0), 0)
+
+
+def _dense_pixel_vectors(sch: s_tir.Schedule, conv: Any, rule: Any, pv: int, size: int) -> list[Any]:
+    """Big maps, stride 1: FT output channels (unrolled) x PV pixels of a row (vectorized) in
+    registers; inputs are contiguous vector loads, weights scalar broadcasts, the write contiguous."""
+    oc = _shape(sch.get(conv).writes[0].source)[1]
+    vectors = max(1, pv // rule.lanes)
+    cap = max(1, min(12, (rule.registers - vectors - 1) // vectors))
+    ft = next(f for f in range(min(cap, oc), 0, -1) if oc % f == 0)
+    acc = sch.cache_write(conv, 0, "local")
+    b, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    fo, fin = sch.split(f, factors=[None, ft])
+    xo, xi = sch.split(x, factors=[None, pv])
+    sch.reorder(fo, b, y, xo, rc, ry, rx, fin, xi)
+    band = sch.fuse(fo, b, y)
+    if size >= rule.parallel_min:
+        sch.parallel(band)
+    sch.unroll(fin)
+    sch.vectorize(xi)
+    _input_stage(sch, conv, band)
+    left = _output_stage(sch, acc, xo)
+    init = sch.decompose_reduction(conv, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    _, c, _, x = sch.get_loops(acc)[-4:]
+    sch.unroll(c)
+    sch.vectorize(x)
     return left
 
 
