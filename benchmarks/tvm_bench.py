@@ -250,7 +250,7 @@ def main() -> int:
     result["load_average"] = [round(v, 1) for v in (*load, *os.getloadavg())]  # 1/5/15 min, before and after
     result["bundles"] = [] if args.no_bundles else bundles(cases)
     OUT.mkdir(parents=True, exist_ok=True)
-    suffix = f"-tune{args.tune}" if args.tune else ""
+    suffix = (f"-tune{args.tune}" if args.tune else "") + (f"-t{args.threads}" if args.threads != 2 else "")
     (OUT / f"results{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)
     (OUT / f"results{suffix}.md").write_text(text)
