@@ -28,11 +28,16 @@ def _spatial(model: onnx.ModelProto) -> dict[str, list[int]]:
 
 
 def _pads(size: int, kernel: int, stride: int, dilation: int, upper: bool) -> tuple[int, int]:
-    """ONNX SAME padding: output ceil(size / stride); the odd pixel goes at the end (UPPER) or start."""
+    """ONNX SAME padding: output ceil(size / stride); the odd pixel goes at the end (UPPER) or start.
+    Stride 2: one more zero column at the end when the padded size is odd (no output reads it), so
+    the depthwise schedule can keep its padded input as even/odd columns (conv_schedules.py)."""
     out = -(-size // stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
     small = total // 2
-    return (small, total - small) if upper else (total - small, small)
+    begin, end = (small, total - small) if upper else (total - small, small)
+    if stride == 2 and (size + begin + end) % 2:
+        end += 1  # (size + total + 1 - extent) // 2 + 1 is still `out`: the column is never read
+    return begin, end
 
 
 def explicit_same_pads(model: onnx.ModelProto) -> onnx.ModelProto:
