@@ -1,10 +1,12 @@
 """Register-tiled CPU schedules for the convolutions of a legalized network (NCHW activations; dense
 convs take their weights as [I, KH, KW, O], set once at the graph level by `layout.weights_o_last`).
 
-Dense conv (1x1 and kxk), one tile = PT pixels of one output row x FI output channels:
+Dense conv (1x1 and kxk), stride 1 on rows that split into vectors (112, 56 on AVX-512): one tile =
+FT output channels (unrolled) x PV pixels of a row (vectorized, contiguous loads and writes).
+Other rows (28, 14, 7, odd widths), one tile = PT pixels of one output row x FI output channels:
 
-    parallel for (n, y, fo):                      # row band x channel block
-        pad / input stage computed here           # a separate block (h5's decode attaches here too)
+    parallel for (fo, n, y):                      # channel block x row: a block's weights stay cached
+        pad / input stage computed here           # a separate block (a decode fused into the conv joins it)
         for xo:
             ACC[PT, FI] = 0                       # registers: PT x FI/lanes vectors
             for rc, ry, rx:                       # reduction innermost-but-one
@@ -14,8 +16,8 @@ Dense conv (1x1 and kxk), one tile = PT pixels of one output row x FI output cha
 
 Depthwise conv, a row band per (n, channel, row), pixels of the row vectorized:
 
-    parallel for (n, c, y):
-        pad stage computed here (KH input rows)
+    parallel for (n, c, band of up to 8 rows):
+        pad stage computed here (a per-thread scratch; stride 2: even/odd columns)
         for xo: vectorized for xi in V: acc = sum over ry, rx of X[c, y*s+ry, x*s+rx] * W[c, ry, rx]
         output stage
 
