@@ -2,14 +2,15 @@
 pairs vs ONNX Runtime (same host, same threads, same run), compile time, planned activation
 memory, bundle size per target.
 
-    .venv/bin/python benchmarks/tvm_bench.py [--threads 2] [--quick] [--tune N]
+    .venv/bin/python benchmarks/tvm_bench.py [--threads 2] [--quick] [--tune N] [--rounds 30] [--no-bundles]
     .venv/bin/python benchmarks/tvm_bench.py --stored-codes   # issue 12: decodes folded/fused vs kernels
 
 Writes benchmarks/results/tvm/results.json and results.md. The models are the embedded
 EfficientNet-Lite0 and, when ../shared is there, MobileNetV2, compressed at 20 dB logit SNR
 (calibrated on 16 images of imagenet-calib-200, or on the 6 zoo photos without ../shared).
-Latency: batch 1, TVM through its time_evaluator (median of 7 repeats of 10 runs), ORT median of
-30 runs, TVM and ORT interleaved per model. The kernel rows run in a child process on one thread
+Latency: batch 1, medians of --rounds rounds in which ORT, TVM with the default (tiled conv)
+schedules and TVM with the generic schedule only run one call each in turn. Then the top-10
+functions of MobileNetV2 (TVM's VM instrument hook). The kernel rows run in a child process on one thread
 (TVM_NUM_THREADS=1), next to a one-thread numpy copy: on a shared machine a two-thread kernel's
 time mostly measures the other tenants.
 """
@@ -45,6 +46,9 @@ def models(quick: bool) -> list[tuple[str, Any, Any, str]]:
     if (SHARED / "models/mobilenet_v2_1.0_224.onnx").exists() and not quick:
         todo.append(("mobilenet_v2_1.0_224", modelio.load_model(SHARED / "models/mobilenet_v2_1.0_224.onnx"),
                      "resize=256,crop=224,order=rgb,mean=128,std=128"))
+    if (SHARED / "models/squeezenet1.1.onnx").exists() and not quick:
+        todo.append(("squeezenet1.1", modelio.load_model(SHARED / "models/squeezenet1.1.onnx"),
+                     "resize=256,crop=224,order=bgr,mean=104/117/123,std=1"))
     out = []
     for name, model, pre in todo:
         model = modelio.prepare(model)
@@ -106,9 +110,12 @@ def ort_ms(model: Any, x: np.ndarray, threads: int, runs: int = 30) -> float:
     return statistics.median(times) * 1e3
 
 
-def end_to_end(cases: list[tuple[str, Any, Any, str]], threads: int, tune: int) -> list[dict[str, Any]]:
+def end_to_end(cases: list[tuple[str, Any, Any, str]], threads: int, tune: int, rounds: int) -> list[dict[str, Any]]:
+    """Per model and variant: ORT, TVM with the default (tiled) schedules and TVM with the generic
+    schedule only (the previous default), timed interleaved call by call in `rounds` rounds; medians."""
     from featcomp.deploy.runtime import cache_dir
     from featcomp.modelio import input_spec
+    from featcomp.runtime_ops import ort
     from featcomp.runtime_ops.tvm import build
 
     target = build.make_target({"kind": "llvm", "mcpu": str(build.make_target("host").attrs["mcpu"]), "num-cores": threads})
@@ -122,17 +129,20 @@ def end_to_end(cases: list[tuple[str, Any, Any, str]], threads: int, tune: int) 
             compiled = build.compile_model(model, target, shape_dict={spec.name: [1, 3, 224, 224]},
                                            tune_trials=tune, tune_dir=tune_dir)
             compile_s = time.perf_counter() - t0
-            tvm_ms = statistics.median(build.time_local(compiled, [x], number=10, repeat=7)) * 1e3
-            o_ms = ort_ms(model, x, threads)
+            generic = build.compile_model(model, target, shape_dict={spec.name: [1, 3, 224, 224]}, tiled=False)
+            sess = ort.session(model, threads=threads)
+            runs = {"ort": lambda: sess.run(None, {spec.name: x}), "tvm": build.runner(compiled, [x]),
+                    "generic": build.runner(generic, [x])}
+            times = _interleaved(runs, rounds)
             out = build.run_local(compiled, [x])[0]
-            from featcomp.runtime_ops import ort
-
-            ref = np.asarray(next(iter(ort.run(ort.session(model, threads=threads), {spec.name: x}).values())))
+            ref = np.asarray(next(iter(ort.run(sess, {spec.name: x}).values())))
+            o_ms, tvm_ms, g_ms = (statistics.median(times[k]) * 1e3 for k in ("ort", "tvm", "generic"))
             rows.append({"model": name, "variant": variant, "ort_ms": o_ms, "tvm_ms": tvm_ms, "tvm_over_ort": tvm_ms / o_ms,
+                         "generic_ms": g_ms, "generic_over_ort": g_ms / o_ms, "rounds": rounds,
                          "compile_s": compile_s, "seconds": compiled.seconds, "stats": compiled.stats,
                          "max_abs_diff_vs_ort": float(np.abs(out - ref).max()), "same_top1": bool(out.argmax() == ref.argmax())})
-            print(f"{name} {variant}: ORT {o_ms:.1f} ms, TVM {tvm_ms:.1f} ms, compile {compile_s:.1f} s, "
-                  f"planned activations {compiled.stats['memory']['activation_bytes'] / 1e6:.2f} MB", flush=True)
+            print(f"{name} {variant}: ORT {o_ms:.1f} ms, TVM {tvm_ms:.1f} ms ({tvm_ms / o_ms:.2f}x), generic schedule "
+                  f"{g_ms:.1f} ms ({g_ms / o_ms:.2f}x), compile {compile_s:.1f} s", flush=True)
     return rows
 
 
@@ -201,6 +211,36 @@ def stored_codes_markdown(rows: list[dict[str, Any]], threads: int, target_name:
     return "\n".join(lines) + "\n"
 
 
+def _interleaved(runs: dict[str, Any], rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of each engine, one call each per round in turn (after 3 warm-up rounds)."""
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for r in range(rounds + 3):
+        for key, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            if r >= 3:
+                times[key].append(time.perf_counter() - t0)
+    return times
+
+
+def layer_breakdown(case: tuple[str, Any, Any, str], threads: int, rounds: int = 20, top: int = 10) -> dict[str, Any]:
+    """Where one model's time goes: median ms per call of each compiled function (TVM's VM instrument
+    hook around every call), times calls per inference, the `top` largest."""
+    from featcomp.modelio import input_spec
+    from featcomp.runtime_ops.tvm import build
+
+    name, model, _, _ = case
+    spec = input_spec(model)
+    target = build.make_target({"kind": "llvm", "mcpu": str(build.make_target("host").attrs["mcpu"]), "num-cores": threads})
+    compiled = build.compile_model(model, target, shape_dict={spec.name: [1, 3, 224, 224]})
+    x = np.random.default_rng(1).normal(size=(1, 3, 224, 224)).astype(np.float32)
+    per_call = build.profile_calls(compiled, [x], rounds)
+    rows = sorted(({"function": k, "calls": len(v) // rounds, "ms": statistics.median(v) * 1e3 * (len(v) // rounds)}
+                   for k, v in per_call.items()), key=lambda r: -r["ms"])
+    total = sum(r["ms"] for r in rows)
+    return {"model": name, "total_ms": total, "top": [{**r, "share": r["ms"] / total} for r in rows[:top]]}
+
+
 def bundles(cases: list[tuple[str, Any, Any, str]]) -> list[dict[str, Any]]:
     from featcomp.deploy.compile import compile_bundle
     from featcomp.modelio import save_model
@@ -219,18 +259,27 @@ def bundles(cases: list[tuple[str, Any, Any, str]]) -> list[dict[str, Any]]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"threads: {result['threads']} (kernel rows: 1), host: {result['host']}", "",
+    lines = [f"threads: {result['threads']} (kernel rows: 1), host: {result['host']}, load average (1/5/15 min) before and "
+             f"after the end-to-end rows: {result.get('load_average', '-')} on 2 cores shared by 8 engineers", "",
              "| site shape | G | copy GB/s | encode µs | decode µs | encode / copy | decode / copy |", "|---|---|---|---|---|---|---|"]
     for r in result["kernels"]:
         lines.append(f"| {r['shape']} | {r['G']} | {r['copy_GBps']:.1f} | {r['encode_us']:.0f} | {r['decode_us']:.0f} | "
                      f"{r['encode_x_copy']:.1f}x | {r['decode_x_copy']:.1f}x |")
-    lines += ["", "| model | variant | ORT ms | TVM ms | TVM / ORT | compile s | planned activations MB | encode fused / alone | top-1 = ORT | max abs diff |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| model | variant | ORT ms | TVM ms | TVM / ORT | generic schedule ms | generic / ORT | convs tiled | compile s | "
+              "planned activations MB | encode fused / alone | top-1 = ORT | max abs diff |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["end_to_end"]:
         f = r["stats"]["fusion"]
         lines.append(f"| {r['model']} | {r['variant']} | {r['ort_ms']:.1f} | {r['tvm_ms']:.1f} | {r['tvm_over_ort']:.2f} | "
-                     f"{r['compile_s']:.1f} | {r['stats']['memory']['activation_bytes'] / 1e6:.2f} | "
+                     f"{r.get('generic_ms', float('nan')):.1f} | {r.get('generic_over_ort', float('nan')):.2f} | "
+                     f"{r['stats'].get('conv_tiled', '-')} | {r['compile_s']:.1f} | {r['stats']['memory']['activation_bytes'] / 1e6:.2f} | "
                      f"{f['encode_fused']} / {f['encode_alone']} | {r['same_top1']} | {r['max_abs_diff_vs_ort']:.2g} |")
+    if result.get("layers"):
+        b = result["layers"]
+        lines += ["", f"Top {len(b['top'])} functions of {b['model']} (original, TVM default schedules, {result['threads']} threads; "
+                  f"sum of all calls {b['total_ms']:.1f} ms):", "",
+                  "| function | calls | ms per inference | share |", "|---|---|---|---|"]
+        lines += [f"| {r['function']} | {r['calls']} | {r['ms']:.2f} | {100 * r['share']:.1f}% |" for r in b["top"]]
     lines += ["", "| bundle | target | total MB | model.so MB | TVM runtime MB | runner kB | compile s |", "|---|---|---|---|---|---|---|"]
     for r in result["bundles"]:
         lines.append(f"| {r['model']} | {r['target']} | {r['bytes'] / 1e6:.1f} | {r['model_so'] / 1e6:.1f} | "
@@ -248,6 +297,8 @@ def main() -> int:
                              "reading the stored codes (results-stored-codes.{json,md})")
     parser.add_argument("--stored-codes-target", choices=("x86_64", "host"), default="x86_64",
                         help="target of --stored-codes (host: results-stored-codes-host.{json,md})")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds per model and variant")
+    parser.add_argument("--no-bundles", action="store_true", help="skip the bundle-size rows")
     parser.add_argument("--kernels-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kernels_only:
@@ -273,10 +324,14 @@ def main() -> int:
     result["kernels"] = json.loads(child.stdout.strip().splitlines()[-1])
     print(markdown({**result, "end_to_end": [], "bundles": []}), flush=True)
     cases = models(args.quick)
-    result["end_to_end"] = end_to_end(cases, args.threads, args.tune)
-    result["bundles"] = bundles(cases)
+    load = os.getloadavg()
+    result["end_to_end"] = end_to_end(cases, args.threads, args.tune, args.rounds)
+    mobilenet = [c for c in cases if c[0].startswith("mobilenet")] or cases[:1]
+    result["layers"] = layer_breakdown(mobilenet[0], args.threads)
+    result["load_average"] = [round(v, 1) for v in (*load, *os.getloadavg())]  # 1/5/15 min, before and after
+    result["bundles"] = [] if args.no_bundles else bundles(cases)
     OUT.mkdir(parents=True, exist_ok=True)
-    suffix = f"-tune{args.tune}" if args.tune else ""
+    suffix = (f"-tune{args.tune}" if args.tune else "") + (f"-t{args.threads}" if args.threads != 2 else "")
     (OUT / f"results{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)
     (OUT / f"results{suffix}.md").write_text(text)

@@ -124,3 +124,121 @@ def test_default_schedule_keeps_results(make) -> None:  # noqa: ANN001
     compiled = build.compile_model(model, build.make_target("host"))
     assert compiled.stats["naive"] == 0
     np.testing.assert_allclose(build.run_local(compiled, [x])[0], want, rtol=1e-4, atol=1e-4)
+
+
+def _mobile_block():  # noqa: ANN202 - onnx.ModelProto
+    """MobileNetV2-like layers with maps big enough for threads: 3x3 conv (stride 2, SAME_UPPER),
+    1x1 expand + clip, depthwise 3x3 stride 1 and 2 (pads 1: an even padded width), 1x1 project, and a
+    1x1 conv whose 7 output channels fit no vector (left to the generic schedule)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    inits, nodes = [], []
+
+    def conv(x: str, out: str, cin: int, cout: int, k: int, clip: bool = True, **attrs: object) -> str:
+        group = attrs.get("group", 1)
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.3, (cout, cin // group, k, k)).astype(np.float32), f"{out}.w"))
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), f"{out}.b"))
+        nodes.append(helper.make_node("Conv", [x, f"{out}.w", f"{out}.b"], [out + ("c" if clip else "")], **attrs))
+        if clip:
+            nodes.append(helper.make_node("Clip", [out + "c", "lo", "hi"], [out]))
+        return out
+
+    inits += [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+    x = conv("input", "stem", 3, 16, 3, strides=[2, 2], auto_pad="SAME_UPPER")
+    x = conv(x, "expand", 16, 32, 1)
+    x = conv(x, "dw1", 32, 32, 3, group=32, pads=[1, 1, 1, 1])
+    x = conv(x, "dw2", 32, 32, 3, group=32, strides=[2, 2], pads=[1, 1, 1, 1])
+    x = conv(x, "project", 32, 24, 1, clip=False)
+    conv(x, "out", 24, 7, 1, clip=False)
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 128, 128])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 7, 32, 32])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def _conv_funcs(target) -> dict[str, str]:  # noqa: ANN001
+    from featcomp.runtime_ops.tvm import build, convert, schedules
+
+    mod = build.legalize(convert.import_model(_mobile_block()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    return {gv.name_hint: f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint}
+
+
+def test_convs_are_register_tiled(target) -> None:
+    """Dense convs: the reduction loop outside an unrolled pixel loop and a vectorized output-channel
+    loop as wide as the rule's channel block, accumulating in a local tile; parallel row bands."""
+    from featcomp.runtime_ops.tvm import conv_schedules, schedules
+
+    rule = schedules.rule_for(target)
+    funcs = _conv_funcs(target)
+    dense = [s for s in funcs.values() if 'T.sblock("conv2d_nchw_update")' in s and 'scope="local"' in s]
+    assert len(dense) == 3, list(funcs)  # stem, expand, project (the 7-channel conv is not tiled)
+    for script in dense:
+        update = script.index('T.sblock("conv2d_nchw_update")')
+        nest = script[:update]
+        rc, unroll, vec = nest.rindex("for rc"), nest.rindex("T.unroll("), nest.rindex("T.vectorized(")
+        assert rc < unroll < vec, script
+        width = int(re.search(r"T\.vectorized\(T\.int64\((\d+)\)\)", nest[vec:]).group(1))
+        assert width in (rule.lanes // 2, rule.lanes, 2 * rule.lanes), (width, rule.lanes)  # the rule's channel block
+        assert 'T.sblock("T_add")' not in script  # bias (and clip) folded into the tile's write
+        assert "T.parallel(" in script
+    assert conv_schedules._channel_block(7, rule.lanes) == 0
+
+
+def test_depthwise_is_a_row_band(target) -> None:
+    """Depthwise convs: parallel (channel, row band) loop with the padded input computed in it as a
+    per-thread scratch (a separate block a fused decode can join), vectorized pixel loops; stride 2
+    keeps its scratch as even/odd columns."""
+    funcs = _conv_funcs(target)
+    depthwise = [s for s in funcs.values() if 'T.sblock("group_conv2d_nchw_update")' in s]
+    assert len(depthwise) == 2
+    for script in depthwise:
+        band = script.index("T.parallel(")
+        pad = script.index('T.sblock("pad_temp")')
+        assert band < pad < script.index('T.sblock("group_conv2d_nchw_update")'), script
+        assert re.search(r'pad_temp\w* = T\.sblock_alloc_buffer\(.*scope="local"\)', script), script
+        assert _loops(script)["vectorized"] >= 3
+    even_odd = [s for s in depthwise if re.search(r"pad_temp_local\[[^\]]*% T\.int64\(2\), v_i3 // T\.int64\(2\)\]", s)]
+    assert len(even_odd) == 1 and "v_yy * T.int64(2)" in even_odd[0]  # the stride-2 one only
+
+
+def test_tiled_convs_keep_results() -> None:
+    """The tiled build of the block agrees with ONNX Runtime and with the generic schedule's build."""
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _mobile_block()
+    x = np.random.default_rng(0).normal(size=(1, 3, 128, 128)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    tiled = build.compile_model(model, build.make_target("host"))
+    assert tiled.stats["conv_tiled"] == 5 and tiled.stats["naive"] == 0
+    np.testing.assert_allclose(build.run_local(tiled, [x])[0], want, rtol=1e-4, atol=1e-4)
+    generic = build.compile_model(model, build.make_target("host"), tiled=False)
+    assert generic.stats["conv_tiled"] == 0
+    np.testing.assert_allclose(build.run_local(generic, [x])[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_host_rule_reads_llvm_features() -> None:
+    """An mcpu missing from the short name lists (this machine's "rocketlake") still gets its vector width."""
+    build = need_tvm()
+    from featcomp.runtime_ops.tvm import schedules
+
+    assert schedules.rule_for(build.make_target({"kind": "llvm", "mcpu": "rocketlake"})).lanes == 16
+    assert schedules.rule_for(build.make_target({"kind": "llvm", "mcpu": "alderlake"})).lanes == 8
+    assert schedules.rule_for(build.make_target({"kind": "llvm", "mtriple": "x86_64-linux-gnu"})).lanes == 4
+
+
+def test_dense_tile_follows_the_map() -> None:
+    """Rows that split into (at least half-width) vectors get pixel vectors x unrolled channels; small
+    or odd rows (28 and 14 on AVX-512, SqueezeNet's 55/27/13) get pixels x channel vectors."""
+    need_tvm()
+    from featcomp.runtime_ops.tvm import conv_schedules as cs
+
+    assert [cs._pixel_vector(w, 16) for w in (112, 56, 28, 14, 7, 55)] == [16, 8, 0, 0, 0, 0]
+    assert [cs._pixel_vector(w, 4) for w in (112, 56, 28, 14)] == [8, 8, 4, 0]
+    assert [cs._pixel_tile(w, 14) for w in (28, 14, 7, 13, 27, 55, 111)] == [14, 14, 7, 13, 9, 11, 3]
+    assert [cs._channel_block(c, 16) for c in (960, 144, 24, 1000, 1001)] == [32, 16, 8, 8, 0]

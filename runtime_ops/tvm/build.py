@@ -16,7 +16,7 @@ import tvm  # type: ignore[import-untyped]
 from tvm import relax, tirx  # type: ignore[import-untyped]
 
 from featcomp.errors import FeatcompError
-from featcomp.runtime_ops.tvm import convert, fuse_decode, memory, schedules
+from featcomp.runtime_ops.tvm import convert, fuse_decode, layout, memory, schedules
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR
 
 
@@ -78,12 +78,13 @@ def check_supported(model: onnx.ModelProto) -> None:
 
 def legalize(mod: tvm.IRModule, target: tvm.target.Target,
              sites: dict[str, fuse_decode.SiteOutcome] | None = None) -> tvm.IRModule:
-    """The CPU pipeline's legalize stage: ops -> TIR, constants folded, fused (FuseOps, FuseTIR).
-    Between FuseOps and FuseTIR, each decode still called from main moves into its consumers'
-    functions (fuse_decode.merge_into_consumers; `sites` collects the outcome per site); sites None:
-    TVM's passes alone."""
+    """The CPU pipeline's legalize stage: conv weights to the tiled schedule's layout (once, on the
+    constants), ops -> TIR, constants folded, fused (FuseOps, FuseTIR). Between FuseOps and FuseTIR,
+    each decode still called from main moves into its consumers' functions
+    (fuse_decode.merge_into_consumers; `sites` collects the outcome per site); sites None: TVM's passes alone."""
     from tvm.relax.backend.cpu_generic import pipeline  # type: ignore[import-untyped]
 
+    mod = layout.weights_o_last(mod)
     passes = list(pipeline.legalize_passes(target))
     with target:
         if sites is None:
@@ -142,12 +143,13 @@ def fusion_stats(mod: tvm.IRModule) -> dict[str, int]:
 
 def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_dict: dict[str, list[int]] | None = None,
                   tune_trials: int = 0, tune_dir: str | Path | None = None, schedule: bool = True,
-                  coder: bool = False, fuse: bool = True) -> Compiled:
+                  coder: bool = False, fuse: bool = True, tiled: bool = True) -> Compiled:
     """Import, schedule and build. tune_trials > 0 runs MetaSchedule first (database in tune_dir,
     reused by later compiles); tune_dir alone applies an existing database. coder: real DCT-CM or transform-VLC
     bitstreams between each encode and decode, their lengths as extra outputs (convert.import_model).
     fuse: consumers read the stored symbols (fuse_decode); False keeps each decode a kernel of its own
-    that writes the decoded tensor (the before of benchmarks/tvm_bench.py)."""
+    that writes the decoded tensor (the before of benchmarks/tvm_bench.py). tiled=False: the generic
+    schedule for convs too (the baseline the benchmark compares against)."""
     check_supported(model)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -176,7 +178,9 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
         mod, stats["from_database"] = tune.apply_database(mod, target, Path(tune_dir))
     t0 = time.perf_counter()
     if schedule:
-        mod, stats["default_scheduled"], stats["naive"] = schedules.schedule_rest(mod, target)
+        mod, stats["default_scheduled"], stats["naive"] = schedules.schedule_rest(mod, target, tiled)
+        stats["conv_tiled"] = sum(1 for _, f in mod.functions_items()
+                                  if isinstance(f, tirx.PrimFunc) and schedules.is_tiled(f))
     seconds["schedule"] = time.perf_counter() - t0
     stats["fusion"] = fusion_stats(mod)
     for site, where in fuse_decode.decoded_allocations(mod, sites).items():
@@ -233,3 +237,40 @@ def time_kernel(func: tirx.PrimFunc, target: tvm.target.Target, arrays: list[Any
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]
     timer = lib.mod.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat, min_repeat_ms=0)
     return min(float(r) for r in timer(*args).results)
+
+
+def runner(compiled: Compiled, inputs: list[Any]) -> Any:
+    """A no-argument callable that runs main once on fixed inputs (benchmarks interleave engines)."""
+    import numpy as np
+
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
+    main = vm["main"]
+    return lambda: main(*args)
+
+
+def profile_calls(compiled: Compiled, inputs: list[Any], rounds: int) -> dict[str, list[float]]:
+    """Seconds of every call the VM makes (compiled functions and builtins), by callee name, over
+    `rounds` runs of main: the per-layer breakdown (TVM 0.27's VM has no profile mode; its
+    instrument hook is called before and after each call)."""
+    import time
+
+    import numpy as np
+
+    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
+    vm["main"](*args)
+    calls: dict[str, list[float]] = {}
+    started: list[float] = []
+
+    def hook(_func: Any, name: str, before: bool, _ret: Any, *_args: Any) -> int:
+        if before:
+            started.append(time.perf_counter())
+        else:
+            calls.setdefault(str(name), []).append(time.perf_counter() - started.pop())
+        return 0
+
+    vm.set_instrument(hook)
+    for _ in range(rounds):
+        vm["main"](*args)
+    return calls

@@ -26,6 +26,7 @@ from tvm.relax.frontend.onnx import onnx_frontend as _fe  # type: ignore[import-
 from featcomp.codecs.base import storage_dtype
 from featcomp.runtime_ops import schemas
 from featcomp.runtime_ops.tvm import kernels
+from featcomp.runtime_ops.tvm.same_pads import explicit_same_pads
 
 DOMAIN = schemas.DOMAIN
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -305,4 +306,4 @@ def import_model(model: onnx.ModelProto, shape_dict: dict[str, list[int]] | None
         model, sites = tir_coder.with_tir_coder(model)
         extra[tir_coder.CODER_OP] = tir_coder.converter(sites)
     with featcomp_ops(extra):
-        return _fe.from_onnx(inline_bodies(model), shape_dict=shape_dict)
+        return _fe.from_onnx(explicit_same_pads(inline_bodies(model)), shape_dict=shape_dict)

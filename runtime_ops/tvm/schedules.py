@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import tvm  # type: ignore[import-untyped]
 from tvm import s_tir, tirx  # type: ignore[import-untyped]
 
+from featcomp.runtime_ops.tvm import conv_schedules
 from featcomp.runtime_ops.tvm.kernels import DECODE, ENCODE, OP_ATTR, SCHEDULED
 
 
@@ -40,14 +41,15 @@ class Rule:
     name: str
     lanes: int            # float32 lanes of the vector unit
     parallel_min: int     # fewer elements than this: one thread (start-up costs more than it saves)
+    registers: int = 16   # vector registers: bounds the conv tile (accumulators + weights + a broadcast)
 
 
 RULES = {
-    "aarch64": Rule("aarch64 NEON + parallel", 4, 16384),
-    "x86_64-avx512": Rule("x86 AVX-512 + parallel", 16, 16384),
-    "x86_64-avx2": Rule("x86 AVX2 + parallel", 8, 16384),
-    "x86_64": Rule("x86 SSE + parallel", 4, 16384),
-    "generic": Rule("generic CPU + parallel", 4, 16384),
+    "aarch64": Rule("aarch64 NEON + parallel", 4, 16384, 32),
+    "x86_64-avx512": Rule("x86 AVX-512 + parallel", 16, 16384, 32),
+    "x86_64-avx2": Rule("x86 AVX2 + parallel", 8, 16384, 16),
+    "x86_64": Rule("x86 SSE + parallel", 4, 16384, 16),
+    "generic": Rule("generic CPU + parallel", 4, 16384, 16),
 }
 _AVX512 = ("skylake-avx512", "cascadelake", "icelake-server", "sapphirerapids", "znver4", "znver5")
 _AVX2 = ("haswell", "broadwell", "skylake", "znver1", "znver2", "znver3", "alderlake", "x86-64-v3")
@@ -57,6 +59,19 @@ def _attr(target: tvm.target.Target, key: str) -> str:
     return str(target.attrs[key]) if key in target.attrs else ""
 
 
+def _llvm_has(target: tvm.target.Target, feature: str) -> bool:
+    """Does LLVM's model of the target's mcpu have a feature (mcpu names the short lists above miss,
+    e.g. `host` on this machine is "rocketlake": AVX-512, which read as SSE before)?"""
+    if not _attr(target, "mcpu"):
+        return False
+    from tvm.target import codegen  # type: ignore[import-untyped]
+
+    try:
+        return bool(codegen.llvm_cpu_has_features([feature], target))
+    except Exception:  # noqa: BLE001 - an LLVM without that query: the lists above decide
+        return False
+
+
 def rule_for(target: tvm.target.Target) -> Rule:
     """The schedule rule of a target, from its triple, mcpu and mattr."""
     triple, mcpu = _attr(target, "mtriple"), _attr(target, "mcpu")
@@ -64,9 +79,9 @@ def rule_for(target: tvm.target.Target) -> Rule:
     if triple.startswith(("aarch64", "arm64")) or any("neon" in a for a in mattr):
         return RULES["aarch64"]
     if triple == "" or triple.startswith("x86_64"):
-        if mcpu in _AVX512 or any("avx512" in a for a in mattr):
+        if mcpu in _AVX512 or any("avx512" in a for a in mattr) or _llvm_has(target, "avx512f"):
             return RULES["x86_64-avx512"]
-        if mcpu in _AVX2 or any("avx2" in a for a in mattr):
+        if mcpu in _AVX2 or any("avx2" in a for a in mattr) or _llvm_has(target, "avx2"):
             return RULES["x86_64-avx2"]
         return RULES["x86_64"]
     return RULES["generic"]
@@ -232,7 +247,41 @@ def _vectorize_inner(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: 
         _try(sch.vectorize, loop)
 
 
+def _elementwise(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule) -> None:
+    """A spatial block left after the conv rule (a pad writing a bigger tensor): outer loops fused and
+    parallel, the innermost split to a vector divisor and vectorized."""
+    loops = sch.get_loops(block)
+    total = 1
+    for lp in loops:
+        total *= int(sch.get(lp).extent)
+    if len(loops) > 1:
+        outer = sch.fuse(*loops[:-1])
+        if total >= rule.parallel_min:
+            sch.parallel(outer)
+    _vectorize_inner(sch, block, rule)
+
+
+def conv_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
+    """The register-tiled conv rule (conv_schedules) for a PrimFunc holding a conv; None otherwise."""
+    sch = s_tir.Schedule(func)
+    left = conv_schedules.schedule_conv(sch, block_names(func), rule)
+    if left is None:
+        return None
+    for block in left:
+        _elementwise(sch, block, rule)
+    return sch.mod["main"].with_attr(SCHEDULED, True)
+
+
 def default_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
+    """The conv rule for a conv, else generic_schedule; None when neither applies."""
+    try:
+        tiled = conv_schedule(func, rule)
+    except Exception:  # noqa: BLE001 - a conv shape the tile rule cannot express: the generic schedule
+        tiled = None
+    return tiled if tiled is not None else generic_schedule(func, rule)
+
+
+def generic_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
     """A parallel, vectorized schedule for a legalized (fused) PrimFunc; None when it does not apply."""
     from tvm.s_tir.dlight.analysis import normalize_prim_func  # type: ignore[import-untyped]
     from tvm.s_tir.dlight.base.common_schedules import try_inline  # type: ignore[import-untyped]
@@ -261,16 +310,23 @@ def default_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
     return sch.mod["main"].with_attr(SCHEDULED, True)
 
 
-def schedule_rest(mod: tvm.IRModule, target: tvm.target.Target) -> tuple[tvm.IRModule, int, int]:
-    """default_schedule for every unscheduled PrimFunc. Returns (module, scheduled, left naive)."""
+def is_tiled(func: tirx.PrimFunc) -> bool:
+    """Did the conv rule schedule this function (its accumulator tile is a local buffer)?"""
+    return any(n in ("conv2d_nchw_init", "group_conv2d_nchw_init") for n in block_names(func)) and 'scope="local"' in func.script()
+
+
+def schedule_rest(mod: tvm.IRModule, target: tvm.target.Target, tiled: bool = True) -> tuple[tvm.IRModule, int, int]:
+    """default_schedule (tiled=False: generic_schedule only, the baseline) for every unscheduled
+    PrimFunc. Returns (module, scheduled, left naive)."""
     rule = rule_for(target)
+    schedule = default_schedule if tiled else generic_schedule
     done = naive = 0
     updates = {}
     for gv, func in mod.functions_items():
         if not isinstance(func, tirx.PrimFunc) or (func.attrs is not None and SCHEDULED in func.attrs):
             continue
         try:
-            new = default_schedule(func, rule)
+            new = schedule(func, rule)
         except Exception:  # a primitive the analysis allowed failed: leave this function naive, count it
             new = None
         if new is None:

@@ -1,0 +1,232 @@
+"""Register-tiled CPU schedules for the convolutions of a legalized network (NCHW activations; dense
+convs take their weights as [I, KH, KW, O], set once at the graph level by `layout.weights_o_last`).
+
+Dense conv (1x1 and kxk), stride 1 on rows that split into vectors (112, 56 on AVX-512): one tile =
+FT output channels (unrolled) x PV pixels of a row (vectorized, contiguous loads and writes).
+Other rows (28, 14, 7, odd widths), one tile = PT pixels of one output row x FI output channels:
+
+    parallel for (fo, n, y):                      # channel block x row: a block's weights stay cached
+        pad / input stage computed here           # a separate block (a decode fused into the conv joins it)
+        for xo:
+            ACC[PT, FI] = 0                       # registers: PT x FI/lanes vectors
+            for rc, ry, rx:                       # reduction innermost-but-one
+                unrolled for xi in PT:
+                    vectorized for fi in FI: ACC[xi, fi] += X[rc, y*s+ry, x*s+rx] * W[rc, ry, rx, fo*FI+fi]
+            output stage (bias, clip, residual, a fused encode) from ACC, written once
+
+Depthwise conv, a row band per (n, channel, row), pixels of the row vectorized:
+
+    parallel for (n, c, band of up to 8 rows):
+        pad stage computed here (a per-thread scratch; stride 2: even/odd columns)
+        for xo: vectorized for xi in V: acc = sum over ry, rx of X[c, y*s+ry, x*s+rx] * W[c, ry, rx]
+        output stage
+
+PT and FI follow the register file of the target (`Rule.registers`): PT x FI/lanes accumulators
+plus FI/lanes weight vectors and one broadcast must fit. The tiling choices follow TVM's own x86
+conv2d_avx_1x1 (reg_n pixels x oc_bn channels, ic innermost-but-one) and arm_cpu spatial pack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tvm import s_tir, tirx  # type: ignore[import-untyped]
+
+DENSE, DEPTHWISE = "conv2d_nchw", "group_conv2d_nchw"
+
+
+def _shape(buffer: Any) -> list[int]:
+    return [int(d) for d in buffer.shape]
+
+
+def _channel_block(oc: int, lanes: int) -> int:
+    """FI: two vectors of output channels when they divide OC, else one, else half a vector; 0 = none."""
+    for f in (2 * lanes, lanes, lanes // 2):
+        if f >= 2 and oc % f == 0:
+            return f
+    return 0
+
+
+def _pixel_tile(ow: int, cap: int) -> int:
+    """PT: the largest divisor of the output row that fits the registers (a guarded tail measured
+    several times slower: the guard sits inside the reduction)."""
+    return next(f for f in range(min(cap, ow), 0, -1) if ow % f == 0)
+
+
+def _same(sch: s_tir.Schedule, a: Any, b: Any) -> bool:
+    return bool(sch.get(a).same_as(sch.get(b)))
+
+
+def _chain(sch: s_tir.Schedule, block: Any, step: str) -> list[Any]:
+    """Blocks before (get_producers) or after (get_consumers) a block, nearest first."""
+    out, todo = [], [block]
+    while todo:
+        for other in getattr(sch, step)(todo.pop()):
+            if not any(_same(sch, other, b) for b in out):
+                out.append(other)
+                todo.append(other)
+    return out
+
+
+def _has_branch(sch: s_tir.Schedule, block: Any) -> bool:
+    return "if_then_else" in str(sch.get(block).body)
+
+
+def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any, local: bool = False, stride: int = 1) -> None:
+    """Producers of the conv: plain copies are inlined; a padding stage (and what feeds it, e.g. a
+    fused decode) is computed per row band, a separate block the tile reads from. local: the band's
+    scratch is per thread (depthwise: one channel, a few rows); stride 2 stores it as even/odd
+    columns, so the tile's loads of every second pixel are contiguous vectors."""
+    for block in _chain(sch, conv, "get_producers"):
+        if not _has_branch(sch, block):
+            try:
+                sch.compute_inline(block)
+            except Exception:  # noqa: BLE001 - 0.27 schedule errors share no base but Exception
+                pass
+    for block in _chain(sch, conv, "get_producers"):  # nearest first: compute_at needs its consumer placed
+        sch.compute_at(block, loop, preserve_unit_loops=True)
+        if local:
+            sch.set_scope(block, 0, "local")
+        if (local and stride == 2 and _shape(sch.get(block).writes[0].source)[-1] % 2 == 0
+                and _same(sch, sch.get_consumers(block)[0], conv)):  # odd widths would need a padding column
+            sch.transform_layout(block, ("write", 0), lambda n, c, h, w: (n, c, h, w % 2, w // 2))
+        inner = sch.get_loops(block)[-1]
+        extent = sch.get(inner).extent
+        if isinstance(extent, tirx.IntImm) and int(extent) >= 4:
+            sch.vectorize(inner)
+
+
+def _output_stage(sch: s_tir.Schedule, writer: Any, loop: Any) -> list[Any]:
+    """Fold the elementwise epilogue chain (bias, clip, residual add, a fused encode) into the block
+    that writes the conv's result, computed at the tile. Returns the consumers left outside (a pad
+    that writes a bigger tensor, say)."""
+    while True:
+        nxt = sch.get_consumers(writer)
+        if len(nxt) != 1:
+            break
+        try:
+            sch.reverse_compute_inline(nxt[0])
+        except Exception:  # noqa: BLE001
+            break
+    sch.reverse_compute_at(writer, loop, preserve_unit_loops=True)
+    return sch.get_consumers(writer)
+
+
+def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | None:
+    """Tile a dense conv (weights [I, KH, KW, O]); None when its shape does not fit the tile."""
+    out = sch.get(conv).writes[0].source
+    n, oc, oh, ow = _shape(out)
+    weight = sch.get(conv).reads[1].source  # topi.nn.conv reads (padded input, weight)
+    fi = _channel_block(oc, rule.lanes)
+    if fi == 0 or _shape(weight)[-1] != oc:
+        return None
+    pv = _pixel_vector(ow, rule.lanes)
+    if pv and _stride(sch, conv) == 1:
+        return _dense_pixel_vectors(sch, conv, rule, pv, n * oh * oc * ow)
+    vectors = fi // rule.lanes or 1
+    pt = _pixel_tile(ow, max(1, min(14, (rule.registers - vectors - 1) // vectors)))
+    acc = sch.cache_write(conv, 0, "local")
+    sch.transform_layout(conv, ("write", 0), lambda a, c, y, x: (a, y, x, c))
+    b, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    fo, fin = sch.split(f, factors=[None, fi])
+    xo, xi = sch.split(x, factors=[None, pt])
+    sch.reorder(fo, b, y, xo, rc, ry, rx, xi, fin)
+    band = sch.fuse(fo, b, y)  # channel blocks outermost: a block's weights stay in cache over its rows
+    if n * oh * oc * ow >= rule.parallel_min:
+        sch.parallel(band)
+    sch.unroll(xi)
+    sch.vectorize(fin)
+    _input_stage(sch, conv, band)
+    left = _output_stage(sch, acc, xo)
+    init = sch.decompose_reduction(conv, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    _, c, y, x = sch.get_loops(acc)[-4:]
+    sch.reorder(y, x, c)  # writer: pixels unrolled, channels vectorized (the registers' order)
+    sch.unroll(x)
+    sch.vectorize(c)
+    return left
+
+
+def _pixel_vector(ow: int, lanes: int) -> int:
+    """Pixels per vector when a row splits into at least half-width vectors (112, 56 on AVX-512;
+    112, 56, 28 on NEON), else 0: the channel-vector tile, whose write scatters over channel planes."""
+    return next((v for v in (2 * lanes, lanes, lanes // 2) if v >= 4 and ow % v == 0), 0)
+
+
+def _dense_pixel_vectors(sch: s_tir.Schedule, conv: Any, rule: Any, pv: int, size: int) -> list[Any]:
+    """Big maps, stride 1: FT output channels (unrolled) x PV pixels of a row (vectorized) in
+    registers; inputs are contiguous vector loads, weights scalar broadcasts, the write contiguous."""
+    oc = _shape(sch.get(conv).writes[0].source)[1]
+    vectors = max(1, pv // rule.lanes)
+    cap = max(1, min(12, (rule.registers - vectors - 1) // vectors))
+    ft = next(f for f in range(min(cap, oc), 0, -1) if oc % f == 0)
+    acc = sch.cache_write(conv, 0, "local")
+    b, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    fo, fin = sch.split(f, factors=[None, ft])
+    xo, xi = sch.split(x, factors=[None, pv])
+    sch.reorder(fo, b, y, xo, rc, ry, rx, fin, xi)
+    band = sch.fuse(fo, b, y)
+    if size >= rule.parallel_min:
+        sch.parallel(band)
+    sch.unroll(fin)
+    sch.vectorize(xi)
+    _input_stage(sch, conv, band)
+    left = _output_stage(sch, acc, xo)
+    init = sch.decompose_reduction(conv, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    _, c, _, x = sch.get_loops(acc)[-4:]
+    sch.unroll(c)
+    sch.vectorize(x)
+    return left
+
+
+def schedule_depthwise(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | None:
+    """Row-band depthwise conv (one input channel per output channel); None for other grouped convs."""
+    reduce = [lp for lp, it in zip(sch.get_loops(conv), sch.get(conv).iter_vars) if it.iter_type == tirx.IterVar.CommReduce]
+    if int(sch.get(reduce[0]).extent) != 1:
+        return None
+    n, c, oh, ow = _shape(sch.get(conv).writes[0].source)
+    stride = _stride(sch, conv)
+    b, f, y, x, rc, ry, rx = sch.get_loops(conv)
+    v = _depthwise_vector(ow, rule.lanes)
+    xo, xi = sch.split(x, factors=[None, v])
+    rows = next(r for r in (8, 7, 6, 5, 4, 3, 2, 1) if oh % r == 0)  # a band's padded input is computed once
+    yo, yi = sch.split(y, factors=[None, rows])
+    sch.reorder(b, f, yo, yi, xo, rc, ry, rx, xi)
+    band = sch.fuse(b, f, yo)
+    if n * c * oh * ow >= rule.parallel_min:
+        sch.parallel(band)
+    acc = sch.cache_write(conv, 0, "local")
+    _input_stage(sch, conv, band, local=True, stride=stride)
+    left = _output_stage(sch, acc, xo)
+    sch.vectorize(xi)
+    init = sch.decompose_reduction(conv, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.vectorize(sch.get_loops(acc)[-1])
+    return left
+
+
+def _stride(sch: s_tir.Schedule, conv: Any) -> int:
+    """The conv's horizontal stride, read from its input index (x * 2 + rx for stride 2)."""
+    return 2 if "v_xx * T.int64(2)" in str(sch.get(conv).body) else 1
+
+
+def _depthwise_vector(ow: int, lanes: int) -> int:
+    """Pixels per vector: a divisor of the row up to two vectors, or the whole row when it is short
+    (LLVM splits a 7- or 14-wide vector into 8/4/2/1-lane parts: still far better than scalar)."""
+    if ow <= 2 * lanes:
+        return ow
+    for f in range(2 * lanes, lanes // 2, -1):
+        if ow % f == 0:
+            return f
+    return 2 * lanes  # guarded tail
+
+
+def schedule_conv(sch: s_tir.Schedule, names: list[str], rule: Any) -> list[Any] | None:
+    """The conv rule of a fused PrimFunc holding one conv2d block; returns the blocks it left
+    unscheduled (for the generic rule), or None when the function is not a conv it handles."""
+    if DENSE in names:
+        return schedule_dense(sch, sch.get_sblock(DENSE), rule)
+    if DEPTHWISE in names:
+        return schedule_depthwise(sch, sch.get_sblock(DEPTHWISE), rule)
+    return None
