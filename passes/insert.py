@@ -96,6 +96,8 @@ def strip_pairs(model: onnx.ModelProto) -> onnx.ModelProto:
     graph.node.extend(kept)
     _remove(graph.initializer, lambda t: t.name in drop_tensors)
     _remove(graph.value_info, lambda v: v.name in drop_values)
+    symbols = {p.symbols for p in pairs}
+    _remove(graph.output, lambda v: v.name in symbols)  # a probe's extra outputs go with the pairs
     pair_ops = {op.name for pair in PAIRS.values() for op in pair}
     _remove(out.functions, lambda f: f.domain == DOMAIN and f.name in pair_ops)
     if not any(n.domain == DOMAIN for n in graph.node):  # other featcomp ops (the JPEG input node) keep it

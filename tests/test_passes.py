@@ -296,6 +296,17 @@ def test_strip_of_an_unprepared_model_and_of_a_plain_model() -> None:
     assert strip_pairs(raw).SerializeToString() == raw.SerializeToString()
 
 
+def test_strip_drops_a_probes_symbol_outputs(prepared, compressed) -> None:
+    model, _ = compressed["two_convs"]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    pairs = find_pairs(probe)
+    probe.graph.output.extend(helper.make_tensor_value_info(p.symbols, onnx.TensorProto.INT16, None) for p in pairs)
+    stripped = strip_pairs(probe)
+    assert [o.name for o in stripped.graph.output] == [o.name for o in prepared["two_convs"].graph.output]
+    onnx.checker.check_model(stripped, full_check=True)
+
+
 def test_partial_selection_only_touches_chosen_sites(prepared) -> None:
     original = prepared["residual"]
     codecs = codecs_for(original, DctCm(sqnr_db=20.0), names=["add"])

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     from featcomp.errors import FeatcompError
     from featcomp.modelio import check_writable, write_bytes
 
+    if args.measure_traffic or args.original:
+        _check_traffic_flags(args)  # flags first: they are wrong whatever the bundle holds
     output = check_writable(args.output) if args.output else None
     manifest = bundle.load_manifest(args.bundle)
     if args.emulate and manifest["target"]["arch"] == targets.host_arch():
@@ -91,9 +93,7 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     return 0
 
 
-def _measure_traffic(args: argparse.Namespace, x: Any) -> int:
-    """`--measure-traffic`: one line of MB/inference; the numbers go to the bundle's sidecar file."""
-    from featcomp.deploy import bundle, traffic
+def _check_traffic_flags(args: argparse.Namespace) -> None:
     from featcomp.errors import FeatcompError
 
     if not args.measure_traffic:
@@ -102,6 +102,12 @@ def _measure_traffic(args: argparse.Namespace, x: Any) -> int:
         raise FeatcompError("--measure-traffic runs the bundle under valgrind here: drop --emulate, --rpc and --output")
     if args.calls < 2:
         raise FeatcompError("--calls must be >= 2 (the measurement subtracts a run of one inference)")
+
+
+def _measure_traffic(args: argparse.Namespace, x: Any) -> int:
+    """`--measure-traffic`: one line of MB/inference; the numbers go to the bundle's sidecar file."""
+    from featcomp.deploy import bundle, traffic
+
     if args.original:
         bundle.load_manifest(args.original)  # fail before the slow part
     measured = traffic.measure_bundle(args.bundle, x, calls=args.calls)

@@ -59,7 +59,8 @@ def _same(sch: s_tir.Schedule, a: Any, b: Any) -> bool:
 
 def _chain(sch: s_tir.Schedule, block: Any, step: str) -> list[Any]:
     """Blocks before (get_producers) or after (get_consumers) a block, nearest first."""
-    out, todo = [], [block]
+    out: list[Any] = []
+    todo = [block]
     while todo:
         for other in getattr(sch, step)(todo.pop()):
             if not any(_same(sch, other, b) for b in out):

@@ -142,8 +142,9 @@ def stored_tensors(mod: tvm.IRModule) -> list[StoredSite]:
                 if nxt.index == 0 and PACK.search(current.callee):
                     site.form, site.stored = "bitstream", tensor
             current = nxt
-        if site.reader and site.reader != "output" and "," not in site.reader:
-            site.decode_fused = site.reader not in alone
+        names = site.reader.split(", ") if site.reader else []
+        if names and "output" not in names:  # several readers: fused only when each decodes in its own kernel
+            site.decode_fused = all(n not in alone for n in names)
         sites.append(site)
     return sites
 
