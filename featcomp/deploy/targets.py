@@ -14,7 +14,7 @@ from featcomp.errors import FeatcompError
 ALIASES: dict[str, str | dict[str, Any]] = {
     "rasp4b64": "raspberry-pi/4b-aarch64",  # TVM's Raspberry Pi 4 tag: cortex-a72, NEON, 4 cores
     "aarch64": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]},
-    "x86_64": {"kind": "llvm", "mtriple": "x86_64-linux-gnu"},  # portable x86-64 (SSE2)
+    "x86_64": {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "x86-64-v2"},  # x86-64-v2: SSE4.2 (any x86-64 CPU since ~2009)
     "host": "host",  # this machine's CPU (resolved by the adapter: LLVM's host CPU name, all cores)
 }
 ARCHES = ("aarch64", "x86_64")
