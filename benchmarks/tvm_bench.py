@@ -165,7 +165,9 @@ def stored_codes(cases: list[tuple[str, Any, Any, str]], threads: int, rounds: i
     if target_name == "host":  # this CPU's widest vectors (AVX-512 here: one instruction widens int8 -> float32)
         target = build.make_target({"kind": "llvm", "mcpu": str(build.make_target("host").attrs["mcpu"]), "num-cores": threads})
     else:  # featcomp's x86_64 target (x86-64-v2: SSE4.2)
-        target = build.make_target({"kind": "llvm", "mtriple": "x86_64-linux-gnu", "num-cores": threads})
+        from featcomp.deploy import targets
+
+        target = build.make_target({**targets.tvm_spec("x86_64"), "num-cores": threads})
     x = np.random.default_rng(1).normal(size=(1, 3, 224, 224)).astype(np.float32)
     rows = []
     for name, original, compressed, _ in cases:
