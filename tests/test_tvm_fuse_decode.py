@@ -4,6 +4,7 @@ function, no decoded tensor in the memory plan or inside a fused PrimFunc, outpu
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,36 @@ def test_g1_sites_store_8_bits_and_consumers_read_them(tmp_path: Path) -> None:
     assert all(unfused.values())  # the check sees the decoded tensors when they are there
     assert fused.stats["memory"]["activation_bytes"] < plain.stats["memory"]["activation_bytes"]
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+
+
+def test_folded_convs_widen_the_codes_once_per_band(tmp_path: Path) -> None:
+    """14 x 14 maps on SSE: the pixels x channel-vectors tile, whose input load is a broadcast. A conv
+    that reads 8-bit codes (a 3x3 with padding, a 1x1) converts its band's input once, in vectors, into
+    a float32 scratch (conv_schedules._float_input); the reduction reads float32 without a cast."""
+    from featcomp import api
+    from featcomp.deploy import targets
+    from featcomp.runtime_ops import ort
+
+    build = need_tvm()
+    path = tmp_path / "calib.npz"
+    dims = (1, 3, 14, 14)
+    data = np.random.default_rng(0).normal(size=(8, *dims[1:])).astype(np.float32)
+    np.savez(path, **{models.INPUT: data})
+    model = api.compress(models.two_convs(dims=dims), path, sqnr_db=30.0, groups=(1,)).model
+    target = build.make_target(targets.tvm_spec("x86_64"))
+    fused = build.compile_model(model, target)
+    scripts = [f.script() for _, f in fused.module.functions_items() if 'T.sblock("conv2d_nchw_update")' in f.script()]
+    reading_codes = [s for s in scripts if re.search(r'def main\(\w+: T\.Buffer\(\([^"]*\), "u?int8"\)', s)]
+    assert len(reading_codes) == 2, scripts  # conv2 (3x3) and conv3 (1x1)
+    for script in reading_codes:
+        update = script[script.index('T.sblock("conv2d_nchw_update")'):]
+        update = update[:update.index("T.sblock(", 10)]
+        assert "T.vectorized(" in script and 'T.Cast("float32"' not in update, update
+        assert re.search(r'pad_temp_local\[[^\]]*\] = T\.(Cast\("float32"|if_then_else)', script), script
+        assert 'T.Cast("float32", lv' in script or 'T.Cast("float32", T.if_then_else' in script, script
+    x = np.random.default_rng(5).normal(size=dims).astype(np.float32)
+    want = np.asarray(next(iter(ort.run(ort.session(model), {models.INPUT: x}).values())))
+    np.testing.assert_allclose(build.run_local(fused, [x])[0], want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
 
 
 def test_grouped_sites_fold_into_convs(tmp_path: Path) -> None:

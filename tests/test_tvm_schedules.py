@@ -181,7 +181,8 @@ def test_convs_are_register_tiled(target) -> None:
         rc, unroll, vec = nest.rindex("for rc"), nest.rindex("T.unroll("), nest.rindex("T.vectorized(")
         assert rc < unroll < vec, script
         width = int(re.search(r"T\.vectorized\(T\.int64\((\d+)\)\)", nest[vec:]).group(1))
-        assert width in (rule.lanes // 2, rule.lanes, 2 * rule.lanes), (width, rule.lanes)  # the rule's channel block
+        # the channel block: half a vector, or a power-of-two number of vectors (conv_schedules._channel_tile)
+        assert width == rule.lanes // 2 or width // rule.lanes in (1, 2, 4, 8) and width % rule.lanes == 0, (width, rule.lanes)
         assert 'T.sblock("T_add")' not in script  # bias (and clip) folded into the tile's write
         assert "T.parallel(" in script
     assert conv_schedules._channel_block(7, rule.lanes) == 0
@@ -242,3 +243,23 @@ def test_dense_tile_follows_the_map() -> None:
     assert [cs._pixel_vector(w, 4) for w in (112, 56, 28, 14)] == [8, 8, 4, 0]
     assert [cs._pixel_tile(w, 14) for w in (28, 14, 7, 13, 27, 55, 111)] == [14, 14, 7, 13, 9, 11, 3]
     assert [cs._channel_block(c, 16) for c in (960, 144, 24, 1000, 1001)] == [32, 16, 8, 8, 0]
+
+
+def test_channel_tile_fits_the_registers_and_grows_on_short_rows() -> None:
+    """The pixels x channel-vectors tile: FI a power-of-two number of vectors dividing OC, PT dividing
+    the row, PT x V accumulators + V weights + a broadcast within the register file; on 7-pixel rows
+    one broadcast feeds more than the two vectors of the fixed tile it replaced."""
+    need_tvm()
+    from featcomp.runtime_ops.tvm import conv_schedules as cs
+    from featcomp.runtime_ops.tvm import schedules
+
+    for rule in schedules.RULES.values():
+        for oc, ow in ((672, 14), (1152, 7), (1280, 7), (96, 28), (64, 55), (1000, 13)):
+            for cast in (False, True):
+                fi, pt = cs._channel_tile(oc, ow, rule, cast)
+                v = fi // rule.lanes
+                assert oc % fi == 0 and ow % pt == 0 and pt * max(v, 1) + max(v, 1) + 1 <= rule.registers, (rule, oc, ow)
+                assert fi == rule.lanes // 2 or (fi % rule.lanes == 0 and v in (1, 2, 4, 8))
+        fi, _ = cs._channel_tile(1152, 7, rule, True)
+        assert fi > 2 * rule.lanes, rule
+    assert cs._channel_tile(1001, 7, schedules.RULES["x86_64"], False) == (0, 0)

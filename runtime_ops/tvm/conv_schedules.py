@@ -28,6 +28,7 @@ conv2d_avx_1x1 (reg_n pixels x oc_bn channels, ic innermost-but-one) and arm_cpu
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tvm import s_tir, tirx  # type: ignore[import-untyped]
@@ -45,6 +46,37 @@ def _channel_block(oc: int, lanes: int) -> int:
         if f >= 2 and oc % f == 0:
             return f
     return 0
+
+
+def _channel_tile(oc: int, ow: int, rule: Any, cast: bool) -> tuple[int, int]:
+    """(FI, PT) of the pixels x channel-vectors tile, by a small cost model of one reduction step:
+    PT broadcasts of an input value (a load and a shuffle; a widening int8 -> float32 conversion too
+    when the conv reads stored 8-bit codes), V = FI/lanes weight vectors, PT x V accumulator updates
+    (one FMA, or a multiply and an add), at most 4 instructions and 2 loads per cycle, and no faster
+    than one add latency (~4 cycles) per step since every accumulator is updated once. The tile must
+    fit the registers (PT x V accumulators + V weights + a broadcast). The cheapest step per
+    accumulator wins: few, long channel vectors where rows are short (7 x 7 maps: one broadcast
+    feeds up to 8 vectors instead of 2). (0, 0) when no channel vector divides OC."""
+    broadcast, update = (3 if cast else 2), (1 if rule.fma else 2)
+    best: tuple[float, int, int, int] | None = None
+    for v in (1, 2, 4, 8):  # powers of two: LLVM legalizes a <24 x float> loop body badly (measured 6x slower)
+        fi = v * rule.lanes
+        if oc % fi:
+            continue
+        for pt in range(min(14, ow), 0, -1):
+            if ow % pt or pt * v + v + 1 > rule.registers:
+                continue
+            step = max((pt * broadcast + v + update * pt * v) / 4, (pt + v) / 2, 4.0)
+            key = (step / (pt * v), pt * v + v, -pt, fi)  # cheapest, then fewest registers, then longer rows
+            if best is None or key < best[:3] + (best[3],):
+                best = (key[0], key[1], key[2], fi)
+    if best is None:
+        fi = _channel_block(oc, rule.lanes)
+        if fi == 0:
+            return 0, 0
+        vectors = fi // rule.lanes or 1
+        return fi, _pixel_tile(ow, max(1, min(14, (rule.registers - vectors - 1) // vectors)))
+    return best[3], -best[2]
 
 
 def _pixel_tile(ow: int, cap: int) -> int:
@@ -73,13 +105,47 @@ def _has_branch(sch: s_tir.Schedule, block: Any) -> bool:
     return "if_then_else" in str(sch.get(block).body)
 
 
-def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any, local: bool = False, stride: int = 1) -> None:
+def _float_input(sch: s_tir.Schedule, conv: Any) -> Any:
+    """A conv that reads stored 8-bit codes (its decode folded into the weights) casts each input on
+    load; in the pixels x channel-vectors tile that load is a scalar broadcast, so the widening costs
+    several instructions per input per channel block. Instead the band's input is converted once, in
+    vectors, into a float32 scratch: the padding stage when there is one (it becomes float32), else a
+    cached copy of the codes. Returns that block (kept out of inlining), or None (float inputs, or a
+    chain of several producers)."""
+    if str(sch.get(conv).reads[0].source.dtype) == "float32":
+        return None
+    producers = sch.get_producers(conv)
+    if len(producers) > 1:
+        return None
+    # TOPI's pad_temp (a plain copy for 1x1 convs, a padding for kxk) becomes the float32 stage
+    stage = producers[0] if producers else sch.cache_read(conv, 0, "global")
+    sch.unsafe_set_dtype(stage, 0, "float32")
+    return stage
+
+
+_RECAST = re.compile(r'T\.Cast\("float32", T\.Cast\("u?int8", (pad_temp\w*\[[^\[\]]*\])\)\)')
+
+
+def drop_recast(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """unsafe_set_dtype (see _float_input) keeps the readers' types: the conv reads the float32 stage
+    as float32(int8(x)). x holds integers of the codes' range, so that is x; no schedule primitive
+    rewrites an expression, so the script is edited and parsed back (only when the pattern is there)."""
+    text = func.script()
+    if _RECAST.search(text) is None:
+        return func
+    from tvm.script import from_source  # type: ignore[import-untyped]
+
+    return from_source(_RECAST.sub(r"\1", text))
+
+
+def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any, local: bool = False, stride: int = 1,
+                 keep: Any = None) -> None:
     """Producers of the conv: plain copies are inlined; a padding stage (and what feeds it, e.g. a
     fused decode) is computed per row band, a separate block the tile reads from. local: the band's
     scratch is per thread (depthwise: one channel, a few rows); stride 2 stores it as even/odd
     columns, so the tile's loads of every second pixel are contiguous vectors."""
     for block in _chain(sch, conv, "get_producers"):
-        if not _has_branch(sch, block):
+        if not _has_branch(sch, block) and not (keep is not None and _same(sch, block, keep)):
             try:
                 sch.compute_inline(block)
             except Exception:  # noqa: BLE001 - 0.27 schedule errors share no base but Exception
@@ -118,14 +184,14 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | Non
     out = sch.get(conv).writes[0].source
     n, oc, oh, ow = _shape(out)
     weight = sch.get(conv).reads[1].source  # topi.nn.conv reads (padded input, weight)
-    fi = _channel_block(oc, rule.lanes)
+    cast = str(sch.get(conv).reads[0].source.dtype) != "float32"  # a folded conv reading stored codes
+    fi, pt = _channel_tile(oc, ow, rule, cast)
     if fi == 0 or _shape(weight)[-1] != oc:
         return None
     pv = _pixel_vector(ow, rule.lanes)
     if pv and _stride(sch, conv) == 1:
         return _dense_pixel_vectors(sch, conv, rule, pv, n * oh * oc * ow)
-    vectors = fi // rule.lanes or 1
-    pt = _pixel_tile(ow, max(1, min(14, (rule.registers - vectors - 1) // vectors)))
+    staged = _float_input(sch, conv) if cast else None
     acc = sch.cache_write(conv, 0, "local")
     sch.transform_layout(conv, ("write", 0), lambda a, c, y, x: (a, y, x, c))
     b, f, y, x, rc, ry, rx = sch.get_loops(conv)
@@ -137,7 +203,7 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | Non
         sch.parallel(band)
     sch.unroll(xi)
     sch.vectorize(fin)
-    _input_stage(sch, conv, band)
+    _input_stage(sch, conv, band, local=staged is not None, keep=staged)
     left = _output_stage(sch, acc, xo)
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])

@@ -42,12 +42,13 @@ class Rule:
     lanes: int            # float32 lanes of the vector unit
     parallel_min: int     # fewer elements than this: one thread (start-up costs more than it saves)
     registers: int = 16   # vector registers: bounds the conv tile (accumulators + weights + a broadcast)
+    fma: bool = False     # fused multiply-add: one instruction per accumulator update (the conv tile's cost model)
 
 
 RULES = {
-    "aarch64": Rule("aarch64 NEON + parallel", 4, 16384, 32),
-    "x86_64-avx512": Rule("x86 AVX-512 + parallel", 16, 16384, 32),
-    "x86_64-avx2": Rule("x86 AVX2 + parallel", 8, 16384, 16),
+    "aarch64": Rule("aarch64 NEON + parallel", 4, 16384, 32, True),
+    "x86_64-avx512": Rule("x86 AVX-512 + parallel", 16, 16384, 32, True),
+    "x86_64-avx2": Rule("x86 AVX2 + parallel", 8, 16384, 16, True),
     "x86_64": Rule("x86 SSE + parallel", 4, 16384, 16),
     "generic": Rule("generic CPU + parallel", 4, 16384, 16),
 }
@@ -269,7 +270,7 @@ def conv_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
         return None
     for block in left:
         _elementwise(sch, block, rule)
-    return sch.mod["main"].with_attr(SCHEDULED, True)
+    return conv_schedules.drop_recast(sch.mod["main"]).with_attr(SCHEDULED, True)
 
 
 def default_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
