@@ -329,7 +329,7 @@ def test_progress_lines_when_stderr_is_a_pipe(model_file, calib_npz: Path, tmp_p
 
 
 def test_progress_lines_in_process(cli, model_file, images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("featcomp.cli.PLAIN_PROGRESS", True)
+    monkeypatch.setattr("featcomp.cli_common.PLAIN_PROGRESS", True)
     result = cli("eval", model_file(models.two_convs()), "--images", images, "--preprocess", PREPROCESS)
     assert result.code == 0
     import re
