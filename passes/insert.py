@@ -18,8 +18,8 @@ from featcomp.codecs.base import SiteCodec
 from featcomp.errors import FeatcompError
 from featcomp.passes.original import ORIGINAL_KEY, restore
 from featcomp.passes.pairs import find_pairs
-from featcomp.runtime_ops.functions import function_for
-from featcomp.runtime_ops.schemas import DOMAIN, PAIRS, VERSION
+from featcomp.ops.functions import function_for
+from featcomp.ops.schemas import DOMAIN, PAIRS, VERSION
 
 METADATA_KEY = "featcomp"
 

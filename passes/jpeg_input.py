@@ -22,7 +22,7 @@ from featcomp.jpeg.tables import Tables
 from featcomp.passes.insert import remove_where
 from featcomp.preprocess import Preprocess
 from featcomp.jpeg.dct import chroma_size
-from featcomp.runtime_ops.jpeg import DOMAIN, LEARNED_JPEG, LEARNED_JPEG_420, MIN_OPSET, VERSION, learned_jpeg
+from featcomp.ops.jpeg import DOMAIN, LEARNED_JPEG, LEARNED_JPEG_420, MIN_OPSET, VERSION, learned_jpeg
 
 __all__ = ["METADATA_KEY", "find_jpeg", "insert_jpeg", "jpeg_tables", "strip_jpeg"]
 

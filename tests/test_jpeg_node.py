@@ -21,7 +21,7 @@ from featcomp.modelio import prepare
 from featcomp.passes.jpeg_input import find_jpeg, insert_jpeg, jpeg_tables, strip_jpeg
 from featcomp.preprocess import Preprocess
 from featcomp.runtime_ops import ort
-from featcomp.runtime_ops.jpeg import LEARNED_JPEG
+from featcomp.ops.jpeg import LEARNED_JPEG
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ALLOWED_OPS = {"Constant", "Cast", "Gather", "Round", "Clip", "Pad", "Transpose", "MatMul", "Add", "Sub", "Mul", "Div",

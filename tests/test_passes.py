@@ -20,7 +20,7 @@ from featcomp.modelio import default_opset, prepare
 from featcomp.passes.insert import insert_pairs, strip_pairs
 from featcomp.passes.pairs import find_pairs
 from featcomp.passes.sites import find_sites, select
-from featcomp.runtime_ops.schemas import DOMAIN
+from featcomp.ops.schemas import DOMAIN
 
 
 def branchy() -> onnx.ModelProto:

@@ -57,7 +57,7 @@ def pair_model(sites: Sequence[tuple[str, dict[str, np.ndarray], tuple[int, int,
                encode: str = "DctCmEncode", decode: str = "DctCmDecode") -> onnx.ModelProto:
     """One input X<i> per site, each through encode -> decode; outputs the symbols and the decoded tensor.
     A site is (name, side arrays keyed by op input name, NCHW shape)."""
-    from featcomp.runtime_ops import schemas
+    from featcomp.ops import schemas
 
     enc, dec = schemas.OPS[encode], schemas.OPS[decode]
     nodes, inits, inputs, outputs = [], [], [], []

@@ -121,7 +121,7 @@ def _setup(args: argparse.Namespace, light: bool = False) -> tuple[onnx.ModelPro
     preprocess = Preprocess.parse(spec)
     if light:
         from featcomp.modelio import default_opset
-        from featcomp.runtime_ops.jpeg import MIN_OPSET
+        from featcomp.ops.jpeg import MIN_OPSET
 
         if default_opset(model) >= MIN_OPSET:
             import onnx
