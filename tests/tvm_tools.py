@@ -3,7 +3,6 @@ qemu or the aarch64 TVM runtime is missing, and tiny ONNX models holding featcom
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,19 +10,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-CI = os.environ.get("CI") == "true"
+from needs import missing
+
 X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "skylake-avx512", "num-cores": 2}
 AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"], "mcpu": "cortex-a72", "num-cores": 4}
-
-
-def missing(reason: str) -> None:
-    """Skip, except under CI=true where everything the TVM tests need must be installed."""
-    if CI:
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
 
 
 def need_tvm() -> Any:
