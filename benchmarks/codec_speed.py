@@ -66,8 +66,8 @@ def _pair_model(codec):  # type: ignore[no-untyped-def]
     """x -> DctCmEncode -> DctCmDecode -> y for one site's parameters."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from featcomp.runtime_ops.functions import function_for
-    from featcomp.runtime_ops.schemas import DCTCM_DECODE, DCTCM_ENCODE, DOMAIN
+    from featcomp.ops.functions import function_for
+    from featcomp.ops.schemas import DCTCM_DECODE, DCTCM_ENCODE, DOMAIN
 
     arrays = codec.side_arrays()
     inits = [numpy_helper.from_array(v, k) for k, v in arrays.items()]

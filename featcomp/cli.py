@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from featcomp.cli_common import Bars, checked_output, comma_list, size_of, text_table
 from featcomp.errors import FeatcompError
 
 if TYPE_CHECKING:
@@ -28,88 +29,10 @@ if TYPE_CHECKING:
     from featcomp.data import InputReader
     from featcomp.passes.sites import Site
 
-Progress = Callable[[Iterable[Any]], Iterable[Any]]
 FORMATS = ("table", "json", "csv", "md")  # the same names as featcomp.reporting.render.FORMATS
 DEFAULT_NAME = "efficientnet-lite0"
 DEFAULT_OUTPUT_SNR = 20.0  # dB of logit SNR for the default job (see README)
 DEFAULT_OUT = Path("featcomp-out") / f"{DEFAULT_NAME}.fc.onnx"
-
-
-PLAIN_PROGRESS = True  # plain progress lines when stderr is not a terminal (the in-process test runner turns it off)
-PLAIN_STEPS = 10  # a plain line each tenth of a loop with a known length
-
-
-class Bars:
-    """Progress on stderr: rich bars on a terminal, plain lines (stage, count, elapsed) in a pipe or log, so a
-    long job is never silent; -q silences both. Each bar stops when its loop ends or fails."""
-
-    def __init__(self, enabled: bool, terminal: bool = True) -> None:
-        self.enabled = enabled and (terminal or PLAIN_PROGRESS)
-        self.terminal = terminal
-        self._live: list[Any] = []
-
-    def __enter__(self) -> Bars:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for bar in self._live:  # a loop that raised is not finalized yet: stop its bar before the error line
-            bar.stop()
-
-    def track(self, stage: str, *later: str, total: int | None = None) -> Progress | None:
-        """A progress callable for the api (None when disabled, so the api skips the wrapper).
-
-        Each call of the callable is the next loop of the api function, named `stage`, then each of `later`
-        (api.compress runs two: calibration batches, then codec fitting over the sites). The bar's
-        total is len(items) when the loop has one, else `total` (the reader's length).
-        """
-        if not self.enabled:
-            return None
-        if not self.terminal:
-            return _plain_lines(iter((stage, *later)), stage, total)
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                       console=Console(stderr=True), transient=True)
-        self._live.append(bar)
-        names = iter((stage, *later))
-
-        def run(items: Iterable[Any]) -> Iterator[Any]:
-            size = _size(items)
-            task = bar.add_task(next(names, stage), total=size if size is not None else total)
-            bar.start()
-            try:
-                for item in items:
-                    yield item
-                    bar.advance(task)
-            finally:
-                bar.stop()
-
-        return run
-
-
-def _plain_lines(names: Iterator[str], default: str, total: int | None) -> Progress:
-    """The non-terminal progress callable: 'featcomp: STAGE: DONE/TOTAL, ELAPSED s' lines on stderr."""
-    import time
-
-    def say(text: str) -> None:
-        print(f"featcomp: {text}", file=sys.stderr, flush=True)
-
-    def run(items: Iterable[Any]) -> Iterator[Any]:
-        stage = next(names, default)
-        size = _size(items)
-        size = size if size is not None else total
-        step = max(1, -(-size // PLAIN_STEPS)) if size else 10
-        start, count = time.perf_counter(), 0
-        say(f"{stage}: 0/{size if size is not None else '?'}")
-        for item in items:
-            yield item
-            count += 1
-            if count % step == 0 and count != size:
-                say(f"{stage}: {count}/{size if size is not None else '?'}, {time.perf_counter() - start:.1f} s")
-        say(f"{stage}: {count}/{count} done, {time.perf_counter() - start:.1f} s")
-
-    return run
 
 
 @dataclass(frozen=True)
@@ -129,15 +52,6 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(lines) or type(exc).__name__
 
 
-def _checked(path: str | None) -> Path | None:
-    """Fail now, not after calibration, when an output cannot be written."""
-    if path is None:
-        return None
-    from featcomp.modelio import check_writable
-
-    return check_writable(path)
-
-
 def _emit(text: str, output: Path | None) -> None:
     """Print to stdout, or write atomically to --output."""
     if output is None:
@@ -149,21 +63,6 @@ def _emit(text: str, output: Path | None) -> None:
     write_bytes(output, text.encode("utf-8"))
 
 
-def _names(text: str | None) -> list[str] | None:
-    """'a,b' -> ['a', 'b'] (None stays None: no filter)."""
-    if text is None:
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _size(items: object) -> int | None:
-    """len() when the object has one (readers over files do; generators and ORT-style readers do not)."""
-    try:
-        return len(items)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
-
 def _open(model: onnx.ModelProto, source: object, preprocess: str | None, limit: int | None,
           role: str) -> InputReader:
     """A validating reader built here (not inside the api) so the progress bar knows its length."""
@@ -173,26 +72,6 @@ def _open(model: onnx.ModelProto, source: object, preprocess: str | None, limit:
 
     spec = Preprocess.parse(preprocess) if preprocess is not None else None
     return open_inputs(source, input_spec(model), spec, limit, role=role)  # type: ignore[arg-type]
-
-
-def _table(headers: list[str], rows: list[list[str]], left: int, footer: Sequence[str] = ()) -> str:
-    """A plain rich table (first ``left`` columns left-aligned) plus footer lines, as text."""
-    import io
-
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(header_style="bold")
-    for i, name in enumerate(headers):
-        table.add_column(name, justify="left" if i < left else "right", overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    buf = io.StringIO()
-    console = Console(file=buf, width=200, force_terminal=False, color_system=None)
-    console.print(table)
-    for line in footer:
-        console.print(line, highlight=False, soft_wrap=True)
-    return buf.getvalue()
 
 
 def _format_arg(parser: argparse.ArgumentParser, choices: tuple[str, ...] = FORMATS) -> None:
@@ -246,7 +125,7 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
 
 
 def _inspect(args: argparse.Namespace, bars: Bars) -> int:
-    output = _checked(args.output)
+    output = checked_output(args.output)
     from featcomp import api
 
     sites = api.inspect(args.model)
@@ -284,7 +163,7 @@ def render_sites(model: str, sites: list[Site], fmt: str) -> str:
         lines = ["| " + " | ".join(SITE_COLUMNS) + " |", "|" + "|".join("---" for _ in SITE_COLUMNS) + "|"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
         return "\n".join([f"- {summary}", "", *lines]) + "\n"
-    return _table(SITE_COLUMNS, rows, left=5, footer=[summary])
+    return text_table(SITE_COLUMNS, rows, left=5, footer=[summary])
 
 
 # ---------------------------------------------------------------------------------------------- compress
@@ -345,7 +224,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         preprocess, calib = args.preprocess, args.calib
     original, model = model, prepare(model)  # compress gets the original: strip gives that back byte for byte
     known = {s.name for s in api.inspect(model)}
-    include, exclude = _names(args.sites), _names(args.exclude) or []
+    include, exclude = comma_list(args.sites), comma_list(args.exclude) or []
     unknown = [n for n in [*(include or []), *exclude] if n not in known]
     if unknown:
         raise FeatcompError(f"{name} has no site named '{unknown[0]}'; 'featcomp inspect' lists the sites")
@@ -380,13 +259,13 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
 
     calib_reader = reader("calibration")
     stages = bars.track("calibrating", "fitting codecs", "measuring sensitivity", "searching allocation",
-                        total=_size(calib_reader))
-    result = api.compress(original, calib_reader, codec=args.codec, include=include, op_types=_names(args.op_types),
+                        total=size_of(calib_reader))
+    result = api.compress(original, calib_reader, codec=args.codec, include=include, op_types=comma_list(args.op_types),
                           exclude=exclude, progress=stages, **options)
     save_model(result.model, output)
     report_reader = reader("report")
     report = api.report(result.model, report_reader, name=output.name,
-                        progress=bars.track("measuring", total=_size(report_reader)))
+                        progress=bars.track("measuring", total=size_of(report_reader)))
     data = "scikit-image sample photos" if args.model is None and args.calib is None else str(calib)
     report.meta.update(featcomp=_version(), allocation=result.allocation, compress_seconds=result.seconds, data=data)
     text = render(report, args.format, wide=args.wide)
@@ -459,7 +338,7 @@ def _view_args(p: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace, bars: Bars) -> int:
-    output = _checked(args.output)
+    output = checked_output(args.output)
     sweep = _sweep(args.sweep, [args.format])
     from featcomp.reporting.render import render
     from featcomp.reporting.schema import Report
@@ -485,7 +364,7 @@ def _report(args: argparse.Namespace, bars: Bars) -> int:
             bundle.load_manifest(args.bundle)  # fail before measuring
         reader = _open(model, args.calib, args.preprocess, args.limit, "report")
         report = api.report(model, reader, name=Path(args.model).name,
-                            progress=bars.track("measuring", total=_size(reader)))
+                            progress=bars.track("measuring", total=size_of(reader)))
         report.meta.update(featcomp=_version(), data=str(args.calib))
         if args.bundle is not None:
             from featcomp.reporting.deployed import from_bundle
@@ -542,7 +421,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
 
 
 def _eval(args: argparse.Namespace, bars: Bars) -> int:
-    output = _checked(args.output)
+    output = checked_output(args.output)
     import json
 
     from featcomp import api
@@ -563,7 +442,7 @@ def _eval(args: argparse.Namespace, bars: Bars) -> int:
         rows += [["reference top-1", f"{result.reference_top1:.1%}"],
                  ["reference top-5", f"{result.reference_top5:.1%}"],
                  ["top-1 agreement", f"{result.agreement:.1%}"]]
-    _emit(_table(["metric", Path(args.model).name], rows, left=1), output)
+    _emit(text_table(["metric", Path(args.model).name], rows, left=1), output)
     return 0
 
 
@@ -576,7 +455,7 @@ def _strip_args(p: argparse.ArgumentParser) -> None:
 
 
 def _strip(args: argparse.Namespace, bars: Bars) -> int:
-    output = _checked(args.output)
+    output = checked_output(args.output)
     assert output is not None
     from featcomp import api
     from featcomp.modelio import load_model, save_model

@@ -17,11 +17,11 @@ from onnx import external_data_helper, version_converter
 
 from featcomp.data import InputSpec
 from featcomp.errors import FeatcompError
-from featcomp.passes.sites import LAYER_OPS
 
 MIN_OPSET, MAX_OPSET = 7, 26  # ONNX Runtime 1.31 runs default-domain opsets up to 26
 UPGRADE_OPSET = 13            # models older than the ops featcomp inserts (Round: 11) are converted to this
 MIN_IR = 8                    # model-local functions
+CONV_OPS = frozenset({"Conv", "ConvTranspose"})  # a model needs one; passes.sites.LAYER_OPS builds on these
 
 
 def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
@@ -105,7 +105,7 @@ def prepare(model: onnx.ModelProto, *, need_conv: bool = True) -> onnx.ModelProt
         raised.CopyFrom(model)
         raised.ir_version = MIN_IR
         model = raised
-    if need_conv and not any(n.op_type in LAYER_OPS - {"MatMul", "Gemm"} for n in model.graph.node):
+    if need_conv and not any(n.op_type in CONV_OPS for n in model.graph.node):
         raise FeatcompError("the model has no Conv layers: featcomp compresses feature maps between conv layers")
     input_spec(model)
     try:

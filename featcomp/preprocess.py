@@ -73,7 +73,7 @@ def _fmt_triple(t: Triple) -> str:
     return _num(t[0]) if t[0] == t[1] == t[2] else "/".join(_num(v) for v in t)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; alpha is dropped (as torchvision's loader does)."""
     if image.mode.startswith("I;16"):
         # Pillow's own conversion clips 16-bit values at 255; scale the full range instead.
@@ -192,7 +192,7 @@ class Preprocess:
 
     def apply(self, image: Image.Image) -> np.ndarray:
         """Float32 ``[3,H,W]`` (``[H,W,3]`` for nhwc) from any Pillow image."""
-        pixels = np.asarray(self._geometry(_to_rgb(image)), dtype=np.float32)
+        pixels = np.asarray(self._geometry(to_rgb(image)), dtype=np.float32)
         if self.order == "bgr":
             pixels = pixels[..., ::-1]
         pixels = ((pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)).astype(np.float32)
@@ -207,7 +207,7 @@ class Preprocess:
                 warnings.simplefilter("ignore")  # EXIF / palette chatter is not the user's problem
                 with Image.open(path) as image:
                     image.load()
-                    rgb = _to_rgb(image)
+                    rgb = to_rgb(image)
         except FileNotFoundError:
             raise FeatcompError(f"image file {path} does not exist; check the path") from None
         except Image.UnidentifiedImageError:

@@ -20,9 +20,9 @@ from typing import Any
 from featcomp import allocate as allocation
 from featcomp import api
 from featcomp.codecs import make_codec
-from featcomp.data import collect
+from featcomp.data import collect, open_inputs
 from featcomp.errors import FeatcompError
-from featcomp.modelio import input_spec
+from featcomp.modelio import input_spec, load_model, prepare
 from featcomp.passes.insert import insert_pairs
 from featcomp.passes.sites import find_sites
 from featcomp.preprocess import Preprocess
@@ -80,10 +80,11 @@ def sweep(model: api.ModelLike, calib: api.DataLike, images: str | os.PathLike[s
           snrs: Sequence[float] = DEFAULT_SNRS, label_offset: int = 0, limit: int | None = None,
           calib_limit: int | None = None, name: str | None = None, progress: Progress | None = None,
           codec_options: dict[str, dict[str, Any]] | None = None) -> Sweep:
-    proto = api._model(model)
+    proto = prepare(load_model(model) if isinstance(model, (str, os.PathLike)) else model)
     label = name or (Path(model).name if isinstance(model, (str, os.PathLike)) else proto.graph.name or "model")
     sites = find_sites(proto)
-    feeds = collect(api._reader(proto, calib, preprocess, calib_limit, "calibration"), input_spec(proto))
+    spec = Preprocess.parse(preprocess) if isinstance(preprocess, str) else preprocess
+    feeds = collect(open_inputs(calib, input_spec(proto), spec, calib_limit, role="calibration"), input_spec(proto))
     probe_feeds = feeds[:api.SENSITIVITY_BATCHES]
     power = allocation.output_power(proto, probe_feeds)
     points: list[Point] = []

@@ -29,17 +29,17 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     import sys
     from pathlib import Path
 
-    from featcomp.cli import _checked, _names
+    from featcomp.cli_common import checked_output, comma_list
     from featcomp.errors import FeatcompError
 
-    output, plot_path = _checked(args.output), _checked(args.plot)
+    output, plot_path = checked_output(args.output), checked_output(args.plot)
     assert output is not None
     from featcomp import sweep as sweeping
     from featcomp.modelio import write_bytes
 
-    codecs = _names(args.codec) or []
+    codecs = comma_list(args.codec) or []
     try:
-        snrs = [float(v) for v in (_names(args.snr) or [])] if args.snr else list(sweeping.DEFAULT_SNRS)
+        snrs = [float(v) for v in (comma_list(args.snr) or [])] if args.snr else list(sweeping.DEFAULT_SNRS)
     except ValueError:
         raise FeatcompError(f"--snr takes numbers in dB separated by commas, got '{args.snr}'") from None
     labels = args.labels or str(Path(args.images) / "labels.txt")

@@ -78,7 +78,7 @@ def fold(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         plain = site.folded()
         enc_inputs, dec_inputs = list(pair.encode.input[1:]), list(pair.decode.input[1:])
         arrays = plain.side_arrays()
-        from featcomp.runtime_ops.schemas import PAIRS
+        from featcomp.ops.schemas import PAIRS
 
         enc_op, dec_op = PAIRS[plain.codec_name]
         for port, name in [*zip(enc_op.inputs[1:], enc_inputs), *zip(dec_op.inputs[1:], dec_inputs)]:

@@ -18,8 +18,8 @@ from featcomp.codecs.base import SiteCodec
 from featcomp.errors import FeatcompError
 from featcomp.passes.original import ORIGINAL_KEY, restore
 from featcomp.passes.pairs import find_pairs
-from featcomp.runtime_ops.functions import function_for
-from featcomp.runtime_ops.schemas import DOMAIN, PAIRS, VERSION
+from featcomp.ops.functions import function_for
+from featcomp.ops.schemas import DOMAIN, PAIRS, VERSION
 
 METADATA_KEY = "featcomp"
 
@@ -94,15 +94,15 @@ def strip_pairs(model: onnx.ModelProto) -> onnx.ModelProto:
                 node.input[i] = rewire[name]
     del graph.node[:]
     graph.node.extend(kept)
-    _remove(graph.initializer, lambda t: t.name in drop_tensors)
-    _remove(graph.value_info, lambda v: v.name in drop_values)
+    remove_where(graph.initializer, lambda t: t.name in drop_tensors)
+    remove_where(graph.value_info, lambda v: v.name in drop_values)
     symbols = {p.symbols for p in pairs}
-    _remove(graph.output, lambda v: v.name in symbols)  # a probe's extra outputs go with the pairs
+    remove_where(graph.output, lambda v: v.name in symbols)  # a probe's extra outputs go with the pairs
     pair_ops = {op.name for pair in PAIRS.values() for op in pair}
-    _remove(out.functions, lambda f: f.domain == DOMAIN and f.name in pair_ops)
+    remove_where(out.functions, lambda f: f.domain == DOMAIN and f.name in pair_ops)
     if not any(n.domain == DOMAIN for n in graph.node):  # other featcomp ops (the JPEG input node) keep it
-        _remove(out.opset_import, lambda o: o.domain == DOMAIN)
-    _remove(out.metadata_props, lambda m: m.key in (METADATA_KEY, ORIGINAL_KEY))
+        remove_where(out.opset_import, lambda o: o.domain == DOMAIN)
+    remove_where(out.metadata_props, lambda m: m.key in (METADATA_KEY, ORIGINAL_KEY))
     return out
 
 
@@ -114,7 +114,8 @@ def strip_to_original(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
     return (original, True) if original is not None else (stripped, False)
 
 
-def _remove(container, predicate) -> None:  # type: ignore[no-untyped-def]
+def remove_where(container, predicate) -> None:  # type: ignore[no-untyped-def]
+    """Delete the items of a repeated protobuf field that match, in place (passes/jpeg_input.py strips with it too)."""
     keep = [item for item in container if not predicate(item)]
     del container[:]
     container.extend(keep)

@@ -19,10 +19,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from featcomp.errors import FeatcompError
 from featcomp.jpeg.tables import Tables
-from featcomp.passes.insert import _remove
+from featcomp.passes.insert import remove_where
 from featcomp.preprocess import Preprocess
 from featcomp.jpeg.dct import chroma_size
-from featcomp.runtime_ops.jpeg import DOMAIN, LEARNED_JPEG, LEARNED_JPEG_420, MIN_OPSET, VERSION, learned_jpeg
+from featcomp.ops.jpeg import DOMAIN, LEARNED_JPEG, LEARNED_JPEG_420, MIN_OPSET, VERSION, learned_jpeg
 
 __all__ = ["METADATA_KEY", "find_jpeg", "insert_jpeg", "jpeg_tables", "strip_jpeg"]
 
@@ -35,7 +35,7 @@ def _opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def _image_input(model: onnx.ModelProto, layout: str) -> tuple[onnx.ValueInfoProto, int, int]:
+def image_input(model: onnx.ModelProto, layout: str) -> tuple[onnx.ValueInfoProto, int, int]:
     """The single float image input and its H, W; anything else is refused with the reason."""
     inits = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in inits]
@@ -73,7 +73,7 @@ def insert_jpeg(model: onnx.ModelProto, tables: Tables, preprocess: Preprocess) 
     if opset < MIN_OPSET:
         raise FeatcompError(f"the model uses opset {opset}; the JPEG node needs {MIN_OPSET}+ "
                             "(featcomp.modelio.prepare upgrades it)")
-    value, h, w = _image_input(model, preprocess.layout)
+    value, h, w = image_input(model, preprocess.layout)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -162,10 +162,10 @@ def strip_jpeg(model: onnx.ModelProto) -> onnx.ModelProto:
                 node.input[i] = source
     del graph.node[:]
     graph.node.extend(kept)
-    _remove(graph.initializer, lambda t: t.name.startswith(PREFIX))
-    _remove(graph.value_info, lambda v: v.name.startswith(PREFIX))
-    _remove(out.functions, lambda f: f.domain == DOMAIN and f.name == LEARNED_JPEG.name)
+    remove_where(graph.initializer, lambda t: t.name.startswith(PREFIX))
+    remove_where(graph.value_info, lambda v: v.name.startswith(PREFIX))
+    remove_where(out.functions, lambda f: f.domain == DOMAIN and f.name == LEARNED_JPEG.name)
     if not any(n.domain == DOMAIN for n in graph.node):
-        _remove(out.opset_import, lambda o: o.domain == DOMAIN)
-    _remove(out.metadata_props, lambda m: m.key == METADATA_KEY)
+        remove_where(out.opset_import, lambda o: o.domain == DOMAIN)
+    remove_where(out.metadata_props, lambda m: m.key == METADATA_KEY)
     return out

@@ -10,7 +10,7 @@ from onnx import helper, numpy_helper
 from featcomp.codecs import site_codec_from_arrays
 from featcomp.codecs.base import SiteCodec
 from featcomp.errors import FeatcompError
-from featcomp.runtime_ops.schemas import DOMAIN, PAIRS
+from featcomp.ops.schemas import DOMAIN, PAIRS
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+from featcomp.modelio import CONV_OPS
+
+LAYER_OPS = CONV_OPS | {"Gemm", "MatMul"}
 EPILOGUE_OPS = frozenset({
     "BatchNormalization", "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish",
     "Tanh", "Elu", "Selu", "Softplus", "Mish", "Gelu", "Add", "Sum", "Mul", "Concat", "Identity", "Dropout",

@@ -33,7 +33,7 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     Captured stderr is not a terminal, so the CLI would print plain progress lines there; they are turned
     off here so tests can hold stderr to exactly what they check (tests/test_cli.py covers the lines).
     """
-    monkeypatch.setattr("featcomp.cli.PLAIN_PROGRESS", False)
+    monkeypatch.setattr("featcomp.cli_common.PLAIN_PROGRESS", False)
 
     def run(*argv: object) -> Run:
         capsys.readouterr()

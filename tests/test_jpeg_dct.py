@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import needs
 from featcomp.errors import FeatcompError
 from featcomp.jpeg import dct
 from featcomp.jpeg.encode import decode, encode
 from featcomp.jpeg.tables import Tables, standard
 
-KODAK = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
 
 
 def _photo(h: int, w: int, seed: int) -> np.ndarray:
@@ -42,7 +42,7 @@ CASES = [
 
 @pytest.mark.parametrize("name, rgb, tables", CASES, ids=[c[0] for c in CASES])
 def test_coefficients_equal_the_file(tmp_path: Path, name: str, rgb: np.ndarray, tables: Tables) -> None:
-    jpeglib = pytest.importorskip("jpeglib")
+    jpeglib = needs.module("jpeglib", "pip install 'featcomp[jpeg-check]'")
     path = tmp_path / "x.jpg"
     path.write_bytes(encode(rgb, tables))
     coded = jpeglib.read_dct(str(path))
@@ -59,9 +59,7 @@ def test_roundtrip_equals_pillow_decode(name: str, rgb: np.ndarray, tables: Tabl
 
 @pytest.mark.shared
 def test_kodak_photo_is_exact() -> None:
-    path = KODAK / "kodim23.png"
-    if not path.exists():
-        pytest.skip("../shared/data/kodak is absent")
+    path = needs.shared("data", "kodak", "kodim23.png")
     rgb = np.asarray(Image.open(path).convert("RGB"))[:200, :300]
     for quality in (10, 50, 90):
         assert np.array_equal(dct.roundtrip(rgb, standard(quality)), decode(encode(rgb, standard(quality))))
@@ -121,7 +119,7 @@ CASES_420 = [(f"{name} 4:2:0", rgb, replace(tables, subsampling="4:2:0")) for na
 def test_420_coefficients_equal_the_file(tmp_path: Path, name: str, rgb: np.ndarray, tables: Tables) -> None:
     """Downsampled chroma as libjpeg makes it: the chroma coefficients in the file, block for block (the file's
     arrays may add the MCU's dummy blocks at the right and bottom; those no decoder shows)."""
-    jpeglib = pytest.importorskip("jpeglib")
+    jpeglib = needs.module("jpeglib", "pip install 'featcomp[jpeg-check]'")
     path = tmp_path / "x.jpg"
     path.write_bytes(encode(rgb, tables))
     coded = jpeglib.read_dct(str(path))

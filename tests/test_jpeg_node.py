@@ -4,7 +4,6 @@ bit; insert/strip are exact inverses; models it cannot serve are refused with on
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,17 +12,17 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 import models
+import needs
 from featcomp.errors import FeatcompError
 from featcomp.jpeg import dct
 from featcomp.jpeg.encode import decode, encode
 from featcomp.jpeg.tables import Tables, standard
 from featcomp.modelio import prepare
+from featcomp.ops.jpeg import LEARNED_JPEG
 from featcomp.passes.jpeg_input import find_jpeg, insert_jpeg, jpeg_tables, strip_jpeg
 from featcomp.preprocess import Preprocess
 from featcomp.runtime_ops import ort
-from featcomp.runtime_ops.jpeg import LEARNED_JPEG
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 ALLOWED_OPS = {"Constant", "Cast", "Gather", "Round", "Clip", "Pad", "Transpose", "MatMul", "Add", "Sub", "Mul", "Div",
                "Floor", "Reshape", "Concat", "Abs", "Sign", "Slice"}
 ALLOWED_OPS_420 = ALLOWED_OPS | {"SpaceToDepth", "DepthToSpace"}
@@ -160,9 +159,7 @@ def test_old_opset_is_refused_until_prepared() -> None:
 def test_real_model_with_node_equals_model_on_decoded_files() -> None:
     """SqueezeNet (opset 7, BGR, mean-only): the node in front gives exactly the outputs of the plain model
     fed the decoded JPEG files."""
-    path, images = SHARED / "models" / "squeezenet1.1.onnx", SHARED / "data" / "imagenet-val-100"
-    if not path.exists() or not images.exists():
-        pytest.skip("../shared is absent")
+    path, images = needs.shared("models", "squeezenet1.1.onnx"), needs.shared("data", "imagenet-val-100")
     from featcomp.data import image_files
     from featcomp.jpeg.encode import load_rgb, model_view
 

@@ -12,8 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import SiteCase
 from featcomp.codecs.dctcm import DENSE, DROP, MASK, DctCmSite
-from featcomp.runtime_ops.functions import MIN_OPSET, function_for
-from featcomp.runtime_ops.schemas import DCTCM_DECODE, DCTCM_ENCODE, DOMAIN, OPS, PAIRS, VERSION
+from featcomp.ops.functions import MIN_OPSET, function_for
+from featcomp.ops.schemas import DCTCM_DECODE, DCTCM_ENCODE, DOMAIN, OPS, PAIRS, VERSION
 
 OPSETS = (11, 13, 17, 21)
 

@@ -13,8 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import DATA_KINDS
 from featcomp.codecs.base import ActivationStats
 from featcomp.codecs.tvlc import TransformVlc, TvlcSite
-from featcomp.runtime_ops.functions import function_for
-from featcomp.runtime_ops.schemas import DOMAIN, PAIRS, VERSION
+from featcomp.ops.functions import function_for
+from featcomp.ops.schemas import DOMAIN, PAIRS, VERSION
 
 OPSETS = (11, 13, 17, 21)
 SHAPE = (16, 6, 10)

@@ -11,11 +11,13 @@ import pytest
 from onnx import TensorProto
 
 import models
+import needs
 from featcomp import api
 from featcomp.runtime_ops import ort
 
-ort_coder = pytest.importorskip("featcomp.runtime_ops.ort_coder")
-pytest.importorskip("onnxruntime_extensions")
+from featcomp.runtime_ops import ort_coder
+
+needs.module("onnxruntime_extensions", "pip install 'featcomp[coder]'")
 
 
 @pytest.mark.parametrize("codec", ["transform-vlc", "dct-cm"])

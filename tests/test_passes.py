@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import models
+import needs
 from featcomp import api
 from featcomp.codecs.dctcm import DctCm
 from featcomp.errors import FeatcompError
@@ -20,7 +21,7 @@ from featcomp.modelio import default_opset, prepare
 from featcomp.passes.insert import insert_pairs, strip_pairs
 from featcomp.passes.pairs import find_pairs
 from featcomp.passes.sites import find_sites, select
-from featcomp.runtime_ops.schemas import DOMAIN
+from featcomp.ops.schemas import DOMAIN
 
 
 def branchy() -> onnx.ModelProto:
@@ -370,7 +371,7 @@ def test_light_alexnet_has_sites_at_its_two_largest_maps() -> None:
 
     path = Path(onnx.__file__).parent / "backend/test/data/light/light_bvlc_alexnet.onnx"
     if not path.is_file():
-        pytest.skip("onnx's light zoo is not installed")
+        needs.missing(f"onnx's light model zoo is not installed ({path})")
     model = prepare(onnx.load(str(path)))
     producers = {o: n for n in model.graph.node for o in n.output}
     sites = find_sites(model)

@@ -8,7 +8,6 @@ numpy-bound and single-threaded), so the module stays around a minute and a half
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import onnx
 import pytest
 from onnx import TensorProto
 
+import needs
 from featcomp import api
 from featcomp.data import image_files, open_inputs
 from featcomp.errors import FeatcompError
@@ -60,9 +60,7 @@ def _require_shared() -> None:
     needed = [SHARED / "models", CALIB, VAL] + [m.path for m in MODELS.values()]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"shared assets missing (required when CI=true): {', '.join(missing)}")
-        pytest.skip(f"shared assets absent: {', '.join(missing)}")
+        needs.missing(f"shared assets are absent: {', '.join(missing)}")
 
 
 def _compress(path: str, calib: str, preprocess: str) -> bytes:

@@ -8,12 +8,12 @@ Skipped without Chromium, except under CI=true, where it must run. Screenshots g
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 import models
+import needs
 from conftest import PREPROCESS
 from featcomp import api
 from featcomp.jpeg.tables import standard
@@ -31,9 +31,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / ".ci-artifacts"
 def chromium() -> str:
     exe = find_chromium()
     if exe is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("Chromium is missing (required when CI=true): apt-get install chromium")
-        pytest.skip("no Chromium (apt-get install chromium)")
+        needs.missing("Chromium is not installed: apt-get install chromium")
     return exe
 
 

@@ -10,7 +10,7 @@ from onnx import helper
 
 import models
 from featcomp.errors import FeatcompError
-from featcomp.runtime_ops import schemas
+from featcomp.ops import schemas
 from tvm_tools import need_tvm
 
 
@@ -24,7 +24,7 @@ def convert():  # noqa: ANN201 - the adapter module
 
 def test_every_op_of_the_domain_has_a_converter(convert) -> None:
     missing = [name for name in schemas.OPS if name not in convert.CONVERTERS]
-    assert not missing, f"ops in runtime_ops.schemas.OPS without a TVM converter: {missing}"
+    assert not missing, f"ops in featcomp.ops.schemas.OPS without a TVM converter: {missing}"
     assert set(convert.CONVERTERS) == set(schemas.OPS)
 
 

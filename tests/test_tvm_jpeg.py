@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import models
+import needs
 from conftest import PREPROCESS
 from featcomp import api
 from featcomp.jpeg.tables import standard
@@ -14,7 +15,7 @@ from featcomp.passes.jpeg_input import insert_jpeg
 from featcomp.preprocess import Preprocess
 from featcomp.runtime_ops import ort
 
-convert = pytest.importorskip("featcomp.runtime_ops.tvm.convert", reason="TVM is not installed")
+convert = needs.module("featcomp.runtime_ops.tvm.convert", "pip install 'featcomp[tvm]'")
 
 
 @pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:0"])

@@ -4,15 +4,13 @@ per model, host target, batch 1, one random input (same top-1, outputs within 1e
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+import needs
 from tvm_tools import need_tvm
 
 pytestmark = [pytest.mark.slow]
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def _model(name: str):  # noqa: ANN202 - onnx.ModelProto
@@ -20,9 +18,7 @@ def _model(name: str):  # noqa: ANN202 - onnx.ModelProto
 
     if name == "efficientnet-lite0":
         return modelio.prepare(zoo.efficientnet_lite0())
-    path = SHARED / "models" / f"{name}.onnx"
-    if not path.exists():
-        pytest.skip(f"{path} absent")
+    path = needs.shared("models", f"{name}.onnx")
     return modelio.prepare(modelio.load_model(path))
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import needs
 from featcomp.runtime_ops import ort
 
 
@@ -23,7 +24,7 @@ def _model(size: int, stride: int, mode: str, group: int):  # noqa: ANN202 - onn
 @pytest.mark.parametrize("size,stride,mode,group", [(112, 2, "SAME_UPPER", 8), (15, 2, "SAME_LOWER", 1),
                                                     (14, 1, "SAME_UPPER", 8), (7, 2, "SAME_UPPER", 1)])
 def test_explicit_pads_keep_outputs(size: int, stride: int, mode: str, group: int) -> None:
-    pytest.importorskip("tvm")
+    needs.module("tvm", "pip install 'featcomp[tvm]'")
     from featcomp.runtime_ops.tvm.same_pads import explicit_same_pads
 
     model = _model(size, stride, mode, group)

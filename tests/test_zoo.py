@@ -16,11 +16,11 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+import needs
 from featcomp import zoo
 from featcomp.errors import FeatcompError
 from featcomp.zoo.torch_pickle import load_state_dict
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = {504, 967, 968}  # coffee mug, espresso, cup
 
@@ -155,11 +155,7 @@ def test_missing_weights_package_names_the_extra(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.shared
 @pytest.mark.slow
 def test_top1_on_imagenet_val_100(session: ort.InferenceSession) -> None:
-    folder = SHARED / "data" / "imagenet-val-100"
-    if not folder.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{folder} is missing (required when CI=true)")
-        pytest.skip(f"{folder} is absent")
+    folder = needs.shared("data", "imagenet-val-100")
     rows = [line.split() for line in (folder / "labels.txt").read_text().splitlines() if line.strip()]
     labels = np.array([int(label) for _, label in rows])
     predictions = np.concatenate(

@@ -3,7 +3,6 @@ qemu or the aarch64 TVM runtime is missing, and tiny ONNX models holding featcom
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,19 +10,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-CI = os.environ.get("CI") == "true"
+from needs import missing
+
 X86 = {"kind": "llvm", "mtriple": "x86_64-linux-gnu", "mcpu": "skylake-avx512", "num-cores": 2}
 AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"], "mcpu": "cortex-a72", "num-cores": 4}
-
-
-def missing(reason: str) -> None:
-    """Skip, except under CI=true where everything the TVM tests need must be installed."""
-    if CI:
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
 
 
 def need_tvm() -> Any:
@@ -57,7 +49,7 @@ def pair_model(sites: Sequence[tuple[str, dict[str, np.ndarray], tuple[int, int,
                encode: str = "DctCmEncode", decode: str = "DctCmDecode") -> onnx.ModelProto:
     """One input X<i> per site, each through encode -> decode; outputs the symbols and the decoded tensor.
     A site is (name, side arrays keyed by op input name, NCHW shape)."""
-    from featcomp.runtime_ops import schemas
+    from featcomp.ops import schemas
 
     enc, dec = schemas.OPS[encode], schemas.OPS[decode]
     nodes, inits, inputs, outputs = [], [], [], []

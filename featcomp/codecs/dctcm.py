@@ -308,7 +308,7 @@ class DctCm:
         sample = stats.sample
         signed = stats.minimum < 0
         qmax = 127.0 if signed else 255.0
-        scale = _clip_scale(sample, max(abs(stats.minimum), abs(stats.maximum)), signed)
+        scale = clip_scale(sample, max(abs(stats.minimum), abs(stats.maximum)), signed)
         q = np.clip(np.rint(sample / scale), -qmax if signed else 0.0, qmax).astype(np.float32)
         found = [_fit(stats.shape, scale, signed, q, sample, 1, None)]
         c = stats.shape[0]
@@ -325,7 +325,7 @@ class DctCm:
         return front
 
 
-def _clip_scale(sample: np.ndarray, peak: float, signed: bool) -> np.float32:
+def clip_scale(sample: np.ndarray, peak: float, signed: bool) -> np.float32:
     """The 8-bit step with the least squared error on the sample: the max, or a clip below a heavy tail."""
     if peak <= 0:
         return np.float32(1.0)

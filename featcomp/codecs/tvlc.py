@@ -43,7 +43,7 @@ import numpy as np
 
 from featcomp.codecs import bitstream, huffman
 from featcomp.codecs.base import ActivationStats, Candidate, pick, sqnr_db, storage_dtype
-from featcomp.codecs.dctcm import _clip_scale, dct_matrix
+from featcomp.codecs.dctcm import clip_scale, dct_matrix
 from featcomp.codecs.huffman import HuffmanTable
 from featcomp.errors import CodecError, FeatcompError
 
@@ -431,7 +431,7 @@ class TransformVlc:
         sample = stats.sample
         signed = stats.minimum < 0
         qmax = 127.0 if signed else 255.0
-        scale = _clip_scale(sample, max(abs(stats.minimum), abs(stats.maximum)), signed)
+        scale = clip_scale(sample, max(abs(stats.minimum), abs(stats.maximum)), signed)
         fit = _Fitter(stats, scale, signed, qmax)
         c = stats.shape[0]
         groups = [1] + ([g for g in self.groups if 1 < g <= c and c % g == 0] if self.transform != "none" else [])

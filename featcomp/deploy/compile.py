@@ -42,7 +42,6 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
                    preprocess: str | None = None, batch: int = 1, coder: bool = False) -> dict[str, Any]:
     """Compile and write the bundle; returns its manifest. coder: real bitstreams (either codec) inside the
     model, each site's stream length in bytes an extra output named '<site>/coded_bytes'."""
-    from featcomp import api
     from featcomp.modelio import load_model
 
     out = bundle.check_output(out)  # writable, and never a folder featcomp did not write
@@ -68,7 +67,7 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
     names = [f"output{i}" for i in range(len(model.graph.output))]
     without_pairs = _plan_without_pairs(model, target, {name: shape}, compiled.seconds)
     if coder:
-        names += [f"{site}/coded_bytes" for site in api.site_codecs(model)]
+        names += [f"{site}/coded_bytes" for site in _site_codecs(model)]
     with tempfile.TemporaryDirectory(prefix="featcomp-compile-") as tmp:
         so = Path(tmp) / "model.so"
         t1 = time.perf_counter()
@@ -84,7 +83,7 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
             "coder": coder,
             "preprocess": preprocess,
             "codec_sites": [{"site": site, "codec": codec.codec_name, "shape": list(codec.shape)}
-                            for site, codec in api.site_codecs(model).items()],
+                            for site, codec in _site_codecs(model).items()],
             "target": {"name": target_name, "tvm": str(target), "arch": arch, "tuned_trials": tune},
             "versions": {"featcomp": bundle.featcomp_version(), "tvm": build.tvm_version(),
                          "tvm_ffi": runtime.TVM_FFI_VERSION},
@@ -98,24 +97,30 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
 def _plan_without_pairs(model: Any, target: Any, shapes: dict[str, list[int]],
                         seconds: dict[str, float]) -> dict[str, int] | None:
     """The planned activation memory of the same model with its pairs stripped (None without pairs)."""
-    from featcomp import api
-
-    if not api.site_codecs(model):
+    if not _site_codecs(model):
         return None
+    from featcomp.passes.insert import strip_to_original
     from featcomp.runtime_ops.tvm import memory
 
     t0 = time.perf_counter()
-    planned = memory.plan(api.strip(model), target, shapes)
+    planned = memory.plan(strip_to_original(model)[0], target, shapes)
     seconds["plan_without_pairs"] = time.perf_counter() - t0
     return planned
 
 
+
+def _site_codecs(model: Any) -> dict[str, Any]:
+    """Each site's frozen codec by site name, as featcomp.api.site_codecs gives it (deploy sits below the api)."""
+    from featcomp.passes.pairs import find_pairs
+
+    return {p.site: p.codec for p in find_pairs(model)}
+
+
 def _record_stored(info: dict[str, Any], model: Any, batch: int, without_pairs: dict[str, int] | None) -> None:
     """Name the compiled IR's per-site stored tensors and add the plan without pairs (manifest "compile")."""
-    from featcomp import api
     from featcomp.deploy import stored
 
-    sites = {site: (codec.codec_name, list(codec.shape)) for site, codec in api.site_codecs(model).items()}
+    sites = {site: (codec.codec_name, list(codec.shape)) for site, codec in _site_codecs(model).items()}
     info["stored_sites"] = stored.name_sites(info.get("stored_sites", []), sites, batch)
     if without_pairs is not None:
         info["memory_without_pairs"] = without_pairs

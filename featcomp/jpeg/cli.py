@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
     import onnx
 
-    from featcomp.cli import Bars
+    from featcomp.cli_common import Bars
     from featcomp.jpeg.measure import Classifier
     from featcomp.jpeg.tables import Tables
     from featcomp.preprocess import Preprocess
@@ -121,7 +121,7 @@ def _setup(args: argparse.Namespace, light: bool = False) -> tuple[onnx.ModelPro
     preprocess = Preprocess.parse(spec)
     if light:
         from featcomp.modelio import default_opset
-        from featcomp.runtime_ops.jpeg import MIN_OPSET
+        from featcomp.ops.jpeg import MIN_OPSET
 
         if default_opset(model) >= MIN_OPSET:
             import onnx
@@ -312,10 +312,10 @@ def _eval(args: argparse.Namespace, bars: Bars) -> int:
             for key, pts in curves.items() for p in pts]
     headers = ["curve", "tables", "bpp"] + (["bpp (rate set)"] if rate_views is not None else []) \
         + (["top-1"] if labels is not None else []) + ["agreement"]
-    from featcomp.cli import _table
+    from featcomp.cli_common import text_table
 
     footer = [line for s in summary for line in s["lines"]]
-    sys.stdout.write(_table(headers, rows, left=2, footer=[f"{name}: {len(views)} images, bpp = file bytes x 8 / "
+    sys.stdout.write(text_table(headers, rows, left=2, footer=[f"{name}: {len(views)} images, bpp = file bytes x 8 / "
                                                            f"pixels of the {views[0].shape[1]}x{views[0].shape[0]} "
                                                            "view the model sees", *footer]))
     sys.stdout.write(_operating_table(operating, metric, uncompressed, pixels, args.subsampling))
@@ -338,7 +338,7 @@ def _eval(args: argparse.Namespace, bars: Bars) -> int:
 
 def _operating_table(operating: dict[str, Any], metric: str, uncompressed: float, pixels: int, sub: str) -> str:
     """Bytes per image each tables set needs at each loss level, next to the best standard quality's."""
-    from featcomp.cli import _table
+    from featcomp.cli_common import text_table
 
     def size(bpp: float | None, bound: bool) -> str:
         if bpp is None:
@@ -359,7 +359,7 @@ def _operating_table(operating: dict[str, Any], metric: str, uncompressed: float
               f"interpolated in log-rate on each curve's monotone envelope; standard = Pillow quality=Q, {sub}, "
               "optimize=True; 'not reached': no measured point gets that close; '<=': the curve's cheapest point "
               "already does"]
-    return _table(["curve", "loss", "bytes needed", f"standard ({sub})", "vs standard"], rows, left=2, footer=footer)
+    return text_table(["curve", "loss", "bytes needed", f"standard ({sub})", "vs standard"], rows, left=2, footer=footer)
 
 
 def _pct(value: float | None) -> str:

@@ -39,7 +39,7 @@ class GreyscaleWarning(UserWarning):
 
 def load_rgb(path: str | Path) -> Image.Image:
     """An 8-bit RGB Pillow image from a file; the reason in one line when it is not a usable image."""
-    from featcomp.preprocess import _to_rgb
+    from featcomp.preprocess import to_rgb
 
     p = Path(path)
     try:
@@ -51,7 +51,7 @@ def load_rgb(path: str | Path) -> Image.Image:
                 if mode == "CMYK":
                     raise FeatcompError(f"{p} is a CMYK image; convert it to RGB with its colour profile first "
                                         "(featcomp does not guess CMYK colours)")
-                rgb = _to_rgb(image)
+                rgb = to_rgb(image)
     except FileNotFoundError:
         raise FeatcompError(f"image file {p} does not exist; check the path") from None
     except IsADirectoryError:

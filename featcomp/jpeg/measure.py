@@ -59,11 +59,11 @@ class Classifier:
     def __init__(self, model: onnx.ModelProto, preprocess: Preprocess, name: str = "model") -> None:
         from featcomp.allocate import logits_name
         from featcomp.modelio import input_spec, prepare
-        from featcomp.passes.jpeg_input import _image_input
+        from featcomp.passes.jpeg_input import image_input
         from featcomp.runtime_ops import ort
 
         model = prepare(model, need_conv=False)
-        _, self.height, self.width = _image_input(model, preprocess.layout)
+        _, self.height, self.width = image_input(model, preprocess.layout)
         self.name, self.preprocess = name, preprocess
         spec = input_spec(model)
         self.input = spec.name
@@ -94,7 +94,7 @@ class Classifier:
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(top-1 class per sample, centred float64 logits [N, K]) for model tensors x."""
-        from featcomp.allocate import _centered
+        from featcomp.allocate import centered_logits
         from featcomp.runtime_ops import ort
 
         classes, logits = [], []
@@ -102,7 +102,7 @@ class Classifier:
             got = ort.run(self.session, {self.input: x[start:start + self.batch]}, [self.output, self.logit])
             y = got[self.output]
             classes.append(y.reshape(len(y), -1).argmax(axis=1))
-            logits.append(_centered(got[self.logit]))
+            logits.append(centered_logits(got[self.logit]))
         return np.concatenate(classes), np.concatenate(logits)
 
     def top1(self, views: Sequence[np.ndarray]) -> np.ndarray:

@@ -24,7 +24,7 @@ from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as _fe  # type: ignore[import-untyped]
 
 from featcomp.codecs.base import storage_dtype
-from featcomp.runtime_ops import schemas
+from featcomp.ops import schemas
 from featcomp.runtime_ops.tvm import kernels
 from featcomp.runtime_ops.tvm.same_pads import explicit_same_pads
 

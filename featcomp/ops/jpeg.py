@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from featcomp.jpeg import dct
 from featcomp.jpeg.dct import check_subsampling
-from featcomp.runtime_ops.schemas import DOMAIN, VERSION, OpSchema, Port
+from featcomp.ops.schemas import DOMAIN, VERSION, OpSchema, Port
 
 MIN_OPSET = 11  # Round, Clip and Pad with tensor inputs
 

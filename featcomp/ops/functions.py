@@ -12,7 +12,7 @@ from typing import Any
 import onnx
 from onnx import TensorProto, helper
 
-from featcomp.runtime_ops.schemas import DCTCM_DECODE, DCTCM_ENCODE, TVLC_DECODE, TVLC_ENCODE, OpSchema
+from featcomp.ops.schemas import DCTCM_DECODE, DCTCM_ENCODE, TVLC_DECODE, TVLC_ENCODE, OpSchema
 
 MIN_OPSET = 11  # Round and Clip-with-inputs
 
