@@ -67,6 +67,12 @@ def test_g1_sites_store_8_bits_and_consumers_read_them(tmp_path: Path) -> None:
     assert all(unfused.values())  # the check sees the decoded tensors when they are there
     assert fused.stats["memory"]["activation_bytes"] < plain.stats["memory"]["activation_bytes"]
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+    # a decode fused for a conv's residual Add is computed in the tile's write, not as a block of its
+    # own that fills a whole decoded tensor inside the function (conv_schedules._output_stage)
+    convs = [f.script() for _, f in fused.module.functions_items() if 'T.sblock("conv2d_nchw_update")' in f.script()]
+    assert any("fc_symbols" in script for script in convs)
+    for script in convs:
+        assert 'T.sblock("decode")' not in script, script
 
 
 def test_folded_convs_widen_the_codes_once_per_band(tmp_path: Path) -> None:

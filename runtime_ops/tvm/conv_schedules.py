@@ -165,12 +165,20 @@ def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any, local: bool = False,
 
 def _output_stage(sch: s_tir.Schedule, writer: Any, loop: Any) -> list[Any]:
     """Fold the elementwise epilogue chain (bias, clip, residual add, a fused encode) into the block
-    that writes the conv's result, computed at the tile. Returns the consumers left outside (a pad
+    that writes the conv's result, computed at the tile. Another input of the chain computed in the
+    function (the decode of a residual's stored codes) is inlined first: left as a block, it blocks
+    the chain, which then runs as naive loops over a full decoded tensor. Returns the consumers left outside (a pad
     that writes a bigger tensor, say)."""
     while True:
         nxt = sch.get_consumers(writer)
         if len(nxt) != 1:
             break
+        for other in sch.get_producers(nxt[0]):  # a decode fused for a residual Add: inlined into the Add
+            if not _same(sch, other, writer) and not _has_branch(sch, other):
+                try:
+                    sch.compute_inline(other)
+                except Exception:  # noqa: BLE001
+                    pass
         try:
             sch.reverse_compute_inline(nxt[0])
         except Exception:  # noqa: BLE001
