@@ -6,7 +6,8 @@ not comparable).
 
 Model: the embedded EfficientNet-Lite0, compressed at 20 dB logit SNR on the bundled zoo photos; symbols
 from one zoo photo, batch 1. Both versions must give the numpy reference's streams (checked first).
-Prints the summed pack and unpack kernel time over all sites (best of 3 x 10 calls, second of two rounds).
+Prints the summed pack and unpack kernel time over all sites (best of 3 x 10 calls, second of two rounds),
+and the numpy reference's (best of 3).
 
 When COMMIT writes another bitstream format (its featcomp/codecs/bitstream.py has another FORMAT_VERSION,
 e.g. v1 before the sliced v2), its kernels need its own site arrays and its own numpy reference: the
@@ -23,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,15 @@ REWIRE = [
     ("from featcomp.runtime_ops.tvm import dctcm_coder_kernels as dk", "import base_dk as dk"),
     ("from featcomp.runtime_ops.tvm.stream_tir import", "from base_stream_tir import"),
 ]
+
+
+def best_of(fn: Any, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
 
 
 def thread_ticks() -> dict[str, int]:
@@ -157,6 +168,7 @@ def main() -> int:
             before = [coder.TirCoder(p.codec) for p in pairs]
         seconds = np.zeros((2, 2))  # [before, after] x [pack, unpack]
         sizes = np.zeros(2, np.int64)  # bytes before, after
+        reference = np.zeros((2, 2))  # numpy reference [before, after] x [pack, unpack], seconds
         ticks = np.zeros((2, 2), np.int64)  # [before, after] x [busiest thread's CPU ticks, all threads']
         for p, o, b, a in zip(pairs, olds, before, new):
             s = outs[p.symbols]
@@ -167,6 +179,8 @@ def main() -> int:
             if status.any() or not np.array_equal(back, s):
                 sys.exit(f"tvm_coder_ab: {p.site}: the before kernels do not unpack their own streams")
             sizes += [len(streams[0][0]), len(streams[1][0])]
+            for i, (site, stream) in enumerate(((o, streams[0][0]), (p.codec, streams[1][0]))):
+                reference[i] += [best_of(lambda: site.pack(s[0])), best_of(lambda: site.unpack(stream))]
             for round_ in range(2):  # the first round warms caches and clocks
                 for i, c in enumerate((b, a)):
                     if round_:
@@ -177,13 +191,16 @@ def main() -> int:
                         c.kernel_seconds(s, number=2, repeat=1)
     ms = seconds * 1e3
     share = [f"{top / max(1, total):.0%}" for top, total in ticks]
+    np_ms = reference * 1e3
     print(f"{args.codec}, EfficientNet-Lite0, {len(pairs)} sites, one photo, batch 1: "
           f"pack {ms[0, 0]:.1f} -> {ms[1, 0]:.1f} ms ({ms[0, 0] / ms[1, 0]:.2f}x), "
           f"unpack {ms[0, 1]:.1f} -> {ms[1, 1]:.1f} ms ({ms[0, 1] / ms[1, 1]:.2f}x), "
+          f"numpy reference pack {np_ms[0, 0]:.0f} -> {np_ms[1, 0]:.0f} ms, unpack {np_ms[0, 1]:.0f} -> {np_ms[1, 1]:.0f} ms, "
           f"coded bytes {sizes[0]:,} -> {sizes[1]:,} ({sizes[1] / sizes[0] - 1:+.2%}) [{args.base} -> working tree, "
           f"TVM_NUM_THREADS={os.environ.get('TVM_NUM_THREADS', 'unset')}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f}]; busiest thread's share of the kernels' CPU time {share[0]} -> {share[1]} "
-          "(1/threads: the work is split evenly; wall-clock gains need idle cores)")
+          "(1/threads: the work is split evenly; wall-clock gains need idle cores); busiest thread's CPU ticks "
+          f"{ticks[0, 0]} -> {ticks[1, 0]} ({ticks[0, 0] / max(1, ticks[1, 0]):.2f}x: about the wall-clock ratio on idle cores; spin-waits count)")
     return 0
 
 

@@ -25,7 +25,7 @@ from featcomp.codecs.tvlc import (
     NO_TABLE, RUN_MAX, Coder, TransformVlc, TvlcSite, integer_basis, tokens_of, values_of,
 )
 from featcomp.errors import CodecError, FeatcompError
-from test_bitstream import ENTRY, HEADER_V2, split_slices, with_slice
+from test_bitstream import HEADER_V2, split_slices, with_slice
 
 HEADER = HEADER_V2
 HEADER_LEN = 24

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA_KINDS
-from featcomp.codecs.tvlc import NO_TABLE, RUN_MAX, Coder, TransformVlc, TvlcSite
+from featcomp.codecs.tvlc import NO_TABLE, Coder, TransformVlc, TvlcSite
 from featcomp.errors import CodecError, FeatcompError
 from test_bitstream import seal, split_slices, with_slice
 from test_codec_tvlc import BANDS, HAND, _golden_symbols, stats_of
