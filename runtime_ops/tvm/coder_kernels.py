@@ -5,23 +5,26 @@
 
 Bit for bit the numpy reference (featcomp.codecs.tvlc.TvlcSite.pack / unpack), header and CRC-32
 included, so a stream either side writes the other reads. Variable-length coding is sequential
-within a stream (where a codeword goes depends on every codeword before it), so these are serial
-imperative kernels, one stream per sample and the samples in parallel; they are marked scheduled,
-so no schedule rule touches them, and opaque, so FuseOps leaves them alone.
+within a slice of the stream (where a codeword goes depends on every codeword before it), so these
+are imperative kernels, serial within a slice, with the slices of every sample in parallel (see
+stream_tir.py: bitstream v2 cuts each stream into bands of rows coded independently); they are
+marked scheduled, so no schedule rule touches them, and opaque, so FuseOps leaves them alone.
 
 Every site array arrives as a runtime buffer (coder.py builds them from a TvlcSite):
   centre [C] i32, order [L] i32 (the live planes, by class then channel), first [J+1] i32 (class
-  j's planes are order[first[j]:first[j+1]]), hi/lo/size/width [J] i32 (highest level, table's
-  lowest token, its token count, bit width of its token count), code [J,S] u64 and length [J,S] i32
-  (the bits sent per token index, escape and offset included; length 0: no codeword), head [14] u8
-  (the container header up to its length field), crc [256] u32 (the CRC-32 table).
+  j's planes are order[first[j]:first[j+1]]), hi/lo/size [J] i32 (highest level, table's lowest
+  token, its token count), width [slices+1, J] i32 (bit width of each slice's token counts; the last
+  row unused), code [J,S] u64 and length [J,S] i32 (the bits sent per token index, escape and offset
+  included; length 0: no codeword), band [slices+1] i32 (each slice's first value in a plane), room
+  [slices+1] i32 (pack only: where each slice is written before the slices are moved together), head
+  [16] u8 (the container header up to its length field), crc [256] u32 (the CRC-32 table).
 The unpacker also takes the canonical-code tables dfirst/dcount/dindex [J,17] i32 (per codeword
 length: first code, how many, where they start in dsym), dsym [J,S+1] i32 (token index per
 canonical rank, size[j] standing for the escape), fast [J, 2^FAST_BITS] i32 (per leading byte: token
 index << 5 | length of a codeword of up to FAST_BITS bits, 0 if longer), escbits [J] i32, cmin/cmax [C] i32.
 
 unpack never reads or writes out of bounds whatever the bytes: every read is checked against the
-stream's length, every write against its plane. status[b] is 0 for a stream numpy decodes, else why
+slice's end (the slice table is checked to tile the stream first), every write against its plane. status[b] is 0 for a stream numpy decodes, else why
 it does not (1 container, 2 plane truncated or no codeword, 3 token counts, 4 value out of range,
 5 trailing bytes); the symbols of a refused stream are zero.
 """

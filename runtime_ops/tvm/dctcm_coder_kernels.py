@@ -6,11 +6,14 @@
 Bit for bit the numpy reference (featcomp.codecs.dctcm.DctCmSite.pack / unpack), header and CRC-32
 included. The five planes (channel flags, nonzero bitmaps, sign bits, Rice remainders, unary
 quotients) each start on a byte boundary; pack sizes them, then writes all five at once, and unpack finds
-where each starts from the flags and bitmaps, then reads all four cursors in one pass. One stream
-per sample, samples in parallel; marked scheduled and opaque, like the transform-VLC coder.
+where each starts from the flags and bitmaps, then reads all four cursors in one pass. All of this
+per slice of the stream (bitstream v2: bands of rows, coded independently), the slices of every
+sample in parallel (see stream_tir.py); marked scheduled and opaque, like the transform-VLC coder.
 
 Site arrays (coder.py builds them from a DctCmSite), all [C] i32: kind (DROP/DENSE/MASK), k (Rice
-parameter), lo/hi (the channel's coefficient range); and head [14] u8, crc [256] u32.
+parameter), lo/hi (the channel's coefficient range); and band [slices+1] i32 (each slice's first
+value in a channel), room [slices+1] i32 (pack only: where each slice is written before the slices
+are moved together), head [16] u8, crc [256] u32.
 
 unpack never reads or writes out of bounds; status[b] is 0 where numpy decodes the stream, else
 1 container, 2 a plane truncated, 3 a flagged channel that codes only zeros, 4 a value out of its
