@@ -312,3 +312,19 @@ def test_model_with_four_slice_sites_codes_them_like_numpy(tir, tmp_path, codec:
     k = len(plain.outputs)
     for i, p in enumerate(pairs):
         assert got[k + i].tolist() == [len(p.codec.pack(got[1 + i][0]))]
+
+
+def test_a_version_1_stream_is_refused_like_numpy(tir) -> None:
+    """A v1 stream (22-byte header, one unsliced payload) of the right site: numpy names the version, the TIR
+    unpack refuses it as a foreign container (status 1) and leaves zeros."""
+    import struct
+    import zlib
+
+    from featcomp.runtime_ops.tvm.stream_tir import ST_CONTAINER
+
+    payload = split_slices(HAND.pack(_golden_symbols(HAND, 2)))[0]
+    v1 = struct.Struct("<2sBBIHHHII").pack(b"FC", 1, 2, HAND.param_id, *HAND.shape, len(payload), zlib.crc32(payload))
+    with pytest.raises(CodecError, match="format version 1 is not supported"):
+        HAND.unpack(v1 + payload)
+    back, status = tir.TirCoder(HAND).unpack([v1 + payload])
+    assert status.tolist() == [ST_CONTAINER] and not back.any()
