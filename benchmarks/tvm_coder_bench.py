@@ -6,8 +6,8 @@ models, and what running the coder costs a whole compiled model (TVM) and an ONN
 Writes benchmarks/results/tvm/coder.json and coder.md. Models: the embedded EfficientNet-Lite0 and, with
 ../shared, MobileNetV2, compressed with each codec at 20 dB logit SNR (calibrated on 16 images of
 imagenet-calib-200, or on the 6 zoo photos without ../shared). Symbols: ONNX Runtime's, on the first
---images photos of imagenet-val-100 (or the zoo photos). Coder rows: batch 1 (one stream, so one thread
-works on it), each site's
+--images photos of imagenet-val-100 (or the zoo photos). Coder rows: batch 1 (one stream per site; its
+slices, bitstream v2, run on the --threads threads), each site's
 kernels timed with buffers allocated once (best of 5 x 20 calls) next to the site's pack/unpack (best of 5),
 summed over sites and photos; the TIR streams are checked equal to numpy's before timing. Model rows: batch
 1, --threads threads, TVM with and without the coder interleaved (median of 7 x 10 runs), ORT with and
@@ -131,7 +131,8 @@ def model_rows(name: str, codec: str, model: Any, input_name: str, x: np.ndarray
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"host: {result['host']}; command: `.venv/bin/python benchmarks/tvm_coder_bench.py`", "",
-             "Coder kernels, batch 1 (one stream: one thread), per photo summed over all sites (ms):", "",
+             f"Coder kernels, batch 1 (one stream per site, its slices on {result['threads']} threads), per photo summed "
+             f"over all sites (ms); load average {result.get('load', 'n/a')} when the run ended:", "",
              "| model | codec | sites | values | coded bytes | numpy pack | TIR pack | speed-up | numpy unpack | TIR unpack | speed-up |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["coder"]:
@@ -164,6 +165,7 @@ def main() -> int:
         print(result["coder"][-1], flush=True)
         result["models"].append(model_rows(*case, ARGS.threads))
         print(result["models"][-1], flush=True)
+    result["load"] = round(os.getloadavg()[0], 1)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "coder.json").write_text(json.dumps(result, indent=1))
     (OUT / "coder.md").write_text(markdown(result))

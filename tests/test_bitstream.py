@@ -1,14 +1,24 @@
 """Bit planes and Golomb-Rice codes: exact round trips, byte-aligned planes, strict end-of-stream checks,
-and a Rice size model / parameter choice checked against brute force and a bit-by-bit decoder."""
+and a Rice size model / parameter choice checked against brute force and a bit-by-bit decoder; the v2
+container: slice bands, the slice table (overlaps, gaps, lengths past the end), version 1 refused."""
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from featcomp.codecs import rice
 from featcomp.codecs.bitstream import BitReader, BitWriter
 from featcomp.errors import CodecError
+
+
+FUZZ_TABLE = settings(max_examples=300, deadline=None, database=None, derandomize=True,
+                      suppress_health_check=[HealthCheck.too_slow])
 
 
 def reader(data: bytes) -> BitReader:
@@ -306,3 +316,130 @@ def test_best_k_with_valid_mask() -> None:
         assert rice.size_bits(column, int(ks[f])) == sizes.min()
         assert means[f] == pytest.approx(sizes.min() / len(column), rel=1e-12)
     assert ks[3] == 0 and means[3] == 0.0
+
+
+# --- the v2 container: slices, table, version ----------------------------------------------------------------
+
+HEADER_V2 = struct.Struct("<2sBBIHHHHII")  # the layout documented in bitstream.py, restated independently
+ENTRY = struct.Struct("<II")
+
+
+def split_slices(stream: bytes) -> list[bytes]:
+    """The slices of a well-formed v2 stream, by its table."""
+    count = HEADER_V2.unpack_from(stream)[7]
+    at = HEADER_V2.size + ENTRY.size * count
+    out = []
+    for k in range(count):
+        length, _ = ENTRY.unpack_from(stream, HEADER_V2.size + ENTRY.size * k)
+        out.append(stream[at:at + length])
+        at += length
+    return out
+
+
+def seal(stream: bytes, slices: list[bytes], lengths: list[int] | None = None) -> bytes:
+    """The header of `stream` (slice count kept) around new slices; table, lengths and CRCs recomputed
+    (lengths: table lengths to write instead of the true ones, for damaged tables)."""
+    magic, version, codec, param, c, h, w, count, _, _ = HEADER_V2.unpack_from(stream)
+    sizes = [len(s) for s in slices] if lengths is None else lengths
+    table = b"".join(ENTRY.pack(n & 0xFFFFFFFF, zlib.crc32(s)) for n, s in zip(sizes, slices))
+    body = table + b"".join(slices)
+    return HEADER_V2.pack(magic, version, codec, param, c, h, w, count, len(body), zlib.crc32(table)) + body
+
+
+def with_slice(stream: bytes, payload: bytes, k: int = 0) -> bytes:
+    """`stream` with slice k replaced by payload, resealed so that damage reaches the slice decoder."""
+    parts = split_slices(stream)
+    parts[k] = payload
+    return seal(stream, parts)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (16, 8, 8), (8, 3, 3), (16, 32, 32), (24, 56, 56), (32, 112, 112),
+                                   (1280, 7, 7), (40, 28, 28), (3, 5, 10000), (8, 12, 256)])
+def test_bands_cover_the_rows_in_equal_bands(shape: tuple[int, int, int]) -> None:
+    from featcomp.codecs import bitstream
+
+    rows = bitstream.bands(shape)
+    c, h, w = shape
+    assert rows[0] == 0 and rows[-1] == h and np.all(np.diff(rows) > 0)
+    count = len(rows) - 1
+    assert 1 <= count <= bitstream.MAX_SLICES
+    sizes = np.diff(rows)
+    assert np.all(sizes[:-1] == sizes[0]) and sizes[-1] <= sizes[0]  # equal bands, the last may be shorter
+    if count > 1:
+        assert c * int(sizes[0]) * w >= bitstream.SLICE_VALUES  # no slice is cut smaller than needed
+    wanted = min(bitstream.MAX_SLICES, h, c * h * w // bitstream.SLICE_VALUES)
+    assert count == max(1, -(-h // -(-h // max(1, wanted))))
+    assert bitstream.overhead_bytes(shape) == HEADER_V2.size + ENTRY.size * count
+    np.testing.assert_array_equal(bitstream.bands(shape), rows)  # a function of the shape alone
+
+
+def test_container_round_trip_and_every_field_checked() -> None:
+    from featcomp.codecs import bitstream
+
+    shape = (8, 12, 256)
+    count = len(bitstream.bands(shape)) - 1
+    assert count == 3
+    slices = [bytes([k]) * (5 + k) for k in range(count)]
+    data = bitstream.write(2, 0xDEADBEEF, shape, slices)
+    magic, version, codec, param, c, h, w, n, plen, crc = HEADER_V2.unpack_from(data)
+    assert (magic, version, codec, param, (c, h, w), n) == (b"FC", 2, 2, 0xDEADBEEF, shape, count)
+    assert plen == len(data) - HEADER_V2.size and split_slices(data) == slices
+    assert crc == zlib.crc32(data[HEADER_V2.size:HEADER_V2.size + ENTRY.size * count])
+    box = bitstream.open_stream(data, 2, 0xDEADBEEF, shape)
+    assert [bytes(box.slice(k)) for k in range(count)] == slices
+    with pytest.raises(ValueError):
+        bitstream.write(2, 0, shape, slices[:-1])
+    for wrong in ((1, 0xDEADBEEF, shape), (2, 1, shape), (2, 0xDEADBEEF, (8, 12, 255))):
+        with pytest.raises(CodecError):
+            bitstream.open_stream(data, *wrong)
+    for cut in range(len(data)):
+        with pytest.raises(CodecError):
+            box = bitstream.open_stream(data[:cut], 2, 0xDEADBEEF, shape)
+    with pytest.raises(CodecError, match="slice 1 is corrupted"):
+        broken = bytearray(data)
+        broken[-8] ^= 1  # the last byte of slice 1 (slice 2 is the last 7 bytes)
+        bitstream.open_stream(bytes(broken), 2, 0xDEADBEEF, shape).slice(1)
+    assert bytes(bitstream.open_stream(bytes(broken), 2, 0xDEADBEEF, shape).slice(0)) == slices[0]
+
+
+@pytest.mark.parametrize("lengths", [[0, 0, 18], [18, 0, 0], [6, 7, 6], [5, 6, 8], [5, 6, 6], [2**32 - 1, 7, 6],
+                                     [2**31, 2**31 + 5, 13], [6, 5, 7]])
+def test_tables_that_overlap_or_leave_the_stream_are_refused(lengths: list[int]) -> None:
+    """Lengths that do not add up to the payload, or that split it elsewhere (then a slice CRC fails)."""
+    from featcomp.codecs import bitstream
+
+    shape = (8, 12, 256)
+    slices = [bytes([k + 1]) * (5 + k) for k in range(3)]
+    good = bitstream.write(2, 7, shape, slices)
+    bad = seal(good, slices, lengths)
+    with pytest.raises(CodecError):
+        box = bitstream.open_stream(bad, 2, 7, shape)
+        for k in range(box.count):
+            box.slice(k)
+
+
+def test_version_1_streams_are_refused_with_the_version() -> None:
+    from featcomp.codecs import bitstream
+
+    v1 = struct.Struct("<2sBBIHHHII").pack(b"FC", 1, 1, 7, 8, 3, 3, 2, zlib.crc32(b"ab")) + b"ab"
+    with pytest.raises(CodecError, match="format version 1 is not supported: this featcomp reads version 2"):
+        bitstream.open_stream(v1, 1, 7, (8, 3, 3))
+    with pytest.raises(CodecError, match="format version 1"):
+        bitstream.open_stream(v1[:3], 1, 7, (8, 3, 3))  # even when too short for any header
+
+
+@FUZZ_TABLE
+@given(blob=st.binary(max_size=64), data=st.data())
+def test_fuzz_slice_tables(blob: bytes, data: st.DataObject) -> None:
+    """Any table under a valid table CRC: a CodecError, or slices that tile the payload exactly."""
+    from featcomp.codecs import bitstream
+
+    shape = (8, 12, 256)
+    lengths = data.draw(st.lists(st.integers(0, 2**32 - 1) | st.integers(0, 80), min_size=3, max_size=3))
+    stream = seal(bitstream.write(2, 7, shape, [b"", b"", b""]), [blob[:20], blob[20:40], blob[40:]], lengths)
+    try:
+        box = bitstream.open_stream(stream, 2, 7, shape)
+        parts = [bytes(box.slice(k)) for k in range(box.count)]
+    except CodecError:
+        return
+    assert b"".join(parts) == blob and [len(p) for p in parts] == lengths

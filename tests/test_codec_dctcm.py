@@ -5,6 +5,7 @@ with a CodecError (truncation, header bytes, hypothesis fuzzing of the payload p
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -21,9 +22,10 @@ from conftest import DATA_KINDS, SiteCase, activation_stats
 from featcomp.codecs.base import sqnr_db
 from featcomp.codecs.dctcm import DENSE, DROP, MASK, DctCm, DctCmSite
 from featcomp.errors import CodecError, FeatcompError
+from test_bitstream import ENTRY, HEADER_V2, split_slices, with_slice
 
-HEADER = struct.Struct("<2sBBIHHHII")  # the layout documented in bitstream.py, restated independently
-HEADER_LEN = 22
+HEADER = HEADER_V2  # the layout documented in bitstream.py, restated independently (test_bitstream.py)
+HEADER_LEN = 24
 FUZZ = settings(max_examples=200, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -56,10 +58,9 @@ def rebuild(site: DctCmSite) -> DctCmSite:
     return DctCmSite.from_arrays({k: v.copy() for k, v in site.side_arrays().items()}, site.attributes())
 
 
-def with_payload(stream: bytes, payload: bytes) -> bytes:
-    """A stream with the header of `stream` and a new payload; length and CRC fields rewritten."""
-    magic, version, codec, param, c, h, w, _, _ = HEADER.unpack_from(stream)
-    return HEADER.pack(magic, version, codec, param, c, h, w, len(payload), zlib.crc32(payload)) + payload
+def with_payload(stream: bytes, payload: bytes, k: int = 0) -> bytes:
+    """`stream` with slice k's payload replaced; its length, the table and the CRCs rewritten."""
+    return with_slice(stream, payload, k)
 
 
 def check_decoded(site: DctCmSite, data: bytes) -> None:
@@ -104,10 +105,18 @@ HAND_SITES = {
     "mask1": _site((4, 3, 3), 0.1, False, [[1]], [1.0], [0], [255], [MASK, MASK, DENSE, MASK], [2, 1, 3, 0]),
     # unsigned G=1 dense coding with a coarser step
     "dense1": _site((4, 2, 5), 0.02, False, [[1]], [3.0], [0], [85], [DENSE] * 4, [4, 3, 2, 4]),
+    # big enough for three slices (bands of 4, 4 and 3 rows): a dense, two masked and a dropped channel
+    "bands3": _site((4, 11, 600), 0.05, True, DCT4, [128.0, 96.0, 192.0, 1.0], [-40, -12, -6, 0], [40, 12, 6, 0],
+                    [DENSE, MASK, MASK, DROP], [3, 1, 0, 0]),
 }
 
 
 def lcg_symbols(site: DctCmSite, seed: int) -> np.ndarray:
+    return _lcg_symbols(site, seed).copy()
+
+
+@functools.lru_cache(maxsize=512)
+def _lcg_symbols(site: DctCmSite, seed: int) -> np.ndarray:
     """Seeded symbols from a 64-bit LCG in pure Python integers (no numpy RNG: stable forever).
 
     Magnitudes are geometric (trailing zeros of a random word), about half are zero, signs random.
@@ -130,8 +139,9 @@ def lcg_symbols(site: DctCmSite, seed: int) -> np.ndarray:
 
 
 GOLDEN_SHA256 = {
-    "dct4": "2e6ed94f214ef5808565c71e4d217ba9ea63b0971cda9c781ce814d1fa271ead",
-    "mask1": "bf7a5cee9a65252214847fe5d957d541333720c8d3f11fd1d1e784f39229946a",
+    "dct4": "0b2181720bf84ec2f65f74a7e4bfa3fc8f73c68a6d9c67cea94e62923e39eaae",
+    "mask1": "c2848b254d07b089ee737334678337158c4e68fa5af09202a751fc5bf71d1aeb",
+    "bands3": "166a56211c958d994f821348fe74ca7fae7a6072433c782fc1ed2fd98d1a20c7",
 }
 
 
@@ -327,7 +337,7 @@ def test_candidate_front_is_sorted_and_pareto(fronts) -> None:
         # the estimated bits are what the bitstream really spends (payload, header excluded), up to the
         # byte padding of at most four planes per coded frequency
         for cand in front:
-            real = np.mean([8 * (len(cand.site.encode(s)) - HEADER_LEN) for s in x]) / x[0].size
+            real = np.mean([8 * (len(cand.site.encode(s)) - HEADER_LEN - ENTRY.size) for s in x]) / x[0].size
             padding = 4 * 8 * int(np.count_nonzero(cand.site.kinds != DROP)) / x[0].size
             assert abs(real - cand.bits_per_value) <= 0.1 * cand.bits_per_value + 0.05 + padding, (
                 kind, cand.site.describe(), cand.bits_per_value, real)
@@ -369,13 +379,49 @@ def test_golden_bitstream(name: str) -> None:
 
 
 def test_golden_header_layout() -> None:
-    """The header is the documented 22-byte little-endian layout."""
+    """The header is the documented 24-byte little-endian layout, then the slice table and the slices."""
+    for name in ("dct4", "bands3"):
+        site = HAND_SITES[name]
+        data = site.pack(lcg_symbols(site, seed=1))
+        magic, version, codec, param, c, h, w, count, length, crc = HEADER.unpack_from(data)
+        assert (magic, version, codec) == (b"FC", 2, 1)
+        assert param == site.param_id and (c, h, w) == site.shape and count == (1 if name == "dct4" else 3)
+        table = data[HEADER_LEN:HEADER_LEN + ENTRY.size * count]
+        assert length == len(data) - HEADER_LEN and crc == zlib.crc32(table)
+        slices = split_slices(data)
+        assert [ENTRY.unpack_from(table, ENTRY.size * k) for k in range(count)] == [(len(p), zlib.crc32(p)) for p in slices]
+        assert HEADER_LEN + len(table) + sum(map(len, slices)) == len(data)
+
+
+def test_each_slice_decodes_alone_into_its_rows() -> None:
+    """unpack_slice(k) gives rows bands[k]..bands[k+1] of unpack, and reads no other slice: a damaged
+    slice 0 leaves slices 1 and 2 decodable (and the whole stream refused)."""
+    site = HAND_SITES["bands3"]
+    symbols = lcg_symbols(site, seed=5)
+    data = site.pack(symbols)
+    got = [site.unpack_slice(data, k) for k in range(3)]
+    assert [(r0, r1) for r0, r1, _ in got] == [(0, 4), (4, 8), (8, 11)]
+    for r0, r1, part in got:
+        np.testing.assert_array_equal(part, symbols[:, r0:r1])
+    damaged = bytearray(data)
+    damaged[HEADER_LEN + 3 * ENTRY.size] ^= 0x10  # the first byte of slice 0
+    with pytest.raises(CodecError, match="slice 0 is corrupted"):
+        site.unpack(bytes(damaged))
+    with pytest.raises(CodecError, match="slice 0 is corrupted"):
+        site.unpack_slice(bytes(damaged), 0)
+    for k in (1, 2):
+        np.testing.assert_array_equal(site.unpack_slice(bytes(damaged), k)[2], got[k][2])
+    with pytest.raises(CodecError):
+        site.unpack_slice(data, 3)
+
+
+def test_version_1_streams_are_refused_with_the_version() -> None:
     site = HAND_SITES["dct4"]
-    data = site.pack(lcg_symbols(site, seed=1))
-    magic, version, codec, param, c, h, w, length, crc = HEADER.unpack_from(data)
-    assert (magic, version, codec) == (b"FC", 1, 1)
-    assert param == site.param_id and (c, h, w) == site.shape
-    assert length == len(data) - HEADER_LEN and crc == zlib.crc32(data[HEADER_LEN:])
+    symbols = lcg_symbols(site, seed=5)
+    payload = split_slices(site.pack(symbols))[0]  # a one-slice payload is exactly a v1 payload
+    v1 = struct.Struct("<2sBBIHHHII").pack(b"FC", 1, 1, site.param_id, *site.shape, len(payload), zlib.crc32(payload))
+    with pytest.raises(CodecError, match="format version 1 is not supported"):
+        site.unpack(v1 + payload)
 
 
 # --- corruption --------------------------------------------------------------------------------------------
@@ -388,7 +434,7 @@ def _small_stream(name: str = "dct4") -> tuple[DctCmSite, bytes]:
 @pytest.mark.parametrize("name", sorted(HAND_SITES))
 def test_every_truncation_is_a_codec_error(name: str) -> None:
     site, data = _small_stream(name)
-    for n in range(len(data)):
+    for n in range(0, len(data), 1 if len(data) < 400 else 7):
         with pytest.raises(CodecError):
             site.unpack(data[:n])
         with pytest.raises(CodecError):
@@ -396,50 +442,56 @@ def test_every_truncation_is_a_codec_error(name: str) -> None:
 
 
 def test_truncated_payload_with_valid_header_is_a_codec_error() -> None:
-    """Truncation that a recomputed header cannot hide: the payload parser itself must notice."""
+    """Truncation that a recomputed header cannot hide: the payload parser itself must notice (every slice)."""
     for name in HAND_SITES:
         site, data = _small_stream(name)
-        payload = data[HEADER_LEN:]
-        for n in range(len(payload)):
-            with pytest.raises(CodecError):
-                site.unpack(with_payload(data, payload[:n]))
-        with pytest.raises(CodecError):  # trailing bytes
-            site.unpack(with_payload(data, payload + b"\x00"))
+        for k, payload in enumerate(split_slices(data)):
+            for n in range(0, len(payload), 1 if len(payload) < 400 else 23):
+                with pytest.raises(CodecError):
+                    site.unpack(with_payload(data, payload[:n], k))
+            with pytest.raises(CodecError):  # trailing bytes
+                site.unpack(with_payload(data, payload + b"\x00", k))
 
 
 def test_every_header_byte_change_is_a_codec_error() -> None:
-    site, data = _small_stream()
-    for offset in range(HEADER_LEN):
-        for value in range(256):
-            if value == data[offset]:
-                continue
-            corrupt = data[:offset] + bytes([value]) + data[offset + 1:]
-            with pytest.raises(CodecError):
-                site.unpack(corrupt)
+    for name in ("dct4", "bands3"):
+        site, data = _small_stream(name)
+        count = len(split_slices(data))
+        for offset in range(HEADER_LEN + ENTRY.size * count):  # the header and the slice table
+            for value in range(0, 256, 1 if name == "dct4" else 5):
+                if value == data[offset]:
+                    continue
+                corrupt = data[:offset] + bytes([value]) + data[offset + 1:]
+                with pytest.raises(CodecError):
+                    site.unpack(corrupt)
 
 
 def test_payload_byte_change_without_crc_update_is_a_codec_error() -> None:
-    site, data = _small_stream()
-    for offset in range(HEADER_LEN, len(data)):
-        for flip in (0x01, 0x80, 0xFF):
-            corrupt = data[:offset] + bytes([data[offset] ^ flip]) + data[offset + 1:]
-            with pytest.raises(CodecError):
-                site.unpack(corrupt)
+    for name in ("dct4", "bands3"):
+        site, data = _small_stream(name)
+        for offset in range(HEADER_LEN, len(data), 1 if name == "dct4" else 13):
+            for flip in (0x01, 0x80, 0xFF):
+                corrupt = data[:offset] + bytes([data[offset] ^ flip]) + data[offset + 1:]
+                with pytest.raises(CodecError):
+                    site.unpack(corrupt)
 
 
 @FUZZ
-@given(name=st.sampled_from(sorted(HAND_SITES)), payload=st.binary(max_size=96))
-def test_fuzz_random_payload_with_valid_header(name: str, payload: bytes) -> None:
-    site, data = _small_stream(name)
-    check_decoded(site, with_payload(data, payload))
+@given(name=st.sampled_from(sorted(HAND_SITES)), payload=st.binary(max_size=96), data=st.data())
+def test_fuzz_random_payload_with_valid_header(name: str, payload: bytes, data: st.DataObject) -> None:
+    site, stream = _small_stream(name)
+    k = data.draw(st.integers(0, len(split_slices(stream)) - 1))
+    check_decoded(site, with_payload(stream, payload, k))
 
 
 @FUZZ
 @given(name=st.sampled_from(sorted(HAND_SITES)), seed=st.integers(0, 2**32 - 1), data=st.data())
 def test_fuzz_mutated_valid_streams(name: str, seed: int, data: st.DataObject) -> None:
     site = HAND_SITES[name]
-    stream = site.pack(lcg_symbols(site, seed))
-    payload = bytearray(stream[HEADER_LEN:])
+    stream = site.pack(lcg_symbols(site, seed % 64 if name == "bands3" else seed))  # few seeds: big site, slow LCG
+    slices = split_slices(stream)
+    k = data.draw(st.integers(0, len(slices) - 1))
+    payload = bytearray(slices[k])
     edits = data.draw(st.lists(st.tuples(st.integers(0, max(0, len(payload) - 1)), st.integers(0, 255)),
                                max_size=6))
     for position, value in edits:
@@ -448,7 +500,7 @@ def test_fuzz_mutated_valid_streams(name: str, seed: int, data: st.DataObject) -
     cut = data.draw(st.integers(0, len(payload)))
     tail = data.draw(st.binary(max_size=4))
     mutated = bytes(payload[:cut]) + tail if data.draw(st.booleans()) else bytes(payload)
-    check_decoded(site, with_payload(stream, mutated))
+    check_decoded(site, with_payload(stream, mutated, k))
 
 
 @FUZZ
@@ -456,4 +508,4 @@ def test_fuzz_mutated_valid_streams(name: str, seed: int, data: st.DataObject) -
 def test_fuzz_random_bytes(blob: bytes) -> None:
     site = HAND_SITES["dct4"]
     check_decoded(site, blob)
-    check_decoded(site, HEADER.pack(b"FC", 1, 1, site.param_id, *site.shape, 0, 0)[:len(blob) % 23] + blob)
+    check_decoded(site, HEADER.pack(b"FC", 2, 1, site.param_id, *site.shape, 1, 0, 0)[:len(blob) % 25] + blob)

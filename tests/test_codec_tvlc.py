@@ -5,6 +5,7 @@ decoder that refuses every corrupt stream with a CodecError (truncation, fuzzing
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -24,9 +25,10 @@ from featcomp.codecs.tvlc import (
     NO_TABLE, RUN_MAX, Coder, TransformVlc, TvlcSite, integer_basis, tokens_of, values_of,
 )
 from featcomp.errors import CodecError, FeatcompError
+from test_bitstream import HEADER_V2, split_slices, with_slice
 
-HEADER = struct.Struct("<2sBBIHHHII")
-HEADER_LEN = 22
+HEADER = HEADER_V2
+HEADER_LEN = 24
 FUZZ = settings(max_examples=150, deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SHAPE = (16, 8, 8)
@@ -185,9 +187,9 @@ def test_fixed_step_uses_that_step() -> None:
 
 # --- golden bitstream ----------------------------------------------------------------------------------------
 
-def _hand_site() -> TvlcSite:
+def _hand_site(shape: tuple[int, int, int] = SHAPE) -> TvlcSite:
     """Fixed parameters: a 4-point integer DCT per group, tables fitted on a fixed LCG sequence."""
-    c = SHAPE[0]
+    c = shape[0]
     k, g = c // 4, 4
     n = np.arange(4)
     basis = np.sqrt(0.5) * np.cos(np.pi * (2 * n + 1) * n[:, None] / 8)
@@ -203,7 +205,7 @@ def _hand_site() -> TvlcSite:
     tables = tuple(HuffmanTable.fit(np.concatenate([(seq % (9 + 4 * j)) - 4 - j, [-7, 10 + RUN_MAX - 1]]), 16)
                    for j in range(2))
     step = np.float32(3 * (1 << bits))
-    return TvlcSite(shape=SHAPE, scale=np.float32(0.05), qmin=np.float32(0), qmax=np.float32(255),
+    return TvlcSite(shape=shape, scale=np.float32(0.05), qmin=np.float32(0), qmax=np.float32(255),
                     transform=np.repeat(t, k, axis=0), step=step, cmin=cmin, cmax=cmax,
                     gain=np.float32(0.05 * float(step) / 4.0 ** bits), coder=Coder(centre, table_of, tables), kind="dct")
 
@@ -218,37 +220,78 @@ def _lcg(seed: int, n: int) -> np.ndarray:
 
 
 def _golden_symbols(site: TvlcSite, seed: int) -> np.ndarray:
-    raw = _lcg(seed, int(np.prod(SHAPE))).reshape(SHAPE[0], -1)
+    return _cached_symbols(site, seed).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_symbols(site: TvlcSite, seed: int) -> np.ndarray:
+    raw = _lcg(seed, int(np.prod(site.shape))).reshape(site.shape[0], -1)
     sparse = np.where(raw % 3 == 0, raw % 16 - 6, 0)  # runs of zeros and levels in range
     s = np.clip(sparse + site.coder.centre[:, None], site.cmin.reshape(-1, 1), site.cmax.reshape(-1, 1))
-    return s.reshape(SHAPE).astype(np.int16)
+    return s.reshape(site.shape).astype(np.int16)
 
 
 HAND = _hand_site()
-GOLDEN_SHA256 = "0c1cc138721cdd66bf45d3a115b0ce1015c864c7e1d2a7894132fbcaa0f28e7d"
+BANDS = _hand_site((16, 25, 64))  # three slices: bands of 9, 9 and 7 rows
+GOLDEN_SHA256 = "96d90c56438b5237938ed135e881acc1e4206f7990fdc1d3a9889b3172769880"
+GOLDEN_BANDS_SHA256 = "9c0264c3a7457639835767797be591f4c736bb508a8fff2a6ff3c063b816720b"
 
 
-def test_golden_bitstream() -> None:
-    symbols = _golden_symbols(HAND, 20240601)
-    data = HAND.pack(symbols)
-    np.testing.assert_array_equal(HAND.unpack(data), symbols)
-    magic, version, codec, param, *_ = HEADER.unpack_from(data)
-    assert (magic, version, codec, param) == (b"FC", 1, 2, HAND.param_id)
+@pytest.mark.parametrize("name", ["HAND", "BANDS"])
+def test_golden_bitstream(name: str) -> None:
+    site = HAND if name == "HAND" else BANDS
+    symbols = _golden_symbols(site, 20240601)
+    data = site.pack(symbols)
+    np.testing.assert_array_equal(site.unpack(data), symbols)
+    magic, version, codec, param, c, h, w, count, *_ = HEADER.unpack_from(data)
+    assert (magic, version, codec, param, (c, h, w)) == (b"FC", 2, 2, site.param_id, site.shape)
+    assert count == (1 if name == "HAND" else 3) == len(split_slices(data))
     digest = hashlib.sha256(data).hexdigest()
+    key = "GOLDEN_SHA256" if name == "HAND" else "GOLDEN_BANDS_SHA256"
     if os.environ.get("FEATCOMP_UPDATE_GOLDEN") == "1":
         path = Path(__file__)
-        path.write_text(re.sub(r'\nGOLDEN_SHA256 = "[0-9a-f]*"', f'\nGOLDEN_SHA256 = "{digest}"', path.read_text(), count=1))
+        path.write_text(re.sub(rf'\n{key} = "[0-9a-f]*"', f'\n{key} = "{digest}"', path.read_text(), count=1))
         return
-    assert digest == GOLDEN_SHA256, (
+    assert digest == globals()[key], (
         f"the transform-vlc bitstream changed (sha256 {digest}); if intended, bump the format version and rerun "
         "with FEATCOMP_UPDATE_GOLDEN=1")
 
 
+def test_each_slice_decodes_alone_into_its_rows() -> None:
+    symbols = _golden_symbols(BANDS, 3)
+    data = BANDS.pack(symbols)
+    got = [BANDS.unpack_slice(data, k) for k in range(3)]
+    assert [(r0, r1) for r0, r1, _ in got] == [(0, 9), (9, 18), (18, 25)]
+    for r0, r1, part in got:
+        np.testing.assert_array_equal(part, symbols[:, r0:r1])
+    damaged = bytearray(data)
+    damaged[-1] ^= 0x01  # the last byte of slice 2
+    with pytest.raises(CodecError, match="slice 2 is corrupted"):
+        BANDS.unpack(bytes(damaged))
+    np.testing.assert_array_equal(BANDS.unpack_slice(bytes(damaged), 0)[2], got[0][2])
+
+
+def test_runs_end_at_slice_boundaries() -> None:
+    """A plane at its centre throughout codes as runs within each band: no run token spans two slices."""
+    symbols = _golden_symbols(BANDS, 4)
+    live = int(np.flatnonzero(BANDS.coder.table_of != NO_TABLE)[0])
+    symbols[live] = BANDS.coder.centre[live]
+    data = BANDS.pack(symbols)
+    np.testing.assert_array_equal(BANDS.unpack(data), symbols)
+    assert BANDS.coded_bytes(symbols) == len(data)
+
+
+def test_version_1_streams_are_refused_with_the_version() -> None:
+    payload = split_slices(HAND.pack(_golden_symbols(HAND, 2)))[0]
+    v1 = struct.Struct("<2sBBIHHHII").pack(b"FC", 1, 2, HAND.param_id, *HAND.shape, len(payload), zlib.crc32(payload))
+    with pytest.raises(CodecError, match="format version 1 is not supported"):
+        HAND.unpack(v1 + payload)
+
+
 # --- corruption ----------------------------------------------------------------------------------------------
 
-def with_payload(stream: bytes, payload: bytes) -> bytes:
-    magic, version, codec, param, c, h, w, _, _ = HEADER.unpack_from(stream)
-    return HEADER.pack(magic, version, codec, param, c, h, w, len(payload), zlib.crc32(payload)) + payload
+def with_payload(stream: bytes, payload: bytes, k: int = 0) -> bytes:
+    return with_slice(stream, payload, k)
 
 
 def check_decoded(site: TvlcSite, data: bytes) -> None:
@@ -262,36 +305,43 @@ def check_decoded(site: TvlcSite, data: bytes) -> None:
     assert np.all(flat >= site.cmin.reshape(-1, 1)) and np.all(flat <= site.cmax.reshape(-1, 1))
 
 
-def test_every_truncation_is_a_codec_error() -> None:
-    data = HAND.pack(_golden_symbols(HAND, 99))
-    payload = data[HEADER_LEN:]
-    for n in range(len(data)):
+@pytest.mark.parametrize("name", ["HAND", "BANDS"])
+def test_every_truncation_is_a_codec_error(name: str) -> None:
+    site = HAND if name == "HAND" else BANDS
+    data = site.pack(_golden_symbols(site, 99))
+    stride = 1 if len(data) < 1000 else 17
+    for n in range(0, len(data), stride):
         with pytest.raises(CodecError):
-            HAND.unpack(data[:n])
-    for n in range(len(payload)):
+            site.unpack(data[:n])
+    for k, payload in enumerate(split_slices(data)):
+        for n in range(0, len(payload), stride):
+            with pytest.raises(CodecError):
+                site.unpack(with_payload(data, payload[:n], k))
         with pytest.raises(CodecError):
-            HAND.unpack(with_payload(data, payload[:n]))
-    with pytest.raises(CodecError):
-        HAND.unpack(with_payload(data, payload + b"\x00"))
+            site.unpack(with_payload(data, payload + b"\x00", k))
 
 
 @FUZZ
-@given(payload=st.binary(max_size=200))
-def test_fuzz_random_payload_with_valid_header(payload: bytes) -> None:
-    check_decoded(HAND, with_payload(HAND.pack(_golden_symbols(HAND, 1)), payload))
+@given(payload=st.binary(max_size=200), k=st.integers(0, 2), banded=st.booleans())
+def test_fuzz_random_payload_with_valid_header(payload: bytes, k: int, banded: bool) -> None:
+    site = BANDS if banded else HAND
+    check_decoded(site, with_payload(site.pack(_golden_symbols(site, 1)), payload, k if banded else 0))
 
 
 @FUZZ
-@given(seed=st.integers(0, 2**31 - 1), data=st.data())
-def test_fuzz_mutated_valid_streams(seed: int, data: st.DataObject) -> None:
-    stream = HAND.pack(_golden_symbols(HAND, seed % 1000))
-    payload = bytearray(stream[HEADER_LEN:])
+@given(seed=st.integers(0, 2**31 - 1), banded=st.booleans(), data=st.data())
+def test_fuzz_mutated_valid_streams(seed: int, banded: bool, data: st.DataObject) -> None:
+    site = BANDS if banded else HAND
+    stream = site.pack(_golden_symbols(site, seed % (50 if banded else 1000)))
+    slices = split_slices(stream)
+    k = data.draw(st.integers(0, len(slices) - 1))
+    payload = bytearray(slices[k])
     edits = data.draw(st.lists(st.tuples(st.integers(0, len(payload) - 1), st.integers(0, 255)), max_size=6))
     for position, value in edits:
         payload[position] = value
     cut = data.draw(st.integers(0, len(payload)))
     mutated = bytes(payload[:cut]) + data.draw(st.binary(max_size=4)) if data.draw(st.booleans()) else bytes(payload)
-    check_decoded(HAND, with_payload(stream, mutated))
+    check_decoded(site, with_payload(stream, mutated, k))
 
 
 @FUZZ

@@ -110,6 +110,20 @@ def test_bundle_from_another_version(cli, tiny, tmp_path: Path) -> None:
     _one_line_error(cli("run", tmp_path, "--input", tmp_path / "x.npy"), "not a featcomp bundle")
 
 
+def test_a_coder_bundle_of_another_bitstream_version(cli, tiny, tmp_path: Path) -> None:
+    """A bundle whose coder writes v1 streams (made before format 2, so no "bitstream" key) next to a model
+    this featcomp codes in v2: run refuses it in one line (report --bundle loads bundles the same way)."""
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 16, 16), np.float32))
+    for change in (lambda m: m.update(coder=True) or m.pop("bitstream", None) and None,
+                   lambda m: m.update(coder=True, bitstream=1)):
+        copy = _tampered(tiny[1], tmp_path, change)
+        _one_line_error(cli("run", copy, "--input", tmp_path / "x.npy"), "bitstream format v1", "reads and writes v2",
+                        "featcomp compile --coder")
+        shutil.rmtree(copy)
+    plain = _tampered(tiny[1], tmp_path, lambda m: m.update(bitstream=1))  # no coder: no streams, nothing to refuse
+    assert cli("run", plain, "--input", tmp_path / "x.npy").code == 0
+
+
 def test_input_of_the_wrong_shape(cli, tiny, tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 32, 32), np.float32))
     _one_line_error(cli("run", tiny[1], "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"),

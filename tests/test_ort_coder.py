@@ -38,3 +38,33 @@ def test_coded_run_equals_symbol_run(codec: str, calib_npz: Path) -> None:
                       {models.INPUT: batch})[f"fc/{name}/symbols"]
         streams = b"".join(pairs[name].pack(one) for one in sym)
         assert coded_bytes.tobytes().endswith(streams)
+
+
+@pytest.mark.parametrize("codec", ["transform-vlc", "dct-cm"])
+def test_coded_batches_hold_sliced_v2_streams(codec: str, tmp_path: Path) -> None:
+    """Sites big enough for several slices (8 x 64 x 64: four bands of 16 rows): the ops' bytes are the
+    reference's v2 streams, slice table included, and decode back to the model's own outputs."""
+    import struct
+
+    from featcomp.codecs import bitstream
+
+    model = models.two_convs(dims=(1, 3, 64, 64))
+    x = np.random.default_rng(1).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", **{models.INPUT: x})
+    result = api.compress(model, tmp_path / "calib.npz", codec=codec, output_snr_db=20.0)
+    pairs = api.site_codecs(result.model)
+    coded = ort_coder.session(result.model, coded_outputs=True)
+    names = [f"fc/{name}/symbols/coded" for name in pairs]
+    out = result.model.graph.output[0].name
+    sym_model = ort.session(ort.with_outputs(result.model, [f"fc/{n}/symbols" for n in pairs], [TensorProto.INT16] * len(pairs)))
+    got = coded.run([out, *names], {models.INPUT: x[:1]})
+    want = ort.session(result.model).run([out], {models.INPUT: x[:1]})[0]
+    np.testing.assert_array_equal(got[0], want)
+    symbols = ort.run(sym_model, {models.INPUT: x[:1]})
+    for (name, site), batch in zip(pairs.items(), got[1:]):
+        raw = batch.tobytes()
+        count, length = struct.unpack_from("<2I", raw)
+        stream = raw[8:8 + length]
+        assert count == 1 and stream == site.pack(symbols[f"fc/{name}/symbols"][0])
+        assert stream[2] == bitstream.FORMAT_VERSION == 2
+        assert struct.unpack_from("<H", stream, 14)[0] == len(bitstream.bands(site.shape)) - 1 == 4

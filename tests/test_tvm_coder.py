@@ -5,20 +5,17 @@ foreign headers) without reading or writing out of bounds; then inside compiled 
 
 from __future__ import annotations
 
-import struct
-import zlib
 from typing import Any, Callable
 
 import numpy as np
 import pytest
 
 from conftest import DATA_KINDS
-from featcomp.codecs.tvlc import NO_TABLE, RUN_MAX, Coder, TransformVlc, TvlcSite
+from featcomp.codecs.tvlc import NO_TABLE, Coder, TransformVlc, TvlcSite
 from featcomp.errors import CodecError, FeatcompError
-from test_codec_tvlc import HAND, _golden_symbols, stats_of
+from test_bitstream import seal, split_slices, with_slice
+from test_codec_tvlc import BANDS, HAND, _golden_symbols, stats_of
 from tvm_tools import need_tvm
-
-HEADER = struct.Struct("<2sBBIHHHII")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +31,7 @@ def calibrated_sites() -> list[tuple[str, TvlcSite, np.ndarray]]:
     out = []
     for seed, (kind, make) in enumerate(DATA_KINDS.items()):
         rng = np.random.default_rng(500 + seed)
-        shape = (16, 28, 28)  # 6 x 784 pixel vectors: enough for clipped ranges and constant planes
+        shape = (16, 40, 40)  # 6 x 1600 pixel vectors: enough for clipped ranges and constant planes; 3 slices
         stats = stats_of(make(rng, 6, shape), kind)
         fresh = make(rng, 3, shape)
         for transform in ("pca", "dct", "none"):
@@ -115,21 +112,25 @@ def test_symbols_the_tables_cannot_code_are_refused(tir) -> None:
         tir.TirCoder(HAND).pack(symbols)
 
 
-def _reseal(stream: bytes, payload: bytes) -> bytes:
-    """The stream's header with the payload's own length and CRC, so damage reaches the plane decoder."""
-    magic, version, codec, param, c, h, w, _, _ = HEADER.unpack_from(stream)
-    return HEADER.pack(magic, version, codec, param, c, h, w, len(payload), zlib.crc32(payload)) + payload
+def _reseal(stream: bytes, payload: bytes, k: int = 0) -> bytes:
+    """The stream with slice k replaced by payload, table and CRCs recomputed, so damage reaches the plane decoder."""
+    return with_slice(stream, payload, k)
 
 
 def _damaged(site: Any, rng: np.random.Generator, count: int,
              make: Callable[[Any, int], np.ndarray] = _golden_symbols) -> list[bytes]:
     """Valid streams (of make(site, seed)) with resealed byte edits, bit flips, truncations, extensions, random
-    payloads, and a few unsealed (header or CRC) faults."""
+    payloads (of one slice), slice tables whose lengths overlap, leave gaps or run past the end (under a valid
+    table CRC), and a few unsealed (header or CRC) faults."""
     out = []
     for i in range(count):
         stream = site.pack(make(site, 1000 + i))
-        payload = bytearray(stream[HEADER.size:])
-        kind = i % 6
+        slices = split_slices(stream)
+        k = int(rng.integers(0, len(slices)))
+        payload = bytearray(slices[k])
+        kind = i % 7
+        if not payload and kind in (0, 1, 4):
+            kind = 3
         if kind == 0:
             for at in rng.integers(0, len(payload), rng.integers(1, 4)):
                 payload[at] = int(rng.integers(0, 256))
@@ -142,12 +143,18 @@ def _damaged(site: Any, rng: np.random.Generator, count: int,
             payload += bytes(rng.integers(0, 256, rng.integers(1, 5)).astype(np.uint8))
         elif kind == 4:
             payload = bytearray(rng.integers(0, 256, len(payload)).astype(np.uint8).tobytes())
-        if kind == 5:
+        if kind == 6:
+            lengths = [len(p) for p in slices]
+            lengths[k] += int(rng.choice([-3, -1, 1, 2, 1 << 31]))
+            if len(slices) > 1 and rng.random() < 0.5:
+                lengths[(k + 1) % len(slices)] -= lengths[k] - len(slices[k])  # same total: the slices overlap
+            out.append(seal(stream, slices, [max(0, n) for n in lengths]))
+        elif kind == 5:
             raw = bytearray(stream)
             raw[int(rng.integers(0, len(raw)))] ^= 1 << int(rng.integers(0, 8))
             out.append(bytes(raw[:int(rng.integers(len(raw) // 2, len(raw) + 1))]))
         else:
-            out.append(_reseal(stream, bytes(payload)))
+            out.append(_reseal(stream, bytes(payload), k))
     return out
 
 
@@ -174,10 +181,22 @@ def test_corrupt_streams_are_refused_exactly_when_numpy_refuses_them(tir) -> Non
     refused_like_numpy(tir.TirCoder(HAND, n=len(streams)), HAND, streams)
 
 
+def test_three_slice_site_packs_like_numpy_and_refuses_like_numpy(tir) -> None:
+    """BANDS (three slices of 9, 9 and 7 rows): streams equal, symbols back, damage to any slice or to the
+    slice table refused exactly when numpy refuses it, and a refused stream zero in every slice."""
+    from featcomp.codecs import bitstream
+
+    assert len(bitstream.bands(BANDS.shape)) - 1 == 3
+    symbols = np.stack([_golden_symbols(BANDS, seed) for seed in (20240601, 7)])
+    round_trips_like_numpy(tir.TirCoder(BANDS, n=2), BANDS, symbols)
+    streams = _damaged(BANDS, np.random.default_rng(12), 70)
+    refused_like_numpy(tir.TirCoder(BANDS, n=len(streams)), BANDS, streams)
+
+
 def test_a_stream_longer_than_the_site_can_produce_is_refused(tir) -> None:
     coder = tir.TirCoder(HAND)
     stream = HAND.pack(_golden_symbols(HAND, 5))
-    payload = stream[HEADER.size:] + b"\x00" * coder.arrays.max_bytes
+    payload = split_slices(stream)[0] + b"\x00" * coder.arrays.max_bytes
     _, status = coder.unpack([_reseal(stream, payload)])
     assert status[0] != 0
 
@@ -232,3 +251,80 @@ def test_coder_needs_a_compressed_model(tir, model_file, cli, tmp_path) -> None:
     run = cli("compile", path, "--target", "host", "-o", tmp_path / "bundle", "--coder", "-q")
     assert run.code == 1 and "no featcomp pairs" in run.err and "Traceback" not in run.err
     assert not (tmp_path / "bundle").exists()
+
+
+# --- slices in parallel --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("codec", ["tvlc", "dctcm"])
+@pytest.mark.parametrize("op", ["pack", "unpack"])
+def test_the_slices_of_one_stream_are_a_parallel_loop(tir, codec: str, op: str) -> None:
+    """The kernel's outer loop runs over samples x slices in parallel (so one stream at batch 1 keeps every core
+    busy), then a per-sample parallel loop seals (pack) or combines the slices' verdicts (unpack); the kernels
+    are marked scheduled, so this is the loop nest the compiler gets, and the compiled code launches both."""
+    import re
+
+    import tvm
+
+    from featcomp.runtime_ops.tvm import coder_kernels, dctcm_coder_kernels
+
+    kernels = coder_kernels if codec == "tvlc" else dctcm_coder_kernels
+    func = getattr(kernels, f"{op}_kernel")()
+    script = func.script()
+    loops = re.findall(r"for (\w+) in T\.(parallel|serial)\(([^)]*)\)", script)
+    parallel = [(var, extent) for var, kind, extent in loops if kind == "parallel"]
+    assert parallel[0][1] == "n * nsl" and "nsl: T.let[T.int64] = slices_1 - T.int64(1)" in script, script[:2000]
+    assert parallel[1] == ("b", "n")
+    assert len(parallel) == 2  # nothing else: every other loop runs inside one slice's iteration
+    assert tir.KERNELS  # the kernels coder.py builds are these
+    lib = tvm.compile(tvm.IRModule({"k": func.with_attr("global_symbol", "k")}), target="llvm")
+    ir = lib.mod.inspect_source("ll")
+    assert len(re.findall(r"define [^\n]*@__tvm_parallel_lambda", ir)) == 2
+    assert len(re.findall(r"call i32 %\d+\(ptr nonnull @__tvm_parallel_lambda", ir)) == 2  # TVMBackendParallelLaunch
+
+
+@pytest.mark.parametrize("codec", ["transform-vlc", "dct-cm"])
+def test_model_with_four_slice_sites_codes_them_like_numpy(tir, tmp_path, codec: str) -> None:
+    """Batch 1, sites of 8 x 64 x 64 (four slices each): the compiled coder's stream lengths are len(site.pack)
+    of the compiled encoder's symbols, and the outputs equal the model's without the coder."""
+    import models
+    from onnx import TensorProto
+
+    from featcomp import api
+    from featcomp.codecs import bitstream
+    from featcomp.passes.pairs import find_pairs
+    from featcomp.runtime_ops import ort
+    from featcomp.runtime_ops.tvm import build
+
+    x = np.random.default_rng(2).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", **{models.INPUT: x})
+    model = api.compress(models.two_convs(dims=(1, 3, 64, 64)), tmp_path / "calib.npz", codec=codec,
+                         output_snr_db=20.0).model
+    pairs = find_pairs(model)
+    assert pairs and all(len(bitstream.bands(p.codec.shape)) - 1 == 4 for p in pairs)
+    probe = ort.with_outputs(model, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs))
+    target = build.make_target("host")
+    shape = {models.INPUT: [1, 3, 64, 64]}
+    plain = build.compile_model(probe, target, shape_dict=shape)
+    coded = build.compile_model(probe, target, shape_dict=shape, coder=True)
+    want, got = build.run_local(plain, [x[:1]]), build.run_local(coded, [x[:1]])
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+    k = len(plain.outputs)
+    for i, p in enumerate(pairs):
+        assert got[k + i].tolist() == [len(p.codec.pack(got[1 + i][0]))]
+
+
+def test_a_version_1_stream_is_refused_like_numpy(tir) -> None:
+    """A v1 stream (22-byte header, one unsliced payload) of the right site: numpy names the version, the TIR
+    unpack refuses it as a foreign container (status 1) and leaves zeros."""
+    import struct
+    import zlib
+
+    from featcomp.runtime_ops.tvm.stream_tir import ST_CONTAINER
+
+    payload = split_slices(HAND.pack(_golden_symbols(HAND, 2)))[0]
+    v1 = struct.Struct("<2sBBIHHHII").pack(b"FC", 1, 2, HAND.param_id, *HAND.shape, len(payload), zlib.crc32(payload))
+    with pytest.raises(CodecError, match="format version 1 is not supported"):
+        HAND.unpack(v1 + payload)
+    back, status = tir.TirCoder(HAND).unpack([v1 + payload])
+    assert status.tolist() == [ST_CONTAINER] and not back.any()

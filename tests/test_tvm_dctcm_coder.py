@@ -12,7 +12,8 @@ from featcomp.codecs import bitstream, rice
 from featcomp.codecs.dctcm import CODEC_ID, DENSE, DROP, MASK, DctCmSite
 from featcomp.errors import CodecError, FeatcompError
 from test_codec_dctcm import HAND_SITES, _all_sites, lcg_symbols
-from test_tvm_coder import HEADER, _damaged, _reseal, refused_like_numpy, round_trips_like_numpy
+from test_bitstream import split_slices
+from test_tvm_coder import _damaged, _reseal, refused_like_numpy, round_trips_like_numpy
 from tvm_tools import need_tvm
 
 
@@ -71,7 +72,7 @@ def test_corrupt_streams_are_refused_exactly_when_numpy_refuses_them(tir, name: 
     site = HAND_SITES[name]
     streams = _damaged(site, np.random.default_rng(17), 180, make=lcg_symbols) + [b"", b"FC", b"\x00" * 40]
     empty = site.pack(np.zeros(site.shape, np.int16))  # a flags plane alone: set flags, no bitmaps behind them
-    streams.append(_reseal(empty, b"\xff" * (len(empty) - HEADER.size)))
+    streams += [_reseal(empty, b"\xff" * len(part), k) for k, part in enumerate(split_slices(empty))]
     refused_like_numpy(tir.TirCoder(site, n=len(streams)), site, streams)
 
 
@@ -88,7 +89,7 @@ def test_a_flagged_channel_that_codes_only_zeros_is_refused(tir, name: str) -> N
         assert site.kinds[0] == DENSE and site.cmin[0] == 0
         writer.bits(np.zeros(0, np.uint8))
         rice.write(writer, np.zeros(h * w, np.int64), int(site.rice_k[0]))  # every value v - lo = 0
-    stream = bitstream.write(CODEC_ID, site.param_id, site.shape, writer.tobytes())
+    stream = bitstream.write(CODEC_ID, site.param_id, site.shape, [writer.tobytes()])
     with pytest.raises(CodecError, match="codes only zeros"):
         site.unpack(stream)
     back, status = tir.TirCoder(site).unpack([stream])
@@ -99,7 +100,7 @@ def test_a_stream_longer_than_the_site_can_produce_is_refused(tir) -> None:
     site = HAND_SITES["mask1"]
     coder = tir.TirCoder(site)
     stream = site.pack(lcg_symbols(site, 5))
-    _, status = coder.unpack([_reseal(stream, stream[HEADER.size:] + b"\x00" * coder.arrays.max_bytes)])
+    _, status = coder.unpack([_reseal(stream, split_slices(stream)[0] + b"\x00" * coder.arrays.max_bytes)])
     assert status[0] != 0
 
 

@@ -1,21 +1,28 @@
 """The container every featcomp bitstream shares, and vectorised bit packing.
 
-One bitstream holds one tensor of one sample. Layout (little-endian):
+One bitstream holds one tensor of one sample, cut into S independent slices: bands of whole rows,
+each coded on its own (its own bit planes, its own byte alignment), so that a coder can pack and
+unpack the slices of one sample on all cores at once, and a consumer can decode one slice at a time
+(rows r0 .. r1 of every channel) as its bytes arrive. Format version 2; layout (little-endian):
 
-    offset size field
-    0      2    magic b"FC"
-    2      1    format version (1)
-    3      1    codec id (1 = dct-cm, 2 = transform-vlc)
-    4      4    parameter id: CRC-32 of the frozen site parameters the stream was coded with
-    8      2    channels C
-    10     2    height H
-    12     2    width W
-    14     4    payload length in bytes
-    18     4    CRC-32 of the payload
-    22     ...  payload (codec specific)
+    offset  size  field
+    0       2     magic b"FC"
+    2       1     format version (2)
+    3       1     codec id (1 = dct-cm, 2 = transform-vlc)
+    4       4     parameter id: CRC-32 of the frozen site parameters the stream was coded with
+    8       2     channels C
+    10      2     height H
+    12      2     width W
+    14      2     slice count S (fixed by the shape: see `bands`)
+    16      4     payload length in bytes (the slice table and the slices)
+    20      4     CRC-32 of the slice table
+    24      8*S   slice table: per slice, u32 length in bytes and u32 CRC-32 of its bytes
+    24+8S   ...   the slices, back to back in band order (codec-specific payloads)
 
-The decoder checks every field before it reads the payload, so a truncated, corrupted or foreign
-stream is refused with a CodecError instead of being misread.
+Slice k starts where slice k - 1 ends, so a table can neither overlap nor leave gaps; the lengths
+must add up to the payload. The decoder checks every field before it reads a slice, and each slice's
+CRC before it decodes it, so a truncated, corrupted or foreign stream is refused with a CodecError
+instead of being misread. Version 1 (one slice, 22-byte header) is refused with a message naming it.
 """
 
 from __future__ import annotations
@@ -29,47 +36,99 @@ import numpy as np
 from featcomp.errors import CodecError
 
 MAGIC = b"FC"
-FORMAT_VERSION = 1
-_HEADER = struct.Struct("<2sBBIHHHII")
+FORMAT_VERSION = 2
+MAX_SLICES = 8          # slices per stream at most: enough for the cores of a board, few table entries
+SLICE_VALUES = 8192     # values per slice at least: each slice costs its table entry and its planes' padding
+_HEADER = struct.Struct("<2sBBIHHHHII")
+_ENTRY = struct.Struct("<II")
 HEADER_BYTES = _HEADER.size
+ENTRY_BYTES = _ENTRY.size
+
+
+def bands(shape: tuple[int, int, int]) -> np.ndarray:
+    """Row boundaries [S + 1] of the slices of a tensor of this shape: equal bands of whole rows (the
+    last may be shorter), as many as give each at least SLICE_VALUES values, at most MAX_SLICES."""
+    c, h, w = (int(v) for v in shape)
+    wanted = max(1, min(MAX_SLICES, h, c * h * w // SLICE_VALUES))
+    rows = -(-h // wanted)
+    count = -(-h // rows)
+    return np.minimum(np.arange(count + 1) * rows, h).astype(np.int64)
+
+
+def overhead_bytes(shape: tuple[int, int, int]) -> int:
+    """Container bytes of a stream of this shape: the header and the slice table."""
+    return HEADER_BYTES + ENTRY_BYTES * (len(bands(shape)) - 1)
+
+
+def write(codec_id: int, param_id: int, shape: tuple[int, int, int], slices: list[bytes]) -> bytes:
+    """Seal one payload per band of `bands(shape)` into a stream."""
+    count = len(bands(shape)) - 1
+    if len(slices) != count:
+        raise ValueError(f"a stream of shape {tuple(shape)} has {count} slices, not {len(slices)}")
+    table = b"".join(_ENTRY.pack(len(s), zlib.crc32(s)) for s in slices)
+    c, h, w = shape
+    head = _HEADER.pack(MAGIC, FORMAT_VERSION, codec_id, param_id, c, h, w, count,
+                        len(table) + sum(map(len, slices)), zlib.crc32(table))
+    return head + table + b"".join(slices)
 
 
 @dataclass(frozen=True)
-class Header:
-    codec_id: int
-    param_id: int
-    shape: tuple[int, int, int]
-    payload_len: int
-    payload_crc: int
+class Container:
+    """A stream whose header and slice table are valid; its slices are checked as they are taken."""
+
+    data: memoryview
+    bands: np.ndarray      # row boundaries [S + 1]
+    starts: np.ndarray     # byte offset of each slice [S + 1] (the last: the stream's end)
+    crcs: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.bands) - 1
+
+    def slice(self, k: int) -> memoryview:
+        """Slice k's bytes, CRC checked."""
+        if not 0 <= k < self.count:
+            raise CodecError(f"the stream has slices 0..{self.count - 1}, not {k}")
+        part = self.data[int(self.starts[k]):int(self.starts[k + 1])]
+        if zlib.crc32(part) != self.crcs[k]:
+            raise CodecError(f"bitstream slice {k} is corrupted (CRC mismatch)")
+        return part
 
 
-def write(codec_id: int, param_id: int, shape: tuple[int, int, int], payload: bytes) -> bytes:
-    c, h, w = shape
-    head = _HEADER.pack(MAGIC, FORMAT_VERSION, codec_id, param_id, c, h, w, len(payload), zlib.crc32(payload))
-    return head + payload
-
-
-def read(data: bytes, codec_id: int, param_id: int, shape: tuple[int, int, int]) -> memoryview:
-    """Validate the container and return the payload."""
-    if len(data) < HEADER_BYTES:
-        raise CodecError(f"bitstream truncated: {len(data)} bytes is shorter than the {HEADER_BYTES}-byte header")
-    magic, version, cid, pid, c, h, w, plen, crc = _HEADER.unpack_from(data)
+def open_stream(data: bytes, codec_id: int, param_id: int, shape: tuple[int, int, int]) -> Container:
+    """Validate the header and the slice table (not the slices: Container.slice checks each)."""
+    view = memoryview(data)
+    if len(view) >= 3 and bytes(view[:2]) == MAGIC and view[2] != FORMAT_VERSION:
+        raise CodecError(f"bitstream format version {view[2]} is not supported: this featcomp reads version "
+                         f"{FORMAT_VERSION} (sliced) streams; re-encode the tensor with this featcomp")
+    if len(view) < HEADER_BYTES:
+        raise CodecError(f"bitstream truncated: {len(view)} bytes is shorter than the {HEADER_BYTES}-byte header")
+    magic, _, cid, pid, c, h, w, count, plen, table_crc = _HEADER.unpack_from(view)
     if magic != MAGIC:
         raise CodecError("not a featcomp bitstream (bad magic bytes)")
-    if version != FORMAT_VERSION:
-        raise CodecError(f"bitstream format version {version} is not supported (this featcomp reads {FORMAT_VERSION})")
     if cid != codec_id:
         raise CodecError(f"bitstream was made by codec id {cid}, not {codec_id}")
     if pid != param_id:
         raise CodecError("bitstream was coded with other site parameters (parameter id mismatch)")
     if (c, h, w) != tuple(shape):
         raise CodecError(f"bitstream holds a tensor of shape {(c, h, w)}, the site expects {tuple(shape)}")
-    if plen != len(data) - HEADER_BYTES:
-        raise CodecError(f"bitstream payload is {len(data) - HEADER_BYTES} bytes, the header says {plen}")
-    payload = memoryview(data)[HEADER_BYTES:]
-    if zlib.crc32(payload) != crc:
-        raise CodecError("bitstream payload is corrupted (CRC mismatch)")
-    return payload
+    rows = bands(shape)
+    if count != len(rows) - 1:
+        raise CodecError(f"bitstream has {count} slices, a tensor of shape {tuple(shape)} has {len(rows) - 1}")
+    if plen != len(view) - HEADER_BYTES:
+        raise CodecError(f"bitstream payload is {len(view) - HEADER_BYTES} bytes, the header says {plen}")
+    table_end = HEADER_BYTES + ENTRY_BYTES * count
+    if len(view) < table_end:
+        raise CodecError(f"bitstream truncated: {len(view)} bytes cannot hold the {count}-slice table")
+    if zlib.crc32(view[HEADER_BYTES:table_end]) != table_crc:
+        raise CodecError("bitstream slice table is corrupted (CRC mismatch)")
+    entries = [_ENTRY.unpack_from(view, HEADER_BYTES + ENTRY_BYTES * k) for k in range(count)]
+    lengths = np.array([e[0] for e in entries], np.int64)
+    if table_end + int(lengths.sum()) != len(view):
+        raise CodecError(f"bitstream slices add up to {int(lengths.sum())} bytes, the payload holds "
+                         f"{len(view) - table_end} after the table")
+    starts = table_end + np.concatenate([[0], np.cumsum(lengths)])
+    return Container(view, rows, starts, tuple(e[1] for e in entries))
 
 
 class BitWriter:

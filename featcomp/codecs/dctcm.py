@@ -17,8 +17,8 @@ Golomb-Rice parameter k_c (see rice.py): DENSE codes zigzag(v) for signed ranges
 otherwise; MASK codes a sign bit (signed ranges) and |v| - 1. Channel statistics differ by orders of
 magnitude in a CNN (dead channels, dense ones, sparse ones), which is why the choice is per channel.
 
-Payload, after the shared header (see bitstream.py): five planes, each starting on a byte boundary,
-each in channel order:
+Payload of each slice (a band of rows, see bitstream.py; the channel flags, bitmaps and values below
+are those of the band's rows): five planes, each starting on a byte boundary, each in channel order:
 1. one flag per channel that is not dropped: does this sample's channel hold any nonzero;
 2. the nonzero bitmaps (H*W bits) of flagged MASK channels;
 3. sign bits of the nonzeros of flagged MASK channels with a signed range;
@@ -177,8 +177,14 @@ class DctCmSite:
         masked = np.abs(values) - 1
         return np.where(is_mask, masked, dense), (values < 0)[is_mask & signed]
 
-    def pack(self, symbols: np.ndarray) -> bytes:
-        s = self._streams(symbols)
+    def _slices(self, s: np.ndarray) -> list[np.ndarray]:
+        """s [C, H*W] cut into the container's bands of rows, each [C, rows*W]."""
+        w = self.shape[2]
+        rows = bitstream.bands(self.shape)
+        return [s[:, a * w:b * w] for a, b in zip(rows[:-1], rows[1:])]
+
+    def _payload(self, s: np.ndarray) -> bytes:
+        """One slice's five planes, for its values s [C, n]."""
         flags, masked, coded, channel = self._layout(s)
         codes, signs = self._to_codes(s[coded], channel)
         writer = bitstream.BitWriter()
@@ -186,18 +192,23 @@ class DctCmSite:
         writer.bits(s[masked] != 0)
         writer.bits(signs)
         rice.write(writer, codes, self.rice_k[channel])
-        return bitstream.write(CODEC_ID, self.param_id, self.shape, writer.tobytes())
+        return writer.tobytes()
 
-    def unpack(self, data: bytes) -> np.ndarray:
-        reader = bitstream.BitReader(bitstream.read(data, CODEC_ID, self.param_id, self.shape))
-        c, h, w = self.shape
+    def pack(self, symbols: np.ndarray) -> bytes:
+        s = self._streams(symbols)
+        return bitstream.write(CODEC_ID, self.param_id, self.shape, [self._payload(one) for one in self._slices(s)])
+
+    def _read_payload(self, payload: memoryview, n: int) -> np.ndarray:
+        """Inverse of _payload: int64 [C, n] values of one slice."""
+        reader = bitstream.BitReader(payload)
+        c = self.shape[0]
         live = self.kinds != DROP
         flagged = np.zeros(c, bool)
         flagged[live] = reader.bits(int(live.sum())).astype(bool)
         masked = flagged & (self.kinds == MASK)
-        coded = np.zeros((c, h * w), bool)
+        coded = np.zeros((c, n), bool)
         coded[flagged & (self.kinds == DENSE)] = True
-        coded[masked] = reader.bits(int(masked.sum()) * h * w).reshape(-1, h * w).astype(bool)
+        coded[masked] = reader.bits(int(masked.sum()) * n).reshape(-1, n).astype(bool)
         channel = np.nonzero(coded)[0]
         lo, hi = self.channel_ranges()
         lo_v, hi_v, is_mask = lo[channel], hi[channel], self.kinds[channel] == MASK
@@ -210,19 +221,36 @@ class DctCmSite:
         values = np.where(is_mask, np.where(negative, -(u + 1), u + 1), dense)
         if np.any((values < lo_v) | (values > hi_v)):
             raise CodecError("bitstream value out of range for its channel")
-        out = np.zeros((c, h * w), np.int64)
+        out = np.zeros((c, n), np.int64)
         out[coded] = values
         if np.any(flagged & ~(out != 0).any(axis=1)):
             raise CodecError("bitstream flags a channel as nonzero but codes only zeros")
-        return out.reshape(c, h, w).astype(np.int16)
+        return out
+
+    def unpack_slice(self, data: bytes, k: int) -> tuple[int, int, np.ndarray]:
+        """Slice k alone: (first row, end row, int16 symbols [C, rows, W]); the other slices are not read."""
+        box = bitstream.open_stream(data, CODEC_ID, self.param_id, self.shape)
+        return self._unpack_slice(box, k)
+
+    def _unpack_slice(self, box: bitstream.Container, k: int) -> tuple[int, int, np.ndarray]:
+        c, _, w = self.shape
+        part = box.slice(k)
+        r0, r1 = int(box.bands[k]), int(box.bands[k + 1])
+        return r0, r1, self._read_payload(part, (r1 - r0) * w).reshape(c, r1 - r0, w).astype(np.int16)
+
+    def unpack(self, data: bytes) -> np.ndarray:
+        box = bitstream.open_stream(data, CODEC_ID, self.param_id, self.shape)
+        return np.concatenate([self._unpack_slice(box, k)[2] for k in range(box.count)], axis=1)
 
     def coded_bytes(self, symbols: np.ndarray) -> int:
         """Exact len(pack(symbols)) from counts alone (no packing)."""
-        s = self._streams(symbols)
-        flags, masked, coded, channel = self._layout(s)
-        codes, signs = self._to_codes(s[coded], channel)
-        planes = (len(flags), int(masked.sum()) * s.shape[1], len(signs))
-        return bitstream.HEADER_BYTES + sum((p + 7) // 8 for p in planes[:3]) + _rice_bytes(codes, self.rice_k[channel])
+        total = bitstream.overhead_bytes(self.shape)
+        for s in self._slices(self._streams(symbols)):
+            flags, masked, coded, channel = self._layout(s)
+            codes, signs = self._to_codes(s[coded], channel)
+            planes = (len(flags), int(masked.sum()) * s.shape[1], len(signs))
+            total += sum((p + 7) // 8 for p in planes) + _rice_bytes(codes, self.rice_k[channel])
+        return total
 
     def encode(self, x: np.ndarray) -> bytes:
         return self.pack(self.symbols(np.asarray(x).reshape(self.shape)))

@@ -26,9 +26,10 @@ The coder half (numpy here, the reference that defines the bitstream):
   lets a near-constant coefficient cost far less than the one bit per value a symbol-by-symbol
   code cannot go below.
 
-Payload, after the shared header (bitstream.py): one byte-aligned plane with the token count of
-each class that has live planes (class order; fixed widths, enough for planes * H * W tokens), then
-per such class one Huffman plane holding the tokens of its planes, in channel order.
+Payload of each slice (a band of rows, see bitstream.py): one byte-aligned plane with the token
+count of each class that has live planes (class order; fixed widths, enough for planes * rows * W
+tokens), then per such class one Huffman plane holding the tokens of its planes' rows in the band, in
+channel order. Runs do not cross slices either: every slice decodes on its own.
 """
 
 from __future__ import annotations
@@ -274,52 +275,77 @@ class TvlcSite:
         table_of = self.coder.table_of
         return [(j, np.flatnonzero(table_of == j)) for j in range(len(self.coder.tables)) if np.any(table_of == j)]
 
-    def count_widths(self, classes: list[tuple[int, np.ndarray]]) -> np.ndarray:
-        hw = self.shape[1] * self.shape[2]
-        return np.array([int(len(planes) * hw).bit_length() for _, planes in classes], np.int64)
+    def count_widths(self, classes: list[tuple[int, np.ndarray]], values: int | None = None) -> np.ndarray:
+        """Bit widths of the classes' token counts in a slice of `values` values per plane (default H*W)."""
+        n = self.shape[1] * self.shape[2] if values is None else values
+        return np.array([int(len(planes) * n).bit_length() for _, planes in classes], np.int64)
 
-    def _tokens(self, symbols: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    def _slices(self, symbols: np.ndarray) -> list[np.ndarray]:
+        """Centred symbols [C, rows*W] of each band of rows of the container (bitstream.bands)."""
         if symbols.shape != self.shape:
             raise FeatcompError(f"transform-vlc site expects one tensor of shape {self.shape}, got {symbols.shape}")
         c, h, w = self.shape
         s = symbols.reshape(c, h * w).astype(np.int64) - self.coder.centre[:, None]
+        rows = bitstream.bands(self.shape)
+        return [s[:, a * w:b * w] for a, b in zip(rows[:-1], rows[1:])]
+
+    def _tokens(self, s: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Tokens of each class with live planes, for one slice's centred symbols s [C, n]."""
         return [(j, tokens_of(s[planes], self.coder.hi(j))) for j, planes in self.classes()]
 
-    def pack(self, symbols: np.ndarray) -> bytes:
-        classes = self.classes()
-        tokens = self._tokens(symbols)
+    def _payload(self, s: np.ndarray) -> bytes:
+        tokens = self._tokens(s)
         writer = bitstream.BitWriter()
-        writer.uint_var(np.array([len(t) for _, t in tokens], np.int64), self.count_widths(classes))
+        writer.uint_var(np.array([len(t) for _, t in tokens], np.int64), self.count_widths(self.classes(), s.shape[1]))
         for j, t in tokens:
             huffman.write(writer, t, self.coder.tables[j])
-        return bitstream.write(CODEC_ID, self.param_id, self.shape, writer.tobytes())
+        return writer.tobytes()
 
-    def unpack(self, data: bytes) -> np.ndarray:
-        reader = bitstream.BitReader(bitstream.read(data, CODEC_ID, self.param_id, self.shape))
-        c, h, w = self.shape
-        hw = h * w
+    def pack(self, symbols: np.ndarray) -> bytes:
+        return bitstream.write(CODEC_ID, self.param_id, self.shape, [self._payload(s) for s in self._slices(symbols)])
+
+    def _read_payload(self, payload: memoryview, n: int) -> np.ndarray:
+        """Inverse of _payload: int64 [C, n] symbols of one slice."""
+        reader = bitstream.BitReader(payload)
+        c = self.shape[0]
         classes = self.classes()
-        counts = reader.uint_var(self.count_widths(classes))
+        counts = reader.uint_var(self.count_widths(classes, n))
         cmin, cmax = self.cmin.reshape(c).astype(np.int64), self.cmax.reshape(c).astype(np.int64)
-        out = np.repeat(cmin[:, None], hw, axis=1)  # constant planes: cmin == cmax
+        out = np.repeat(cmin[:, None], n, axis=1)  # constant planes: cmin == cmax
         for (j, planes), count in zip(classes, counts):
-            if count > len(planes) * hw:
-                raise CodecError(f"transform-vlc class {j} claims {count} tokens for {len(planes) * hw} values")
+            if count > len(planes) * n:
+                raise CodecError(f"transform-vlc class {j} claims {count} tokens for {len(planes) * n} values")
             t = huffman.read(reader, int(count), self.coder.tables[j])
-            v = values_of(t, self.coder.hi(j), len(planes) * hw).reshape(len(planes), hw)
+            v = values_of(t, self.coder.hi(j), len(planes) * n).reshape(len(planes), n)
             out[planes] = v + self.coder.centre[planes, None]
         reader.finish()
         if np.any((out < cmin[:, None]) | (out > cmax[:, None])):
             raise CodecError("transform-vlc bitstream value out of range for its coefficient")
-        return out.reshape(c, h, w).astype(np.int16)
+        return out
+
+    def unpack_slice(self, data: bytes, k: int) -> tuple[int, int, np.ndarray]:
+        """Slice k alone: (first row, end row, int16 symbols [C, rows, W]); the other slices are not read."""
+        return self._unpack_slice(bitstream.open_stream(data, CODEC_ID, self.param_id, self.shape), k)
+
+    def _unpack_slice(self, box: bitstream.Container, k: int) -> tuple[int, int, np.ndarray]:
+        c, _, w = self.shape
+        part = box.slice(k)
+        r0, r1 = int(box.bands[k]), int(box.bands[k + 1])
+        return r0, r1, self._read_payload(part, (r1 - r0) * w).reshape(c, r1 - r0, w).astype(np.int16)
+
+    def unpack(self, data: bytes) -> np.ndarray:
+        box = bitstream.open_stream(data, CODEC_ID, self.param_id, self.shape)
+        return np.concatenate([self._unpack_slice(box, k)[2] for k in range(box.count)], axis=1)
 
     def coded_bytes(self, symbols: np.ndarray) -> int:
         """Exact len(pack(symbols)) from counts alone (no packing)."""
         classes = self.classes()
-        payload = (int(self.count_widths(classes).sum()) + 7) // 8
-        for j, t in self._tokens(symbols):
-            payload += (self.coder.tables[j].size_bits(t) + 7) // 8
-        return bitstream.HEADER_BYTES + payload
+        total = bitstream.overhead_bytes(self.shape)
+        for s in self._slices(symbols):
+            total += (int(self.count_widths(classes, s.shape[1]).sum()) + 7) // 8
+            for j, t in self._tokens(s):
+                total += (self.coder.tables[j].size_bits(t) + 7) // 8
+        return total
 
     def entropy_bits(self, symbols: np.ndarray) -> float:
         """Order-0 empirical entropy of each coded plane's symbols, summed: the limit of a per-plane symbol code."""
@@ -527,18 +553,23 @@ class _Fitter:
         sym = np.rint(y_spatial / step)
         sym = np.minimum(np.maximum(sym, arith["cmin"][..., None].astype(np.float32)), arith["cmax"][..., None].astype(np.float32))
         sym = sym.reshape(n, c, -1).astype(np.int64) - centre[None, :, None]
+        # runs end where the stream's slices (bands of rows) end, so tokens are taken per slice
+        w = self.stats.shape[2]
+        rows = bitstream.bands(self.stats.shape)
+        spans = [(int(a) * w, int(b) * w) for a, b in zip(rows[:-1], rows[1:])]
         tables, tokens = [], []
         for j in range(len(used)):
             planes = np.flatnonzero(table_of == j)
             lv = int((lo[planes] - centre[planes]).min())
             hv = int((hi[planes] - centre[planes]).max())
-            per_sample = [tokens_of(one[planes], hv) for one in sym]
+            per_slice = [tokens_of(one[planes][:, a:b], hv) for one in sym for a, b in spans]
             ends = np.array([lv, hv + RUN_MAX - 1])
-            tables.append(HuffmanTable.fit(np.concatenate([*per_sample, ends]), MAX_CODE_LENGTH))
-            tokens.append(per_sample)
+            tables.append(HuffmanTable.fit(np.concatenate([*per_slice, ends]), MAX_CODE_LENGTH))
+            tokens.append(per_slice)
         site = TvlcSite(shape=self.stats.shape, **arith, coder=Coder(centre, table_of, tuple(tables)), kind=kind)
-        counts = (int(site.count_widths(site.classes()).sum()) + 7) // 8
-        coded = n * counts + sum((table.size_bits(one) + 7) // 8 for table, per in zip(tables, tokens) for one in per)
+        counts = sum((int(site.count_widths(site.classes(), b - a).sum()) + 7) // 8 for a, b in spans)
+        coded = n * (counts + bitstream.overhead_bytes(self.stats.shape) - bitstream.HEADER_BYTES) + sum(
+            (table.size_bits(one) + 7) // 8 for table, per in zip(tables, tokens) for one in per)
         values = self.spatial[0].size
         bits = 8.0 * (coded / n + site.side_bytes) / values
         clipped = np.clip(coef, site.cmin.reshape(c), site.cmax.reshape(c))

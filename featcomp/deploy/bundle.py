@@ -253,7 +253,22 @@ def load_manifest(bundle: str | Path) -> dict[str, Any]:
             raise FeatcompError(f"{bundle} was compiled by featcomp {made_by} (bundle format {manifest.get('format')}); "
                                 f"this is featcomp {featcomp_version()} (format {FORMAT}): recompile it with "
                                 "'featcomp compile'")
-    return validate(manifest, str(bundle))
+    manifest = validate(manifest, str(bundle))
+    check_bitstream(manifest, str(bundle))
+    return manifest
+
+
+def check_bitstream(manifest: dict[str, Any], where: str) -> None:
+    """A bundle with the coder compiled in writes streams of the format it was built with (recorded as
+    "bitstream"; bundles made before format 2 record none): it must be the one this featcomp reads."""
+    from featcomp.codecs.bitstream import FORMAT_VERSION
+
+    if not manifest.get("coder"):
+        return
+    made = manifest.get("bitstream", 1)
+    if made != FORMAT_VERSION:
+        raise FeatcompError(f"{where} codes feature maps in bitstream format v{made}, this featcomp reads and writes "
+                            f"v{FORMAT_VERSION} (sliced streams): recompile it with 'featcomp compile --coder'")
 
 
 def check_input(manifest: dict[str, Any], x: np.ndarray, source: str) -> np.ndarray:

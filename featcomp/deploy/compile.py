@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from featcomp.codecs.bitstream import FORMAT_VERSION
 from featcomp.deploy import bundle, runtime, targets
 from featcomp.errors import FeatcompError
 
@@ -81,6 +82,7 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
             "inputs": [{"name": name, "shape": shape, "dtype": "float32"}],
             "outputs": [{"name": n, "shape": list(s), "dtype": d} for n, (s, d) in zip(names, compiled.outputs)],
             "coder": coder,
+            "bitstream": FORMAT_VERSION if coder else None,  # the stream format the coder kernels write
             "preprocess": preprocess,
             "codec_sites": [{"site": site, "codec": codec.codec_name, "shape": list(codec.shape)}
                             for site, codec in _site_codecs(model).items()],

@@ -27,7 +27,7 @@ from featcomp.codecs.tvlc import TvlcSite
 from featcomp.errors import FeatcompError
 from featcomp.runtime_ops.tvm import coder_kernels as ck
 from featcomp.runtime_ops.tvm import dctcm_coder_kernels as dk
-from featcomp.runtime_ops.tvm.stream_tir import HEAD_FIXED
+from featcomp.runtime_ops.tvm.stream_tir import ENTRY, HEAD_FIXED, HEADER
 
 Site = TvlcSite | DctCmSite
 KERNELS = {TvlcSite: ("tvlc", ck), DctCmSite: ("dctcm", dk)}  # per site type: name, kernel module
@@ -60,7 +60,18 @@ class CoderArrays:
 
 def _head(site: Site, codec_id: int) -> np.ndarray:
     """The container's bytes that the site fixes (all before the payload length)."""
-    return np.frombuffer(bitstream.write(codec_id, site.param_id, site.shape, b"")[:HEAD_FIXED], np.uint8).copy()
+    empty = [b""] * (len(bitstream.bands(site.shape)) - 1)
+    return np.frombuffer(bitstream.write(codec_id, site.param_id, site.shape, empty)[:HEAD_FIXED], np.uint8).copy()
+
+
+def _slicing(site: Site, worst: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(band [S + 1]: each slice's first value in a plane, room [S + 1]: where pack writes each slice before it
+    moves them together, max_bytes) for the slices' worst-case byte counts `worst` [S]."""
+    w = site.shape[2]
+    band = (bitstream.bands(site.shape) * w).astype(np.int32)
+    room = HEADER + ENTRY * len(worst) + np.concatenate([[0], np.cumsum(worst)])
+    assert HEADER == bitstream.HEADER_BYTES and ENTRY == bitstream.ENTRY_BYTES
+    return band, room.astype(np.int32), int(room[-1])
 
 
 def coder_arrays(site: Site) -> CoderArrays:
@@ -78,20 +89,25 @@ def _dctcm_arrays(site: DctCmSite) -> CoderArrays:
     mask = kind == dctcm.MASK
     umax = np.where(mask, np.maximum(np.abs(lo), np.abs(hi)) - 1, np.where(lo < 0, np.maximum(2 * hi, -2 * lo - 1), hi - lo))
     per_value = k + 1 + (np.maximum(umax, 0) >> k) + 2 * mask  # remainder, unary, bitmap and sign bits
-    live_bits = int(np.sum(np.where(kind != dctcm.DROP, 1 + h * w * per_value, 0)))
-    max_bytes = bitstream.HEADER_BYTES + live_bits // 8 + 6  # + padding: at most a byte per plane
+    live = kind != dctcm.DROP
+    rows = np.diff(bitstream.bands(site.shape))
+    worst = np.array([int(np.sum(np.where(live, 1 + r * w * per_value, 0))) // 8 + 6 for r in rows])  # + padding
+    band, room, max_bytes = _slicing(site, worst)
     i32 = lambda a: np.ascontiguousarray(a, np.int32)  # noqa: E731
-    arrays = {"kind": i32(kind), "k": i32(k), "lo": i32(lo), "hi": i32(hi),
-              "head": _head(site, dctcm.CODEC_ID), "crc": CRC_TABLE}
-    return CoderArrays(site, max_bytes, arrays, arrays)
+    arrays = {"kind": i32(kind), "k": i32(k), "lo": i32(lo), "hi": i32(hi), "band": band}
+    pack = {**arrays, "room": room, "head": _head(site, dctcm.CODEC_ID), "crc": CRC_TABLE}
+    unpack = {**arrays, "head": _head(site, dctcm.CODEC_ID), "crc": CRC_TABLE}
+    return CoderArrays(site, max_bytes, pack, unpack)
 
 
 def _tvlc_arrays(site: TvlcSite) -> CoderArrays:
-    c, h, w = site.shape
-    hw = h * w
+    w = site.shape[2]
     coder = site.coder
     classes = site.classes()
-    widths = site.count_widths(classes)
+    rows = np.diff(bitstream.bands(site.shape))
+    widths = np.zeros((len(rows) + 1, max(1, len(classes))), np.int64)  # per slice (the last row: unused)
+    for s, r in enumerate(rows):
+        widths[s, :len(classes)] = site.count_widths(classes, int(r) * w)
     tables = [coder.tables[j] for j, _ in classes]
     width = max([len(t.lengths) for t in tables], default=1)
     order = np.concatenate([planes for _, planes in classes]) if classes else np.zeros(0, np.int64)
@@ -125,20 +141,21 @@ def _tvlc_arrays(site: TvlcSite) -> CoderArrays:
             if len(at):
                 dfirst[i, lv], dindex[i, lv] = codes[ranked[at[0]]], at[0]
         escbits[i] = t.escape_bits
-    count_bytes = (int(widths.sum()) + 7) // 8
-    max_bytes = bitstream.HEADER_BYTES + count_bytes + sum(
-        (len(planes) * hw * int(longest[i]) + 7) // 8 for i, (_, planes) in enumerate(classes))
+    worst = np.array([(int(widths[s].sum()) + 7) // 8 + sum(
+        (len(planes) * int(r) * w * int(longest[i]) + 7) // 8 for i, (_, planes) in enumerate(classes))
+        for s, r in enumerate(rows)])
+    band, room, max_bytes = _slicing(site, worst)
     head = _head(site, tvlc.CODEC_ID)
     i32 = lambda a: np.ascontiguousarray(np.asarray(a, np.int32).reshape(-1))  # noqa: E731
     pad = lambda a: a if len(a) else np.zeros(1, a.dtype)  # noqa: E731  (kernels give empty arrays one slot)
     shared = {
         "centre": i32(coder.centre), "order": pad(i32(order)), "first": i32(first),
         "hi": pad(i32([coder.hi(j) for j, _ in classes])), "lo": pad(i32([t.lo for t in tables])),
-        "size": pad(i32([len(t.lengths) for t in tables])), "width": pad(i32(widths)),
+        "size": pad(i32([len(t.lengths) for t in tables])), "width": np.ascontiguousarray(widths, np.int32),
     }
-    pack = {**shared, "code": code, "length": length, "head": head, "crc": CRC_TABLE}
+    pack = {**shared, "code": code, "length": length, "band": band, "room": room, "head": head, "crc": CRC_TABLE}
     unpack = {**shared, "dfirst": dfirst, "dcount": dcount, "dindex": dindex, "dsym": dsym, "fast": fast, "escbits": escbits,
-              "cmin": i32(site.cmin), "cmax": i32(site.cmax), "head": head, "crc": CRC_TABLE}
+              "cmin": i32(site.cmin), "cmax": i32(site.cmax), "band": band, "head": head, "crc": CRC_TABLE}
     return CoderArrays(site, max_bytes, pack, unpack)
 
 

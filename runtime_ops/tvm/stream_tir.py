@@ -1,26 +1,36 @@
 # mypy: disable-error-code="valid-type,name-defined,no-redef,operator,misc"
 # (TVMScript macros: their bodies name the calling kernel's variables.)
-"""What the TIR coders of both codecs share: the bitstream container and MSB-first bit I/O.
+"""What the TIR coders of both codecs share: the v2 bitstream container (header, slice table, slices)
+and MSB-first bit I/O.
+
+Both coders work slice by slice (bitstream.py: bands of rows, each coded on its own), one parallel
+iteration per (sample, slice), so one stream keeps every core busy. Pack writes slice k into its own
+region out[b, room[k]:room[k + 1]] (room: worst-case offsets from coder.py), records its length and
+CRC-32 in the slice table, and a second, per-sample pass (`seal`) moves the slices down behind the
+table and writes the header. Unpack checks the container in every slice's iteration (a few dozen
+bytes), finds its slice from the table, checks its CRC and decodes it; a per-sample pass combines the
+slices' verdicts.
 
 These are unhygienic TVMScript macros, expanded into the calling kernel, which provides the names
-they use: `b` (the sample), `out` or `data` (streams uint8 [n, M]), `head` [14] u8 and `crc` [256]
-u32 (container header up to its length field, CRC-32 table), and one-slot-per-writer registers
-`acc` u64, `nb` i32, `pos` i32 (pending bits, their count, next byte); readers add `bit` i64,
-`val` i64, `st` i32 (position in bits, value read, status) and `end` (the stream's length in bits),
-and `finish` writes `sym` [n, Cn, P] and `status` [n]; `sum_` u32 is the CRC register. (Registers
-are constant-size `global` buffers: those stay on the stack, `local` ones go to the heap; see
-docs/tvm.md, traps.) TVMScript resolves a
-macro's names where it is expanded, so a kernel file imports the macros and constants that the
-macros it uses name in turn (seal and check_container expand crc32 and use HEADER, HEAD_FIXED,
-ST_CONTAINER; read_uint uses ST_PLANE; finish uses ST_TRAILING).
+they use: `b` (the sample), `nsl` (slices per stream), `out` or `data` (streams uint8 [n, M]),
+`head` [16] u8 and `crc` [256] u32 (container header up to its length field, CRC-32 table), and
+one-slot-per-writer registers `acc` u64, `nb` i32, `pos` i32 (pending bits, their count, next byte);
+readers add `bit` i64, `val` i64, `tot` i64, `st` i32 (position in bits, value read, a sum, status)
+and `sbeg`/`send` i64 (the slice's bytes); `sum_` u32 is the CRC register; pack's `seal` uses
+`room`, `at_` i32 and `bad` i32. (Registers are constant-size `global` buffers: those stay on the
+stack, `local` ones go to the heap; see docs/tvm.md, traps.) TVMScript resolves a macro's names
+where it is expanded, so a kernel file imports the macros and constants that the macros it uses name
+in turn (seal, check_container and find_slice expand crc32 and u32_at, and use HEADER, HEAD_FIXED,
+ENTRY, ST_CONTAINER; read_uint uses ST_PLANE).
 """
 
 from __future__ import annotations
 
 from tvm.script import tirx as T  # type: ignore[import-untyped]
 
-HEADER, HEAD_FIXED = 22, 14  # container bytes; the part of them fixed by the site (before the length field)
+HEADER, HEAD_FIXED, ENTRY = 24, 16, 8  # container header bytes; the part fixed by the site; slice table entry
 ST_CONTAINER, ST_PLANE, ST_COUNT, ST_RANGE, ST_TRAILING = 1, 2, 3, 4, 5  # unpack status (0: decoded)
+BAD_SLICE = 0xFFFFFFFF  # pack's table length of a slice with a symbol it cannot code
 
 
 @T.macro(hygienic=False)
@@ -32,32 +42,82 @@ def crc32(buf, lo, hi):  # sum_[0] = zlib.crc32 of buf[b, lo:hi]
 
 
 @T.macro(hygienic=False)
-def seal(stop):  # the container in front of out[b, HEADER:stop]: fixed head, payload length, payload CRC-32
-    crc32(out, HEADER, stop)
-    for i in range(HEAD_FIXED):
-        out[b, i] = head[i]
+def u32_at(buf, at):  # val[0] = the little-endian u32 at buf[b, at:at + 4], as int64
+    val[0] = T.int64(0)
     for i in range(4):
-        out[b, HEAD_FIXED + i] = T.Cast("uint8", ((stop - HEADER) >> (8 * i)) & 255)
-        out[b, HEAD_FIXED + 4 + i] = T.Cast("uint8", (sum_[0] >> T.Cast("uint32", 8 * i)) & T.uint32(255))
+        val[0] = val[0] | (T.Cast("int64", buf[b, at + i]) << T.Cast("int64", 8 * i))
 
 
 @T.macro(hygienic=False)
-def check_container(total, room):  # st[0] = ST_CONTAINER unless data[b, :total] is a sealed stream of this site
-    if total < HEADER or T.Cast("int64", total) > room:
+def put_u32(at, value):  # out[b, at:at + 4] = value (uint32), little-endian
+    for i in range(4):
+        out[b, at + i] = T.Cast("uint8", (value >> T.Cast("uint32", 8 * i)) & T.uint32(255))
+
+
+@T.macro(hygienic=False)
+def table_entry(k, start, stop, ok):  # slice k was written to out[b, start:stop]: its table entry (length, CRC)
+    crc32(out, start, stop)
+    put_u32(HEADER + ENTRY * k, T.if_then_else(ok, T.Cast("uint32", stop - start), T.uint32(BAD_SLICE)))
+    put_u32(HEADER + ENTRY * k + 4, sum_[0])
+
+
+@T.macro(hygienic=False)
+def seal():  # slices moved down behind the table, then the header; nbytes[b] = the length (-1: a bad slice)
+    at_[0] = T.Cast("int32", HEADER + ENTRY * nsl)
+    bad[0] = 0
+    for k in range(nsl):
+        u32_at(out, HEADER + ENTRY * k)
+        if val[0] == T.int64(BAD_SLICE):
+            bad[0] = 1
+        elif bad[0] == 0:
+            # forward byte copy: the destination never passes the source (at_ <= room[k])
+            for i in range(T.Cast("int32", val[0])):
+                out[b, at_[0] + i] = out[b, room[k] + i]
+            at_[0] = at_[0] + T.Cast("int32", val[0])
+    crc32(out, HEADER, HEADER + ENTRY * nsl)
+    for i in range(HEAD_FIXED):
+        out[b, i] = head[i]
+    put_u32(HEAD_FIXED, T.Cast("uint32", at_[0] - HEADER))
+    put_u32(HEAD_FIXED + 4, sum_[0])
+    nbytes[b] = T.if_then_else(bad[0] != 0, -1, at_[0])
+
+
+@T.macro(hygienic=False)
+def check_container(total, room):  # st[0] = ST_CONTAINER unless data[b, :total] has this site's header and a table
+    if T.Cast("int64", total) < HEADER + ENTRY * nsl or T.Cast("int64", total) > room:  # that tiles it
         st[0] = ST_CONTAINER
     else:
         for i in range(HEAD_FIXED):
             if data[b, i] != head[i]:
                 st[0] = ST_CONTAINER
-        val[0] = T.int64(0)
-        for i in range(4):
-            val[0] = val[0] | (T.Cast("int64", data[b, HEAD_FIXED + i]) << T.Cast("int64", 8 * i))
+        u32_at(data, HEAD_FIXED)
         if val[0] != T.Cast("int64", total - HEADER):
             st[0] = ST_CONTAINER
-        crc32(data, HEADER, total)
-        for i in range(4):
-            if T.Cast("uint32", data[b, HEAD_FIXED + 4 + i]) != ((sum_[0] >> T.Cast("uint32", 8 * i)) & T.uint32(255)):
-                st[0] = ST_CONTAINER
+        crc32(data, HEADER, HEADER + ENTRY * nsl)
+        u32_at(data, HEAD_FIXED + 4)
+        if val[0] != T.Cast("int64", sum_[0]):
+            st[0] = ST_CONTAINER
+        tot[0] = T.int64(0)
+        for q in range(nsl):
+            u32_at(data, HEADER + ENTRY * q)
+            tot[0] = tot[0] + val[0]
+        if tot[0] != T.Cast("int64", total) - HEADER - ENTRY * nsl:
+            st[0] = ST_CONTAINER
+
+
+@T.macro(hygienic=False)
+def find_slice(k):  # (after check_container passed) sbeg/send = slice k's bytes; st[0] = ST_CONTAINER on a bad CRC
+    tot[0] = T.Cast("int64", HEADER + ENTRY * nsl)
+    for q in range(k):
+        u32_at(data, HEADER + ENTRY * q)
+        tot[0] = tot[0] + val[0]
+    sbeg[0] = tot[0]
+    u32_at(data, HEADER + ENTRY * k)
+    send[0] = tot[0] + val[0]
+    crc32(data, sbeg[0], send[0])
+    u32_at(data, HEADER + ENTRY * k + 4)
+    if val[0] != T.Cast("int64", sum_[0]):
+        st[0] = ST_CONTAINER
 
 
 @T.macro(hygienic=False)
@@ -82,16 +142,6 @@ def align(w):  # write writer w's pending bits, the last byte padded with zeros
         pos[w] = pos[w] + 1
     acc[w] = T.uint64(0)
     nb[w] = 0
-
-
-@T.macro(hygienic=False)
-def finish(stop):  # status[b] from st[0] and where reading stopped (in bits, aligned); refused: zero symbols
-    if st[0] == 0 and stop != end:
-        st[0] = ST_TRAILING
-    if st[0] != 0:
-        for ch, s in T.grid(Cn, P):
-            sym[b, ch, s] = T.int16(0)
-    status[b] = st[0]
 
 
 @T.macro(hygienic=False)
