@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -13,6 +15,7 @@ import models
 from featcomp import allocate as alloc
 from featcomp import api
 from featcomp.budget import DropEstimate, estimate, is_probabilities, measured_drop, probabilities
+from featcomp.cli import budget_lines
 from featcomp.codecs.dctcm import DctCm
 from featcomp.modelio import prepare
 from featcomp.passes.insert import insert_pairs
@@ -208,3 +211,50 @@ def test_a_budget_the_base_quantization_already_misses_says_so() -> None:
     assert {n: c.param_id for n, c in found.codecs.items()} == {n: f[-1].site.param_id for n, f in fronts.items()}
     assert found.base is not None and found.base.drop > 0 and found.base.agreement < 1.0
     assert found.output_snr_db == alloc.SNR_RANGE_DB[1]
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _how(**kw: object) -> dict:
+    est = {"points": 0.8, "se": 0.2, "ci95": 0.392, "inputs": 200}
+    base = {"points": 0.1, "se": 0.05, "ci95": 0.098, "inputs": 200}
+    return {"method": "sensitivity", "max_drop": 1.0, "metric": "expected", "met": True, "bound": "estimate",
+            "calibration_agreement": 0.95, "estimated_drop": est, "base_estimated_drop": base, **kw}
+
+
+def test_budget_lines_say_what_was_estimated_and_how_sure() -> None:
+    assert budget_lines(_how()) == ["budget: --max-drop 1: estimated top-1 drop 0.80 ± 0.39 points (label-free, "
+                                    "200 inputs); of which the 8-bit base quantization alone: 0.10 points, estimated"]
+    missed = budget_lines(_how(met=False, max_drop=0.05, estimated_drop=_how()["base_estimated_drop"]))
+    assert len(missed) == 1 and missed[0].startswith("note: --max-drop 0.05 cannot be met: the 8-bit base "
+                                                     "quantization alone (the finest setting) costs 0.10 ± 0.10 points")
+    assert "against the model given" in missed[0]
+    strict = budget_lines(_how(metric="agreement", met=False, base_agreement=0.97, required=0.99), True)
+    assert strict[0].startswith("note: --max-drop-agreement 1 cannot be met: the 8-bit base quantization alone "
+                                "(the finest setting) top-1 agreement 97.0% (needed 99.0%)")
+    labelled = budget_lines(_how(metric="top1", calibration_top1=0.70, original_top1=0.71, base_top1_drop=0.5))
+    assert labelled[0].startswith("budget: --max-drop 1: top-1 on the 200 calibration inputs 70.0% (original 71.0%, "
+                                  "measured drop 1.0 points); estimated top-1 drop 0.80")
+    assert budget_lines({"method": "sensitivity", "output_snr_db": 20.0}) == []
+
+
+def test_max_drop_and_max_drop_agreement_are_exclusive(cli) -> None:
+    run = cli("compress", "m.onnx", "-o", "o.onnx", "--calib", "c.npz", "--max-drop", "1", "--max-drop-agreement", "1")
+    assert run.code == 2 and "not allowed with argument" in run.err
+
+
+@pytest.mark.parametrize("flag, metric", [("--max-drop", "expected"), ("--max-drop-agreement", "agreement")])
+def test_compress_prints_and_records_the_budget(cli, model_file, calib_npz, tmp_path: Path, flag: str,
+                                                metric: str) -> None:
+    out, report = tmp_path / "m.fc.onnx", tmp_path / "r.json"
+    run = cli("compress", model_file(models.two_convs()), "-o", out, "--calib", calib_npz, flag, "50",
+              "--report", report, "--quiet")
+    assert run.code == 0, run.err
+    how = json.loads(report.read_text())["meta"]["allocation"]
+    assert how["metric"] == metric and how["max_drop"] == 50.0 and how["met"] is True
+    assert how["estimated_drop"]["inputs"] == 4 and how["base_estimated_drop"]["inputs"] == 4
+    lines = [line for line in run.out.splitlines() if line.startswith("budget:")]
+    assert lines == budget_lines(how, flag == "--max-drop-agreement")
+    assert f"budget: {flag} 50: " in lines[0] and "(label-free, 4 inputs)" in lines[0]
+    assert "could not be met" not in run.err
