@@ -152,12 +152,13 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
            stats: Mapping[str, ActivationStats], feeds: Feeds, max_drop: float,
            labels: Sequence[np.ndarray] | None = None,
            progress: Callable[[Iterable[int]], Iterable[int]] | None = None, metric: str | None = None,
-           bound: str = "estimate") -> Allocation:
+           bound: str = "upper") -> Allocation:
     """The lowest output SNR (fewest bits) that keeps the top-1 loss within `max_drop` points.
 
     metric "expected" (the default without labels): the label-free estimated drop (featcomp.budget: the
-    original's softmax stands in for the labels) must be <= max_drop; `bound` "upper" uses the top of its 95%
-    interval instead of the point estimate. "agreement": top-1 agreement with the original on `feeds` must
+    original's softmax stands in for the labels) must be <= max_drop: with `bound` "upper" (the default) the
+    top of its 95% interval, with "estimate" the point estimate (chosen in-sample, it lands above max_drop
+    on unseen inputs: docs/budget.md). "agreement": top-1 agreement with the original on `feeds` must
     stay >= 1 - max_drop/100 (strict: every flip counts). "top1" (the default with labels, class indices in
     the model's output numbering): top-1 accuracy must stay >= the original's - max_drop/100.
     The finest setting (every site at its 8-bit base quantization) is judged first: when it already misses

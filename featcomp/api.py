@@ -96,7 +96,7 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
              output_snr_db: float | None = None, bits_per_value: float | None = None,
              labels: str | os.PathLike[str] | None = None,
              label_offset: int = 0, progress: Progress | None = None, fold: bool = False,
-             drop_metric: str | None = None, drop_bound: str = "estimate", **codec_options: Any) -> CompressResult:
+             drop_metric: str | None = None, drop_bound: str = "upper", **codec_options: Any) -> CompressResult:
     """Calibrate a codec per site and insert compress -> decompress pairs. Returns the new model.
 
     How each site's quality is chosen, in order of precedence:
@@ -107,8 +107,9 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     - `output_snr_db=DB`: sensitivity-weighted targets (featcomp.allocate) for that logit SNR;
     - `max_drop=P` (default 1.0): sensitivity-weighted targets, with the fewest bits whose top-1 loss on
       the calibration inputs stays within P points against the model given. Without labels the loss is
-      estimated (featcomp.budget: expected top-1 under the original's own softmax, `drop_bound` "estimate"
-      or "upper", the top of its 95% interval); with `labels` (a labels file for a folder of calibration
+      estimated (featcomp.budget: expected top-1 under the original's own softmax; `drop_bound` "upper",
+      the default, holds the top of its 95% interval to P, "estimate" the point estimate, which lands above P
+      on unseen images, see docs/budget.md); with `labels` (a labels file for a folder of calibration
       images) measured top-1 accuracy is used. `drop_metric="agreement"` keeps the strict older form: top-1
       agreement with the original >= 1 - P/100. The estimate, and what the finest setting (the 8-bit base
       quantization) costs alone, are recorded in `allocation`.

@@ -136,15 +136,22 @@ def branches() -> Branches:
     return Branches()
 
 
-def test_the_chosen_setting_keeps_the_estimated_drop_within_the_budget(branches: Branches) -> None:
+@pytest.mark.parametrize("bound", ["estimate", "upper"])
+def test_the_chosen_setting_keeps_the_estimated_drop_within_the_budget(branches: Branches, bound: str) -> None:
     for max_drop in (0.5, 2.0, 8.0):
-        found = branches.search(max_drop)
+        found = branches.search(max_drop, bound=bound)
         assert found.metric == "expected" and found.met
         again = branches.estimated(found.codecs)
-        assert again.drop <= max_drop + 1e-9, max_drop
+        held = again.drop if bound == "estimate" else again.upper
+        assert held <= max_drop + 1e-9, max_drop
         assert found.estimate is not None and found.estimate.drop == pytest.approx(again.drop)
-        assert found.score == pytest.approx(again.drop)
+        assert found.score == pytest.approx(held)
         assert found.base is not None and found.base.drop <= found.estimate.drop + 1e-9
+
+
+def test_the_upper_bound_is_the_default(branches: Branches) -> None:
+    found = branches.search(4.0)
+    assert found.estimate is not None and found.score == pytest.approx(found.estimate.upper)
 
 
 def test_a_tighter_budget_spends_more_bits(branches: Branches) -> None:
@@ -158,14 +165,14 @@ def test_a_tighter_budget_spends_more_bits(branches: Branches) -> None:
 
 
 def test_the_upper_bound_is_stricter_than_the_estimate(branches: Branches) -> None:
-    point, upper = branches.search(4.0), branches.search(4.0, bound="upper")
+    point, upper = branches.search(4.0, bound="estimate"), branches.search(4.0, bound="upper")
     assert upper.estimate is not None and upper.estimate.upper <= 4.0 + 1e-9
     assert branches.bits(upper.codecs) >= branches.bits(point.codecs)
 
 
 def test_agreement_is_the_strict_form(branches: Branches) -> None:
     """At the same P agreement may flip at most P% of inputs however cheap the flips: never fewer bits."""
-    strict, loose = branches.search(10.0, metric="agreement"), branches.search(10.0)
+    strict, loose = branches.search(10.0, metric="agreement"), branches.search(10.0, bound="estimate")
     assert strict.metric == "agreement" and strict.agreement is not None and strict.agreement >= 0.9
     assert branches.bits(strict.codecs) >= branches.bits(loose.codecs)
 
@@ -236,6 +243,9 @@ def test_budget_lines_say_what_was_estimated_and_how_sure() -> None:
     labelled = budget_lines(_how(metric="top1", calibration_top1=0.70, original_top1=0.71, base_top1_drop=0.5))
     assert labelled[0].startswith("budget: --max-drop 1: top-1 on the 200 calibration inputs 70.0% (original 71.0%, "
                                   "measured drop 1.0 points); estimated top-1 drop 0.80")
+    upper = budget_lines(_how(bound="upper"))
+    assert upper[0].startswith("budget: --max-drop 1: estimated top-1 drop 0.80 ± 0.39 points (label-free, 200 "
+                               "inputs) (its 95% upper bound was held to the budget); ")
     assert budget_lines({"method": "sensitivity", "output_snr_db": 20.0}) == []
 
 
@@ -253,8 +263,21 @@ def test_compress_prints_and_records_the_budget(cli, model_file, calib_npz, tmp_
     assert run.code == 0, run.err
     how = json.loads(report.read_text())["meta"]["allocation"]
     assert how["metric"] == metric and how["max_drop"] == 50.0 and how["met"] is True
+    assert how.get("bound") == ("upper" if metric == "expected" else None)
     assert how["estimated_drop"]["inputs"] == 4 and how["base_estimated_drop"]["inputs"] == 4
     lines = [line for line in run.out.splitlines() if line.startswith("budget:")]
     assert lines == budget_lines(how, flag == "--max-drop-agreement")
     assert f"budget: {flag} 50: " in lines[0] and "(label-free, 4 inputs)" in lines[0]
     assert "could not be met" not in run.err
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"drop_metric": "top5"}, "unknown drop metric 'top5'"),
+    ({"drop_metric": "top1"}, "needs labels"),
+    ({"drop_bound": "lower"}, "unknown drop bound 'lower'"),
+])
+def test_bad_budget_options_are_one_line_errors(calib_npz: Path, options: dict, message: str) -> None:
+    from featcomp.errors import FeatcompError
+
+    with pytest.raises(FeatcompError, match=message):
+        api.compress(models.two_convs(), calib_npz, max_drop=1.0, **options)
