@@ -9,10 +9,14 @@ between two near-equal classes costs little; a flip away from a confident class 
 *agreement* counts every flip as a full error and, unlike the real drop, never lets a flip to a better
 class cancel one to a worse class, so it spends far less of the budget than the user gave.
 
-Temperature: T = 1, the model's own softmax. A temperature cannot be fitted without labels (every
-label-free criterion, e.g. entropy matching, is satisfied by any T), and ImageNet classifiers of the
-MobileNet/EfficientNet-Lite kind are close to calibrated; benchmarks/budget_validation.py checks the
-confidence against labels (mean max p vs top-1) and the predicted drops against measured ones.
+Temperature: T = 1, the model's own softmax. Fitting T needs labels (temperature scaling minimises their
+log-loss); the label-free stand-in, the model's own top-1 as the label, drives T to 0 (every prediction
+certain), so it is not used. `estimate` takes a T for users who fitted one on labelled data.
+benchmarks/budget_validation.py checks T = 1 against labels (mean max p vs top-1) and the predicted
+drops against measured ones (docs/budget.md).
+
+The 95% interval covers the sampling noise of the calibration inputs, not a shift between them and the
+images the model will see: on confident (e.g. training) images where no top-1 changes it is 0 ± 0.
 """
 
 from __future__ import annotations
@@ -70,14 +74,24 @@ class DropEstimate:
 
     def describe(self) -> str:
         """One phrase for the compress output: what was estimated and how sure it is."""
-        return (f"estimated top-1 drop {self.drop:.2f} ± {Z95 * self.se:.2f} points "
-                f"(label-free, {self.inputs} inputs)")
+        return describe(self.drop, self.se, self.inputs, self.changed)
+
+    @property
+    def changed(self) -> int:
+        """Inputs whose top-1 changed: with none, the interval is 0 ± 0 and says nothing about other images."""
+        return int(round((1.0 - self.agreement) * self.inputs))
 
     def as_dict(self) -> dict[str, Any]:
         return {"points": round(self.drop, 4), "ci95": round(Z95 * self.se, 4), "se": round(self.se, 4),
                 "inputs": self.inputs, "expected_top1_original": round(self.expected_top1_original, 5),
                 "expected_top1": round(self.expected_top1, 5), "agreement": round(self.agreement, 5),
-                "temperature": self.temperature}
+                "changed": self.changed, "temperature": self.temperature}
+
+
+def describe(drop: float, se: float, inputs: int, changed: int) -> str:
+    """'estimated top-1 drop D ± C points (label-free, N inputs, K top-1 changed)', C the 95% half-width."""
+    return (f"estimated top-1 drop {drop:.2f} ± {Z95 * se:.2f} points "
+            f"(label-free, {inputs} inputs, {changed} top-1 changed)")
 
 
 def estimate(reference: np.ndarray, classes: np.ndarray, temperature: float = 1.0) -> DropEstimate:

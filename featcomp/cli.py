@@ -421,13 +421,12 @@ def budget_lines(how: dict[str, Any], agreement_flag: bool = False) -> list[str]
     8-bit base quantization costs alone; a 'note:' line instead when even that misses the budget."""
     if "max_drop" not in how or "estimated_drop" not in how:
         return []
-    from featcomp.budget import Z95
+    from featcomp.budget import Z95, describe
 
     flag = f"--max-drop{'-agreement' if agreement_flag else ''} {how['max_drop']:g}"
 
     def estimated(d: dict[str, Any]) -> str:
-        return (f"estimated top-1 drop {d['points']:.2f} ± {Z95 * d['se']:.2f} points "
-                f"(label-free, {d['inputs']} inputs)")
+        return describe(d["points"], d["se"], d["inputs"], d.get("changed", 0))
 
     est, base = how["estimated_drop"], how.get("base_estimated_drop") or how["estimated_drop"]
     metric = how.get("metric", "expected")

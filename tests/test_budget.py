@@ -34,7 +34,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 def test_unchanged_predictions_cost_nothing_and_are_certain() -> None:
     logits = np.random.default_rng(0).normal(size=(50, 10))
     est = estimate(logits, logits.argmax(axis=1))
-    assert est.drop == 0.0 and est.se == 0.0 and est.upper == 0.0 and est.agreement == 1.0
+    assert est.drop == 0.0 and est.se == 0.0 and est.upper == 0.0 and est.agreement == 1.0 and est.changed == 0
     assert est.inputs == 50
     assert est.expected_top1 == est.expected_top1_original == pytest.approx(np.mean(_softmax(logits).max(axis=1)))
 
@@ -48,7 +48,9 @@ def test_a_hand_computed_case() -> None:
     assert est.upper == pytest.approx(20.0 + 1.96 * math.sqrt(700.0 / 3.0))
     assert est.agreement == pytest.approx(1 / 3)
     assert est.expected_top1_original == pytest.approx(0.6) and est.expected_top1 == pytest.approx(0.4)
-    assert est.describe() == f"estimated top-1 drop 20.00 ± {1.96 * math.sqrt(700 / 3):.2f} points (label-free, 3 inputs)"
+    assert est.changed == 2
+    assert est.describe() == (f"estimated top-1 drop 20.00 ± {1.96 * math.sqrt(700 / 3):.2f} points "
+                              "(label-free, 3 inputs, 2 top-1 changed)")
 
 
 def test_probabilities_and_their_logits_give_the_same_estimate() -> None:
@@ -224,15 +226,15 @@ def test_a_budget_the_base_quantization_already_misses_says_so() -> None:
 
 
 def _how(**kw: object) -> dict:
-    est = {"points": 0.8, "se": 0.2, "ci95": 0.392, "inputs": 200}
-    base = {"points": 0.1, "se": 0.05, "ci95": 0.098, "inputs": 200}
+    est = {"points": 0.8, "se": 0.2, "ci95": 0.392, "inputs": 200, "changed": 9}
+    base = {"points": 0.1, "se": 0.05, "ci95": 0.098, "inputs": 200, "changed": 2}
     return {"method": "sensitivity", "max_drop": 1.0, "metric": "expected", "met": True, "bound": "estimate",
             "calibration_agreement": 0.95, "estimated_drop": est, "base_estimated_drop": base, **kw}
 
 
 def test_budget_lines_say_what_was_estimated_and_how_sure() -> None:
     assert budget_lines(_how()) == ["budget: --max-drop 1: estimated top-1 drop 0.80 ± 0.39 points (label-free, "
-                                    "200 inputs); of which the 8-bit base quantization alone: 0.10 points, estimated"]
+                                    "200 inputs, 9 top-1 changed); of which the 8-bit base quantization alone: 0.10 points, estimated"]
     missed = budget_lines(_how(met=False, max_drop=0.05, estimated_drop=_how()["base_estimated_drop"]))
     assert len(missed) == 1 and missed[0].startswith("note: --max-drop 0.05 cannot be met: the 8-bit base "
                                                      "quantization alone (the finest setting) costs 0.10 ± 0.10 points")
@@ -245,7 +247,7 @@ def test_budget_lines_say_what_was_estimated_and_how_sure() -> None:
                                   "measured drop 1.0 points); estimated top-1 drop 0.80")
     upper = budget_lines(_how(bound="upper"))
     assert upper[0].startswith("budget: --max-drop 1: estimated top-1 drop 0.80 ± 0.39 points (label-free, 200 "
-                               "inputs) (its 95% upper bound was held to the budget); ")
+                               "inputs, 9 top-1 changed) (its 95% upper bound was held to the budget); ")
     assert budget_lines({"method": "sensitivity", "output_snr_db": 20.0}) == []
 
 
@@ -267,7 +269,7 @@ def test_compress_prints_and_records_the_budget(cli, model_file, calib_npz, tmp_
     assert how["estimated_drop"]["inputs"] == 4 and how["base_estimated_drop"]["inputs"] == 4
     lines = [line for line in run.out.splitlines() if line.startswith("budget:")]
     assert lines == budget_lines(how, flag == "--max-drop-agreement")
-    assert f"budget: {flag} 50: " in lines[0] and "(label-free, 4 inputs)" in lines[0]
+    assert f"budget: {flag} 50: " in lines[0] and "(label-free, 4 inputs, " in lines[0]
     assert "could not be met" not in run.err
 
 
