@@ -141,7 +141,8 @@ def line(r: dict[str, Any]) -> str:
     predicted = "—" if p is None else f"{p['points']:.2f} ± {p['ci95']:.2f}"
     h = r["held_out_estimate"]
     return (f"| {r['model']} | {r['fit']} ({r['fit_inputs']}) → {r['test']} ({r['test_images']}) | {setting(r)} | "
-            f"{predicted} | {h['points']:.2f} ± {h['ci95']:.2f} | {r['measured_drop']:.1f} ± {r['measured_ci95']:.1f} | "
+            f"{predicted} | {h['points']:.2f} ± {h['ci95']:.2f} | "
+            f"{r['measured_drop']:.1f} ± {r['measured_ci95']:.1f} | "
             f"{r['held_out_agreement']:.1%} | {r['ratio_vs_int8']:.2f} |")
 
 
@@ -163,7 +164,8 @@ def main() -> int:
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--limit", type=int, default=64, help="calibration inputs per direction (default 64)")
-    parser.add_argument("--test-limit", type=int, help="held-out images (default: all; a smaller number is a smoke run)")
+    parser.add_argument("--test-limit", type=int,
+                        help="held-out images (default: all; a smaller number is a smoke run)")
     parser.add_argument("--directions", default="calib:val,val:calib")
     parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results/budget")
     args = parser.parse_args()

@@ -192,7 +192,8 @@ def near_ties() -> onnx.ModelProto:
              helper.make_node("Conv", ["relu", "eye"], ["head"], name="head"),
              helper.make_node("GlobalAveragePool", ["head"], ["gap"], name="gap"),
              helper.make_node("Flatten", ["gap"], ["logits"], name="logits")]
-    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.eye(2, dtype=np.float32)[:, :, None, None], "eye")]
+    eye = np.eye(2, dtype=np.float32)[:, :, None, None]
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(eye, "eye")]
     graph = helper.make_graph(nodes, "ties", [models._input()],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
@@ -234,10 +235,12 @@ def _how(**kw: object) -> dict:
 
 def test_budget_lines_say_what_was_estimated_and_how_sure() -> None:
     assert budget_lines(_how()) == ["budget: --max-drop 1: estimated top-1 drop 0.80 ± 0.39 points (label-free, "
-                                    "200 inputs, 9 top-1 changed); of which the 8-bit base quantization alone: 0.10 points, estimated"]
+                                    "200 inputs, 9 top-1 changed); of which the 8-bit base quantization alone: "
+                                    "0.10 points, estimated"]
     missed = budget_lines(_how(met=False, max_drop=0.05, estimated_drop=_how()["base_estimated_drop"]))
-    assert len(missed) == 1 and missed[0].startswith("note: --max-drop 0.05 cannot be met: the 8-bit base "
-                                                     "quantization alone (the finest setting) costs 0.10 ± 0.10 points")
+    assert len(missed) == 1 and missed[0].startswith(
+        "note: --max-drop 0.05 cannot be met: the 8-bit base quantization alone (the finest setting) costs "
+        "0.10 ± 0.10 points")
     assert "against the model given" in missed[0]
     strict = budget_lines(_how(metric="agreement", met=False, base_agreement=0.97, required=0.99), True)
     assert strict[0].startswith("note: --max-drop-agreement 1 cannot be met: the 8-bit base quantization alone "
