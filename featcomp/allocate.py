@@ -10,11 +10,12 @@ one knob lambda is fixed by a target output SNR or searched for an accuracy budg
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
 
+from featcomp.budget import DropEstimate, estimate
 from featcomp.codecs.base import ActivationStats, Candidate, SiteCodec, pick
 from featcomp.passes.insert import insert_pairs
 from featcomp.passes.sites import Site
@@ -27,12 +28,31 @@ SNR_RANGE_DB = (10.0, 70.0)
 SEARCH_STEPS = 8
 
 
+METRICS = ("expected", "agreement", "top1")  # what max_drop is measured on (see search)
+
+
 @dataclass(frozen=True)
 class Allocation:
+    """The chosen codecs and how the search judged them on the calibration inputs.
+
+    `score` is the metric's value at the chosen setting: estimated drop in points ("expected", lower is
+    better), top-1 agreement or top-1 accuracy as fractions; `required` is the bound it had to meet.
+    `estimate` is the label-free drop estimate at the chosen setting (always computed), `base` the same at
+    the finest setting (the 8-bit base quantization at every site) and `base_score` the metric there.
+    """
+
     codecs: dict[str, SiteCodec]
     output_snr_db: float
-    agreement: float | None  # top-1 agreement (or accuracy, with labels) on the calibration inputs
-    required: float | None = None  # what max_drop asked for; agreement < required means it could not be met
+    agreement: float | None  # top-1 agreement with the original on the calibration inputs
+    required: float | None = None
+    metric: str = "agreement"
+    score: float | None = None
+    met: bool = True
+    estimate: DropEstimate | None = None
+    base: DropEstimate | None = None
+    base_score: float | None = None
+    top1: float | None = None  # with labels: top-1 accuracy of the chosen setting
+    original_top1: float | None = None
 
 
 def logits_name(model: onnx.ModelProto) -> str:
@@ -131,38 +151,70 @@ def agreement(model: onnx.ModelProto, feeds: Feeds, reference: Sequence[np.ndarr
 def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains: Mapping[str, float],
            stats: Mapping[str, ActivationStats], feeds: Feeds, max_drop: float,
            labels: Sequence[np.ndarray] | None = None,
-           progress: Callable[[Iterable[int]], Iterable[int]] | None = None) -> Allocation:
-    """The lowest output SNR (fewest bits) that keeps accuracy within `max_drop` points.
+           progress: Callable[[Iterable[int]], Iterable[int]] | None = None, metric: str | None = None,
+           bound: str = "upper") -> Allocation:
+    """The lowest output SNR (fewest bits) that keeps the top-1 loss within `max_drop` points.
 
-    Without labels the accuracy is top-1 agreement with the original model on `feeds` (which must
-    stay >= 1 - max_drop/100); with labels (class indices in the model's output numbering) it is
-    top-1 accuracy, which must stay >= the original's accuracy - max_drop/100.
+    metric "expected" (the default without labels): the label-free estimated drop (featcomp.budget: the
+    original's softmax stands in for the labels) must be <= max_drop: with `bound` "upper" (the default) the
+    top of its 95% interval, with "estimate" the point estimate (chosen in-sample, it lands above max_drop
+    on unseen inputs: docs/budget.md). "agreement": top-1 agreement with the original on `feeds` must
+    stay >= 1 - max_drop/100 (strict: every flip counts). "top1" (the default with labels, class indices in
+    the model's output numbering): top-1 accuracy must stay >= the original's - max_drop/100.
+    The finest setting (every site at its 8-bit base quantization) is judged first: when it already misses
+    the budget it is returned with met=False, and `base`/`base_score` say what the base step alone costs.
     """
+    metric = metric or ("top1" if labels is not None else "expected")
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}")
+    if metric == "top1" and labels is None:
+        raise ValueError("metric top1 needs labels")
+    if bound not in ("estimate", "upper"):
+        raise ValueError(f"unknown bound {bound!r}")
     out, logit = model.graph.output[0].name, logits_name(model)
     ref_sess = ort.session(ort.with_outputs(model, [logit]))
     runs = [ort.run(ref_sess, f, [out, logit]) for f in feeds]
     original = [top1(r[out]) for r in runs]
+    reference = np.concatenate([r[logit].reshape(len(r[logit]), -1) for r in runs])
     power = float(np.mean([np.sum(np.square(_centered(r[logit]))) / len(r[logit]) for r in runs]))
-    if labels is None:
-        target, need = original, 1.0 - max_drop / 100.0
-    else:
-        target = list(labels)
-        hits = sum(int(np.sum(o == t)) for o, t in zip(original, target))
-        need = hits / max(1, sum(len(t) for t in target)) - max_drop / 100.0
+    flat_original = np.concatenate(original)
+    truth = np.concatenate([np.asarray(t).reshape(-1) for t in labels]) if labels is not None else None
+    original_top1 = float(np.mean(flat_original == truth)) if truth is not None else None
+    required = {"expected": max_drop, "agreement": 1.0 - max_drop / 100.0,
+                "top1": (original_top1 or 0.0) - max_drop / 100.0}[metric]
+
+    def judge(codecs: dict[str, SiteCodec], snr: float) -> Allocation:
+        classes = np.concatenate(predictions(insert_pairs(model, codecs), feeds))
+        est = estimate(reference, classes)
+        accuracy = float(np.mean(classes == truth)) if truth is not None else None
+        score = {"expected": est.upper if bound == "upper" else est.drop, "agreement": est.agreement,
+                 "top1": accuracy}[metric]
+        assert score is not None
+        ok = score <= required + 1e-9 if metric == "expected" else score >= required - 1e-12
+        return Allocation(codecs, snr, est.agreement, required, metric, score, ok, est, top1=accuracy,
+                          original_top1=original_top1)
+
     lo, hi = SNR_RANGE_DB
-    best = Allocation(codecs=allocate(fronts, gains, stats, power, hi), output_snr_db=hi, agreement=None)
+    finest = judge({name: front[-1].site for name, front in fronts.items()}, hi)
+    if not finest.met:
+        return replace(finest, base=finest.estimate, base_score=finest.score)
+    best = finest
     steps = range(SEARCH_STEPS)
     for _ in (progress(steps) if progress else steps):
         mid = 0.5 * (lo + hi)
-        codecs = allocate(fronts, gains, stats, power, mid)
-        score = agreement(insert_pairs(model, codecs), feeds, target)
-        if score >= need - 1e-12:
-            best, hi = Allocation(codecs, mid, score, need), mid
+        found = judge(allocate(fronts, gains, stats, power, mid), mid)
+        if found.met:
+            best, hi = found, mid
         else:
             lo = mid
-    if best.agreement is None:
-        best = Allocation(best.codecs, hi, agreement(insert_pairs(model, best.codecs), feeds, target), need)
-    return best
+    return replace(best, base=finest.estimate, base_score=finest.score)
+
+
+def predictions(model: onnx.ModelProto, feeds: Feeds) -> list[np.ndarray]:
+    """The model's top-1 class per input, one array per batch."""
+    sess = ort.session(model)
+    out = model.graph.output[0].name
+    return [top1(ort.run(sess, f, [out])[out]) for f in feeds]
 
 
 def output_power(model: onnx.ModelProto, feeds: Feeds) -> float:

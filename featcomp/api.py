@@ -96,7 +96,7 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
              output_snr_db: float | None = None, bits_per_value: float | None = None,
              labels: str | os.PathLike[str] | None = None,
              label_offset: int = 0, progress: Progress | None = None, fold: bool = False,
-             **codec_options: Any) -> CompressResult:
+             drop_metric: str | None = None, drop_bound: str = "upper", **codec_options: Any) -> CompressResult:
     """Calibrate a codec per site and insert compress -> decompress pairs. Returns the new model.
 
     How each site's quality is chosen, in order of precedence:
@@ -105,9 +105,14 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     - `bits_per_value=B`: sensitivity-weighted targets whose estimated average bits/value (side
       information included) is at most B;
     - `output_snr_db=DB`: sensitivity-weighted targets (featcomp.allocate) for that logit SNR;
-    - `max_drop=P` (default 1.0): sensitivity-weighted targets, with the fewest bits whose top-1
-      agreement with the original on the calibration inputs stays within P points; with `labels`
-      (a labels file for a folder of calibration images) top-1 accuracy is used instead.
+    - `max_drop=P` (default 1.0): sensitivity-weighted targets, with the fewest bits whose top-1 loss on
+      the calibration inputs stays within P points against the model given. Without labels the loss is
+      estimated (featcomp.budget: expected top-1 under the original's own softmax; `drop_bound` "upper",
+      the default, holds the top of its 95% interval to P, "estimate" the point estimate, which lands above P
+      on unseen images, see docs/budget.md); with `labels` (a labels file for a folder of calibration
+      images) measured top-1 accuracy is used. `drop_metric="agreement"` keeps the strict older form: top-1
+      agreement with the original >= 1 - P/100. The estimate, and what the finest setting (the 8-bit base
+      quantization) costs alone, are recorded in `allocation`.
     `progress` wraps each long loop in turn (calibration batches, sites being fitted, search steps).
     `fold` (transform-vlc) folds each site's transform into the producing and consuming convs where both
     are plain Convs, so the transform costs nothing at run time (see featcomp.passes.fold).
@@ -124,6 +129,12 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
         raise FeatcompError("the site selection is empty: check --sites/--op-types/--exclude against 'featcomp inspect'")
     if max_drop is not None and not 0 <= max_drop <= 100:
         raise FeatcompError(f"max drop must be between 0 and 100 points, got {max_drop}")
+    if drop_metric not in (None, *allocation.METRICS):
+        raise FeatcompError(f"unknown drop metric {drop_metric!r}; choose one of {', '.join(allocation.METRICS)}")
+    if drop_metric == "top1" and labels is None:
+        raise FeatcompError("the top1 drop metric needs labels for the calibration images")
+    if drop_bound not in ("estimate", "upper"):
+        raise FeatcompError(f"unknown drop bound {drop_bound!r}; choose estimate or upper")
     reader = _reader(proto, calib, preprocess, limit, "calibration")
     feeds = collect(reader, input_spec(proto))
     targets = _label_targets(reader, feeds, labels, label_offset) if labels is not None else None
@@ -152,12 +163,12 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
                     "estimated_bits_per_value": bits, "met": bits <= bits_per_value + 1e-9}
         else:
             drop = 1.0 if max_drop is None else max_drop
-            found = allocation.search(proto, fronts, gains, stats, feeds, drop, labels=targets, progress=progress)
+            found = allocation.search(proto, fronts, gains, stats, feeds, drop, labels=targets, progress=progress,
+                                      metric=drop_metric, bound=drop_bound)
             codecs = found.codecs
-            key = "calibration_top1" if targets is not None else "calibration_agreement"
-            info = {"method": "sensitivity", "max_drop": drop, "output_snr_db": found.output_snr_db, key: found.agreement,
-                    "required": found.required,
-                    "met": found.agreement is not None and found.agreement >= (found.required or 0.0) - 1e-12}
+            info = {"method": "sensitivity", "max_drop": drop, "metric": found.metric,
+                    "output_snr_db": found.output_snr_db, "met": found.met, "calibration_agreement": found.agreement,
+                    **_budget_info(found, drop_bound)}
     t3 = time.perf_counter()
     out = insert_pairs(proto, codecs)
     if fold:  # transform-vlc: transforms into the conv weights where the graph allows (passes/fold.py)
@@ -170,6 +181,29 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
     t4 = time.perf_counter()
     seconds = {"load": t1 - t0, "calibration_run": t2 - t1, "codec_fit": t3 - t2, "insert": t4 - t3, "total": t4 - t0}
     return CompressResult(model=out, sites=sites, codecs=codecs, seconds=seconds, allocation=info)
+
+
+def _budget_info(found: allocation.Allocation, bound: str) -> dict[str, Any]:
+    """What the accuracy search judged, for `CompressResult.allocation` (and the report's meta).
+
+    Always the label-free estimate at the chosen setting and at the finest one (the 8-bit base quantization,
+    whose cost the budget includes: it is measured against the model the user gave); per metric, its value
+    at both and the bound it had to meet.
+    """
+    info: dict[str, Any] = {}
+    if found.estimate is not None:
+        info["estimated_drop"] = found.estimate.as_dict()
+    if found.base is not None:
+        info["base_estimated_drop"] = found.base.as_dict()
+    if found.metric == "expected":
+        info["bound"] = bound
+    elif found.metric == "agreement":
+        info.update(required=found.required, base_agreement=found.base_score)
+    else:
+        info.update(required=found.required, calibration_top1=found.top1, original_top1=found.original_top1)
+        if found.base_score is not None and found.original_top1 is not None:
+            info["base_top1_drop"] = round(100.0 * (found.original_top1 - found.base_score), 4)
+    return info
 
 
 def _label_targets(reader: InputReader, feeds: Sequence[dict[str, np.ndarray]], labels: str | os.PathLike[str],

@@ -181,8 +181,12 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib", metavar="SRC", help="calibration data: a folder of images or an .npz")
     quality = p.add_mutually_exclusive_group()
     quality.add_argument("--max-drop", type=float, metavar="P",
-                         help="fewest bits whose top-1 on the calibration data stays within P points (default 1.0): "
-                              "agreement with the original, or accuracy with --labels")
+                         help="fewest bits whose top-1 loss stays within P points of the model given (default 1.0): "
+                              "estimated without labels from the model's own softmax on the calibration data, "
+                              "measured with --labels")
+    quality.add_argument("--max-drop-agreement", type=float, metavar="P",
+                         help="the strict form: fewest bits whose top-1 agreement with the original on the "
+                              "calibration data stays >= 100-P %%")
     quality.add_argument("--output-snr", type=float, metavar="DB",
                          help="sensitivity-weighted sites for this logit SNR in dB (no search)")
     quality.add_argument("--sqnr", type=float, metavar="DB", help="the same minimum SQNR at every site, in dB")
@@ -217,7 +221,8 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         model, name = zoo.efficientnet_lite0(), DEFAULT_NAME
         preprocess = args.preprocess or zoo.DEFAULT_PREPROCESS
         calib: object = args.calib or zoo.sample_images()
-        if all(v is None for v in (args.max_drop, args.sqnr, args.output_snr, args.bits_per_value, args.step)):
+        if all(v is None for v in (args.max_drop, args.max_drop_agreement, args.sqnr, args.output_snr,
+                                   args.bits_per_value, args.step)):
             args.output_snr = DEFAULT_OUTPUT_SNR  # ten photos are too few for an accuracy search
     else:
         model, name = load_model(args.model), Path(args.model).name
@@ -245,6 +250,8 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         options["output_snr_db"] = args.output_snr
     if args.max_drop is not None:
         options["max_drop"] = args.max_drop
+    if args.max_drop_agreement is not None:
+        options.update(max_drop=args.max_drop_agreement, drop_metric="agreement")
     if args.labels is not None:
         options.update(labels=args.labels, label_offset=args.label_offset)
 
@@ -278,17 +285,48 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     how = result.allocation
     for note in _missed_targets(args, how, report):
         print(f"note: {note}", file=sys.stderr)
-    if how.get("met") is False and "max_drop" in how:
-        measure = "top-1 accuracy" if "calibration_top1" in how else "top-1 agreement"
-        got = how.get("calibration_top1", how.get("calibration_agreement", 0.0))
-        print(f"note: --max-drop {how['max_drop']:g} could not be met: even the finest setting gives {measure} "
-              f"{got:.1%} on the calibration data (needed {how['required']:.1%}); the finest setting was used", file=sys.stderr)
+    for line in budget_lines(how, args.max_drop_agreement is not None):  # the closing line stays last
+        print(line, file=sys.stderr if line.startswith("note:") else done)
     chosen = f", output SNR {how['output_snr_db']:.1f} dB" if "output_snr_db" in how else ""
     print(f"compressed model: {output} ({len(result.sites)} sites{chosen}, in {result.seconds['total']:.1f}s)", file=done)
     for path in report_paths:
         if report_format(path) == "html":
             print(f"report: {path} (open it in a browser)", file=done)
     return 0
+
+
+def budget_lines(how: dict[str, Any], agreement_flag: bool = False) -> list[str]:
+    """The closing lines of an accuracy-budget compress: what was estimated or measured, how sure, and what the
+    8-bit base quantization costs alone; a 'note:' line instead when even that misses the budget."""
+    if "max_drop" not in how or "estimated_drop" not in how:
+        return []
+    from featcomp.budget import Z95, describe
+
+    flag = f"--max-drop{'-agreement' if agreement_flag else ''} {how['max_drop']:g}"
+
+    def estimated(d: dict[str, Any]) -> str:
+        return describe(d["points"], d["se"], d["inputs"], d.get("changed", 0))
+
+    est, base = how["estimated_drop"], how.get("base_estimated_drop") or how["estimated_drop"]
+    metric = how.get("metric", "expected")
+    if metric == "top1":
+        measured = 100.0 * (how["original_top1"] - how["calibration_top1"])
+        said = (f"top-1 on the {est['inputs']} calibration inputs {how['calibration_top1']:.1%} "
+                f"(original {how['original_top1']:.1%}, measured drop {measured:.1f} points); {estimated(est)}")
+        base_said = f"{how['base_top1_drop']:.1f} points of measured top-1"
+    elif metric == "agreement":
+        said = f"top-1 agreement {how['calibration_agreement']:.1%} on the calibration inputs; {estimated(est)}"
+        base_said = f"top-1 agreement {how['base_agreement']:.1%} (needed {how['required']:.1%})"
+    else:
+        upper = " (its 95% upper bound was held to the budget)" if how.get("bound") == "upper" else ""
+        said = estimated(est) + upper
+        base_said = f"{base['points']:.2f} ± {Z95 * base['se']:.2f} points, estimated"
+    if how.get("met") is False:
+        cost = base_said if metric == "agreement" else f"costs {base_said}"
+        return [f"note: {flag} cannot be met: the 8-bit base quantization alone (the finest setting) {cost}, "
+                f"against the model given; the finest setting was used ({estimated(base)})"]
+    return [f"budget: {flag}: {said}; of which the 8-bit base quantization alone: "
+            f"{base['points']:.2f} points, estimated"]
 
 
 def _compress_paths(args: argparse.Namespace) -> tuple[Path, list[Path]]:

@@ -123,7 +123,9 @@ def test_compress_json_stdout_stays_parseable(cli, model_file, calib_npz: Path, 
     result = cli("compress", model_file(models.two_convs()), "-o", output, "--calib", calib_npz, "--format", "json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["totals"]["sites"] == 2
-    assert result.err.startswith("compressed model: ")
+    closing = result.err.splitlines()
+    assert closing[-1].startswith("compressed model: ")
+    assert closing[0].startswith("budget: --max-drop 1: estimated top-1 drop ") and len(closing) == 2
 
 
 def test_compress_from_images(cli, model_file, images: Path, tmp_path: Path) -> None:
