@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("ops: schemas and ONNX function bodies", ("featcomp.ops",)),
     ("passes: graph edits", ("featcomp.passes",)),
     ("runtime adapters: ONNX Runtime, TVM", ("featcomp.runtime_ops",)),
-    ("allocation", ("featcomp.allocate",)),
+    ("allocation", ("featcomp.allocate", "featcomp.budget")),
     ("features: report, learned JPEG, deploy, zoo", ("featcomp.reporting", "featcomp.jpeg", "featcomp.deploy",
                                                      "featcomp.zoo")),
     ("public api", ("featcomp", "featcomp.api", "featcomp.sweep")),
