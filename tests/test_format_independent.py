@@ -1,0 +1,388 @@
+"""An independent decoder of bitstream v2, written from the format description (README "Bitstream",
+the docstrings of featcomp/codecs/bitstream.py, dctcm.py, tvlc.py, huffman.py, rice.py), not from the
+code: a deliberately naive pure-Python reader, one bit at a time, no featcomp decoding code.
+
+featcomp is used only to *produce* streams (the reference packer) and for the side information that is
+not in a stream (the site's public parameters: shape, per-channel kinds and Rice parameters, ranges,
+centres, table classes and Huffman code lengths). Every header and table field is checked against what
+the description says, and the decoded symbols against the symbols that were packed, slice by slice.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import DATA_KINDS, activation_stats
+from test_codec_dctcm import HAND_SITES, lcg_symbols
+from test_codec_tvlc import _golden_symbols, _hand_site, stats_of
+
+from featcomp.codecs.dctcm import DctCm, DctCmSite
+from featcomp.codecs.tvlc import TransformVlc, TvlcSite
+
+# --- the numbers the description gives --------------------------------------------------------------------
+
+HEADER_BYTES = 24
+ENTRY_BYTES = 8
+MAX_SLICES = 8
+SLICE_VALUES = 8192
+RUN_MAX = 64          # longest run one transform-VLC token stands for
+NO_TABLE = 255        # table class of a constant transform-VLC plane
+DROP, DENSE, MASK = 0, 1, 2
+CALIB_SHAPE = (16, 24, 64)  # 24576 values: three bands of 8 rows
+ESCAPES = [0]         # escaped Huffman symbols the reader has decoded (to show the tests reach them)
+
+
+# --- the container ------------------------------------------------------------------------------------------
+
+def spec_bands(c: int, h: int, w: int) -> list[int]:
+    """Row boundaries of the slices, as README "Bitstream" states the rule."""
+    wanted = max(1, min(MAX_SLICES, h, c * h * w // SLICE_VALUES))
+    rows = -(-h // wanted)
+    return [min(k * rows, h) for k in range(-(-h // rows) + 1)]
+
+
+def u(data: bytes, at: int, size: int) -> int:
+    """Little-endian unsigned field."""
+    return int.from_bytes(data[at:at + size], "little")
+
+
+def open_container(data: bytes, codec_id: int, param_id: int, shape: tuple[int, int, int]) -> list[tuple[int, int, bytes]]:
+    """Check every header and table field; return (first row, end row, bytes) per slice."""
+    assert data[0:2] == b"FC"
+    assert data[2] == 2  # format version
+    assert data[3] == codec_id
+    assert u(data, 4, 4) == param_id
+    c, h, w = u(data, 8, 2), u(data, 10, 2), u(data, 12, 2)
+    assert (c, h, w) == shape
+    rows = spec_bands(c, h, w)
+    count = u(data, 14, 2)
+    assert count == len(rows) - 1 and 1 <= count <= MAX_SLICES
+    assert u(data, 16, 4) == len(data) - HEADER_BYTES  # payload: the slice table and the slices
+    table = data[HEADER_BYTES:HEADER_BYTES + ENTRY_BYTES * count]
+    assert len(table) == ENTRY_BYTES * count
+    assert u(data, 20, 4) == zlib.crc32(table)
+    lengths = [u(table, ENTRY_BYTES * k, 4) for k in range(count)]
+    crcs = [u(table, ENTRY_BYTES * k + 4, 4) for k in range(count)]
+    assert HEADER_BYTES + len(table) + sum(lengths) == len(data)
+    out, at = [], HEADER_BYTES + len(table)
+    for k in range(count):
+        part = data[at:at + lengths[k]]
+        assert zlib.crc32(part) == crcs[k]
+        out.append((rows[k], rows[k + 1], part))
+        at += lengths[k]
+    return out
+
+
+class Bits:
+    """MSB-first bits of one slice; planes start on byte boundaries, padded with zero bits."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def bit(self) -> int:
+        assert self.pos < 8 * len(self.data), "read past the end of the slice"
+        b = (self.data[self.pos // 8] >> (7 - self.pos % 8)) & 1
+        self.pos += 1
+        return b
+
+    def uint(self, width: int) -> int:
+        v = 0
+        for _ in range(width):
+            v = (v << 1) | self.bit()
+        return v
+
+    def end_plane(self) -> None:
+        while self.pos % 8:
+            assert self.bit() == 0, "plane padding must be zero bits"
+
+    def end(self) -> None:
+        assert self.pos == 8 * len(self.data), "the slice has bytes after its last plane"
+
+
+# --- DCT-CM -------------------------------------------------------------------------------------------------
+
+def dctcm_slice(part: bytes, site: DctCmSite, n: int) -> list[list[int]]:
+    """Values [C][n] of one slice: five planes, flags, bitmaps, signs, Rice remainders, unary quotients."""
+    c = site.shape[0]
+    g = site.transform.shape[0]
+    kinds = [int(k) for k in site.kinds]
+    ks = [int(k) for k in site.rice_k]
+    lo = [int(site.cmin[ch % g]) for ch in range(c)]
+    r = Bits(part)
+    flagged = [False] * c
+    for ch in range(c):
+        if kinds[ch] != DROP:
+            flagged[ch] = bool(r.bit())
+    r.end_plane()
+    bitmap: dict[int, list[int]] = {}
+    for ch in range(c):
+        if flagged[ch] and kinds[ch] == MASK:
+            bitmap[ch] = [r.bit() for _ in range(n)]
+    r.end_plane()
+    coded: list[tuple[int, int]] = []  # (channel, position) of every coded value, channel by channel
+    for ch in range(c):
+        if flagged[ch] and kinds[ch] == DENSE:
+            coded += [(ch, i) for i in range(n)]
+        elif ch in bitmap:
+            coded += [(ch, i) for i in range(n) if bitmap[ch][i]]
+    negative: dict[tuple[int, int], int] = {}
+    for ch, i in coded:
+        if kinds[ch] == MASK and lo[ch] < 0:
+            negative[ch, i] = r.bit()
+    r.end_plane()
+    remainders = [r.uint(ks[ch]) for ch, _ in coded]
+    r.end_plane()
+    quotients = []
+    for _ in coded:
+        q = 0
+        while r.bit() == 0:
+            q += 1
+        quotients.append(q)
+    r.end_plane()
+    r.end()
+    out = [[0] * n for _ in range(c)]
+    for (ch, i), rem, q in zip(coded, remainders, quotients):
+        code = (q << ks[ch]) + rem
+        if kinds[ch] == MASK:
+            value = -(code + 1) if negative.get((ch, i)) else code + 1
+        elif lo[ch] < 0:  # zigzag
+            value = code // 2 if code % 2 == 0 else -(code + 1) // 2
+        else:
+            value = code + lo[ch]
+        out[ch][i] = value
+    for ch in range(c):  # the flag says whether the channel holds any nonzero in the band
+        if kinds[ch] != DROP:
+            assert flagged[ch] == any(out[ch])
+    return out
+
+
+def dctcm_param_id(site: DctCmSite) -> int:
+    crc = zlib.crc32(struct.pack("<3H", *site.shape))
+    for a in (site.scale, site.qmin, site.qmax, site.transform, site.step, site.cmin, site.cmax,
+              site.decode_matrix, site.kinds, site.rice_k):
+        crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
+    return crc
+
+
+# --- transform-VLC ------------------------------------------------------------------------------------------
+
+class Canonical:
+    """A canonical Huffman code from (lo, lengths, escape length), as huffman.py describes it."""
+
+    def __init__(self, lo: int, lengths: list[int], escape_length: int) -> None:
+        self.lo, self.count = lo, len(lengths)
+        entries = [(length, i) for i, length in enumerate(lengths) if length]
+        if escape_length:
+            entries.append((escape_length, len(lengths)))  # the escape sorts after every symbol of its length
+        entries.sort()
+        self.words: dict[tuple[int, int], int] = {}  # (length, codeword) -> symbol index (count = escape)
+        code, prev = 0, entries[0][0]
+        for length, i in entries:
+            code <<= length - prev
+            prev = length
+            self.words[length, code] = i
+            code += 1
+        self.escape_bits = (len(lengths) - 1).bit_length() if escape_length else 0
+        self.longest = max(length for length, _ in entries)
+
+    def read(self, r: Bits) -> int:
+        code = 0
+        for length in range(1, self.longest + 1):
+            code = (code << 1) | r.bit()
+            if (length, code) in self.words:
+                i = self.words[length, code]
+                if i == self.count:
+                    i = r.uint(self.escape_bits)
+                    ESCAPES[0] += 1
+                    assert i < self.count
+                return self.lo + i
+        raise AssertionError("no codeword matches")
+
+
+def tvlc_slice(part: bytes, site: TvlcSite, n: int) -> list[list[int]]:
+    """Values [C][n] of one slice: the token counts, then one Huffman plane per class with live planes."""
+    c = site.shape[0]
+    centre = [int(v) for v in site.coder.centre]
+    table_of = [int(v) for v in site.coder.table_of]
+    cmin = [int(v) for v in site.cmin.reshape(c)]
+    cmax = [int(v) for v in site.cmax.reshape(c)]
+    classes = sorted({j for j in table_of if j != NO_TABLE})
+    planes = {j: [ch for ch in range(c) if table_of[ch] == j] for j in classes}
+    r = Bits(part)
+    counts = [r.uint((len(planes[j]) * n).bit_length()) for j in classes]
+    r.end_plane()
+    out = [[cmin[ch]] * n for ch in range(c)]  # constant planes: cmin == cmax
+    for j, count in zip(classes, counts):
+        t = site.coder.tables[j]
+        code = Canonical(int(t.lo), [int(v) for v in t.lengths], int(t.escape_length))
+        hi = code.lo + code.count - RUN_MAX  # the class's highest level; hi + 1 .. hi + 63: runs of 2 .. 64
+        values: list[int] = []
+        starts = [0]
+        for _ in range(count):
+            token = code.read(r)
+            if token > hi:
+                values += [0] * (token - hi + 1)
+            else:
+                values.append(token)  # 0: a run of one
+            starts.append(len(values))
+        r.end_plane()
+        assert len(values) == len(planes[j]) * n
+        for k, ch in enumerate(planes[j]):
+            out[ch] = [v + centre[ch] for v in values[k * n:(k + 1) * n]]
+            assert all(cmin[ch] <= v <= cmax[ch] for v in out[ch])
+        # runs never cross planes: every plane boundary is a token boundary
+        assert all(k * n in set(starts) for k in range(len(planes[j])))
+    r.end()
+    return out
+
+
+def tvlc_param_id(site: TvlcSite) -> int:
+    crc = zlib.crc32(struct.pack("<3H", *site.shape))
+    for a in (site.scale, site.qmin, site.qmax, site.transform, site.step, site.cmin, site.cmax, site.gain):
+        crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
+    return zlib.crc32(site.coder.to_bytes(), crc)
+
+
+# --- the sites ------------------------------------------------------------------------------------------------
+
+def _calibrated() -> dict[str, tuple[Any, np.ndarray]]:
+    """Calibrated sites of both codecs on CALIB_SHAPE (three slices), with held-out symbols."""
+    out: dict[str, tuple[Any, np.ndarray]] = {}
+    for seed, kind in enumerate(("sparse", "smooth", "gated")):
+        rng = np.random.default_rng(700 + seed)
+        calib, fresh = DATA_KINDS[kind](rng, 3, CALIB_SHAPE), DATA_KINDS[kind](rng, 1, CALIB_SHAPE)
+        dct = DctCm(sqnr_db=24.0, groups=(1, 8)).calibrate(activation_stats(kind, calib))
+        out[f"dctcm-{kind}"] = (dct, dct.symbols(fresh[0]))
+        lossless = DctCm(groups=()).calibrate(activation_stats(kind, calib))
+        out[f"dctcm-{kind}-lossless"] = (lossless, lossless.symbols(fresh[0]))
+        transform = "none" if kind == "sparse" else "pca"
+        tv = _tvlc_site(calib, kind, transform)
+        out[f"tvlc-{kind}-{transform}"] = (tv, tv.symbols(fresh[0]))
+    return out
+
+
+def _tvlc_site(calib: np.ndarray, kind: str, transform: str) -> TvlcSite:
+    front = TransformVlc(transform=transform, groups=(8,)).candidates(stats_of(calib, kind))
+    site = front[len(front) // 2].site  # a mid-rate candidate: levels, runs and constant planes
+    assert isinstance(site, TvlcSite)
+    return site
+
+
+@pytest.fixture(scope="module")
+def calibrated() -> dict[str, tuple[Any, np.ndarray]]:
+    return _calibrated()
+
+
+def decode(site: Any, data: bytes) -> np.ndarray:
+    """The whole tensor, slice by slice, with the independent reader."""
+    c, _, w = site.shape
+    dct = isinstance(site, DctCmSite)
+    param_id = dctcm_param_id(site) if dct else tvlc_param_id(site)
+    assert param_id == site.param_id
+    out = np.zeros(site.shape, np.int64)
+    for r0, r1, part in open_container(data, 1 if dct else 2, param_id, site.shape):
+        n = (r1 - r0) * w
+        values = dctcm_slice(part, site, n) if dct else tvlc_slice(part, site, n)
+        out[:, r0:r1] = np.array(values, np.int64).reshape(c, r1 - r0, w)
+    return out
+
+
+# --- tests ----------------------------------------------------------------------------------------------------
+
+def test_spec_bands_match_the_packer() -> None:
+    """The slice rule as README states it gives the packer's bands, and the bands' sizes it promises."""
+    from featcomp.codecs import bitstream
+    for shape in [(1, 1, 1), (4, 11, 600), (16, 25, 64), (16, 24, 64), (3, 9, 1000), (512, 7, 7), (32, 112, 112),
+                  (1, 1, 100000), (2, 10, 1640)]:
+        rows = spec_bands(*shape)
+        assert rows == list(bitstream.bands(shape)), shape
+        heights = np.diff(rows)
+        assert len(heights) <= MAX_SLICES and heights.min() >= 1
+        assert np.all(heights[:-1] == heights[0]) and heights[-1] <= heights[0]
+        if len(heights) > 1:  # every band but the last holds at least SLICE_VALUES values
+            assert heights[0] * shape[0] * shape[2] >= SLICE_VALUES
+
+
+@pytest.mark.parametrize("name", sorted(HAND_SITES))
+def test_dctcm_hand_sites_decode_independently(name: str) -> None:
+    site = HAND_SITES[name]
+    for seed in (1, 2):
+        symbols = lcg_symbols(site, seed)
+        np.testing.assert_array_equal(decode(site, site.pack(symbols)), symbols)
+
+
+def test_dctcm_all_zero_and_saturated_slices() -> None:
+    """Empty planes take no bytes; extreme values use long unary quotients."""
+    site = HAND_SITES["bands3"]
+    zero = np.zeros(site.shape, np.int16)
+    data = site.pack(zero)
+    np.testing.assert_array_equal(decode(site, data), zero)
+    g = site.transform.shape[0]
+    top = np.broadcast_to(np.array([site.cmin[ch % g] for ch in range(site.shape[0])])[:, None, None],
+                          site.shape).astype(np.int16)
+    np.testing.assert_array_equal(decode(site, site.pack(top)), top)
+
+
+@pytest.mark.parametrize("name", ["HAND", "BANDS"])
+def test_tvlc_hand_sites_decode_independently(name: str) -> None:
+    site = _hand_site() if name == "HAND" else _hand_site((16, 25, 64))
+    for seed in (20240601, 5):
+        symbols = _golden_symbols(site, seed)
+        np.testing.assert_array_equal(decode(site, site.pack(symbols)), symbols)
+    flat = np.broadcast_to(site.coder.centre[:, None, None], site.shape).astype(np.int16)
+    flat = np.clip(flat, site.cmin.reshape(-1, 1, 1), site.cmax.reshape(-1, 1, 1)).astype(np.int16)
+    np.testing.assert_array_equal(decode(site, site.pack(flat)), flat)  # runs only, split at RUN_MAX
+
+
+def test_calibrated_sites_of_both_codecs_decode_independently(calibrated: dict[str, tuple[Any, np.ndarray]]) -> None:
+    codecs = set()
+    for name, (site, symbols) in calibrated.items():
+        data = site.pack(symbols)
+        assert u(data, 14, 2) == 3, name  # several slices
+        np.testing.assert_array_equal(decode(site, data), symbols, err_msg=name)
+        codecs.add(type(site))
+    assert codecs == {DctCmSite, TvlcSite}
+
+
+def test_calibrated_sites_exercise_the_format(calibrated: dict[str, tuple[Any, np.ndarray]]) -> None:
+    """The calibrated cases reach every DCT-CM channel kind, signed and unsigned ranges, and transform-VLC
+    sites with several classes, escape codewords and constant planes, so the reader above is tested on them."""
+    dct = [s for s, _ in calibrated.values() if isinstance(s, DctCmSite)]
+    tv = [s for s, _ in calibrated.values() if isinstance(s, TvlcSite)] + [_hand_site()]
+    kinds = set(np.concatenate([s.kinds for s in dct]).tolist())
+    assert kinds == {DROP, DENSE, MASK}
+    assert {bool(s.cmin.min() < 0) for s in dct} == {True, False}
+    assert any(len(s.coder.tables) > 1 for s in tv)
+    assert any(np.any(s.coder.table_of == NO_TABLE) for s in tv)
+    assert all(any(t.escape_length for t in s.coder.tables) for s in tv[:-1])
+
+
+def test_tvlc_escaped_levels_decode_independently(calibrated: dict[str, tuple[Any, np.ndarray]]) -> None:
+    """A level with no codeword of its own is sent as the escape codeword plus its index in the table."""
+    before, tried = ESCAPES[0], 0
+    for name, (site, symbols) in calibrated.items():
+        if not isinstance(site, TvlcSite):
+            continue
+        c = site.shape[0]
+        cmin, cmax = site.cmin.reshape(c), site.cmax.reshape(c)
+        for ch in range(c):
+            j = int(site.coder.table_of[ch])
+            if j == NO_TABLE or not site.coder.tables[j].escape_length:
+                continue
+            t = site.coder.tables[j]
+            hi = int(t.lo) + len(t.lengths) - RUN_MAX
+            rare = [int(t.lo) + i for i in np.flatnonzero(t.lengths == 0)
+                    if int(t.lo) + i <= hi and int(t.lo) + i != 0
+                    and cmin[ch] <= int(site.coder.centre[ch]) + int(t.lo) + i <= cmax[ch]]
+            if not rare:
+                continue
+            changed = symbols.copy()
+            changed[ch, ::5, ::7] = int(site.coder.centre[ch]) + rare[0]
+            np.testing.assert_array_equal(decode(site, site.pack(changed)), changed, err_msg=name)
+            tried += 1
+            break
+    assert tried >= 1 and ESCAPES[0] > before
