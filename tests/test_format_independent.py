@@ -203,11 +203,40 @@ class Canonical:
         raise AssertionError("no codeword matches")
 
 
+def parse_coder(data: bytes) -> tuple[list[int], list[int], list[tuple[int, list[int], int]]]:
+    """The coder description (docs/bitstream.md): centres, table classes, and (lo, lengths, escape length)
+    per table."""
+    assert data[0] == 1 and u(data, 4, 2) == RUN_MAX
+    c, count = u(data, 1, 2), data[3]
+    at = 6
+    centre = [int.from_bytes(data[at + 2 * i:at + 2 * i + 2], "little", signed=True) for i in range(c)]
+    at += 2 * c
+    table_of = list(data[at:at + c])
+    at += c
+    tables = []
+    for _ in range(count):
+        size = u(data, at, 4)
+        body = data[at + 4:at + 4 + size]
+        at += 4 + size
+        lo = int.from_bytes(body[0:4], "little", signed=True)
+        symbols, escape_length, width = u(body, 4, 4), body[8], body[9]
+        if width == 8:
+            lengths = list(body[10:])
+        else:
+            assert width == 4
+            nibbles = [v for byte in body[10:] for v in (byte >> 4, byte & 15)]
+            assert len(nibbles) - symbols in (0, 1) and not any(nibbles[symbols:])
+            lengths = nibbles[:symbols]
+        assert len(lengths) == symbols
+        tables.append((lo, lengths, escape_length))
+    assert at == len(data)
+    return centre, table_of, tables
+
+
 def tvlc_slice(part: bytes, site: TvlcSite, n: int) -> list[list[int]]:
     """Values [C][n] of one slice: the token counts, then one Huffman plane per class with live planes."""
     c = site.shape[0]
-    centre = [int(v) for v in site.coder.centre]
-    table_of = [int(v) for v in site.coder.table_of]
+    centre, table_of, tables = parse_coder(site.coder.to_bytes())
     cmin = [int(v) for v in site.cmin.reshape(c)]
     cmax = [int(v) for v in site.cmax.reshape(c)]
     classes = sorted({j for j in table_of if j != NO_TABLE})
@@ -217,8 +246,7 @@ def tvlc_slice(part: bytes, site: TvlcSite, n: int) -> list[list[int]]:
     r.end_plane()
     out = [[cmin[ch]] * n for ch in range(c)]  # constant planes: cmin == cmax
     for j, count in zip(classes, counts):
-        t = site.coder.tables[j]
-        code = Canonical(int(t.lo), [int(v) for v in t.lengths], int(t.escape_length))
+        code = Canonical(*tables[j])
         hi = code.lo + code.count - RUN_MAX  # the class's highest level; hi + 1 .. hi + 63: runs of 2 .. 64
         values: list[int] = []
         starts = [0]
@@ -386,3 +414,12 @@ def test_tvlc_escaped_levels_decode_independently(calibrated: dict[str, tuple[An
             tried += 1
             break
     assert tried >= 1 and ESCAPES[0] > before
+
+
+def test_coder_description_parses_as_documented(calibrated: dict[str, tuple[Any, np.ndarray]]) -> None:
+    """The side information the transform-VLC reader takes from its bytes is the site's coder."""
+    for site in [s for s, _ in calibrated.values() if isinstance(s, TvlcSite)] + [_hand_site()]:
+        centre, table_of, tables = parse_coder(site.coder.to_bytes())
+        assert centre == site.coder.centre.tolist() and table_of == site.coder.table_of.tolist()
+        assert [(lo, lengths, e) for lo, lengths, e in tables] == [
+            (t.lo, t.lengths.tolist(), t.escape_length) for t in site.coder.tables]
