@@ -6,10 +6,12 @@ featcomp is used only to *produce* streams (the reference packer) and for the si
 not in a stream (the site's public parameters: shape, per-channel kinds and Rice parameters, ranges,
 centres, table classes and Huffman code lengths). Every header and table field is checked against what
 the description says, and the decoded symbols against the symbols that were packed, slice by slice.
+A writer built from the same description must reproduce the packer's bytes exactly.
 """
 
 from __future__ import annotations
 
+import itertools
 import struct
 import zlib
 from typing import Any
@@ -262,8 +264,8 @@ def tvlc_slice(part: bytes, site: TvlcSite, n: int) -> list[list[int]]:
         for k, ch in enumerate(planes[j]):
             out[ch] = [v + centre[ch] for v in values[k * n:(k + 1) * n]]
             assert all(cmin[ch] <= v <= cmax[ch] for v in out[ch])
-        # runs never cross planes: every plane boundary is a token boundary
-        assert all(k * n in set(starts) for k in range(len(planes[j])))
+        boundaries = set(starts)  # runs never cross planes: every plane boundary is a token boundary
+        assert all(k * n in boundaries for k in range(len(planes[j])))
     r.end()
     return out
 
@@ -273,6 +275,116 @@ def tvlc_param_id(site: TvlcSite) -> int:
     for a in (site.scale, site.qmin, site.qmax, site.transform, site.step, site.cmin, site.cmax, site.gain):
         crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
     return zlib.crc32(site.coder.to_bytes(), crc)
+
+
+# --- an independent writer: the description is enough to produce the reference bytes too ------------------
+
+class Planes:
+    """Bit planes as the description states them: MSB first, zero-padded to a byte, empty = no bytes."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.cur: list[int] = []
+
+    def put(self, value: int, width: int) -> None:
+        self.cur += [(value >> (width - 1 - i)) & 1 for i in range(width)]
+
+    def end_plane(self) -> None:
+        self.cur += [0] * (-len(self.cur) % 8)
+        self.out += bytes(int("".join(map(str, self.cur[i:i + 8])), 2) for i in range(0, len(self.cur), 8))
+        self.cur = []
+
+
+def seal(codec_id: int, param_id: int, shape: tuple[int, int, int], slices: list[bytes]) -> bytes:
+    table = b"".join(struct.pack("<II", len(p), zlib.crc32(p)) for p in slices)
+    head = struct.pack("<2sBBIHHHHII", b"FC", 2, codec_id, param_id, *shape, len(slices),
+                       len(table) + sum(map(len, slices)), zlib.crc32(table))
+    return head + table + b"".join(slices)
+
+
+def dctcm_write(site: DctCmSite, symbols: np.ndarray) -> bytes:
+    c, h, w = site.shape
+    g = site.transform.shape[0]
+    rows = spec_bands(c, h, w)
+    slices = []
+    for r0, r1 in itertools.pairwise(rows):
+        band = [[int(v) for v in symbols[ch, r0:r1].reshape(-1)] for ch in range(c)]
+        p = Planes()
+        live = [ch for ch in range(c) if site.kinds[ch] != DROP]
+        flagged = [ch for ch in live if any(band[ch])]
+        for ch in live:
+            p.put(int(ch in flagged), 1)
+        p.end_plane()
+        masked = [ch for ch in flagged if site.kinds[ch] == MASK]
+        for ch in masked:
+            for v in band[ch]:
+                p.put(int(v != 0), 1)
+        p.end_plane()
+        coded = []  # (channel, Rice input)
+        for ch in flagged:
+            lo = int(site.cmin[ch % g])
+            if site.kinds[ch] == MASK:
+                for v in band[ch]:
+                    if v:
+                        if lo < 0:
+                            p.put(int(v < 0), 1)
+                        coded.append((ch, abs(v) - 1))
+            else:
+                coded += [(ch, (2 * v if v >= 0 else -2 * v - 1) if lo < 0 else v - lo) for v in band[ch]]
+        p.end_plane()
+        for ch, code in coded:
+            p.put(code & ((1 << int(site.rice_k[ch])) - 1), int(site.rice_k[ch]))
+        p.end_plane()
+        for ch, code in coded:
+            p.put(1, (code >> int(site.rice_k[ch])) + 1)
+        p.end_plane()
+        slices.append(bytes(p.out))
+    return seal(1, site.param_id, site.shape, slices)
+
+
+def tvlc_write(site: TvlcSite, symbols: np.ndarray) -> bytes:
+    c, h, w = site.shape
+    centre, table_of, tables = parse_coder(site.coder.to_bytes())
+    classes = sorted({j for j in table_of if j != NO_TABLE})
+    rows = spec_bands(c, h, w)
+    slices = []
+    for r0, r1 in itertools.pairwise(rows):
+        n = (r1 - r0) * w
+        tokens: dict[int, list[int]] = {}
+        for j in classes:
+            lo, lengths, _ = tables[j]
+            hi = lo + len(lengths) - RUN_MAX
+            out: list[int] = []
+            for ch in (ch for ch in range(c) if table_of[ch] == j):
+                run = 0
+                for v in [int(x) - centre[ch] for x in symbols[ch, r0:r1].reshape(-1)] + [None]:
+                    if v == 0:
+                        run += 1
+                        if run < RUN_MAX:
+                            continue
+                    while run:  # a run ends at a level, at RUN_MAX and at the plane's end
+                        out.append(0 if run == 1 else hi + run - 1)
+                        run = 0
+                    if v:
+                        out.append(v)
+            tokens[j] = out
+        p = Planes()
+        for j in classes:
+            p.put(len(tokens[j]), (table_of.count(j) * n).bit_length())
+        p.end_plane()
+        for j in classes:
+            code = Canonical(*tables[j])
+            word = {i: (length, cw) for (length, cw), i in code.words.items()}
+            for t in tokens[j]:
+                i = t - code.lo
+                if i in word and i < code.count:
+                    p.put(word[i][1], word[i][0])
+                else:
+                    p.put(word[code.count][1], word[code.count][0])
+                    p.put(i, code.escape_bits)
+            p.end_plane()
+        slices.append(bytes(p.out))
+    return seal(2, site.param_id, site.shape, slices)
 
 
 # --- the sites ------------------------------------------------------------------------------------------------
@@ -295,7 +407,7 @@ def _calibrated() -> dict[str, tuple[Any, np.ndarray]]:
 
 def _tvlc_site(calib: np.ndarray, kind: str, transform: str) -> TvlcSite:
     front = TransformVlc(transform=transform, groups=(8,)).candidates(stats_of(calib, kind))
-    site = front[len(front) // 2].site  # a mid-rate candidate: levels, runs and constant planes
+    site = front[len(front) // 2].site  # a mid-rate candidate: levels and runs in several classes
     assert isinstance(site, TvlcSite)
     return site
 
@@ -423,3 +535,14 @@ def test_coder_description_parses_as_documented(calibrated: dict[str, tuple[Any,
         assert centre == site.coder.centre.tolist() and table_of == site.coder.table_of.tolist()
         assert [(lo, lengths, e) for lo, lengths, e in tables] == [
             (t.lo, t.lengths.tolist(), t.escape_length) for t in site.coder.tables]
+
+
+def test_independent_writer_reproduces_the_reference_bytes(calibrated: dict[str, tuple[Any, np.ndarray]]) -> None:
+    """Streams written from the description alone are the packer's bytes, so the description is complete."""
+    cases = [*calibrated.values(), *((HAND_SITES[k], lcg_symbols(HAND_SITES[k], 3)) for k in sorted(HAND_SITES)),
+             (_hand_site((16, 25, 64)), _golden_symbols(_hand_site((16, 25, 64)), 9))]
+    for site, symbols in cases:
+        write = dctcm_write if isinstance(site, DctCmSite) else tvlc_write
+        data = write(site, symbols)
+        assert data == site.pack(symbols)
+        np.testing.assert_array_equal(site.unpack(data), symbols)
