@@ -23,6 +23,10 @@ Slice k starts where slice k - 1 ends, so a table can neither overlap nor leave 
 must add up to the payload. The decoder checks every field before it reads a slice, and each slice's
 CRC before it decodes it, so a truncated, corrupted or foreign stream is refused with a CodecError
 instead of being misread. Version 1 (one slice, 22-byte header) is refused with a message naming it.
+
+Bit planes (BitWriter): bits fill each byte from its most significant bit down; every plane starts on a
+byte boundary and its last byte is padded with zero bits; an empty plane takes no bytes; multi-bit fields
+are MSB first; a slice ends with its last plane. The whole format, bit by bit: docs/bitstream.md.
 """
 
 from __future__ import annotations
@@ -46,8 +50,9 @@ ENTRY_BYTES = _ENTRY.size
 
 
 def bands(shape: tuple[int, int, int]) -> np.ndarray:
-    """Row boundaries [S + 1] of the slices of a tensor of this shape: equal bands of whole rows (the
-    last may be shorter), as many as give each at least SLICE_VALUES values, at most MAX_SLICES."""
+    """Row boundaries [S + 1] of the slices of a tensor of this shape: bands of ceil(H / wanted) whole rows
+    (the last may be shorter), wanted = max(1, min(MAX_SLICES, H, C*H*W // SLICE_VALUES)); so every band but
+    the last holds at least SLICE_VALUES values, and S = ceil(H / rows) may be less than wanted."""
     c, h, w = (int(v) for v in shape)
     wanted = max(1, min(MAX_SLICES, h, c * h * w // SLICE_VALUES))
     rows = -(-h // wanted)

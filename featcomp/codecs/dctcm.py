@@ -14,17 +14,19 @@ A frequency whose calibration energy is not worth its bits is DROPped (always ze
 stored). Every other channel (channel c carries frequency c mod G) is coded DENSE (every value) or
 MASK (a bitmap of nonzeros, then the nonzeros), chosen per channel at calibration, with its own
 Golomb-Rice parameter k_c (see rice.py): DENSE codes zigzag(v) for signed ranges and v - cmin
-otherwise; MASK codes a sign bit (signed ranges) and |v| - 1. Channel statistics differ by orders of
+otherwise (zigzag: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ...; a range is signed when its cmin < 0); MASK
+codes a sign bit (signed ranges; 1 = negative) and |v| - 1. Channel statistics differ by orders of
 magnitude in a CNN (dead channels, dense ones, sparse ones), which is why the choice is per channel.
 
 Payload of each slice (a band of rows, see bitstream.py; the channel flags, bitmaps and values below
-are those of the band's rows): five planes, each starting on a byte boundary, each in channel order:
-1. one flag per channel that is not dropped: does this sample's channel hold any nonzero;
-2. the nonzero bitmaps (H*W bits) of flagged MASK channels;
+are those of the band's rows, n = rows * W values per channel in raster order): five planes, each
+starting on a byte boundary, each in channel order (docs/bitstream.md has the bit-level layout):
+1. one flag per channel that is not dropped: does this sample's channel hold any nonzero in the band;
+2. the nonzero bitmaps (n bits each) of flagged MASK channels;
 3. sign bits of the nonzeros of flagged MASK channels with a signed range;
 4. Rice remainders (k_c bits) of every coded value (all of a flagged DENSE channel, the nonzeros
    of a flagged MASK channel);
-5. Rice quotients of the same values, in unary.
+5. Rice quotients of the same values, in unary (q zeros, then a one).
 """
 
 from __future__ import annotations

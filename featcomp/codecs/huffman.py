@@ -3,11 +3,13 @@
 The transform-VLC codec (Chmiel et al.) codes quantized coefficients with static tables built once
 from calibration histograms, and its hardware caps codeword lengths; this module is that building
 block. A HuffmanTable is the side information (lowest symbol, one code length per symbol), so the
-codes themselves are canonical: sorted by (length, symbol), rebuilt identically by every reader.
+codes themselves are canonical: sorted by (length, symbol), the first code 0 and each next one
+(previous + 1) << (its length - previous length), rebuilt identically by every reader.
 
 Lengths are optimal under the cap: package-merge (Larmore & Hirschberg 1990), not the zlib / JPEG
 Annex K.3 heuristic, which can lose a little when the cap binds. A table fitted with an escape
-codes rare or unseen values as the escape codeword followed by ``value - lo`` in fixed width,
+codes rare or unseen values as the escape codeword (canonical order puts it after every symbol of its
+length) followed by ``value - lo`` in bit_length(symbol count - 1) bits, MSB first,
 which keeps wide sparse ranges codable under a short cap (e.g. 8 bits like the paper's hardware).
 
 Plane layout: the codewords, MSB first, back to back, as one byte-aligned plane (BitWriter.uint_var).

@@ -1,6 +1,6 @@
 """Golomb-Rice codes with the quotient and remainder in separate planes.
 
-A value u is coded as u >> k in unary plus the low k bits. Keeping all remainders in one
+A value u is coded as u >> k in unary (that many zeros, then a one) plus the low k bits (MSB first). Keeping all remainders in one
 fixed-width plane and all quotients in one unary plane makes both directions vectorised: the
 decoder finds the quotients from the positions of the ones, not by walking the bits.
 Rice codes need no tables (k per frequency is the only side information) and are within a few

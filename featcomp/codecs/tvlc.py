@@ -22,14 +22,16 @@ The coder half (numpy here, the reference that defines the bitstream):
 - planes are grouped into table classes by their calibrated entropy (half-bit bins); one static,
   length-limited canonical Huffman table per class (huffman.py) codes tokens: a nonzero level v is
   the token v, a run of r values equal to the centre (1 <= r <= RUN_MAX, runs never cross planes)
-  is the token 0 for r = 1 and hi + r - 1 otherwise (hi: the class's highest level). Runs are what
+  is the token 0 for r = 1 and hi + r - 1 otherwise (hi: the class's highest level, which is the
+  table's lo + symbol count - RUN_MAX; longer runs are cut into runs of RUN_MAX, then the rest). Runs are what
   lets a near-constant coefficient cost far less than the one bit per value a symbol-by-symbol
   code cannot go below.
 
 Payload of each slice (a band of rows, see bitstream.py): one byte-aligned plane with the token
-count of each class that has live planes (class order; fixed widths, enough for planes * rows * W
-tokens), then per such class one Huffman plane holding the tokens of its planes' rows in the band, in
-channel order. Runs do not cross slices either: every slice decodes on its own.
+count of each class that has live planes (class order; each count MSB first in bit_length(planes * rows
+* W) bits), then per such class one Huffman plane holding the tokens of its planes' rows in the band, in
+channel order. Runs do not cross slices either: every slice decodes on its own. Constant planes
+(NO_TABLE) are not in the stream and decode to cmin (== cmax). Bit-level layout: docs/bitstream.md.
 """
 
 from __future__ import annotations
