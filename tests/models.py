@@ -177,3 +177,31 @@ def conv1d(seed: int = 6) -> onnx.ModelProto:
     x = b.op("GlobalAveragePool", [b.op("Conv", [x, "c2.w"], "conv2", pads=[1, 1])], "gap")
     b.op("Flatten", [x], "logits")
     return b.model([_input((1, 3, SIZE))], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])])
+
+
+def mobile_block() -> onnx.ModelProto:
+    """MobileNetV2-like layers with maps big enough for threads: 3x3 conv (stride 2, SAME_UPPER),
+    1x1 expand + clip, depthwise 3x3 stride 1 and 2 (pads 1: an even padded width), 1x1 project, and a
+    1x1 conv whose 7 output channels fit no vector (left to the generic schedule)."""
+    rng = np.random.default_rng(5)
+    inits, nodes = [], []
+
+    def conv(x: str, out: str, cin: int, cout: int, k: int, clip: bool = True, **attrs: object) -> str:
+        group = attrs.get("group", 1)
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.3, (cout, cin // group, k, k)).astype(np.float32), f"{out}.w"))
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), f"{out}.b"))
+        nodes.append(helper.make_node("Conv", [x, f"{out}.w", f"{out}.b"], [out + ("c" if clip else "")], **attrs))
+        if clip:
+            nodes.append(helper.make_node("Clip", [out + "c", "lo", "hi"], [out]))
+        return out
+
+    inits += [numpy_helper.from_array(np.float32(0), "lo"), numpy_helper.from_array(np.float32(6), "hi")]
+    x = conv("input", "stem", 3, 16, 3, strides=[2, 2], auto_pad="SAME_UPPER")
+    x = conv(x, "expand", 16, 32, 1)
+    x = conv(x, "dw1", 32, 32, 3, group=32, pads=[1, 1, 1, 1])
+    x = conv(x, "dw2", 32, 32, 3, group=32, strides=[2, 2], pads=[1, 1, 1, 1])
+    x = conv(x, "project", 32, 24, 1, clip=False)
+    conv(x, "out", 24, 7, 1, clip=False)
+    graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 128, 128])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 7, 32, 32])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)

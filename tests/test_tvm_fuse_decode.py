@@ -105,6 +105,37 @@ def test_folded_convs_widen_the_codes_once_per_band(tmp_path: Path) -> None:
     np.testing.assert_allclose(build.run_local(fused, [x])[0], want, rtol=1e-4, atol=1e-4 * float(np.abs(want).max()))
 
 
+def test_depthwise_convs_widen_the_codes_once_per_band(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A depthwise conv whose decode folded into its weights reads 8-bit codes: its per-band padded
+    scratch is float32 (the widening done once per input, stride 1 and 2), not cast per tap. The
+    widening is exact, so the outputs equal those of the build that casts per tap, bit for bit."""
+    from featcomp import api
+    from featcomp.deploy import targets
+    from featcomp.runtime_ops.tvm import conv_schedules
+
+    build = need_tvm()
+    model = models.mobile_block()
+    path = tmp_path / "calib.npz"
+    np.savez(path, **{"input": np.random.default_rng(0).normal(size=(4, 3, 128, 128)).astype(np.float32)})
+    compressed = api.compress(model, path, sqnr_db=30.0, groups=(1,)).model
+    fused = build.compile_model(compressed, build.make_target(targets.tvm_spec("x86_64")))
+    depthwise = [f.script() for _, f in fused.module.functions_items()
+                 if 'T.sblock("group_conv2d_nchw_update")' in f.script()
+                 and re.search(r'def main\(\w+: T\.Buffer\(\([^"]*\), "u?int8"\)', f.script())]
+    assert len(depthwise) == 2, [name for name, _ in fused.module.functions_items()]
+    for script in depthwise:
+        update = script[script.index('T.sblock("group_conv2d_nchw_update")'):]
+        update = update[:update.index("T.sblock(", 10)]
+        assert 'T.Cast("float32"' not in update, update
+        assert re.search(r'pad_temp_local = T\.sblock_alloc_buffer\([^\n]*scope="local"\)', script), script
+        assert '"int8", scope="local"' not in script and '"uint8", scope="local"' not in script, script
+    x = np.random.default_rng(5).normal(size=(1, 3, 128, 128)).astype(np.float32)
+    monkeypatch.setattr(conv_schedules, "_float_input", lambda sch, conv: None)
+    per_tap = build.compile_model(compressed, build.make_target(targets.tvm_spec("x86_64")))
+    assert 'T.Cast("float32", pad_temp_local' in "".join(f.script() for _, f in per_tap.module.functions_items())
+    np.testing.assert_array_equal(build.run_local(fused, [x])[0], build.run_local(per_tap, [x])[0])
+
+
 def test_grouped_sites_fold_into_convs(tmp_path: Path) -> None:
     """DCT mode (G = 8): the inverse transform folds into the consuming convs' weights (W D)."""
     model = _compressed(tmp_path, sqnr_db=30.0, groups=(8,))

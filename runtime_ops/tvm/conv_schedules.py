@@ -31,6 +31,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
+
 from tvm import s_tir, tirx  # type: ignore[import-untyped]
 
 DENSE, DEPTHWISE = "conv2d_nchw", "group_conv2d_nchw"
@@ -103,6 +105,9 @@ def _chain(sch: s_tir.Schedule, block: Any, step: str) -> list[Any]:
 
 def _has_branch(sch: s_tir.Schedule, block: Any) -> bool:
     return "if_then_else" in str(sch.get(block).body)
+
+
+GROUP_BYTES = 256 * 1024  # weights of the channel blocks that share one converted input band (an L2's worth)
 
 
 def _float_input(sch: s_tir.Schedule, conv: Any) -> Any:
@@ -205,8 +210,16 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | Non
     b, f, y, x, rc, ry, rx = sch.get_loops(conv)
     fo, fin = sch.split(f, factors=[None, fi])
     xo, xi = sch.split(x, factors=[None, pt])
-    sch.reorder(fo, b, y, xo, rc, ry, rx, xi, fin)
-    band = sch.fuse(fo, b, y)  # channel blocks outermost: a block's weights stay in cache over its rows
+    if staged is None:
+        sch.reorder(fo, b, y, xo, rc, ry, rx, xi, fin)
+        band = sch.fuse(fo, b, y)  # channel blocks outermost: a block's weights stay in cache over its rows
+    else:  # the band's float32 input serves a group of channel blocks whose weights fit a cache
+        per_block = fi * int(np.prod(_shape(weight)[:-1])) * 4
+        blocks = oc // fi
+        group = max(g for g in range(1, blocks + 1) if blocks % g == 0 and (g == 1 or g * per_block <= GROUP_BYTES))
+        fog, fob = sch.split(fo, factors=[None, group])
+        sch.reorder(fog, b, y, fob, xo, rc, ry, rx, xi, fin)
+        band = sch.fuse(fog, b, y)
     if n * oh * oc * ow >= rule.parallel_min:
         sch.parallel(band)
     sch.unroll(xi)
@@ -271,8 +284,9 @@ def schedule_depthwise(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] |
     band = sch.fuse(b, f, yo)
     if n * c * oh * ow >= rule.parallel_min:
         sch.parallel(band)
+    staged = _float_input(sch, conv)  # 8-bit codes: the band's padded input widened once, not per tap
     acc = sch.cache_write(conv, 0, "local")
-    _input_stage(sch, conv, band, local=True, stride=stride)
+    _input_stage(sch, conv, band, local=True, stride=stride, keep=staged)
     left = _output_stage(sch, acc, xo)
     sch.vectorize(xi)
     init = sch.decompose_reduction(conv, rc)
