@@ -1,5 +1,6 @@
-"""MetaSchedule with a trial budget and a reusable database (`featcomp compile --tune N`): tuning
-writes records, a later compile applies them without tuning, and the tuned model still matches ORT."""
+"""MetaSchedule with a trial budget and a reusable database (`featcomp compile --tune N`): the XGBoost
+cost model trains, tuning writes records, a later compile applies them without tuning, the tuned model
+still matches ORT; `--rpc` hands MetaSchedule an RPCRunner. One short tuning run (one conv, 8 trials)."""
 
 from __future__ import annotations
 
@@ -14,26 +15,6 @@ import models
 from tvm_tools import need_tvm
 
 pytestmark = pytest.mark.slow
-
-
-def test_tune_then_reuse_the_database(tmp_path: Path) -> None:
-    build = need_tvm()
-    from featcomp.runtime_ops import ort as fort
-
-    model = models.two_convs()
-    target = build.make_target("host")
-    db = tmp_path / "tuning"
-    tuned = build.compile_model(model, target, tune_trials=4, tune_dir=db)
-    assert tuned.stats["tuned_tasks"] >= 3
-    records = (db / "database_tuning_record.json").read_text().splitlines()
-    assert len(records) >= 1
-    assert tuned.stats["from_database"] >= 1
-    again = build.compile_model(model, target, tune_dir=db)  # no trials: the database alone
-    assert "tune" not in again.seconds and again.stats["from_database"] == tuned.stats["from_database"]
-    x = np.random.default_rng(0).normal(size=(1, 3, models.SIZE, models.SIZE)).astype(np.float32)
-    ref = fort.run(fort.session(model), {models.INPUT: x})
-    want = np.asarray(next(iter(ref.values())) if isinstance(ref, dict) else ref[0])
-    np.testing.assert_allclose(build.run_local(again, [x])[0], want, rtol=1e-4, atol=1e-5)
 
 
 def _spy_cost_model(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
@@ -65,8 +46,15 @@ def test_xgboost_cost_model_trains_and_the_database_is_reused(tmp_path: Path, mo
     assert isinstance(model, ms.cost_model.XGBModel)
     assert model.data_size >= model.num_warmup_samples and model.booster is not None  # trained, not random
     assert (db / "database_tuning_record.json").read_text().strip()
-    again = build.compile_model(models.one_conv(), target, tune_dir=db)
-    assert "tune" not in again.seconds and again.stats["from_database"] >= 1
+    assert tuned.stats["tuned_tasks"] >= 1 and tuned.stats["from_database"] >= 1
+    again = build.compile_model(models.one_conv(), target, tune_dir=db)  # no trials: the database alone
+    assert "tune" not in again.seconds and again.stats["from_database"] == tuned.stats["from_database"]
+    from featcomp.runtime_ops import ort as fort
+
+    x = np.random.default_rng(0).normal(size=(1, 3, models.SIZE, models.SIZE)).astype(np.float32)
+    ref = fort.run(fort.session(models.one_conv()), {models.INPUT: x})
+    want = np.asarray(next(iter(ref.values())) if isinstance(ref, dict) else ref[0])
+    np.testing.assert_allclose(build.run_local(again, [x])[0], want, rtol=1e-4, atol=1e-5)
 
 
 def test_random_cost_model_with_a_note_without_xgboost(monkeypatch: pytest.MonkeyPatch,
