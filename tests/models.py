@@ -64,6 +64,13 @@ def two_convs(*, dims: Dims = (1, 3, SIZE, SIZE), opset: int = 13, first_weight:
     return b.model([_input(dims)], [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 4])], opset)
 
 
+def one_conv(seed: int = 0) -> onnx.ModelProto:
+    """Conv(8)-Relu -> [1, 8, 16, 16]: one tunable task, for short MetaSchedule runs."""
+    b = _Builder(seed)
+    b.op("Relu", [b.conv(INPUT, "conv1", 3, 8)], "relu1")
+    return b.model([_input()], [helper.make_tensor_value_info("relu1", TensorProto.FLOAT, [1, 8, SIZE, SIZE])])
+
+
 def residual(seed: int = 1) -> onnx.ModelProto:
     """conv-relu, conv + skip Add, two branches concatenated, maxpool, final 1x1 conv: four sites."""
     b = _Builder(seed)

@@ -291,3 +291,11 @@ def test_run_refuses_a_swapped_file(cli, tiny, tmp_path: Path, name: str) -> Non
     (copy / name).write_bytes(bytes(data))
     np.save(tmp_path / "x.npy", np.zeros((1, 3, 16, 16), np.float32))
     _one_line_error(cli("run", copy, "--input", tmp_path / "x.npy"), name, "sha256")
+
+
+def test_tuning_for_a_board_needs_rpc(cli, tiny, tmp_path: Path) -> None:
+    _one_line_error(cli("compile", tiny[0], "--target", "rasp4b64", "--tune", "8", "-o", tmp_path / "b"),
+                    "tuning for rasp4b64 measures on the board", "--rpc HOST:PORT", "without --tune")
+    _one_line_error(cli("compile", tiny[0], "--target", "rasp4b64", "--tune", "8", "--rpc", "board",
+                        "-o", tmp_path / "b"), "--rpc wants HOST:PORT", "'board'")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.tuning").exists()

@@ -40,9 +40,11 @@ def static_shape(model: Any, batch: int) -> tuple[str, list[int]]:
 
 def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *, tune: int = 0,
                    tune_dir: str | Path | None = None, runtime_dir: str | Path | None = None,
-                   preprocess: str | None = None, batch: int = 1, coder: bool = False) -> dict[str, Any]:
+                   preprocess: str | None = None, batch: int = 1, coder: bool = False,
+                   rpc: str | None = None) -> dict[str, Any]:
     """Compile and write the bundle; returns its manifest. coder: real bitstreams (either codec) inside the
-    model, each site's stream length in bytes an extra output named '<site>/coded_bytes'."""
+    model, each site's stream length in bytes an extra output named '<site>/coded_bytes'. rpc: HOST:PORT of
+    a TVM RPC server on the board, where tuning for another architecture measures its candidates."""
     from featcomp.modelio import load_model
 
     out = bundle.check_output(out)  # writable, and never a folder featcomp did not write
@@ -58,13 +60,20 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
     if arch is None:
         raise FeatcompError(f"target {target_name!r} is {build.triple(target)}; bundles are built for aarch64 and x86_64")
     build.check_supported(model)
+    cross = arch != targets.host_arch()
+    if tune and cross and rpc is None:
+        raise FeatcompError(f"tuning for {target_name} measures on the board: pass --rpc HOST:PORT "
+                            f"(a TVM RPC server on the board), or compile without --tune")
+    if rpc is not None:
+        _check_address(rpc)
     compiler = runtime.compiler_for(arch)
     libs = runtime.runtime_libs(arch, runtime_dir)
     if tune and tune_dir is None:
         tune_dir = out.with_name(out.name + ".tuning")
     t0 = time.perf_counter()
     compiled = build.compile_model(model, target, shape_dict={name: shape}, tune_trials=tune, tune_dir=tune_dir,
-                                   coder=coder)
+                                   coder=coder, rpc=rpc if tune else None,
+                                   cross_compiler=compiler if cross else None)
     names = [f"output{i}" for i in range(len(model.graph.output))]
     without_pairs = _plan_without_pairs(model, target, {name: shape}, compiled.seconds)
     if coder:
@@ -94,6 +103,13 @@ def compile_bundle(model_path: str | Path, target_name: str, out: str | Path, *,
         _record_stored(manifest["compile"], model, shape[0], without_pairs)
         bundle.write(out, manifest, so, runner, libs)
     return bundle.load_manifest(out)
+
+
+def _check_address(address: str) -> None:
+    """HOST:PORT with a numeric port, else a one-line error naming the value."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise FeatcompError(f"--rpc wants HOST:PORT, got {address!r}")
 
 
 def _plan_without_pairs(model: Any, target: Any, shapes: dict[str, list[int]],

@@ -16,6 +16,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
                    help="MetaSchedule trials for the network's layers (0: default schedules, no tuning)")
     p.add_argument("--tune-dir", metavar="DIR",
                    help="tuning database to reuse and extend (default with --tune: BUNDLE.tuning next to the bundle)")
+    p.add_argument("--rpc", metavar="HOST:PORT",
+                   help="with --tune: measure candidates on the board through its TVM RPC server "
+                        "(needed when the target is not this machine's architecture)")
     p.add_argument("--runtime", metavar="DIR",
                    help="folder with the target's TVM runtime (the aarch64 wheels or their .so files); "
                         "default: $FEATCOMP_TVM_RUNTIME or ~/.cache/featcomp/")
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace, bars: Any) -> int:
         raise FeatcompError("--tune must be >= 0 and --batch >= 1")
     manifest = compile_bundle(args.model, args.target, args.output, tune=args.tune, tune_dir=args.tune_dir,
                               runtime_dir=args.runtime, preprocess=args.preprocess, batch=args.batch,
-                              coder=args.coder)
+                              coder=args.coder, rpc=args.rpc)
     info = manifest["compile"]
     memory = info.get("memory", {}).get("activation_bytes", 0)
     original = info.get("memory_without_pairs", {}).get("activation_bytes")

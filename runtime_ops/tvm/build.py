@@ -143,13 +143,15 @@ def fusion_stats(mod: tvm.IRModule) -> dict[str, int]:
 
 def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_dict: dict[str, list[int]] | None = None,
                   tune_trials: int = 0, tune_dir: str | Path | None = None, schedule: bool = True,
-                  coder: bool = False, fuse: bool = True, tiled: bool = True) -> Compiled:
+                  coder: bool = False, fuse: bool = True, tiled: bool = True, rpc: str | None = None,
+                  cross_compiler: str | None = None) -> Compiled:
     """Import, schedule and build. tune_trials > 0 runs MetaSchedule first (database in tune_dir,
     reused by later compiles); tune_dir alone applies an existing database. coder: real DCT-CM or transform-VLC
     bitstreams between each encode and decode, their lengths as extra outputs (convert.import_model).
     fuse: consumers read the stored symbols (fuse_decode); False keeps each decode a kernel of its own
     that writes the decoded tensor (the before of benchmarks/tvm_bench.py). tiled=False: the generic
-    schedule for convs too (the baseline the benchmark compares against)."""
+    schedule for convs too (the baseline the benchmark compares against). rpc, cross_compiler: tuning
+    measures on the board's TVM RPC server at HOST:PORT, candidates cross-compiled (tune.tune)."""
     check_supported(model)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -173,7 +175,10 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
 
         t0 = time.perf_counter()
         if tune_trials > 0:
-            stats["tuned_tasks"] = tune.tune(mod, target, tune_trials, Path(tune_dir))
+            stats["cost_model"] = "xgb" if tune.has_xgboost() else "random"
+            stats["measured_on"] = rpc or "local"
+            stats["tuned_tasks"] = tune.tune(mod, target, tune_trials, Path(tune_dir), rpc=rpc,
+                                             cross_compiler=cross_compiler)
             seconds["tune"] = time.perf_counter() - t0
         mod, stats["from_database"] = tune.apply_database(mod, target, Path(tune_dir))
     t0 = time.perf_counter()
