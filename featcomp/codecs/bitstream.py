@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,6 +99,23 @@ class Container:
         if zlib.crc32(part) != self.crcs[k]:
             raise CodecError(f"bitstream slice {k} is corrupted (CRC mismatch)")
         return part
+
+
+ReadPayload = Callable[[memoryview, int], np.ndarray]
+
+
+def decode_band(box: Container, k: int, shape: tuple[int, int, int],
+                read_payload: ReadPayload) -> tuple[int, int, np.ndarray]:
+    """Slice k alone: (first row, end row, int16 symbols [C, rows, W]); the codec reads the payload."""
+    c, _, w = shape
+    part = box.slice(k)
+    r0, r1 = int(box.bands[k]), int(box.bands[k + 1])
+    return r0, r1, read_payload(part, (r1 - r0) * w).reshape(c, r1 - r0, w).astype(np.int16)
+
+
+def decode_all(box: Container, shape: tuple[int, int, int], read_payload: ReadPayload) -> np.ndarray:
+    """Every slice, rows joined back: int16 symbols [C, H, W]."""
+    return np.concatenate([decode_band(box, k, shape, read_payload)[2] for k in range(box.count)], axis=1)
 
 
 def open_stream(data: bytes, codec_id: int, param_id: int, shape: tuple[int, int, int]) -> Container:

@@ -232,17 +232,11 @@ class DctCmSite:
     def unpack_slice(self, data: bytes, k: int) -> tuple[int, int, np.ndarray]:
         """Slice k alone: (first row, end row, int16 symbols [C, rows, W]); the other slices are not read."""
         box = bitstream.open_stream(data, CODEC_ID, self.param_id, self.shape)
-        return self._unpack_slice(box, k)
-
-    def _unpack_slice(self, box: bitstream.Container, k: int) -> tuple[int, int, np.ndarray]:
-        c, _, w = self.shape
-        part = box.slice(k)
-        r0, r1 = int(box.bands[k]), int(box.bands[k + 1])
-        return r0, r1, self._read_payload(part, (r1 - r0) * w).reshape(c, r1 - r0, w).astype(np.int16)
+        return bitstream.decode_band(box, k, self.shape, self._read_payload)
 
     def unpack(self, data: bytes) -> np.ndarray:
         box = bitstream.open_stream(data, CODEC_ID, self.param_id, self.shape)
-        return np.concatenate([self._unpack_slice(box, k)[2] for k in range(box.count)], axis=1)
+        return bitstream.decode_all(box, self.shape, self._read_payload)
 
     def coded_bytes(self, symbols: np.ndarray) -> int:
         """Exact len(pack(symbols)) from counts alone (no packing)."""
