@@ -82,7 +82,7 @@ def sensitivities(model: onnx.ModelProto, sites: Sequence[Site], feeds: Feeds,
     gains = {}
     for site in (progress(sites) if progress else sites):
         probe = pick(fronts[site.name], PROBE_SNR_DB).site
-        one = insert_pairs(model, {site.name: probe})
+        one = insert_pairs(model, {site.name: probe}).model
         decoded = f"fc/{site.name}/decoded"
         sess = ort.session(ort.with_outputs(one, [out, site.name, decoded]))
         err = injected = 0.0
@@ -184,7 +184,7 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
                 "top1": (original_top1 or 0.0) - max_drop / 100.0}[metric]
 
     def judge(codecs: dict[str, SiteCodec], snr: float) -> Allocation:
-        classes = np.concatenate(predictions(insert_pairs(model, codecs), feeds))
+        classes = np.concatenate(predictions(insert_pairs(model, codecs).model, feeds))
         est = estimate(reference, classes)
         accuracy = float(np.mean(classes == truth)) if truth is not None else None
         score = {"expected": est.upper if bound == "upper" else est.drop, "agreement": est.agreement,

@@ -170,14 +170,15 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
                     "output_snr_db": found.output_snr_db, "met": found.met, "calibration_agreement": found.agreement,
                     **_budget_info(found, drop_bound)}
     t3 = time.perf_counter()
-    out = insert_pairs(proto, codecs)
+    out = insert_pairs(proto, codecs).model
     if fold:  # transform-vlc: transforms into the conv weights where the graph allows (passes/fold.py)
         from featcomp.passes.fold import fold as fold_transforms
 
-        out, folded = fold_transforms(out)
-        info["folded"] = folded
+        folded = fold_transforms(out)
+        out = folded.model
+        info["folded"] = list(folded.notes)
     onnx.checker.check_model(out, full_check=True)
-    attach_original(out, given, strip_pairs(out))  # strip gives back `given` itself, byte for byte
+    attach_original(out, given, strip_pairs(out).model)  # strip gives back `given` itself, byte for byte
     t4 = time.perf_counter()
     seconds = {"load": t1 - t0, "calibration_run": t2 - t1, "codec_fit": t3 - t2, "insert": t4 - t3, "total": t4 - t0}
     return CompressResult(model=out, sites=sites, codecs=codecs, seconds=seconds, allocation=info)
@@ -241,7 +242,7 @@ def strip(model: ModelLike) -> onnx.ModelProto:
     """The original model back from a compressed one: the model compress was given, byte for byte (for a
     model edited after compress, e.g. by `featcomp jpeg insert`: the pairs removed, the edit kept)."""
     proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
-    return strip_to_original(proto)[0]
+    return strip_to_original(proto).model
 
 
 @dataclass

@@ -504,8 +504,11 @@ def _strip(args: argparse.Namespace, bars: Bars) -> int:
     pairs = len(api.site_codecs(model))
     if not pairs:
         raise FeatcompError(f"{args.model} has no featcomp pairs: there is nothing to strip")
-    stripped, exact = strip_to_original(model)
-    save_model(stripped, output)
+    from featcomp.passes.insert import EXACT
+
+    stripped = strip_to_original(model)
+    exact = EXACT in stripped.notes
+    save_model(stripped.model, output)
     how = ("the model compress was given, byte for byte" if exact else
            "pairs removed; not byte for byte: the model was edited after compress or made by an older featcomp")
     print(f"stripped {pairs} pairs: wrote {output} ({how})")

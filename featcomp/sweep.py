@@ -98,7 +98,7 @@ def sweep(model: api.ModelLike, calib: api.DataLike, images: str | os.PathLike[s
         seconds[f"{codec}_fit"] = time.perf_counter() - t0
         for snr in (progress(snrs) if progress else snrs):
             chosen = allocation.allocate(fronts, gains, stats, power, float(snr))
-            compressed = insert_pairs(proto, chosen)
+            compressed = insert_pairs(proto, chosen).model
             rep = api.report(compressed, images, preprocess=preprocess, limit=limit)
             ev = api.evaluate(compressed, images, labels, preprocess=preprocess, reference=proto,
                               label_offset=label_offset, limit=limit)

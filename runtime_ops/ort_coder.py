@@ -18,6 +18,8 @@ import struct
 
 import numpy as np
 import onnx
+from featcomp.passes.coder import CoderNodes, insert_coder
+from featcomp.passes.pairs import Pair
 from onnx import TensorProto, helper
 
 from featcomp.codecs.base import SiteCodec
@@ -75,34 +77,30 @@ def _site(attrs: dict[str, object]) -> SiteCodec:
 
 
 def with_coder(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of a compressed model whose decoders read real bitstreams (pack -> unpack between each pair)."""
-    from featcomp.passes.pairs import find_pairs
+    """A copy of a compressed model whose decoders read real bitstreams (pack -> unpack between each pair),
+    with its sites registered for the kernels (the graph edit is passes/coder.py's)."""
+    return _with_coder(model)[0]
 
-    pairs = find_pairs(model)
-    if not pairs:
-        raise FeatcompError("the model has no featcomp pairs: compress it first")
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    nodes = list(out.graph.node)
-    index = {n.name: i for i, n in enumerate(nodes)}
-    for p in pairs:
-        pid = p.codec.param_id  # type: ignore[attr-defined]
-        _SITES[pid] = p.codec
-        coded, unpacked = f"{p.symbols}/coded", f"{p.symbols}/unpacked"
+
+def _with_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """with_coder's model and the coded tensors ('<symbols>/coded'), one per pair in find_pairs order."""
+    coded_names: list[str] = []
+
+    def build(pair: Pair, unpacked: str) -> CoderNodes:
+        pid = pair.codec.param_id
+        _SITES[pid] = pair.codec
+        coded = f"{pair.symbols}/coded"
+        coded_names.append(coded)
         signed = pid - (1 << 32) if pid >= 1 << 31 else pid
-        i = index[p.decode.name]
-        nodes[i].input[0] = unpacked
-        nodes.insert(i, helper.make_node(UNPACK, [coded], [unpacked], name=f"{p.decode.name}/unpack", domain=CONTRIB,
-                                         param_id=signed))
-        nodes.insert(i, helper.make_node(PACK, [p.symbols], [coded], name=f"{p.encode.name}/pack", domain=CONTRIB,
-                                         param_id=signed))
-        index = {n.name: j for j, n in enumerate(nodes)}
-        out.graph.value_info.extend([helper.make_tensor_value_info(coded, TensorProto.UINT8, None),
-                                     helper.make_tensor_value_info(unpacked, TensorProto.INT16, None)])
-    del out.graph.node[:]
-    out.graph.node.extend(nodes)
-    out.opset_import.append(helper.make_opsetid(CONTRIB, 1))
-    return out
+        return CoderNodes(
+            nodes=[helper.make_node(PACK, [pair.symbols], [coded], name=f"{pair.encode.name}/pack", domain=CONTRIB,
+                                    param_id=signed),
+                   helper.make_node(UNPACK, [coded], [unpacked], name=f"{pair.decode.name}/unpack", domain=CONTRIB,
+                                    param_id=signed)],
+            value_info=[helper.make_tensor_value_info(coded, TensorProto.UINT8, None),
+                        helper.make_tensor_value_info(unpacked, TensorProto.INT16, None)])
+
+    return insert_coder(model, CONTRIB, build).model, coded_names
 
 
 def session(model: onnx.ModelProto, threads: int | None = None, coded_outputs: bool = False):  # type: ignore[no-untyped-def]
@@ -119,12 +117,10 @@ def session(model: onnx.ModelProto, threads: int | None = None, coded_outputs: b
     options.register_custom_ops_library(get_library_path())
     if threads:
         options.intra_op_num_threads = threads
-    coded = with_coder(model)
+    coded, names = _with_coder(model)
     if coded_outputs:
-        from featcomp.passes.pairs import find_pairs
         from featcomp.runtime_ops.ort import with_outputs
 
-        names = [f"{p.symbols}/coded" for p in find_pairs(model)]
         coded = with_outputs(coded, names, [TensorProto.UINT8] * len(names))
     try:
         return ort.InferenceSession(coded.SerializeToString(), options, providers=["CPUExecutionProvider"])

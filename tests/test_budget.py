@@ -127,7 +127,7 @@ class Branches:
 
     def estimated(self, codecs: dict) -> DropEstimate:
         """The estimate recomputed from scratch: both models run here, not inside the search."""
-        original, compressed = ort.session(self.model), ort.session(insert_pairs(self.model, codecs))
+        original, compressed = ort.session(self.model), ort.session(insert_pairs(self.model, codecs).model)
         ref = np.concatenate([original.run(None, f)[0] for f in self.feeds])
         got = np.concatenate([compressed.run(None, f)[0].argmax(axis=1) for f in self.feeds])
         return estimate(ref, got)

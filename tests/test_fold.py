@@ -42,11 +42,25 @@ def test_only_conv_to_conv_sites_fold(setup) -> None:
     assert codecs["proj"].group == 16  # the low-rank site chose a PCA transform
 
 
+def test_fold_factors_come_from_the_codec(setup) -> None:
+    """The codec protocol gives fold an orthonormal transform and the plain site (dct-cm: nothing to fold)."""
+    _, codecs, _ = setup
+    factors = codecs["proj"].fold_factors()
+    assert factors is not None
+    k, g = codecs["proj"].cmin.shape
+    assert factors.blocks.shape == (k, g, g)
+    eye = np.einsum("kij,klj->kil", factors.blocks, factors.blocks)
+    assert np.allclose(eye, np.eye(g), atol=0.05)  # integer transform: orthonormal up to its rounding
+    assert factors.plain.codec_name == codecs["proj"].codec_name and factors.plain.fold_factors() is None
+    assert all(c.fold_factors() is None for c in codecs.values() if c.group == 1)
+
+
 def test_folded_matches_unfolded_and_strips_exactly(setup) -> None:
     model, codecs, feeds = setup
-    unfolded = insert_pairs(model, codecs)
-    folded, sites = fold(unfolded)
-    assert sites == ["proj"] and any(m.key == FOLD_KEY for m in folded.metadata_props)
+    unfolded = insert_pairs(model, codecs).model
+    result = fold(unfolded)
+    folded = result.model
+    assert result.notes == ("proj",) and result.changed and any(m.key == FOLD_KEY for m in folded.metadata_props)
     pair = next(p for p in find_pairs(folded) if p.site == "proj")
     assert pair.codec.group == 1 and pair.codec.mode == "folded-pca16"
     inits = {t.name: numpy_helper.to_array(t) for t in folded.graph.initializer}

@@ -17,7 +17,7 @@ from featcomp.runtime_ops import ort
 
 def test_strip_pairs_keeps_the_jpeg_node_and_back(calib_npz: Path) -> None:
     base = api._model(models.two_convs())
-    with_jpeg = insert_jpeg(base, standard(50), Preprocess.parse(PREPROCESS))
+    with_jpeg = insert_jpeg(base, standard(50), Preprocess.parse(PREPROCESS)).model
     compressed = api.compress(with_jpeg, calib_npz, output_snr_db=25.0).model
     assert find_jpeg(compressed) is not None and api.site_codecs(compressed)
     stripped = api.strip(compressed)
@@ -27,7 +27,7 @@ def test_strip_pairs_keeps_the_jpeg_node_and_back(calib_npz: Path) -> None:
     got = ort.run(ort.session(stripped), {models.INPUT: x}, [name])[name]
     want = ort.run(ort.session(with_jpeg), {models.INPUT: x}, [name])[name]
     np.testing.assert_array_equal(got, want)
-    assert strip_jpeg(stripped).graph.node[0].op_type == base.graph.node[0].op_type
+    assert strip_jpeg(stripped).model.graph.node[0].op_type == base.graph.node[0].op_type
 
 
 def test_report_shows_input_bytes_raw_standard_learned(images: Path, calib_npz: Path) -> None:
@@ -36,7 +36,7 @@ def test_report_shows_input_bytes_raw_standard_learned(images: Path, calib_npz: 
 
     base = api._model(models.two_convs())
     tables = standard(30)
-    model = api.compress(insert_jpeg(base, tables, Preprocess.parse(PREPROCESS)), calib_npz, output_snr_db=25.0).model
+    model = api.compress(insert_jpeg(base, tables, Preprocess.parse(PREPROCESS)).model, calib_npz, output_snr_db=25.0).model
     report = api.report(model, images, preprocess=PREPROCESS)
     j = report.totals.input_jpeg
     assert j is not None and j["images"] == 5

@@ -141,7 +141,7 @@ def test_ort_symbols_equal_the_reference_on_real_images(compressed, name: str) -
 
 @pytest.mark.parametrize("name", MODELS)
 def test_strip_gives_back_the_prepared_original(compressed, originals, name: str) -> None:
-    assert strip_pairs(compressed[name]).SerializeToString() == originals[name].SerializeToString()
+    assert strip_pairs(compressed[name]).model.SerializeToString() == originals[name].SerializeToString()
 
 
 @pytest.mark.parametrize("name", MODELS)

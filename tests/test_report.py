@@ -54,7 +54,7 @@ def independent(compressed, data) -> dict:
     names = [p.site for p in pairs] + [p.symbols for p in pairs]
     probe = ort.with_outputs(compressed, names, [TensorProto.FLOAT] * len(pairs) + [TensorProto.INT16] * len(pairs))
     sess = ort.session(probe)
-    ref_sess = ort.session(strip_pairs(compressed))
+    ref_sess = ort.session(strip_pairs(compressed).model)
     out_name = compressed.graph.output[0].name
     result = {p.site: {"x": [], "sizes": [], "approx": []} for p in pairs}
     agree = 0
@@ -128,7 +128,7 @@ def test_totals(report: Report, compressed) -> None:
 
 
 def test_traffic_totals_recomputed_from_the_sites(report: Report, compressed) -> None:
-    original = strip_pairs(compressed)
+    original = strip_pairs(compressed).model
     t = report.totals
     memory = find_sites(original)  # every tensor the deployed network writes to memory
     assert t.activation_traffic_int8 == sum(s.values * (1 + len(s.consumers)) for s in memory)

@@ -54,7 +54,7 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def made(labelled: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, Sweep, Path]:
     """A residual model with the learned-JPEG input node and one site excluded, its report, a real sweep, the page."""
-    base = insert_jpeg(api._model(models.residual()), standard(40), Preprocess.parse(PREPROCESS))
+    base = insert_jpeg(api._model(models.residual()), standard(40), Preprocess.parse(PREPROCESS)).model
     model = api.compress(base, labelled, preprocess=PREPROCESS, sqnr_db=24.0, exclude=["concat"]).model
     report = api.report(model, labelled, preprocess=PREPROCESS, name="residual+jpeg.fc.onnx")
     curve = sweep(models.residual(), labelled, labelled, labelled / "labels.txt", preprocess=PREPROCESS,
