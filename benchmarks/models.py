@@ -40,7 +40,7 @@ def run(name: str, shared: Path, snr: float | None) -> dict[str, object]:
     t = report.totals
     return {
         "model": name, "setting": f"output SNR {snr:g} dB" if snr is not None else "max-drop 1 (labels)",
-        "output_snr_db": result.allocation.get("output_snr_db"), "sites": t.sites,
+        "output_snr_db": result.allocation.output_snr_db, "sites": t.sites,
         "ratio_vs_int8": t.ratio_vs_int8, "ratio_vs_fp32": t.ratio_vs_fp32, "bits_per_value": t.bits_per_value,
         "traffic_saving_vs_int8": t.traffic_saving_vs_int8, "top1_before": ev.reference_top1, "top1_after": ev.top1,
         "agreement": ev.agreement, "compress_seconds": seconds,

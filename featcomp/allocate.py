@@ -19,6 +19,7 @@ from featcomp.budget import DropEstimate, estimate
 from featcomp.codecs.base import ActivationStats, Candidate, SiteCodec, pick
 from featcomp.passes.insert import insert_pairs
 from featcomp.passes.sites import Site
+from featcomp.quality import METRICS  # what max_drop is measured on (see search)
 from featcomp.runtime_ops import ort
 
 Feeds = Sequence[dict[str, np.ndarray]]
@@ -26,9 +27,6 @@ PROBE_SNR_DB = 25.0  # quality of the codec candidate that probes a site's sensi
 MIN_SITE_SQNR_DB = 12.0  # below this a codec's error is no longer noise-like (it erases structure)
 SNR_RANGE_DB = (10.0, 70.0)
 SEARCH_STEPS = 8
-
-
-METRICS = ("expected", "agreement", "top1")  # what max_drop is measured on (see search)
 
 
 @dataclass(frozen=True)

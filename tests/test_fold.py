@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import models
 import numpy as np
 import pytest
-from onnx import TensorProto, numpy_helper
-
-import models
-from featcomp import api
-from featcomp.codecs.tvlc import TransformVlc
 from featcomp.passes.fold import FOLD_KEY, fold, foldable
 from featcomp.passes.insert import insert_pairs
 from featcomp.passes.pairs import find_pairs
 from featcomp.runtime_ops import ort
+from onnx import TensorProto, numpy_helper
+
+from featcomp import api
+from featcomp.codecs.tvlc import TransformVlc
+from featcomp.quality import OutputSnr
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +87,8 @@ def test_folded_matches_unfolded_and_strips_exactly(setup) -> None:
 
 
 def test_fold_through_the_api_and_cli(cli, model_file, calib_npz: Path, tmp_path: Path) -> None:
-    result = api.compress(models.linear_bottleneck(), calib_npz, codec="transform-vlc", output_snr_db=30.0, fold=True)
-    assert "folded" in result.allocation
+    result = api.compress(models.linear_bottleneck(), calib_npz, codec="transform-vlc", quality=OutputSnr(30.0), fold=True)
+    assert result.allocation.folded == ["proj"] and "folded" in result.allocation.as_dict()
     out = tmp_path / "f.onnx"
     run = cli("compress", model_file(models.linear_bottleneck()), "-o", out, "--codec", "transform-vlc", "--fold",
               "--calib", calib_npz, "--output-snr", "30", "--format", "csv")

@@ -25,6 +25,7 @@ SOURCES = {"featcomp": ROOT / "featcomp", "featcomp.passes": ROOT / "passes", "f
 # Bottom to top. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("errors", ("featcomp.errors",)),
+    ("quality policy: typed targets and outcome", ("featcomp.quality",)),
     ("numeric: numpy references, no model files", ("featcomp.codecs", "featcomp.preprocess", "featcomp.jpeg.dct")),
     ("io: readers, model load/validate/save, JPEG tables", ("featcomp.data", "featcomp.modelio", "featcomp.jpeg.tables")),
     ("ops: schemas and ONNX function bodies", ("featcomp.ops",)),

@@ -14,14 +14,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import models
+import needs
 import numpy as np
 import onnx
 import pytest
+from conftest import Run
 from PIL import Image
 
-import models
-import needs
-from conftest import Run
 from featcomp.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,7 +258,7 @@ def test_light_zoo_models_compress(path: Path) -> None:
 
     model = _random_weights(onnx.load(str(path)))
     feeds = _feeds(model, 2)
-    result = featcomp.compress(model, ListReader(feeds), sqnr_db=20.0)
+    result = featcomp.compress(model, ListReader(feeds), quality=featcomp.Sqnr(20.0))
     assert result.sites
     y = _runs_in_ort(result.model, feeds)
     assert y.shape[0] == 1 and np.all(np.isfinite(y))

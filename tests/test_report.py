@@ -7,20 +7,21 @@ import json
 import math
 from pathlib import Path
 
+import models
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
-
-import models
-from featcomp import api
-from featcomp.errors import FeatcompError
 from featcomp.passes.insert import strip_pairs
 from featcomp.passes.pairs import find_pairs
 from featcomp.passes.sites import find_sites
+from featcomp.runtime_ops import ort
+from onnx import TensorProto
+
+from featcomp import api
+from featcomp.errors import FeatcompError
+from featcomp.quality import Sqnr
 from featcomp.reporting.render import FORMATS, render
 from featcomp.reporting.schema import SCHEMA, Report
-from featcomp.runtime_ops import ort
 
 SAMPLES = 5
 
@@ -37,7 +38,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
 @pytest.fixture(scope="module")
 def compressed(data) -> onnx.ModelProto:
     path, _ = data
-    return api.compress(models.residual(), path, sqnr_db=22.0).model
+    return api.compress(models.residual(), path, quality=Sqnr(22.0)).model
 
 
 @pytest.fixture(scope="module")
