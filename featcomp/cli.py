@@ -596,7 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet = getattr(args, "quiet", False)
     try:
         with Bars(enabled=not quiet, terminal=sys.stderr.isatty()) as bars:
-            return args.command.run(args, bars)
+            code: int = args.command.run(args, bars)
+            return code
     except FeatcompError as exc:
         print(f"featcomp: error: {_one_line(exc)}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 import onnx
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
 @dataclass(frozen=True)
@@ -27,12 +28,12 @@ class PassResult:
     notes: tuple[str, ...] = ()
 
 
-class Repeated(Protocol[T]):
+class Repeated(Protocol[T_contra]):
     """A repeated protobuf field (graph.node, graph.initializer, model.metadata_props, ...)."""
 
     def __iter__(self) -> Any: ...
     def __delitem__(self, key: slice) -> None: ...
-    def extend(self, items: Iterable[T]) -> None: ...
+    def extend(self, items: Iterable[T_contra]) -> None: ...
 
 
 def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:

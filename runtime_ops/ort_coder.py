@@ -15,11 +15,15 @@ Batch layout of the bytes tensor: u32 sample count, u32 length of each stream, t
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from featcomp.passes.coder import CoderNodes, insert_coder
 from featcomp.passes.pairs import Pair
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 from onnx import TensorProto, helper
 
 from featcomp.codecs.base import SiteCodec
@@ -42,7 +46,7 @@ def _register_ops() -> None:
                             "pip install 'featcomp[coder]'") from None
 
     @onnx_op(op_type=PACK, inputs=[PyCustomOpDef.dt_int16], outputs=[PyCustomOpDef.dt_uint8],
-             attrs={"param_id": PyCustomOpDef.dt_int64})
+             attrs={"param_id": PyCustomOpDef.dt_int64})  # type: ignore[untyped-decorator]
     def pack(symbols: np.ndarray, **attrs: object) -> np.ndarray:
         site = _site(attrs)
         streams = [site.pack(one) for one in symbols]
@@ -50,7 +54,7 @@ def _register_ops() -> None:
         return np.frombuffer(head + b"".join(streams), np.uint8)
 
     @onnx_op(op_type=UNPACK, inputs=[PyCustomOpDef.dt_uint8], outputs=[PyCustomOpDef.dt_int16],
-             attrs={"param_id": PyCustomOpDef.dt_int64})
+             attrs={"param_id": PyCustomOpDef.dt_int64})  # type: ignore[untyped-decorator]
     def unpack(data: np.ndarray, **attrs: object) -> np.ndarray:
         site = _site(attrs)
         raw = data.tobytes()
@@ -70,7 +74,10 @@ def _register_ops() -> None:
 
 
 def _site(attrs: dict[str, object]) -> SiteCodec:
-    pid = int(attrs["param_id"]) & 0xFFFFFFFF  # type: ignore[call-overload]
+    value = attrs["param_id"]
+    if not isinstance(value, (int, np.integer)):
+        raise FeatcompError(f"a featcomp coder op has a param_id that is not an integer ({value!r})")
+    pid = int(value) & 0xFFFFFFFF
     if pid not in _SITES:
         raise FeatcompError("a featcomp coder op refers to a site this process has not registered (use ort_coder.session)")
     return _SITES[pid]
@@ -103,7 +110,7 @@ def _with_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     return insert_coder(model, CONTRIB, build).model, coded_names
 
 
-def session(model: onnx.ModelProto, threads: int | None = None, coded_outputs: bool = False):  # type: ignore[no-untyped-def]
+def session(model: onnx.ModelProto, threads: int | None = None, coded_outputs: bool = False) -> InferenceSession:
     """An InferenceSession running `with_coder(model)` with the coder kernels registered.
 
     coded_outputs also returns each site's coded batch, as `<symbols>/coded` (uint8).

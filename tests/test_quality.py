@@ -6,13 +6,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import models
 import pytest
 
-import models
 from featcomp import api
 from featcomp.cli import quality_of
 from featcomp.errors import FeatcompError
-from featcomp.quality import Allocation, BitsPerValue, MaxDrop, OutputSnr, Quality, Sqnr, Step
+from featcomp.quality import (
+    Allocation,
+    BitsPerValue,
+    MaxDrop,
+    OutputSnr,
+    Quality,
+    Sqnr,
+    Step,
+)
 
 FLAGS = ("max_drop", "max_drop_agreement", "output_snr", "sqnr", "bits_per_value", "step")
 

@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-import tvm  # type: ignore[import-untyped]
+import tvm
+from featcomp.passes.coder import CoderNodes, insert_coder
+from featcomp.passes.pairs import Pair, find_pairs
+from featcomp.runtime_ops.tvm import coder_kernels as ck
+from featcomp.runtime_ops.tvm import dctcm_coder_kernels as dk
+from featcomp.runtime_ops.tvm.stream_tir import ENTRY, HEAD_FIXED, HEADER
 from onnx import TensorProto, helper
 from tvm import relax
 
@@ -25,11 +30,6 @@ from featcomp.codecs import bitstream, dctcm, tvlc
 from featcomp.codecs.dctcm import DctCmSite
 from featcomp.codecs.tvlc import TvlcSite
 from featcomp.errors import FeatcompError
-from featcomp.passes.coder import CoderNodes, insert_coder
-from featcomp.passes.pairs import Pair, find_pairs
-from featcomp.runtime_ops.tvm import coder_kernels as ck
-from featcomp.runtime_ops.tvm import dctcm_coder_kernels as dk
-from featcomp.runtime_ops.tvm.stream_tir import ENTRY, HEAD_FIXED, HEADER
 
 Site = TvlcSite | DctCmSite
 KERNELS = {TvlcSite: ("tvlc", ck), DctCmSite: ("dctcm", dk)}  # per site type: name, kernel module
@@ -297,7 +297,7 @@ def with_tir_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, S
 
 def converter(sites: dict[int, Site]) -> type:
     """The importer's converter for the coder node, bound to the sites of one model."""
-    from tvm.relax.frontend.onnx import onnx_frontend as fe  # type: ignore[import-untyped]
+    from tvm.relax.frontend.onnx import onnx_frontend as fe
 
     def impl(cls: type, bb: relax.BlockBuilder, inputs: list[relax.Expr], attr: dict[str, Any], params: Any) -> relax.Expr:
         symbols = bb.normalize(inputs[0])
