@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from featcomp.cli_common import Bars, checked_output, comma_list, size_of, text_table
 from featcomp.errors import FeatcompError
-from featcomp.quality import BitsPerValue, MaxDrop, OutputSnr, Quality, Sqnr, Step
+from featcomp.quality import Allocation, BitsPerValue, MaxDrop, OutputSnr, Quality, Sqnr, Step
 
 if TYPE_CHECKING:
     import onnx
@@ -93,14 +93,14 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
 TOLERANCE_DB = 0.05  # below the 0.1 dB the lines print: a target shown as met is not called missed
 
 
-def _missed_targets(args: argparse.Namespace, how: dict[str, Any], report: Any) -> list[str]:
+def _missed_targets(args: argparse.Namespace, how: Allocation, report: Any) -> list[str]:
     """One line per quality target the compressed model misses, with what it achieves on the calibration data
     (measured by the report: real coded bytes, per-site SQNR and the logit SNR of the model that was written)."""
     notes = []
     if args.bits_per_value is not None and report.totals.bits_per_value > args.bits_per_value + 0.005:
-        estimate = how.get("estimated_bits_per_value")
+        estimate = how.estimated_bits_per_value
         why = "" if estimate is None else f" (the allocation estimated {estimate:.2f}" + (
-            ", the least the coarsest setting allows)" if how.get("met") is False else ")")
+            ", the least the coarsest setting allows)" if how.met is False else ")")
         notes.append(f"--bits-per-value {args.bits_per_value:g} was missed: the model codes "
                      f"{report.totals.bits_per_value:.2f} bits/value on the calibration data{why}")
     snr = report.accuracy.get("output_snr_db")
@@ -268,7 +268,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         write_bytes(path, render(report, fmt, sweep=sweep).encode("utf-8"))
     # keeps json/csv on stdout parseable: the closing line goes to stderr for those formats
     done = sys.stdout if args.format in ("table", "md") else sys.stderr
-    for note in _missed_targets(args, how, report):
+    for note in _missed_targets(args, result.allocation, report):
         print(f"note: {note}", file=sys.stderr)
     for line in budget_lines(how, args.max_drop_agreement is not None):  # the closing line stays last
         print(line, file=sys.stderr if line.startswith("note:") else done)
