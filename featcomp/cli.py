@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from featcomp.cli_common import Bars, checked_output, comma_list, size_of, text_table
 from featcomp.errors import FeatcompError
-from featcomp.quality import Allocation, BitsPerValue, MaxDrop, OutputSnr, Quality, Sqnr, Step
+from featcomp.quality import (
+    Allocation,
+    BitsPerValue,
+    MaxDrop,
+    OutputSnr,
+    Quality,
+    Sqnr,
+    Step,
+)
 
 if TYPE_CHECKING:
     import onnx
