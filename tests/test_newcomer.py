@@ -23,6 +23,7 @@ from conftest import Run
 from PIL import Image
 
 from featcomp.cli import main
+from featcomp.quality import BitsPerValue, MaxDrop, OutputSnr, Quality, Sqnr
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -184,19 +185,19 @@ def _runs_in_ort(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> 
     return next(iter(ort.run(sess, feeds[0]).values()))
 
 
-MODES = [{"output_snr_db": 20.0}, {"max_drop": 1.0}, {"bits_per_value": 3.0}, {"sqnr_db": 20.0}]
+MODES = [OutputSnr(20.0), MaxDrop(1.0), BitsPerValue(3.0), Sqnr(20.0)]
 
 
-@pytest.mark.parametrize("mode", MODES, ids=lambda m: next(iter(m)))
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: type(m).__name__)
 @pytest.mark.parametrize("build", [models.initializers_as_inputs, models.single_output,
                                    lambda: models.single_output(constant=True)],
                          ids=["initializers-as-inputs", "single-output", "constant-output"])
-def test_valid_models_compress_in_every_mode(build, mode: dict[str, float]) -> None:
+def test_valid_models_compress_in_every_mode(build, mode: Quality) -> None:
     import featcomp
 
     model = build()
     feeds = _feeds(model, 3)
-    result = featcomp.compress(model, ListReader(feeds), **mode)
+    result = featcomp.compress(model, ListReader(feeds), quality=mode)
     assert len(result.sites) == 2
     assert np.all(np.isfinite(_runs_in_ort(result.model, feeds)))
 
