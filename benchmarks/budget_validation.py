@@ -107,7 +107,7 @@ def direction(name: str, shared: Path, fit: str, test: str, limit: int, budgets:
         else:
             found = allocation.search(proto, fronts, gains, stats, feeds, max_drop, metric=metric, bound=bound)
             codecs = found.codecs
-        classes, _ = outputs(insert_pairs(proto, codecs), test_feeds)
+        classes, _ = outputs(insert_pairs(proto, codecs).model, test_feeds)
         drop, se = measured_drop(orig_classes, classes, labels)
         held = estimate(orig_ref, classes)
         b = bits(fronts, codecs, sizes)

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from featcomp.runtime_ops import ort
 
 from featcomp import api, modelio
 from featcomp.data import ImageReader, image_files
 from featcomp.preprocess import Preprocess
-from featcomp.runtime_ops import ort
+from featcomp.quality import OutputSnr
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PRE = "resize=256,crop=224,order=rgb,mean=128,std=128"
@@ -37,7 +38,7 @@ def best_of(fn: Callable[[], object], repeat: int = 7) -> float:
 
 def main() -> int:
     model = modelio.prepare(modelio.load_model(SHARED / "models/mobilenet_v2_1.0_224.onnx"))
-    result = api.compress(model, SHARED / "data/imagenet-calib-200", preprocess=PRE, limit=16, output_snr_db=20)
+    result = api.compress(model, SHARED / "data/imagenet-calib-200", preprocess=PRE, limit=16, quality=OutputSnr(20))
     chosen = [result.sites[i] for i in (3, 20, 40)]
     probe = ort.session(ort.with_outputs(model, [s.name for s in chosen]))
     reader = ImageReader(image_files(SHARED / "data/imagenet-val-100"), Preprocess.parse(PRE), modelio.input_spec(model), 1)

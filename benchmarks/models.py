@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from featcomp import api, modelio, zoo
+from featcomp.quality import MaxDrop, OutputSnr
 
 MODELS = {
     "squeezenet1.1": ("models/squeezenet1.1.onnx", "resize=256,crop=224,order=bgr,mean=104/117/123,std=1", 0),
@@ -29,10 +30,12 @@ def run(name: str, shared: Path, snr: float | None) -> dict[str, object]:
     path, preprocess, offset = MODELS[name]
     model = modelio.load_model(shared / path) if path else zoo.efficientnet_lite0()
     calib, val = shared / "data/imagenet-calib-200", shared / "data/imagenet-val-100"
-    options = {"output_snr_db": snr} if snr is not None else {
-        "max_drop": 1.0, "labels": calib / "labels.txt", "label_offset": offset}
     t0 = time.perf_counter()
-    result = api.compress(model, calib, preprocess=preprocess, **options)
+    if snr is not None:
+        result = api.compress(model, calib, preprocess=preprocess, quality=OutputSnr(snr))
+    else:
+        result = api.compress(model, calib, preprocess=preprocess, quality=MaxDrop(1.0), labels=calib / "labels.txt",
+                              label_offset=offset)
     seconds = time.perf_counter() - t0
     report = api.report(result.model, val, preprocess=preprocess, name=name)
     ev = api.evaluate(result.model, val, val / "labels.txt", preprocess=preprocess,
@@ -40,7 +43,7 @@ def run(name: str, shared: Path, snr: float | None) -> dict[str, object]:
     t = report.totals
     return {
         "model": name, "setting": f"output SNR {snr:g} dB" if snr is not None else "max-drop 1 (labels)",
-        "output_snr_db": result.allocation.get("output_snr_db"), "sites": t.sites,
+        "output_snr_db": result.allocation.output_snr_db, "sites": t.sites,
         "ratio_vs_int8": t.ratio_vs_int8, "ratio_vs_fp32": t.ratio_vs_fp32, "bits_per_value": t.bits_per_value,
         "traffic_saving_vs_int8": t.traffic_saving_vs_int8, "top1_before": ev.reference_top1, "top1_after": ev.top1,
         "agreement": ev.agreement, "compress_seconds": seconds,

@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from featcomp.runtime_ops import ort
 
 from featcomp import api, modelio, zoo
 from featcomp.data import ImageReader, image_files
 from featcomp.preprocess import Preprocess
-from featcomp.runtime_ops import ort
+from featcomp.quality import OutputSnr
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MODELS = {
@@ -36,7 +37,7 @@ def main() -> int:
     print("| model | original ms | compressed ms | ratio |\n|---|---|---|---|")
     for name, (path, pre) in MODELS.items():
         model = modelio.prepare(modelio.load_model(SHARED / path) if path else zoo.efficientnet_lite0())
-        result = api.compress(model, SHARED / "data/imagenet-calib-200", preprocess=pre, limit=16, output_snr_db=20)
+        result = api.compress(model, SHARED / "data/imagenet-calib-200", preprocess=pre, limit=16, quality=OutputSnr(20))
         reader = ImageReader(image_files(SHARED / "data/imagenet-val-100"), Preprocess.parse(pre),
                              modelio.input_spec(model), 1)
         feed = reader.get_next()

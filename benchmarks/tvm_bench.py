@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from featcomp.quality import OutputSnr
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "results" / "tvm"
@@ -56,7 +58,7 @@ def models(quick: bool) -> list[tuple[str, Any, Any, str]]:
         if not calib.exists():
             calib = ImageReader(zoo.sample_images(), Preprocess.parse(pre), input_spec(model), None, role="calibration")
         result = api.compress(model, calib, preprocess=pre if not isinstance(calib, ImageReader) else None,
-                              limit=16, output_snr_db=20.0)
+                              limit=16, quality=OutputSnr(20.0))
         out.append((name, model, result.model, pre))
     return out
 
@@ -113,10 +115,11 @@ def ort_ms(model: Any, x: np.ndarray, threads: int, runs: int = 30) -> float:
 def end_to_end(cases: list[tuple[str, Any, Any, str]], threads: int, tune: int, rounds: int) -> list[dict[str, Any]]:
     """Per model and variant: ORT, TVM with the default (tiled) schedules and TVM with the generic
     schedule only (the previous default), timed interleaved call by call in `rounds` rounds; medians."""
-    from featcomp.deploy.runtime import cache_dir
-    from featcomp.modelio import input_spec
     from featcomp.runtime_ops import ort
     from featcomp.runtime_ops.tvm import build
+
+    from featcomp.deploy.runtime import cache_dir
+    from featcomp.modelio import input_spec
 
     target = build.make_target({"kind": "llvm", "mcpu": str(build.make_target("host").attrs["mcpu"]), "num-cores": threads})
     rows = []
@@ -156,11 +159,11 @@ def stored_codes(cases: list[tuple[str, Any, Any, str]], threads: int, rounds: i
     in memory): planned activation memory, and latency interleaved round by round (each round: every
     variant once, 10 runs each; median over rounds)."""
     import tvm
+    from featcomp.runtime_ops import ort
+    from featcomp.runtime_ops.tvm import build
     from tvm import relax
 
     from featcomp.modelio import input_spec
-    from featcomp.runtime_ops import ort
-    from featcomp.runtime_ops.tvm import build
 
     if target_name == "host":  # this CPU's widest vectors (AVX-512 here: one instruction widens int8 -> float32)
         target = build.make_target({"kind": "llvm", "mcpu": str(build.make_target("host").attrs["mcpu"]), "num-cores": threads})
@@ -228,8 +231,9 @@ def _interleaved(runs: dict[str, Any], rounds: int) -> dict[str, list[float]]:
 def layer_breakdown(case: tuple[str, Any, Any, str], threads: int, rounds: int = 20, top: int = 10) -> dict[str, Any]:
     """Where one model's time goes: median ms per call of each compiled function (TVM's VM instrument
     hook around every call), times calls per inference, the `top` largest."""
-    from featcomp.modelio import input_spec
     from featcomp.runtime_ops.tvm import build
+
+    from featcomp.modelio import input_spec
 
     name, model, _, _ = case
     spec = input_spec(model)

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from featcomp.quality import OutputSnr
+
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_FILES = {"transform-vlc": "coder_kernels.py", "dct-cm": "dctcm_coder_kernels.py"}
 SHARED_MACROS = "stream_tir.py"
@@ -131,6 +133,9 @@ def main() -> int:
     parser.add_argument("--photo", type=int, default=1, help="which zoo photo gives the symbols")
     args = parser.parse_args()
 
+    from featcomp.passes.pairs import find_pairs
+    from featcomp.runtime_ops import ort
+    from featcomp.runtime_ops.tvm import coder
     from onnx import TensorProto
 
     from featcomp import api, zoo
@@ -138,10 +143,7 @@ def main() -> int:
     from featcomp.codecs.tvlc import TvlcSite
     from featcomp.data import ImageReader
     from featcomp.modelio import input_spec, prepare
-    from featcomp.passes.pairs import find_pairs
     from featcomp.preprocess import Preprocess
-    from featcomp.runtime_ops import ort
-    from featcomp.runtime_ops.tvm import coder
 
     with tempfile.TemporaryDirectory() as tmp:
         changed = other_format(args.base)
@@ -150,7 +152,7 @@ def main() -> int:
         spec = input_spec(model)
         photos = Preprocess.parse(zoo.DEFAULT_PREPROCESS)
         calib = ImageReader(zoo.sample_images(), photos, spec, None, role="calibration")
-        compressed = api.compress(model, calib, codec=args.codec, output_snr_db=20.0).model
+        compressed = api.compress(model, calib, codec=args.codec, quality=OutputSnr(20.0)).model
         pairs = find_pairs(compressed)
         probe = ort.session(ort.with_outputs(compressed, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs)))
         outs = ort.run(probe, {spec.name: photos.load(zoo.sample_images()[args.photo])[None]})

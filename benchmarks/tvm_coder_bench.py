@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from featcomp.quality import OutputSnr
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "benchmarks" / "results" / "tvm"
@@ -58,17 +60,16 @@ def cases() -> list[tuple[str, str, Any, Any, np.ndarray]]:
         x = np.stack([photos.load(f) for f in files[:ARGS.images]])
         for codec in ARGS.codecs.split(","):
             result = api.compress(model, calib, codec=codec, preprocess=None if isinstance(calib, ImageReader) else pre,
-                                  limit=16, output_snr_db=20.0)
+                                  limit=16, quality=OutputSnr(20.0))
             out.append((name, codec, result.model, spec.name, x))
     return out
 
 
 def coder_rows(name: str, codec: str, model: Any, input_name: str, x: np.ndarray) -> dict[str, Any]:
-    from onnx import TensorProto
-
     from featcomp.passes.pairs import find_pairs
     from featcomp.runtime_ops import ort
     from featcomp.runtime_ops.tvm.coder import TirCoder
+    from onnx import TensorProto
 
     pairs = find_pairs(model)
     probe = ort.session(ort.with_outputs(model, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs)))

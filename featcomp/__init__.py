@@ -19,6 +19,8 @@ _EXPORTS = {
     "site_codecs": "featcomp.api", "strip": "featcomp.api",
     "CodecError": "featcomp.errors", "FeatcompError": "featcomp.errors",
     "load_model": "featcomp.modelio", "save_model": "featcomp.modelio",
+    "Allocation": "featcomp.quality", "BitsPerValue": "featcomp.quality", "MaxDrop": "featcomp.quality",
+    "OutputSnr": "featcomp.quality", "Sqnr": "featcomp.quality", "Step": "featcomp.quality",
     "Preprocess": "featcomp.preprocess", "render": "featcomp.reporting.render", "Report": "featcomp.reporting.schema",
 }
 __all__ = sorted(_EXPORTS)

@@ -19,6 +19,7 @@ from featcomp.budget import DropEstimate, estimate
 from featcomp.codecs.base import ActivationStats, Candidate, SiteCodec, pick
 from featcomp.passes.insert import insert_pairs
 from featcomp.passes.sites import Site
+from featcomp.quality import METRICS  # what max_drop is measured on (see search)
 from featcomp.runtime_ops import ort
 
 Feeds = Sequence[dict[str, np.ndarray]]
@@ -26,9 +27,6 @@ PROBE_SNR_DB = 25.0  # quality of the codec candidate that probes a site's sensi
 MIN_SITE_SQNR_DB = 12.0  # below this a codec's error is no longer noise-like (it erases structure)
 SNR_RANGE_DB = (10.0, 70.0)
 SEARCH_STEPS = 8
-
-
-METRICS = ("expected", "agreement", "top1")  # what max_drop is measured on (see search)
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,7 @@ def sensitivities(model: onnx.ModelProto, sites: Sequence[Site], feeds: Feeds,
     gains = {}
     for site in (progress(sites) if progress else sites):
         probe = pick(fronts[site.name], PROBE_SNR_DB).site
-        one = insert_pairs(model, {site.name: probe})
+        one = insert_pairs(model, {site.name: probe}).model
         decoded = f"fc/{site.name}/decoded"
         sess = ort.session(ort.with_outputs(one, [out, site.name, decoded]))
         err = injected = 0.0
@@ -184,7 +182,7 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
                 "top1": (original_top1 or 0.0) - max_drop / 100.0}[metric]
 
     def judge(codecs: dict[str, SiteCodec], snr: float) -> Allocation:
-        classes = np.concatenate(predictions(insert_pairs(model, codecs), feeds))
+        classes = np.concatenate(predictions(insert_pairs(model, codecs).model, feeds))
         est = estimate(reference, classes)
         accuracy = float(np.mean(classes == truth)) if truth is not None else None
         score = {"expected": est.upper if bound == "upper" else est.drop, "agreement": est.agreement,

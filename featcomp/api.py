@@ -9,22 +9,39 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import onnx
 
-from featcomp.codecs import ActivationStats, SiteCodec, make_codec
 from featcomp import allocate as allocation
-from featcomp.data import InputReader, collect, open_inputs, read_labels, validate_batch, validated
+from featcomp.codecs import ActivationStats, SiteCodec, make_codec
+from featcomp.data import (
+    InputReader,
+    collect,
+    open_inputs,
+    read_labels,
+    validate_batch,
+    validated,
+)
 from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec, load_model, prepare
 from featcomp.passes.insert import insert_pairs, strip_pairs, strip_to_original
 from featcomp.passes.original import attach as attach_original
 from featcomp.passes.sites import Site, SiteFilter, find_sites, no_sites_reason, select
 from featcomp.preprocess import Preprocess
+from featcomp.quality import (
+    Allocation,
+    BitsPerValue,
+    MaxDrop,
+    OutputSnr,
+    Quality,
+    Sqnr,
+    Step,
+    codec_option,
+)
 from featcomp.reporting.measure import measure
 from featcomp.reporting.schema import Report
 from featcomp.runtime_ops import ort
@@ -40,8 +57,8 @@ class CompressResult:
     model: onnx.ModelProto
     sites: list[Site]
     codecs: dict[str, SiteCodec]
-    seconds: dict[str, float] = field(default_factory=dict)
-    allocation: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float]
+    allocation: Allocation  # the policy and what it chose; allocation.as_dict() is the report's meta entry
 
 
 def _model(model: ModelLike, *, need_conv: bool = True) -> onnx.ModelProto:
@@ -90,120 +107,107 @@ def calibrate(model: ModelLike, data: DataLike | Sequence[dict[str, np.ndarray]]
     return stats
 
 
-def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", preprocess: Preprocess | str | None = None,
+def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", quality: Quality | None = None,
+             codec_options: Mapping[str, Any] | None = None, preprocess: Preprocess | str | None = None,
              include: Iterable[str] | SiteFilter | None = None, op_types: Iterable[str] | None = None,
-             exclude: Iterable[str] = (), limit: int | None = None, max_drop: float | None = None,
-             output_snr_db: float | None = None, bits_per_value: float | None = None,
-             labels: str | os.PathLike[str] | None = None,
-             label_offset: int = 0, progress: Progress | None = None, fold: bool = False,
-             drop_metric: str | None = None, drop_bound: str = "upper", **codec_options: Any) -> CompressResult:
+             exclude: Iterable[str] = (), limit: int | None = None, labels: str | os.PathLike[str] | None = None,
+             label_offset: int = 0, progress: Progress | None = None, fold: bool = False) -> CompressResult:
     """Calibrate a codec per site and insert compress -> decompress pairs. Returns the new model.
 
-    How each site's quality is chosen, in order of precedence:
-    - codec option `sqnr_db=DB`: the same SQNR target at every site (transform-vlc: `step=S`, the same
-      quantizer step at every site);
-    - `bits_per_value=B`: sensitivity-weighted targets whose estimated average bits/value (side
-      information included) is at most B;
-    - `output_snr_db=DB`: sensitivity-weighted targets (featcomp.allocate) for that logit SNR;
-    - `max_drop=P` (default 1.0): sensitivity-weighted targets, with the fewest bits whose top-1 loss on
-      the calibration inputs stays within P points against the model given. Without labels the loss is
-      estimated (featcomp.budget: expected top-1 under the original's own softmax; `drop_bound` "upper",
-      the default, holds the top of its 95% interval to P, "estimate" the point estimate, which lands above P
-      on unseen images, see docs/budget.md); with `labels` (a labels file for a folder of calibration
-      images) measured top-1 accuracy is used. `drop_metric="agreement"` keeps the strict older form: top-1
-      agreement with the original >= 1 - P/100. The estimate, and what the finest setting (the 8-bit base
-      quantization) costs alone, are recorded in `allocation`.
+    `quality` (featcomp.quality) says how each site's quality is chosen:
+    - `Sqnr(db)`: the same SQNR target at every site; `Step(s)` (transform-vlc): the same quantizer step;
+    - `BitsPerValue(b)`: sensitivity-weighted targets whose estimated average bits/value (side information
+      included) is at most b;
+    - `OutputSnr(db)`: sensitivity-weighted targets (featcomp.allocate) for that logit SNR;
+    - `MaxDrop(points=1.0, metric=None, bound="upper")`, the default: sensitivity-weighted targets, with the
+      fewest bits whose top-1 loss on the calibration inputs stays within `points` against the model given.
+      Without labels the loss is estimated (featcomp.budget: expected top-1 under the original's own softmax;
+      bound "upper" holds the top of its 95% interval to the budget, "estimate" the point estimate, which
+      lands above it on unseen images, see docs/budget.md); with `labels` (a labels file for a folder of
+      calibration images) measured top-1 accuracy is used. metric="agreement" keeps the strict older form:
+      top-1 agreement with the original >= 1 - points/100. The estimate, and what the finest setting (the
+      8-bit base quantization) costs alone, are recorded in `allocation`.
+    `codec_options` go to the codec family (featcomp.codecs: e.g. transform="dct", groups=(1,)).
     `progress` wraps each long loop in turn (calibration batches, sites being fitted, search steps).
     `fold` (transform-vlc) folds each site's transform into the producing and consuming convs where both
     are plain Convs, so the transform costs nothing at run time (see featcomp.passes.fold).
     """
     t0 = time.perf_counter()
+    policy: Quality = MaxDrop() if quality is None else quality
+    if isinstance(policy, Step) and codec != "transform-vlc":
+        raise FeatcompError("a uniform quantizer step (--step) belongs to --codec transform-vlc")
     given = model if isinstance(model, onnx.ModelProto) else load_model(model)
     proto = prepare(given)
-    family = make_codec(codec, **codec_options)
+    family = make_codec(codec, **{**(codec_options or {}), **codec_option(policy)})
     found = find_sites(proto)
     if not found:
         raise FeatcompError(no_sites_reason(proto))
     sites = select(found, include, op_types, exclude)
     if not sites:
         raise FeatcompError("the site selection is empty: check --sites/--op-types/--exclude against 'featcomp inspect'")
-    if max_drop is not None and not 0 <= max_drop <= 100:
-        raise FeatcompError(f"max drop must be between 0 and 100 points, got {max_drop}")
-    if drop_metric not in (None, *allocation.METRICS):
-        raise FeatcompError(f"unknown drop metric {drop_metric!r}; choose one of {', '.join(allocation.METRICS)}")
-    if drop_metric == "top1" and labels is None:
-        raise FeatcompError("the top1 drop metric needs labels for the calibration images")
-    if drop_bound not in ("estimate", "upper"):
-        raise FeatcompError(f"unknown drop bound {drop_bound!r}; choose estimate or upper")
+    if isinstance(policy, MaxDrop):
+        policy.check(labelled=labels is not None)
     reader = _reader(proto, calib, preprocess, limit, "calibration")
     feeds = collect(reader, input_spec(proto))
     targets = _label_targets(reader, feeds, labels, label_offset) if labels is not None else None
     t1 = time.perf_counter()
     stats = calibrate(proto, feeds, sites=sites, progress=progress, stats_options=family.stats_options)
     t2 = time.perf_counter()
-    info: dict[str, Any] = {}
-    if bits_per_value is not None and not bits_per_value > 0:
-        raise FeatcompError(f"bits per value must be positive, got {bits_per_value}")
-    uniform = {k: codec_options[k] for k in ("sqnr_db", "step") if codec_options.get(k) is not None}
-    if uniform:
+    if isinstance(policy, BitsPerValue):
+        policy.check()
+    chosen = Allocation(policy)
+    if isinstance(policy, (Sqnr, Step)):
         codecs = {s.name: family.calibrate(stats[s.name]) for s in (progress(sites) if progress else sites)}
-        info = {"method": "uniform", **uniform}
     else:
         fronts = {s.name: family.candidates(stats[s.name]) for s in (progress(sites) if progress else sites)}
         probe_feeds = feeds[:SENSITIVITY_BATCHES]
         gains = allocation.sensitivities(proto, sites, probe_feeds, fronts, progress=progress)
-        if output_snr_db is not None:
+        if isinstance(policy, OutputSnr):
             power = allocation.output_power(proto, probe_feeds)
-            codecs = allocation.allocate(fronts, gains, stats, power, output_snr_db)
-            info = {"method": "sensitivity", "output_snr_db": output_snr_db}
-        elif bits_per_value is not None:
+            codecs = allocation.allocate(fronts, gains, stats, power, policy.db)
+        elif isinstance(policy, BitsPerValue):
             power = allocation.output_power(proto, probe_feeds)
-            snr, codecs, bits = allocation.allocate_rate(fronts, gains, stats, power, bits_per_value)
-            info = {"method": "sensitivity", "bits_per_value": bits_per_value, "output_snr_db": snr,
-                    "estimated_bits_per_value": bits, "met": bits <= bits_per_value + 1e-9}
+            snr, codecs, bits = allocation.allocate_rate(fronts, gains, stats, power, policy.bits)
+            chosen = Allocation(policy, output_snr_db=snr, estimated_bits_per_value=bits,
+                                met=bits <= policy.bits + 1e-9)
         else:
-            drop = 1.0 if max_drop is None else max_drop
-            found = allocation.search(proto, fronts, gains, stats, feeds, drop, labels=targets, progress=progress,
-                                      metric=drop_metric, bound=drop_bound)
-            codecs = found.codecs
-            info = {"method": "sensitivity", "max_drop": drop, "metric": found.metric,
-                    "output_snr_db": found.output_snr_db, "met": found.met, "calibration_agreement": found.agreement,
-                    **_budget_info(found, drop_bound)}
+            searched = allocation.search(proto, fronts, gains, stats, feeds, policy.points, labels=targets,
+                                         progress=progress, metric=policy.metric, bound=policy.bound)
+            codecs = searched.codecs
+            chosen = _searched(policy, searched)
     t3 = time.perf_counter()
-    out = insert_pairs(proto, codecs)
+    out = insert_pairs(proto, codecs).model
     if fold:  # transform-vlc: transforms into the conv weights where the graph allows (passes/fold.py)
         from featcomp.passes.fold import fold as fold_transforms
 
-        out, folded = fold_transforms(out)
-        info["folded"] = folded
+        folded = fold_transforms(out)
+        out = folded.model
+        chosen.folded = list(folded.notes)
     onnx.checker.check_model(out, full_check=True)
-    attach_original(out, given, strip_pairs(out))  # strip gives back `given` itself, byte for byte
+    attach_original(out, given, strip_pairs(out).model)  # strip gives back `given` itself, byte for byte
     t4 = time.perf_counter()
     seconds = {"load": t1 - t0, "calibration_run": t2 - t1, "codec_fit": t3 - t2, "insert": t4 - t3, "total": t4 - t0}
-    return CompressResult(model=out, sites=sites, codecs=codecs, seconds=seconds, allocation=info)
+    return CompressResult(model=out, sites=sites, codecs=codecs, seconds=seconds, allocation=chosen)
 
 
-def _budget_info(found: allocation.Allocation, bound: str) -> dict[str, Any]:
+def _searched(policy: MaxDrop, found: allocation.Allocation) -> Allocation:
     """What the accuracy search judged, for `CompressResult.allocation` (and the report's meta).
 
     Always the label-free estimate at the chosen setting and at the finest one (the 8-bit base quantization,
-    whose cost the budget includes: it is measured against the model the user gave); per metric, its value
-    at both and the bound it had to meet.
+    whose cost the budget includes: it is measured against the model given); per metric, its value at both
+    and the bound it had to meet.
     """
-    info: dict[str, Any] = {}
-    if found.estimate is not None:
-        info["estimated_drop"] = found.estimate.as_dict()
-    if found.base is not None:
-        info["base_estimated_drop"] = found.base.as_dict()
-    if found.metric == "expected":
-        info["bound"] = bound
-    elif found.metric == "agreement":
-        info.update(required=found.required, base_agreement=found.base_score)
-    else:
-        info.update(required=found.required, calibration_top1=found.top1, original_top1=found.original_top1)
+    chosen = Allocation(policy, output_snr_db=found.output_snr_db, met=found.met, metric=found.metric,
+                        calibration_agreement=found.agreement, required=found.required,
+                        estimated_drop=None if found.estimate is None else found.estimate.as_dict(),
+                        base_estimated_drop=None if found.base is None else found.base.as_dict())
+    if found.metric == "agreement":
+        chosen.base_agreement = found.base_score
+    elif found.metric == "top1":
+        chosen.calibration_top1, chosen.original_top1 = found.top1, found.original_top1
         if found.base_score is not None and found.original_top1 is not None:
-            info["base_top1_drop"] = round(100.0 * (found.original_top1 - found.base_score), 4)
-    return info
+            chosen.base_top1_drop = round(100.0 * (found.original_top1 - found.base_score), 4)
+    return chosen
 
 
 def _label_targets(reader: InputReader, feeds: Sequence[dict[str, np.ndarray]], labels: str | os.PathLike[str],
@@ -241,7 +245,7 @@ def strip(model: ModelLike) -> onnx.ModelProto:
     """The original model back from a compressed one: the model compress was given, byte for byte (for a
     model edited after compress, e.g. by `featcomp jpeg insert`: the pairs removed, the edit kept)."""
     proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
-    return strip_to_original(proto)[0]
+    return strip_to_original(proto).model
 
 
 @dataclass

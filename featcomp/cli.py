@@ -22,6 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from featcomp.cli_common import Bars, checked_output, comma_list, size_of, text_table
 from featcomp.errors import FeatcompError
+from featcomp.quality import (
+    Allocation,
+    BitsPerValue,
+    MaxDrop,
+    OutputSnr,
+    Quality,
+    Sqnr,
+    Step,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -92,14 +101,14 @@ def _data_args(parser: argparse.ArgumentParser) -> None:
 TOLERANCE_DB = 0.05  # below the 0.1 dB the lines print: a target shown as met is not called missed
 
 
-def _missed_targets(args: argparse.Namespace, how: dict[str, Any], report: Any) -> list[str]:
+def _missed_targets(args: argparse.Namespace, how: Allocation, report: Any) -> list[str]:
     """One line per quality target the compressed model misses, with what it achieves on the calibration data
     (measured by the report: real coded bytes, per-site SQNR and the logit SNR of the model that was written)."""
     notes = []
     if args.bits_per_value is not None and report.totals.bits_per_value > args.bits_per_value + 0.005:
-        estimate = how.get("estimated_bits_per_value")
+        estimate = how.estimated_bits_per_value
         why = "" if estimate is None else f" (the allocation estimated {estimate:.2f}" + (
-            ", the least the coarsest setting allows)" if how.get("met") is False else ")")
+            ", the least the coarsest setting allows)" if how.met is False else ")")
         notes.append(f"--bits-per-value {args.bits_per_value:g} was missed: the model codes "
                      f"{report.totals.bits_per_value:.2f} bits/value on the calibration data{why}")
     snr = report.accuracy.get("output_snr_db")
@@ -233,27 +242,10 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     unknown = [n for n in [*(include or []), *exclude] if n not in known]
     if unknown:
         raise FeatcompError(f"{name} has no site named '{unknown[0]}'; 'featcomp inspect' lists the sites")
-    options: dict[str, Any] = {}
     if args.codec != "transform-vlc" and (args.transform is not None or args.step is not None or args.fold):
         raise FeatcompError("--transform, --step and --fold belong to --codec transform-vlc")
-    if args.fold:
-        options["fold"] = True
-    if args.transform is not None:
-        options["transform"] = args.transform
-    if args.step is not None:
-        options["step"] = args.step
-    if args.bits_per_value is not None:
-        options["bits_per_value"] = args.bits_per_value
-    if args.sqnr is not None:
-        options["sqnr_db"] = args.sqnr
-    if args.output_snr is not None:
-        options["output_snr_db"] = args.output_snr
-    if args.max_drop is not None:
-        options["max_drop"] = args.max_drop
-    if args.max_drop_agreement is not None:
-        options.update(max_drop=args.max_drop_agreement, drop_metric="agreement")
-    if args.labels is not None:
-        options.update(labels=args.labels, label_offset=args.label_offset)
+    codec_options = {"transform": args.transform} if args.transform is not None else {}
+    labels = {"labels": args.labels, "label_offset": args.label_offset} if args.labels is not None else {}
 
     def reader(role: str) -> InputReader:  # an InputReader is consumed once: one per pass
         if isinstance(calib, list):
@@ -267,14 +259,16 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     calib_reader = reader("calibration")
     stages = bars.track("calibrating", "fitting codecs", "measuring sensitivity", "searching allocation",
                         total=size_of(calib_reader))
-    result = api.compress(original, calib_reader, codec=args.codec, include=include, op_types=comma_list(args.op_types),
-                          exclude=exclude, progress=stages, **options)
+    result = api.compress(original, calib_reader, codec=args.codec, quality=quality_of(args),
+                          codec_options=codec_options, include=include, op_types=comma_list(args.op_types),
+                          exclude=exclude, progress=stages, fold=args.fold, **labels)
     save_model(result.model, output)
     report_reader = reader("report")
     report = api.report(result.model, report_reader, name=output.name,
                         progress=bars.track("measuring", total=size_of(report_reader)))
     data = "scikit-image sample photos" if args.model is None and args.calib is None else str(calib)
-    report.meta.update(featcomp=_version(), allocation=result.allocation, compress_seconds=result.seconds, data=data)
+    how = result.allocation.as_dict()
+    report.meta.update(featcomp=_version(), allocation=how, compress_seconds=result.seconds, data=data)
     text = render(report, args.format, wide=args.wide)
     sys.stdout.write(text)
     for path in report_paths:
@@ -282,8 +276,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         write_bytes(path, render(report, fmt, sweep=sweep).encode("utf-8"))
     # keeps json/csv on stdout parseable: the closing line goes to stderr for those formats
     done = sys.stdout if args.format in ("table", "md") else sys.stderr
-    how = result.allocation
-    for note in _missed_targets(args, how, report):
+    for note in _missed_targets(args, result.allocation, report):
         print(f"note: {note}", file=sys.stderr)
     for line in budget_lines(how, args.max_drop_agreement is not None):  # the closing line stays last
         print(line, file=sys.stderr if line.startswith("note:") else done)
@@ -293,6 +286,23 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         if report_format(path) == "html":
             print(f"report: {path} (open it in a browser)", file=done)
     return 0
+
+
+def quality_of(args: argparse.Namespace) -> Quality | None:
+    """The policy of compress's mutually exclusive quality flags (None: api.compress's default, MaxDrop(1.0))."""
+    if args.max_drop is not None:
+        return MaxDrop(args.max_drop)
+    if args.max_drop_agreement is not None:
+        return MaxDrop(args.max_drop_agreement, metric="agreement")
+    if args.output_snr is not None:
+        return OutputSnr(args.output_snr)
+    if args.sqnr is not None:
+        return Sqnr(args.sqnr)
+    if args.bits_per_value is not None:
+        return BitsPerValue(args.bits_per_value)
+    if args.step is not None:
+        return Step(args.step)
+    return None
 
 
 def budget_lines(how: dict[str, Any], agreement_flag: bool = False) -> list[str]:
@@ -497,15 +507,17 @@ def _strip(args: argparse.Namespace, bars: Bars) -> int:
     assert output is not None
     from featcomp import api
     from featcomp.modelio import load_model, save_model
-
     from featcomp.passes.insert import strip_to_original
 
     model = load_model(args.model)
     pairs = len(api.site_codecs(model))
     if not pairs:
         raise FeatcompError(f"{args.model} has no featcomp pairs: there is nothing to strip")
-    stripped, exact = strip_to_original(model)
-    save_model(stripped, output)
+    from featcomp.passes.insert import EXACT
+
+    stripped = strip_to_original(model)
+    exact = EXACT in stripped.notes
+    save_model(stripped.model, output)
     how = ("the model compress was given, byte for byte" if exact else
            "pairs removed; not byte for byte: the model was edited after compress or made by an older featcomp")
     print(f"stripped {pairs} pairs: wrote {output} ({how})")
@@ -592,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet = getattr(args, "quiet", False)
     try:
         with Bars(enabled=not quiet, terminal=sys.stderr.isatty()) as bars:
-            return args.command.run(args, bars)
+            code: int = args.command.run(args, bars)
+            return code
     except FeatcompError as exc:
         print(f"featcomp: error: {_one_line(exc)}", file=sys.stderr)
         return 1

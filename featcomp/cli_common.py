@@ -9,7 +9,7 @@ imported where they are used), so `featcomp --help` stays cheap.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +110,10 @@ def comma_list(text: str | None) -> list[str] | None:
 
 def size_of(items: object) -> int | None:
     """len() when the object has one (readers over files do; generators and ORT-style readers do not)."""
+    if not isinstance(items, Sized):
+        return None
     try:
-        return len(items)  # type: ignore[arg-type]
+        return len(items)
     except TypeError:
         return None
 

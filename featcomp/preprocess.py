@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from featcomp.errors import FeatcompError
 
@@ -210,7 +210,7 @@ class Preprocess:
                     rgb = to_rgb(image)
         except FileNotFoundError:
             raise FeatcompError(f"image file {path} does not exist; check the path") from None
-        except Image.UnidentifiedImageError:
+        except UnidentifiedImageError:
             reason = "not a recognised image format"
             raise FeatcompError(
                 f"cannot decode image {path}: {reason}; remove it or replace it with a valid image"

@@ -79,7 +79,9 @@ def sweep(model: api.ModelLike, calib: api.DataLike, images: str | os.PathLike[s
           preprocess: Preprocess | str, codecs: Sequence[str] = ("dct-cm", "transform-vlc"),
           snrs: Sequence[float] = DEFAULT_SNRS, label_offset: int = 0, limit: int | None = None,
           calib_limit: int | None = None, name: str | None = None, progress: Progress | None = None,
-          codec_options: dict[str, dict[str, Any]] | None = None) -> Sweep:
+          transform: str | None = None) -> Sweep:
+    """Bits/value vs top-1 of every codec at each logit SNR target (an OutputSnr allocation per point).
+    `transform` is transform-vlc's (featcomp.codecs.tvlc: pca, dct or none; default pca)."""
     proto = prepare(load_model(model) if isinstance(model, (str, os.PathLike)) else model)
     label = name or (Path(model).name if isinstance(model, (str, os.PathLike)) else proto.graph.name or "model")
     sites = find_sites(proto)
@@ -91,14 +93,14 @@ def sweep(model: api.ModelLike, calib: api.DataLike, images: str | os.PathLike[s
     seconds: dict[str, float] = {}
     for codec in codecs:
         t0 = time.perf_counter()
-        family = make_codec(codec, **(codec_options or {}).get(codec, {}))
+        family = make_codec(codec, **({"transform": transform} if transform and codec == "transform-vlc" else {}))
         stats = api.calibrate(proto, feeds, sites=sites, stats_options=family.stats_options)
         fronts = {s.name: family.candidates(stats[s.name]) for s in sites}
         gains = allocation.sensitivities(proto, sites, probe_feeds, fronts)
         seconds[f"{codec}_fit"] = time.perf_counter() - t0
         for snr in (progress(snrs) if progress else snrs):
             chosen = allocation.allocate(fronts, gains, stats, power, float(snr))
-            compressed = insert_pairs(proto, chosen)
+            compressed = insert_pairs(proto, chosen).model
             rep = api.report(compressed, images, preprocess=preprocess, limit=limit)
             ev = api.evaluate(compressed, images, labels, preprocess=preprocess, reference=proto,
                               label_offset=label_offset, limit=limit)

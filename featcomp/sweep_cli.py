@@ -43,10 +43,9 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     except ValueError:
         raise FeatcompError(f"--snr takes numbers in dB separated by commas, got '{args.snr}'") from None
     labels = args.labels or str(Path(args.images) / "labels.txt")
-    options = {"transform-vlc": {"transform": args.transform}} if args.transform else {}
     result = sweeping.sweep(args.model, args.calib, args.images, labels, preprocess=args.preprocess, codecs=codecs,
                             snrs=snrs, label_offset=args.label_offset, limit=args.limit, calib_limit=args.calib_limit,
-                            progress=bars.track("sweeping"), codec_options=options)
+                            progress=bars.track("sweeping"), transform=args.transform)
     write_bytes(output, (result.to_json() + "\n").encode("utf-8"))
     if plot_path is not None:
         sweeping.plot(result, plot_path)

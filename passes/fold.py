@@ -21,13 +21,15 @@ model exactly.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from featcomp.codecs.tvlc import TvlcSite
 from featcomp.errors import FeatcompError
+from featcomp.ops.schemas import PAIRS
+from featcomp.passes.edit import PassResult, copy_model, remove_where
 from featcomp.passes.pairs import find_pairs
 
 FOLD_KEY = "featcomp.folded"
@@ -55,31 +57,25 @@ def foldable(model: onnx.ModelProto, site: str, decoded: str | None = None) -> s
     return None
 
 
-def fold(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
-    """A copy of a compressed model with every foldable transform-VLC transform folded, and the folded sites."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+def fold(model: onnx.ModelProto) -> PassResult:
+    """A copy of a compressed model with every foldable transform folded (notes: the folded sites)."""
+    out = copy_model(model)
     graph = out.graph
     inits = {t.name: t for t in graph.initializer}
     folded: list[str] = []
     for pair in find_pairs(out):
-        site = pair.codec
-        if not isinstance(site, TvlcSite) or site.group == 1 or foldable(out, pair.site, pair.decoded) is not None:
+        factors = pair.codec.fold_factors()
+        if factors is None or foldable(out, pair.site, pair.decoded) is not None:
             continue
-        k, g = site.cmin.shape
-        bits = round(np.log2(np.sqrt(np.sum(np.square(site.transform[0, 0].astype(np.float64))))))
-        blocks = np.broadcast_to(site.transform.astype(np.float64), (k, g, g)) / 2.0 ** bits
-        rotate = _blockdiag(blocks)
-        unrotate = _blockdiag(np.linalg.inv(blocks))
+        rotate = _blockdiag(factors.blocks)
+        unrotate = _blockdiag(np.linalg.inv(factors.blocks))
         producer = next(n for n in graph.node if pair.site in n.output)
         _rewrite(graph, inits, producer, lambda w: np.einsum("po,o...->p...", rotate, w), bias=rotate)
         for consumer in [n for n in graph.node if pair.decoded in n.input and n.op_type == "Conv"]:
             _rewrite(graph, inits, consumer, lambda w: np.einsum("qo...,op->qp...", w, unrotate), bias=None)
-        plain = site.folded()
+        plain = factors.plain
         enc_inputs, dec_inputs = list(pair.encode.input[1:]), list(pair.decode.input[1:])
         arrays = plain.side_arrays()
-        from featcomp.ops.schemas import PAIRS
-
         enc_op, dec_op = PAIRS[plain.codec_name]
         for port, name in [*zip(enc_op.inputs[1:], enc_inputs), *zip(dec_op.inputs[1:], dec_inputs)]:
             inits[name].CopyFrom(numpy_helper.from_array(arrays[port.name], name))
@@ -90,30 +86,25 @@ def fold(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     if folded:
         entry = out.metadata_props.add()
         entry.key, entry.value = FOLD_KEY, json.dumps(folded)
-    return out, folded
+    return PassResult(out, bool(folded), tuple(folded))
 
 
-def unfold(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Restore the original conv weights kept by fold (a model without folds is returned as it is)."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+def unfold(model: onnx.ModelProto) -> PassResult:
+    """Restore the original conv weights kept by fold (a model without folds comes back unchanged)."""
+    out = copy_model(model)
     graph = out.graph
     kept = {t.name[len(UNFOLDED):]: t for t in graph.initializer if t.name.startswith(UNFOLDED)}
     if not kept:
-        return out
+        return PassResult(out, False)
     for t in graph.initializer:
         if t.name in kept:
             original = onnx.TensorProto()
             original.CopyFrom(kept[t.name])
             original.name = t.name
             t.CopyFrom(original)
-    keep = [t for t in graph.initializer if not t.name.startswith(UNFOLDED)]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
-    entries = [m for m in out.metadata_props if m.key != FOLD_KEY]
-    del out.metadata_props[:]
-    out.metadata_props.extend(entries)
-    return out
+    remove_where(graph.initializer, lambda t: t.name.startswith(UNFOLDED))
+    remove_where(out.metadata_props, lambda m: m.key == FOLD_KEY)
+    return PassResult(out, True, tuple(kept))
 
 
 def _blockdiag(blocks: np.ndarray) -> np.ndarray:
@@ -124,7 +115,8 @@ def _blockdiag(blocks: np.ndarray) -> np.ndarray:
     return out
 
 
-def _rewrite(graph: onnx.GraphProto, inits: dict[str, onnx.TensorProto], node: onnx.NodeProto, transform, bias) -> None:  # type: ignore[no-untyped-def]
+def _rewrite(graph: onnx.GraphProto, inits: dict[str, onnx.TensorProto], node: onnx.NodeProto,
+             transform: Callable[[np.ndarray], np.ndarray], bias: np.ndarray | None) -> None:
     """Replace the node's weights (and, for the producer, its bias) keeping the originals for unfold."""
     name = node.input[1]
     if name.startswith(UNFOLDED) or any(t.name == UNFOLDED + name for t in graph.initializer):

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from featcomp.codecs.base import SiteCodec
 from featcomp.errors import FeatcompError
+from featcomp.passes.edit import PassResult, copy_model, remove_where, replace_items, rewire
 from featcomp.passes.original import ORIGINAL_KEY, restore
 from featcomp.passes.pairs import find_pairs
 from featcomp.ops.functions import function_for
@@ -28,10 +29,9 @@ def default_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def insert_pairs(model: onnx.ModelProto, codecs: Mapping[str, SiteCodec]) -> onnx.ModelProto:
-    """A copy of `model` with a pair on every tensor named in `codecs`."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+def insert_pairs(model: onnx.ModelProto, codecs: Mapping[str, SiteCodec]) -> PassResult:
+    """A copy of `model` with a pair on every tensor named in `codecs` (notes: those sites)."""
+    out = copy_model(model)
     graph = out.graph
     if find_pairs(out):
         raise FeatcompError("the model already has featcomp pairs; run 'featcomp strip' first or start from the original")
@@ -52,10 +52,7 @@ def insert_pairs(model: onnx.ModelProto, codecs: Mapping[str, SiteCodec]) -> onn
                                name=prefix + "encode", domain=DOMAIN, **codec.attributes())
         dec = helper.make_node(dec_schema.name, [symbols] + [prefix + p.name for p in dec_schema.inputs[1:]], [decoded],
                                name=prefix + "decode", domain=DOMAIN)
-        for node in graph.node:
-            for i, name in enumerate(node.input):
-                if name == site:
-                    node.input[i] = decoded
+        rewire(graph.node, {site: decoded})
         new_nodes.setdefault(producers[site], []).extend([enc, dec])
         shape = [batch, *codec.shape]
         graph.value_info.extend([
@@ -63,37 +60,30 @@ def insert_pairs(model: onnx.ModelProto, codecs: Mapping[str, SiteCodec]) -> onn
             helper.make_tensor_value_info(decoded, TensorProto.FLOAT, shape),
         ])
         used_ops.update({enc_schema.name, dec_schema.name})
-    nodes = list(graph.node)
-    del graph.node[:]
-    for i, node in enumerate(nodes):
-        graph.node.append(node)
-        graph.node.extend(new_nodes.get(i, []))
+    replace_items(graph.node, [n for i, node in enumerate(list(graph.node)) for n in [node, *new_nodes.get(i, [])]])
     out.opset_import.append(helper.make_opsetid(DOMAIN, VERSION))
     opset = default_opset(out)
     out.functions.extend(function_for(op, opset) for op in sorted(used_ops))
     entry = out.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps({"version": VERSION, "sites": list(codecs)})
-    return out
+    return PassResult(out, True, tuple(codecs))
 
 
-def strip_pairs(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The exact inverse of insert_pairs: the model as it was before compression."""
+def strip_pairs(model: onnx.ModelProto) -> PassResult:
+    """The exact inverse of insert_pairs: the model as it was before compression (notes: the sites freed)."""
     from featcomp.passes.fold import unfold
 
-    out = unfold(model)  # transforms folded into conv weights go back first
+    unfolded = unfold(model)  # transforms folded into conv weights go back first
+    out = unfolded.model
     pairs = find_pairs(out)
     graph = out.graph
-    rewire = {p.decoded: p.site for p in pairs}
+    restore_inputs = {p.decoded: p.site for p in pairs}
     drop_nodes = {id_ for p in pairs for id_ in (p.encode.name, p.decode.name)}
     drop_tensors = {t for p in pairs for t in p.side_tensors}
     drop_values = {t for p in pairs for t in (p.symbols, p.decoded)}
     kept = [n for n in graph.node if not (n.domain == DOMAIN and n.name in drop_nodes)]
-    for node in kept:
-        for i, name in enumerate(node.input):
-            if name in rewire:
-                node.input[i] = rewire[name]
-    del graph.node[:]
-    graph.node.extend(kept)
+    rewire(kept, restore_inputs)
+    replace_items(graph.node, kept)
     remove_where(graph.initializer, lambda t: t.name in drop_tensors)
     remove_where(graph.value_info, lambda v: v.name in drop_values)
     symbols = {p.symbols for p in pairs}
@@ -102,23 +92,22 @@ def strip_pairs(model: onnx.ModelProto) -> onnx.ModelProto:
     remove_where(out.functions, lambda f: f.domain == DOMAIN and f.name in pair_ops)
     if not any(n.domain == DOMAIN for n in graph.node):  # other featcomp ops (the JPEG input node) keep it
         remove_where(out.opset_import, lambda o: o.domain == DOMAIN)
+    had_entry = any(m.key in (METADATA_KEY, ORIGINAL_KEY) for m in out.metadata_props)
     remove_where(out.metadata_props, lambda m: m.key in (METADATA_KEY, ORIGINAL_KEY))
-    return out
+    return PassResult(out, unfolded.changed or bool(pairs) or had_entry, tuple(p.site for p in pairs))
 
 
-def strip_to_original(model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
-    """(model, exact): the original the user compressed, byte for byte, when the compressed model records it
-    and was not edited since (passes/original.py); else strip_pairs' result."""
+EXACT = "the original model, restored byte for byte"  # strip_to_original's note when it could
+
+
+def strip_to_original(model: onnx.ModelProto) -> PassResult:
+    """The original the user compressed, byte for byte, when the compressed model records it and was not
+    edited since (passes/original.py; notes then hold EXACT); else strip_pairs' result."""
     stripped = strip_pairs(model)
-    original = restore(model, stripped)
-    return (original, True) if original is not None else (stripped, False)
-
-
-def remove_where(container, predicate) -> None:  # type: ignore[no-untyped-def]
-    """Delete the items of a repeated protobuf field that match, in place (passes/jpeg_input.py strips with it too)."""
-    keep = [item for item in container if not predicate(item)]
-    del container[:]
-    container.extend(keep)
+    original = restore(model, stripped.model)
+    if original is None:
+        return stripped
+    return PassResult(original, True, (*stripped.notes, EXACT))
 
 
 def _batch_dim(graph: onnx.GraphProto) -> int | str:

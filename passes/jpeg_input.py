@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from featcomp.errors import FeatcompError
 from featcomp.jpeg.tables import Tables
-from featcomp.passes.insert import remove_where
+from featcomp.passes.edit import PassResult, copy_model, remove_where, replace_items, rewire
 from featcomp.preprocess import Preprocess
 from featcomp.jpeg.dct import chroma_size
 from featcomp.ops.jpeg import DOMAIN, LEARNED_JPEG, LEARNED_JPEG_420, MIN_OPSET, VERSION, learned_jpeg
@@ -65,8 +65,8 @@ def find_jpeg(model: onnx.ModelProto) -> onnx.NodeProto | None:
     return next((n for n in model.graph.node if n.domain == DOMAIN and n.op_type == LEARNED_JPEG.name), None)
 
 
-def insert_jpeg(model: onnx.ModelProto, tables: Tables, preprocess: Preprocess) -> onnx.ModelProto:
-    """A copy of ``model`` whose input passes through a LearnedJpeg node with ``tables``."""
+def insert_jpeg(model: onnx.ModelProto, tables: Tables, preprocess: Preprocess) -> PassResult:
+    """A copy of ``model`` whose input passes through a LearnedJpeg node with ``tables`` (notes: the input)."""
     if find_jpeg(model) is not None:
         raise FeatcompError("the model already has a JPEG input node; remove it first ('featcomp jpeg insert --remove')")
     opset = _opset(model)
@@ -74,8 +74,7 @@ def insert_jpeg(model: onnx.ModelProto, tables: Tables, preprocess: Preprocess) 
         raise FeatcompError(f"the model uses opset {opset}; the JPEG node needs {MIN_OPSET}+ "
                             "(featcomp.modelio.prepare upgrades it)")
     value, h, w = image_input(model, preprocess.layout)
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = copy_model(model)
     graph = out.graph
     perm = [2, 1, 0] if preprocess.order == "bgr" else [0, 1, 2]
     mean = np.asarray(preprocess.mean, np.float32)[perm].reshape(1, 3, 1, 1)
@@ -100,10 +99,7 @@ def insert_jpeg(model: onnx.ModelProto, tables: Tables, preprocess: Preprocess) 
     ports = [PREFIX + p.name for p in schema.inputs[1:]]
     graph.initializer.extend(numpy_helper.from_array(a, PREFIX + k) for k, a in arrays.items())
     source, decoded = value.name, PREFIX + "decoded"
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name == source:
-                node.input[i] = decoded
+    rewire(graph.node, {source: decoded})
     for output in graph.output:
         if output.name == source:
             raise FeatcompError(f"model input '{source}' is also a graph output; the JPEG node cannot be put in front of it")
@@ -123,9 +119,7 @@ def insert_jpeg(model: onnx.ModelProto, tables: Tables, preprocess: Preprocess) 
         front.append(helper.make_node(LEARNED_JPEG.name, [source] + ports, [decoded], name=NODE, domain=DOMAIN,
                                       **attrs))
         graph.value_info.append(helper.make_tensor_value_info(decoded, TensorProto.FLOAT, [n, 3, h, w]))
-    nodes = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(front + nodes)
+    replace_items(graph.node, front + list(graph.node))
     if not any(o.domain == DOMAIN for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(DOMAIN, VERSION))
     out.functions.append(learned_jpeg(opset, tables.subsampling))
@@ -133,7 +127,7 @@ def insert_jpeg(model: onnx.ModelProto, tables: Tables, preprocess: Preprocess) 
     entry.key = METADATA_KEY
     entry.value = json.dumps({"version": VERSION, "input": source, "layout": preprocess.layout,
                               "preprocess": str(preprocess), "tables": tables.to_dict()})
-    return out
+    return PassResult(out, True, (source,))
 
 
 def jpeg_tables(model: onnx.ModelProto) -> Tables | None:
@@ -146,26 +140,22 @@ def jpeg_tables(model: onnx.ModelProto) -> Tables | None:
     return Tables.from_dict(json.loads(entry.value)["tables"], "model metadata")
 
 
-def strip_jpeg(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The exact inverse of insert_jpeg."""
-    if find_jpeg(model) is None:
+def strip_jpeg(model: onnx.ModelProto) -> PassResult:
+    """The exact inverse of insert_jpeg (notes: the input it freed)."""
+    node = find_jpeg(model)
+    if node is None:
         raise FeatcompError("the model has no JPEG input node to remove")
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    out = copy_model(model)
     graph = out.graph
     entry = next((m for m in out.metadata_props if m.key == METADATA_KEY), None)
-    source = json.loads(entry.value)["input"] if entry is not None else find_jpeg(out).input[0]  # type: ignore[union-attr]
+    source: str = json.loads(entry.value)["input"] if entry is not None else node.input[0]
     kept = [n for n in graph.node if not n.name.startswith(PREFIX)]
-    for node in kept:
-        for i, name in enumerate(node.input):
-            if name == PREFIX + "decoded":
-                node.input[i] = source
-    del graph.node[:]
-    graph.node.extend(kept)
+    rewire(kept, {PREFIX + "decoded": source})
+    replace_items(graph.node, kept)
     remove_where(graph.initializer, lambda t: t.name.startswith(PREFIX))
     remove_where(graph.value_info, lambda v: v.name.startswith(PREFIX))
     remove_where(out.functions, lambda f: f.domain == DOMAIN and f.name == LEARNED_JPEG.name)
     if not any(n.domain == DOMAIN for n in graph.node):
         remove_where(out.opset_import, lambda o: o.domain == DOMAIN)
     remove_where(out.metadata_props, lambda m: m.key == METADATA_KEY)
-    return out
+    return PassResult(out, True, (source,))

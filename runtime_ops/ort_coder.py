@@ -15,9 +15,15 @@ Batch layout of the bytes tensor: u32 sample count, u32 length of each stream, t
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
+from featcomp.passes.coder import CoderNodes, insert_coder
+from featcomp.passes.pairs import Pair
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 from onnx import TensorProto, helper
 
 from featcomp.codecs.base import SiteCodec
@@ -40,7 +46,7 @@ def _register_ops() -> None:
                             "pip install 'featcomp[coder]'") from None
 
     @onnx_op(op_type=PACK, inputs=[PyCustomOpDef.dt_int16], outputs=[PyCustomOpDef.dt_uint8],
-             attrs={"param_id": PyCustomOpDef.dt_int64})
+             attrs={"param_id": PyCustomOpDef.dt_int64})  # type: ignore[untyped-decorator]
     def pack(symbols: np.ndarray, **attrs: object) -> np.ndarray:
         site = _site(attrs)
         streams = [site.pack(one) for one in symbols]
@@ -48,7 +54,7 @@ def _register_ops() -> None:
         return np.frombuffer(head + b"".join(streams), np.uint8)
 
     @onnx_op(op_type=UNPACK, inputs=[PyCustomOpDef.dt_uint8], outputs=[PyCustomOpDef.dt_int16],
-             attrs={"param_id": PyCustomOpDef.dt_int64})
+             attrs={"param_id": PyCustomOpDef.dt_int64})  # type: ignore[untyped-decorator]
     def unpack(data: np.ndarray, **attrs: object) -> np.ndarray:
         site = _site(attrs)
         raw = data.tobytes()
@@ -68,44 +74,43 @@ def _register_ops() -> None:
 
 
 def _site(attrs: dict[str, object]) -> SiteCodec:
-    pid = int(attrs["param_id"]) & 0xFFFFFFFF  # type: ignore[call-overload]
+    value = attrs["param_id"]
+    if not isinstance(value, (int, np.integer)):
+        raise FeatcompError(f"a featcomp coder op has a param_id that is not an integer ({value!r})")
+    pid = int(value) & 0xFFFFFFFF
     if pid not in _SITES:
         raise FeatcompError("a featcomp coder op refers to a site this process has not registered (use ort_coder.session)")
     return _SITES[pid]
 
 
 def with_coder(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of a compressed model whose decoders read real bitstreams (pack -> unpack between each pair)."""
-    from featcomp.passes.pairs import find_pairs
+    """A copy of a compressed model whose decoders read real bitstreams (pack -> unpack between each pair),
+    with its sites registered for the kernels (the graph edit is passes/coder.py's)."""
+    return _with_coder(model)[0]
 
-    pairs = find_pairs(model)
-    if not pairs:
-        raise FeatcompError("the model has no featcomp pairs: compress it first")
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    nodes = list(out.graph.node)
-    index = {n.name: i for i, n in enumerate(nodes)}
-    for p in pairs:
-        pid = p.codec.param_id  # type: ignore[attr-defined]
-        _SITES[pid] = p.codec
-        coded, unpacked = f"{p.symbols}/coded", f"{p.symbols}/unpacked"
+
+def _with_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """with_coder's model and the coded tensors ('<symbols>/coded'), one per pair in find_pairs order."""
+    coded_names: list[str] = []
+
+    def build(pair: Pair, unpacked: str) -> CoderNodes:
+        pid = pair.codec.param_id
+        _SITES[pid] = pair.codec
+        coded = f"{pair.symbols}/coded"
+        coded_names.append(coded)
         signed = pid - (1 << 32) if pid >= 1 << 31 else pid
-        i = index[p.decode.name]
-        nodes[i].input[0] = unpacked
-        nodes.insert(i, helper.make_node(UNPACK, [coded], [unpacked], name=f"{p.decode.name}/unpack", domain=CONTRIB,
-                                         param_id=signed))
-        nodes.insert(i, helper.make_node(PACK, [p.symbols], [coded], name=f"{p.encode.name}/pack", domain=CONTRIB,
-                                         param_id=signed))
-        index = {n.name: j for j, n in enumerate(nodes)}
-        out.graph.value_info.extend([helper.make_tensor_value_info(coded, TensorProto.UINT8, None),
-                                     helper.make_tensor_value_info(unpacked, TensorProto.INT16, None)])
-    del out.graph.node[:]
-    out.graph.node.extend(nodes)
-    out.opset_import.append(helper.make_opsetid(CONTRIB, 1))
-    return out
+        return CoderNodes(
+            nodes=[helper.make_node(PACK, [pair.symbols], [coded], name=f"{pair.encode.name}/pack", domain=CONTRIB,
+                                    param_id=signed),
+                   helper.make_node(UNPACK, [coded], [unpacked], name=f"{pair.decode.name}/unpack", domain=CONTRIB,
+                                    param_id=signed)],
+            value_info=[helper.make_tensor_value_info(coded, TensorProto.UINT8, None),
+                        helper.make_tensor_value_info(unpacked, TensorProto.INT16, None)])
+
+    return insert_coder(model, CONTRIB, build).model, coded_names
 
 
-def session(model: onnx.ModelProto, threads: int | None = None, coded_outputs: bool = False):  # type: ignore[no-untyped-def]
+def session(model: onnx.ModelProto, threads: int | None = None, coded_outputs: bool = False) -> InferenceSession:
     """An InferenceSession running `with_coder(model)` with the coder kernels registered.
 
     coded_outputs also returns each site's coded batch, as `<symbols>/coded` (uint8).
@@ -119,12 +124,10 @@ def session(model: onnx.ModelProto, threads: int | None = None, coded_outputs: b
     options.register_custom_ops_library(get_library_path())
     if threads:
         options.intra_op_num_threads = threads
-    coded = with_coder(model)
+    coded, names = _with_coder(model)
     if coded_outputs:
-        from featcomp.passes.pairs import find_pairs
         from featcomp.runtime_ops.ort import with_outputs
 
-        names = [f"{p.symbols}/coded" for p in find_pairs(model)]
         coded = with_outputs(coded, names, [TensorProto.UINT8] * len(names))
     try:
         return ort.InferenceSession(coded.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -133,7 +133,7 @@ def test_allocation_is_monotonic_in_the_output_snr(branches: Setup) -> None:
 
 
 def _logit_snr(setup: Setup, codecs: dict) -> float:
-    compressed = ort.session(insert_pairs(setup.model, codecs))
+    compressed = ort.session(insert_pairs(setup.model, codecs).model)
     original = ort.session(setup.model)
     ref = np.concatenate([original.run(None, f)[0] for f in setup.feeds])
     out = np.concatenate([compressed.run(None, f)[0] for f in setup.feeds])
@@ -154,7 +154,7 @@ def test_allocated_model_meets_the_output_snr(branches: Setup) -> None:
 
 
 def _agreement(model: onnx.ModelProto, codecs: dict, batches: list[dict[str, np.ndarray]]) -> float:
-    original, compressed = ort.session(model), ort.session(insert_pairs(model, codecs))
+    original, compressed = ort.session(model), ort.session(insert_pairs(model, codecs).model)
     hits = [int(np.argmax(original.run(None, f)[0]) == np.argmax(compressed.run(None, f)[0])) for f in batches]
     return sum(hits) / len(hits)
 

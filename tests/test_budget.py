@@ -6,22 +6,29 @@ import json
 import math
 from pathlib import Path
 
+import models
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
-import models
-from featcomp import allocate as alloc
-from featcomp import api
-from featcomp.budget import DropEstimate, estimate, is_probabilities, measured_drop, probabilities
-from featcomp.cli import budget_lines
-from featcomp.codecs.dctcm import DctCm
-from featcomp.modelio import prepare
 from featcomp.passes.insert import insert_pairs
 from featcomp.passes.sites import find_sites
 from featcomp.runtime_ops import ort
+from onnx import TensorProto, helper, numpy_helper
 from test_allocate import feeds, two_branches
+
+from featcomp import allocate as alloc
+from featcomp import api
+from featcomp.budget import (
+    DropEstimate,
+    estimate,
+    is_probabilities,
+    measured_drop,
+    probabilities,
+)
+from featcomp.cli import budget_lines
+from featcomp.codecs.dctcm import DctCm
+from featcomp.modelio import prepare
+from featcomp.quality import MaxDrop
 
 # ---------------------------------------------------------------------------------------------- estimator
 
@@ -127,7 +134,7 @@ class Branches:
 
     def estimated(self, codecs: dict) -> DropEstimate:
         """The estimate recomputed from scratch: both models run here, not inside the search."""
-        original, compressed = ort.session(self.model), ort.session(insert_pairs(self.model, codecs))
+        original, compressed = ort.session(self.model), ort.session(insert_pairs(self.model, codecs).model)
         ref = np.concatenate([original.run(None, f)[0] for f in self.feeds])
         got = np.concatenate([compressed.run(None, f)[0].argmax(axis=1) for f in self.feeds])
         return estimate(ref, got)
@@ -277,12 +284,12 @@ def test_compress_prints_and_records_the_budget(cli, model_file, calib_npz, tmp_
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"drop_metric": "top5"}, "unknown drop metric 'top5'"),
-    ({"drop_metric": "top1"}, "needs labels"),
-    ({"drop_bound": "lower"}, "unknown drop bound 'lower'"),
+    ({"metric": "top5"}, "unknown drop metric 'top5'"),
+    ({"metric": "top1"}, "needs labels"),
+    ({"bound": "lower"}, "unknown drop bound 'lower'"),
 ])
 def test_bad_budget_options_are_one_line_errors(calib_npz: Path, options: dict, message: str) -> None:
     from featcomp.errors import FeatcompError
 
     with pytest.raises(FeatcompError, match=message):
-        api.compress(models.two_convs(), calib_npz, max_drop=1.0, **options)
+        api.compress(models.two_convs(), calib_npz, quality=MaxDrop(1.0, **options))

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tvm_tools import need_runtime, need_tools, need_tvm
+
+from featcomp.quality import Sqnr
 
 pytestmark = pytest.mark.slow
 
@@ -30,18 +31,19 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Case:
     need_tvm()
     need_tools("aarch64-linux-gnu-g++", "qemu-aarch64", "g++")
     need_runtime("aarch64")
+    from featcomp.runtime_ops import ort as fort
+
     from featcomp import api, zoo
     from featcomp.cli import main
     from featcomp.data import ImageReader
     from featcomp.modelio import input_spec, prepare, save_model
     from featcomp.preprocess import Preprocess
-    from featcomp.runtime_ops import ort as fort
 
     out = tmp_path_factory.mktemp("deploy")
     model = prepare(zoo.efficientnet_lite0())
     spec = input_spec(model)
     reader = ImageReader(zoo.sample_images(), Preprocess.parse(zoo.DEFAULT_PREPROCESS), spec, None, role="calibration")
-    result = api.compress(model, reader, sqnr_db=30.0)
+    result = api.compress(model, reader, quality=Sqnr(30.0))
     path = save_model(result.model, out / "effnet.fc.onnx")
     reader = ImageReader(zoo.sample_images(), Preprocess.parse(zoo.DEFAULT_PREPROCESS), spec, None, role="report")
     images = np.concatenate([feed[spec.name] for feed in iter(reader.get_next, None)])
@@ -107,10 +109,10 @@ def test_bundle_layout_and_manifest(case: Case) -> None:
 
 
 def test_rpc_runs_the_host_bundle(case: Case) -> None:
+    from featcomp.runtime_ops.tvm import rpc
     from tvm import rpc as tvm_rpc
 
     from featcomp.deploy import bundle
-    from featcomp.runtime_ops.tvm import rpc
 
     server = tvm_rpc.Server(host="127.0.0.1", port=9190, port_end=9290)
     try:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from tvm_tools import need_runtime, need_tools, need_tvm
+
+from featcomp.quality import Sqnr
 
 pytestmark = pytest.mark.slow
 
@@ -21,20 +22,20 @@ def test_emulated_board_codes_every_site_as_the_reference_does(tmp_path: Path, c
     need_tvm()
     need_tools("aarch64-linux-gnu-g++", "qemu-aarch64")
     need_runtime("aarch64")
+    from featcomp.passes.pairs import find_pairs
+    from featcomp.runtime_ops import ort
     from onnx import TensorProto
 
     from featcomp import api, zoo
     from featcomp.data import ImageReader
     from featcomp.modelio import input_spec, prepare, save_model
-    from featcomp.passes.pairs import find_pairs
     from featcomp.preprocess import Preprocess
-    from featcomp.runtime_ops import ort
 
     model = prepare(zoo.efficientnet_lite0())
     spec = input_spec(model)
     photos = Preprocess.parse(zoo.DEFAULT_PREPROCESS)
     compressed = api.compress(model, ImageReader(zoo.sample_images(), photos, spec, None, role="calibration"),
-                              codec=codec, sqnr_db=25.0).model
+                              codec=codec, quality=Sqnr(25.0)).model
     pairs = find_pairs(compressed)
     # the symbols as extra outputs, so the board's own symbols can be packed by the reference
     probe = ort.with_outputs(compressed, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs))

@@ -7,11 +7,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import models
 import numpy as np
 import pytest
-
-import models
 from tvm_tools import need_tools, need_tvm
+
+from featcomp.quality import Sqnr
 
 
 def test_name_sites_matches_in_order_by_size() -> None:
@@ -51,7 +52,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Case:
     out = tmp_path_factory.mktemp("stored")
     calib = out / "calib.npz"
     np.savez(calib, **{models.INPUT: np.random.default_rng(0).normal(size=(4, 3, 16, 16)).astype(np.float32)})
-    result = api.compress(prepare(models.residual()), calib, sqnr_db=30.0)
+    result = api.compress(prepare(models.residual()), calib, quality=Sqnr(30.0))
     model = save_model(result.model, out / "tiny.fc.onnx")
     original = save_model(api.strip(result.model), out / "tiny.onnx")
     compile_bundle(model, "x86_64", out / "bundle")

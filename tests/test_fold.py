@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import models
 import numpy as np
 import pytest
-from onnx import TensorProto, numpy_helper
-
-import models
-from featcomp import api
-from featcomp.codecs.tvlc import TransformVlc
 from featcomp.passes.fold import FOLD_KEY, fold, foldable
 from featcomp.passes.insert import insert_pairs
 from featcomp.passes.pairs import find_pairs
 from featcomp.runtime_ops import ort
+from onnx import TensorProto, numpy_helper
+
+from featcomp import api
+from featcomp.codecs.tvlc import TransformVlc
+from featcomp.quality import OutputSnr
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +43,25 @@ def test_only_conv_to_conv_sites_fold(setup) -> None:
     assert codecs["proj"].group == 16  # the low-rank site chose a PCA transform
 
 
+def test_fold_factors_come_from_the_codec(setup) -> None:
+    """The codec protocol gives fold an orthonormal transform and the plain site (dct-cm: nothing to fold)."""
+    _, codecs, _ = setup
+    factors = codecs["proj"].fold_factors()
+    assert factors is not None
+    k, g = codecs["proj"].cmin.shape
+    assert factors.blocks.shape == (k, g, g)
+    eye = np.einsum("kij,klj->kil", factors.blocks, factors.blocks)
+    assert np.allclose(eye, np.eye(g), atol=0.05)  # integer transform: orthonormal up to its rounding
+    assert factors.plain.codec_name == codecs["proj"].codec_name and factors.plain.fold_factors() is None
+    assert all(c.fold_factors() is None for c in codecs.values() if c.group == 1)
+
+
 def test_folded_matches_unfolded_and_strips_exactly(setup) -> None:
     model, codecs, feeds = setup
-    unfolded = insert_pairs(model, codecs)
-    folded, sites = fold(unfolded)
-    assert sites == ["proj"] and any(m.key == FOLD_KEY for m in folded.metadata_props)
+    unfolded = insert_pairs(model, codecs).model
+    result = fold(unfolded)
+    folded = result.model
+    assert result.notes == ("proj",) and result.changed and any(m.key == FOLD_KEY for m in folded.metadata_props)
     pair = next(p for p in find_pairs(folded) if p.site == "proj")
     assert pair.codec.group == 1 and pair.codec.mode == "folded-pca16"
     inits = {t.name: numpy_helper.to_array(t) for t in folded.graph.initializer}
@@ -72,8 +87,8 @@ def test_folded_matches_unfolded_and_strips_exactly(setup) -> None:
 
 
 def test_fold_through_the_api_and_cli(cli, model_file, calib_npz: Path, tmp_path: Path) -> None:
-    result = api.compress(models.linear_bottleneck(), calib_npz, codec="transform-vlc", output_snr_db=30.0, fold=True)
-    assert "folded" in result.allocation
+    result = api.compress(models.linear_bottleneck(), calib_npz, codec="transform-vlc", quality=OutputSnr(30.0), fold=True)
+    assert result.allocation.folded == ["proj"] and "folded" in result.allocation.as_dict()
     out = tmp_path / "f.onnx"
     run = cli("compress", model_file(models.linear_bottleneck()), "-o", out, "--codec", "transform-vlc", "--fold",
               "--calib", calib_npz, "--output-snr", "30", "--format", "csv")

@@ -25,6 +25,7 @@ SOURCES = {"featcomp": ROOT / "featcomp", "featcomp.passes": ROOT / "passes", "f
 # Bottom to top. A module belongs to the layer of its longest matching prefix.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("errors", ("featcomp.errors",)),
+    ("quality policy: typed targets and outcome", ("featcomp.quality",)),
     ("numeric: numpy references, no model files", ("featcomp.codecs", "featcomp.preprocess", "featcomp.jpeg.dct")),
     ("io: readers, model load/validate/save, JPEG tables", ("featcomp.data", "featcomp.modelio", "featcomp.jpeg.tables")),
     ("ops: schemas and ONNX function bodies", ("featcomp.ops",)),
@@ -40,6 +41,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("cli", ("featcomp.cli", "featcomp.__main__")),
 ]
 ADAPTERS = ("featcomp.runtime_ops",)
+# Codec maths stays in featcomp.codecs: other modules use a codec through the protocol and registry
+# (featcomp.codecs, featcomp.codecs.base) and never import a concrete codec module. The exceptions are the
+# TIR coders, which re-implement each codec's bitstream in TVM and are tested bit for bit against it.
+CONCRETE_CODECS = ("featcomp.codecs.dctcm", "featcomp.codecs.tvlc")
+CODEC_IMPLEMENTATIONS = ("featcomp.codecs", "featcomp.runtime_ops.tvm.coder", "featcomp.runtime_ops.tvm.coder_kernels",
+                         "featcomp.runtime_ops.tvm.dctcm_coder_kernels")
 RUNTIMES = ("onnxruntime", "onnxruntime_extensions", "tvm", "tvm_ffi")
 
 
@@ -154,6 +161,33 @@ def violations(sources: dict[str, Path], layers: list[tuple[str, tuple[str, ...]
 def test_the_package_keeps_its_layers() -> None:
     problems = violations(SOURCES, LAYERS, ADAPTERS, RUNTIMES)
     assert problems == [], "\n".join(problems)
+
+
+def concrete_codec_imports(sources: dict[str, Path], concrete: tuple[str, ...], allowed: tuple[str, ...]) -> list[str]:
+    """One line per import of a concrete codec module by a module that is not allowed one."""
+    found = modules(sources)
+    problems = []
+    for module, path in sorted(found.items()):
+        if _internal(module, allowed):
+            continue
+        for imp in imports(module, path, set(found)):
+            if not imp.type_only and _internal(imp.target, concrete):
+                problems.append(f"{path}:{imp.line}: {module} imports {imp.target}; use the codec protocol "
+                                "(featcomp.codecs.base.SiteCodec) or the registry (featcomp.codecs)")
+    return list(dict.fromkeys(problems))
+
+
+def test_only_codecs_and_their_tir_coders_import_a_concrete_codec() -> None:
+    problems = concrete_codec_imports(SOURCES, CONCRETE_CODECS, CODEC_IMPLEMENTATIONS)
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_concrete_codec_rule_can_fail(tmp_path: Path) -> None:
+    tree = _tree(tmp_path, {"low/codec.py": "X = 1\n", "high/c.py": "from pkg.low.codec import X\n",
+                            "high/d.py": "from pkg.low import codec\n", "high/ok.py": "from pkg.low import b\n",
+                            "low/b.py": ""})
+    problems = concrete_codec_imports(tree, ("pkg.low.codec",), ("pkg.low",))
+    assert len(problems) == 2 and all("imports pkg.low.codec" in p for p in problems), problems
 
 
 def test_every_layer_holds_a_module() -> None:

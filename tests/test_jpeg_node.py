@@ -41,7 +41,7 @@ def test_node_equals_reference_and_file(layout: str, order: str, h: int, w: int)
     spec = Preprocess.parse(f"resize=none,crop=none,order={order},mean=104/117/123,std=58/57.1/60,layout={layout}")
     shape: list[int | str] = ["N", 3, h, w] if layout == "nchw" else ["N", h, w, 3]
     tables = Tables(np.random.default_rng(h).integers(1, 120, (8, 8)), standard(20).chroma)
-    model = insert_jpeg(_identity(shape), tables, spec)
+    model = insert_jpeg(_identity(shape), tables, spec).model
     onnx.checker.check_model(model, full_check=True)
     rng = np.random.default_rng(w)
     images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(3)]
@@ -62,7 +62,7 @@ def test_420_node_equals_reference_and_file(layout: str, order: str, h: int, w: 
     spec = Preprocess.parse(f"resize=none,crop=none,order={order},mean=104/117/123,std=58/57.1/60,layout={layout}")
     shape: list[int | str] = ["N", 3, h, w] if layout == "nchw" else ["N", h, w, 3]
     tables = Tables(np.random.default_rng(h).integers(1, 120, (8, 8)), standard(20).chroma, subsampling="4:2:0")
-    model = insert_jpeg(_identity(shape), tables, spec)
+    model = insert_jpeg(_identity(shape), tables, spec).model
     onnx.checker.check_model(model, full_check=True)
     node = find_jpeg(model)
     assert node is not None and [(a.name, a.s) for a in node.attribute] == [("subsampling", b"4:2:0")]
@@ -84,22 +84,22 @@ def test_420_node_equals_reference_and_file(layout: str, order: str, h: int, w: 
 def test_444_node_is_the_op_without_attribute() -> None:
     """4:4:4 stays the op it was: no attribute, the ten inputs; 4:2:0 adds the attribute and five chroma inputs."""
     spec = Preprocess.parse("mean=0,std=1")
-    plain = find_jpeg(insert_jpeg(_identity([1, 3, 16, 16]), standard(50), spec))
-    sub = find_jpeg(insert_jpeg(_identity([1, 3, 16, 16]), standard(50, "4:2:0"), spec))
+    plain = find_jpeg(insert_jpeg(_identity([1, 3, 16, 16]), standard(50), spec).model)
+    sub = find_jpeg(insert_jpeg(_identity([1, 3, 16, 16]), standard(50, "4:2:0"), spec).model)
     assert plain is not None and sub is not None
     assert len(plain.attribute) == 0 and len(plain.input) == len(LEARNED_JPEG.inputs) == 10
     assert len(sub.input) == 15
-    model = insert_jpeg(_identity([1, 3, 16, 16]), standard(50, "4:2:0"), spec)
+    model = insert_jpeg(_identity([1, 3, 16, 16]), standard(50, "4:2:0"), spec).model
     assert jpeg_tables(model).subsampling == "4:2:0"  # type: ignore[union-attr]
-    assert strip_jpeg(model).SerializeToString() == _identity([1, 3, 16, 16]).SerializeToString()
+    assert strip_jpeg(model).model.SerializeToString() == _identity([1, 3, 16, 16]).SerializeToString()
 
 
 def test_body_uses_standard_ops_only() -> None:
-    model = insert_jpeg(_identity([1, 3, 16, 16]), standard(50), Preprocess.parse("mean=0,std=1"))
+    model = insert_jpeg(_identity([1, 3, 16, 16]), standard(50), Preprocess.parse("mean=0,std=1")).model
     (function,) = [f for f in model.functions if f.name == LEARNED_JPEG.name]
     assert {n.op_type for n in function.node} <= ALLOWED_OPS
     assert all(n.domain in ("", "ai.onnx") for n in function.node)
-    model = insert_jpeg(_identity([1, 3, 16, 16]), standard(50, "4:2:0"), Preprocess.parse("mean=0,std=1"))
+    model = insert_jpeg(_identity([1, 3, 16, 16]), standard(50, "4:2:0"), Preprocess.parse("mean=0,std=1")).model
     (function,) = [f for f in model.functions if f.name == LEARNED_JPEG.name]
     assert {n.op_type for n in function.node} <= ALLOWED_OPS_420
     assert all(n.domain in ("", "ai.onnx") for n in function.node)
@@ -108,10 +108,10 @@ def test_body_uses_standard_ops_only() -> None:
 def test_insert_then_strip_is_exact_and_tables_read_back() -> None:
     model = prepare(models.two_convs(), need_conv=False)
     spec = Preprocess.parse("resize=16,crop=16,mean=128,std=128")
-    inserted = insert_jpeg(model, standard(42), spec)
+    inserted = insert_jpeg(model, standard(42), spec).model
     assert find_jpeg(inserted) is not None
     assert (jpeg_tables(inserted).luma == standard(42).luma).all()  # type: ignore[union-attr]
-    assert strip_jpeg(inserted).SerializeToString() == model.SerializeToString()
+    assert strip_jpeg(inserted).model.SerializeToString() == model.SerializeToString()
     with pytest.raises(FeatcompError, match="already has a JPEG"):
         insert_jpeg(inserted, standard(42), spec)
     with pytest.raises(FeatcompError, match="no JPEG input node"):
@@ -123,8 +123,8 @@ def test_fine_tables_change_the_model_output_little() -> None:
     spec = Preprocess.parse("resize=16,crop=16,mean=128,std=128")
     x = spec.apply(Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)))[None]
     base = ort.run(ort.session(model), {models.INPUT: x})
-    fine = ort.run(ort.session(insert_jpeg(model, Tables(np.ones((8, 8)), np.ones((8, 8))), spec)), {models.INPUT: x})
-    coarse = ort.run(ort.session(insert_jpeg(model, standard(5), spec)), {models.INPUT: x})
+    fine = ort.run(ort.session(insert_jpeg(model, Tables(np.ones((8, 8)), np.ones((8, 8))), spec).model), {models.INPUT: x})
+    coarse = ort.run(ort.session(insert_jpeg(model, standard(5), spec).model), {models.INPUT: x})
     name = next(iter(base))
     err_fine, err_coarse = (float(np.abs(r[name] - base[name]).max()) for r in (fine, coarse))
     assert 0 < err_fine < err_coarse
@@ -151,7 +151,7 @@ def test_old_opset_is_refused_until_prepared() -> None:
     old = models.two_convs(opset=9)
     with pytest.raises(FeatcompError, match="opset 9"):
         insert_jpeg(old, standard(50), Preprocess())
-    assert find_jpeg(insert_jpeg(prepare(old), standard(50), Preprocess.parse("resize=16,crop=16"))) is not None
+    assert find_jpeg(insert_jpeg(prepare(old), standard(50), Preprocess.parse("resize=16,crop=16")).model) is not None
 
 
 @pytest.mark.shared
@@ -166,7 +166,7 @@ def test_real_model_with_node_equals_model_on_decoded_files() -> None:
     spec = Preprocess.parse("resize=256,crop=224,order=bgr,mean=104/117/123,std=1")
     model = prepare(onnx.load(str(path)))
     tables = Tables(np.random.default_rng(0).integers(4, 90, (8, 8)), standard(30).chroma)
-    with_node = ort.session(insert_jpeg(model, tables, spec))
+    with_node = ort.session(insert_jpeg(model, tables, spec).model)
     plain = ort.session(model)
     name = model.graph.input[0].name
     tensor = replace(spec, resize=None, crop=None)  # the view is already resized and cropped

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 import models
+import numpy as np
 from conftest import PREPROCESS
+from featcomp.passes.jpeg_input import find_jpeg, insert_jpeg, strip_jpeg
+from featcomp.runtime_ops import ort
+
 from featcomp import api
 from featcomp.jpeg.tables import standard
-from featcomp.passes.jpeg_input import find_jpeg, insert_jpeg, strip_jpeg
 from featcomp.preprocess import Preprocess
-from featcomp.runtime_ops import ort
+from featcomp.quality import OutputSnr
 
 
 def test_strip_pairs_keeps_the_jpeg_node_and_back(calib_npz: Path) -> None:
     base = api._model(models.two_convs())
-    with_jpeg = insert_jpeg(base, standard(50), Preprocess.parse(PREPROCESS))
-    compressed = api.compress(with_jpeg, calib_npz, output_snr_db=25.0).model
+    with_jpeg = insert_jpeg(base, standard(50), Preprocess.parse(PREPROCESS)).model
+    compressed = api.compress(with_jpeg, calib_npz, quality=OutputSnr(25.0)).model
     assert find_jpeg(compressed) is not None and api.site_codecs(compressed)
     stripped = api.strip(compressed)
     assert find_jpeg(stripped) is not None and not api.site_codecs(stripped)
@@ -27,7 +28,7 @@ def test_strip_pairs_keeps_the_jpeg_node_and_back(calib_npz: Path) -> None:
     got = ort.run(ort.session(stripped), {models.INPUT: x}, [name])[name]
     want = ort.run(ort.session(with_jpeg), {models.INPUT: x}, [name])[name]
     np.testing.assert_array_equal(got, want)
-    assert strip_jpeg(stripped).graph.node[0].op_type == base.graph.node[0].op_type
+    assert strip_jpeg(stripped).model.graph.node[0].op_type == base.graph.node[0].op_type
 
 
 def test_report_shows_input_bytes_raw_standard_learned(images: Path, calib_npz: Path) -> None:
@@ -36,12 +37,12 @@ def test_report_shows_input_bytes_raw_standard_learned(images: Path, calib_npz: 
 
     base = api._model(models.two_convs())
     tables = standard(30)
-    model = api.compress(insert_jpeg(base, tables, Preprocess.parse(PREPROCESS)), calib_npz, output_snr_db=25.0).model
+    model = api.compress(insert_jpeg(base, tables, Preprocess.parse(PREPROCESS)).model, calib_npz, quality=OutputSnr(25.0)).model
     report = api.report(model, images, preprocess=PREPROCESS)
     j = report.totals.input_jpeg
     assert j is not None and j["images"] == 5
     want = input_bytes(sorted(p for p in images.iterdir() if p.suffix == ".png"), tables, preprocess=Preprocess.parse(PREPROCESS))
     assert j["learned"] == want.learned and j["raw"] == 16 * 16 * 3 and j["standard"] > 0
     assert "learned JPEG" in render(report, "table")
-    assert api.report(api.compress(base, calib_npz, output_snr_db=25.0).model, images,
+    assert api.report(api.compress(base, calib_npz, quality=OutputSnr(25.0)).model, images,
                       preprocess=PREPROCESS).totals.input_jpeg is None

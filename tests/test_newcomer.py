@@ -14,15 +14,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import models
+import needs
 import numpy as np
 import onnx
 import pytest
+from conftest import Run
 from PIL import Image
 
-import models
-import needs
-from conftest import Run
 from featcomp.cli import main
+from featcomp.quality import BitsPerValue, MaxDrop, OutputSnr, Quality, Sqnr
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -184,19 +185,19 @@ def _runs_in_ort(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> 
     return next(iter(ort.run(sess, feeds[0]).values()))
 
 
-MODES = [{"output_snr_db": 20.0}, {"max_drop": 1.0}, {"bits_per_value": 3.0}, {"sqnr_db": 20.0}]
+MODES = [OutputSnr(20.0), MaxDrop(1.0), BitsPerValue(3.0), Sqnr(20.0)]
 
 
-@pytest.mark.parametrize("mode", MODES, ids=lambda m: next(iter(m)))
+@pytest.mark.parametrize("mode", MODES, ids=lambda m: type(m).__name__)
 @pytest.mark.parametrize("build", [models.initializers_as_inputs, models.single_output,
                                    lambda: models.single_output(constant=True)],
                          ids=["initializers-as-inputs", "single-output", "constant-output"])
-def test_valid_models_compress_in_every_mode(build, mode: dict[str, float]) -> None:
+def test_valid_models_compress_in_every_mode(build, mode: Quality) -> None:
     import featcomp
 
     model = build()
     feeds = _feeds(model, 3)
-    result = featcomp.compress(model, ListReader(feeds), **mode)
+    result = featcomp.compress(model, ListReader(feeds), quality=mode)
     assert len(result.sites) == 2
     assert np.all(np.isfinite(_runs_in_ort(result.model, feeds)))
 
@@ -258,7 +259,7 @@ def test_light_zoo_models_compress(path: Path) -> None:
 
     model = _random_weights(onnx.load(str(path)))
     feeds = _feeds(model, 2)
-    result = featcomp.compress(model, ListReader(feeds), sqnr_db=20.0)
+    result = featcomp.compress(model, ListReader(feeds), quality=featcomp.Sqnr(20.0))
     assert result.sites
     y = _runs_in_ort(result.model, feeds)
     assert y.shape[0] == 1 and np.all(np.isfinite(y))

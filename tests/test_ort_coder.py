@@ -6,23 +6,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pytest
-from onnx import TensorProto
-
 import models
 import needs
-from featcomp import api
-from featcomp.runtime_ops import ort
+import numpy as np
+import pytest
+from featcomp.runtime_ops import ort, ort_coder
+from onnx import TensorProto
 
-from featcomp.runtime_ops import ort_coder
+from featcomp import api
+from featcomp.quality import OutputSnr
 
 needs.module("onnxruntime_extensions", "pip install 'featcomp[coder]'")
 
 
 @pytest.mark.parametrize("codec", ["transform-vlc", "dct-cm"])
 def test_coded_run_equals_symbol_run(codec: str, calib_npz: Path) -> None:
-    result = api.compress(models.residual(), calib_npz, codec=codec, output_snr_db=20.0)
+    result = api.compress(models.residual(), calib_npz, codec=codec, quality=OutputSnr(20.0))
     x = np.load(calib_npz)[models.INPUT]
     plain = ort.session(result.model)
     coded = ort_coder.session(result.model, coded_outputs=True)
@@ -51,7 +50,7 @@ def test_coded_batches_hold_sliced_v2_streams(codec: str, tmp_path: Path) -> Non
     model = models.two_convs(dims=(1, 3, 64, 64))
     x = np.random.default_rng(1).normal(size=(3, 3, 64, 64)).astype(np.float32)
     np.savez(tmp_path / "calib.npz", **{models.INPUT: x})
-    result = api.compress(model, tmp_path / "calib.npz", codec=codec, output_snr_db=20.0)
+    result = api.compress(model, tmp_path / "calib.npz", codec=codec, quality=OutputSnr(20.0))
     pairs = api.site_codecs(result.model)
     coded = ort_coder.session(result.model, coded_outputs=True)
     names = [f"fc/{name}/symbols/coded" for name in pairs]

@@ -109,7 +109,7 @@ def compressed(prepared) -> dict[str, tuple[onnx.ModelProto, dict]]:
     out = {}
     for name, model in prepared.items():
         codecs = codecs_for(model, DctCm(sqnr_db=25.0))
-        out[name] = (insert_pairs(model, codecs), codecs)
+        out[name] = (insert_pairs(model, codecs).model, codecs)
     return out
 
 
@@ -240,7 +240,7 @@ def test_lossless_pairs_equal_8bit_quantize_dequantize(prepared, name: str) -> N
     for codec in codecs.values():
         assert codec.group == 1 and float(codec.step[0]) == 1.0 and float(codec.transform[0, 0]) == 1.0
     assert any(c.qmin < 0 for c in codecs.values()) == (name == "residual")  # the residual Add is signed
-    model = insert_pairs(original, codecs)
+    model = insert_pairs(original, codecs).model
     onnx.checker.check_model(model, full_check=True)
     sim = qdq_simulation(original, codecs)
     onnx.checker.check_model(sim, full_check=True)
@@ -260,7 +260,7 @@ def test_lossless_symbols_are_the_8bit_values(prepared) -> None:
     """Inside the compressed model, each site's symbols are round(x / scale) of the tensor it receives."""
     original = prepared["residual"]
     codecs = codecs_for(original, DctCm(groups=()))
-    model = insert_pairs(original, codecs)
+    model = insert_pairs(original, codecs).model
     pairs = find_pairs(model)
     names = [p.site for p in pairs] + [p.symbols for p in pairs]
     for p in pairs:
@@ -281,7 +281,7 @@ def test_lossless_symbols_are_the_8bit_values(prepared) -> None:
 def test_strip_is_the_exact_inverse(prepared, compressed, name: str) -> None:
     original = prepared[name]
     model, _ = compressed[name]
-    stripped = strip_pairs(model)
+    stripped = strip_pairs(model).model
     assert stripped.SerializeToString() == original.SerializeToString()
     assert find_pairs(stripped) == []
     batches = feeds(2, seed=4)
@@ -293,8 +293,8 @@ def test_strip_is_the_exact_inverse(prepared, compressed, name: str) -> None:
 def test_strip_of_an_unprepared_model_and_of_a_plain_model() -> None:
     raw = models.two_convs()
     codecs = codecs_for(prepare(raw), DctCm(sqnr_db=20.0))
-    assert strip_pairs(insert_pairs(raw, codecs)).SerializeToString() == raw.SerializeToString()
-    assert strip_pairs(raw).SerializeToString() == raw.SerializeToString()
+    assert strip_pairs(insert_pairs(raw, codecs).model).model.SerializeToString() == raw.SerializeToString()
+    assert strip_pairs(raw).model.SerializeToString() == raw.SerializeToString()
 
 
 def test_strip_drops_a_probes_symbol_outputs(prepared, compressed) -> None:
@@ -303,7 +303,7 @@ def test_strip_drops_a_probes_symbol_outputs(prepared, compressed) -> None:
     probe.CopyFrom(model)
     pairs = find_pairs(probe)
     probe.graph.output.extend(helper.make_tensor_value_info(p.symbols, onnx.TensorProto.INT16, None) for p in pairs)
-    stripped = strip_pairs(probe)
+    stripped = strip_pairs(probe).model
     assert [o.name for o in stripped.graph.output] == [o.name for o in prepared["two_convs"].graph.output]
     onnx.checker.check_model(stripped, full_check=True)
 
@@ -311,10 +311,10 @@ def test_strip_drops_a_probes_symbol_outputs(prepared, compressed) -> None:
 def test_partial_selection_only_touches_chosen_sites(prepared) -> None:
     original = prepared["residual"]
     codecs = codecs_for(original, DctCm(sqnr_db=20.0), names=["add"])
-    model = insert_pairs(original, codecs)
+    model = insert_pairs(original, codecs).model
     assert [p.site for p in find_pairs(model)] == ["add"]
     assert len(model.graph.node) == len(original.graph.node) + 2
-    assert strip_pairs(model).SerializeToString() == original.SerializeToString()
+    assert strip_pairs(model).model.SerializeToString() == original.SerializeToString()
 
 
 def test_inserting_twice_is_refused(compressed) -> None:
@@ -390,3 +390,42 @@ def test_no_sites_in_a_1d_conv_model_says_why() -> None:
     with pytest.raises(FeatcompError, match="1-D") as info:
         api.compress(model, [{models.INPUT: np.zeros((1, 3, models.SIZE), np.float32)}])  # type: ignore[arg-type]
     assert "--sites" not in str(info.value)
+
+
+def test_every_pass_returns_a_typed_result(prepared, compressed) -> None:
+    """PassResult: a new model (the input untouched), whether it changed, and the sites it changed."""
+    from featcomp.passes.edit import PassResult
+    from featcomp.passes.insert import EXACT, strip_to_original
+
+    original = prepared["two_convs"]
+    before = original.SerializeToString()
+    _, codecs = compressed["two_convs"]
+    inserted = insert_pairs(original, codecs)
+    assert isinstance(inserted, PassResult) and inserted.changed and inserted.notes == tuple(codecs)
+    assert original.SerializeToString() == before
+    stripped = strip_pairs(inserted.model)
+    assert stripped.changed and set(stripped.notes) == set(codecs)
+    assert not strip_pairs(original).changed and strip_pairs(original).notes == ()
+    assert EXACT not in strip_to_original(inserted.model).notes  # insert_pairs alone records no original
+
+
+def test_insert_coder_puts_the_runtime_nodes_between_each_pair(compressed) -> None:
+    from featcomp.passes.coder import CoderNodes, insert_coder
+
+    model, codecs = compressed["two_convs"]
+    seen: list[str] = []
+
+    def build(pair, unpacked: str) -> CoderNodes:
+        seen.append(pair.site)
+        return CoderNodes([helper.make_node("Identity", [pair.symbols], [unpacked], name=pair.site + "/copy")])
+
+    coded = insert_coder(model, "test.domain", build)
+    assert coded.changed and list(coded.notes) == seen == [p.site for p in find_pairs(model)]
+    order = [n.name for n in coded.model.graph.node]
+    for pair in find_pairs(model):
+        assert order.index(pair.site + "/copy") == order.index(pair.decode.name) - 1
+        decode = next(n for n in coded.model.graph.node if n.name == pair.decode.name)
+        assert decode.input[0] == pair.symbols + "/unpacked"
+    assert any(o.domain == "test.domain" for o in coded.model.opset_import)
+    with pytest.raises(FeatcompError, match="no featcomp pairs: compress it first, or not"):
+        insert_coder(strip_pairs(model).model, "test.domain", build, why="or not")

@@ -13,20 +13,21 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import needs
 import numpy as np
 import onnx
 import pytest
+from featcomp.passes.insert import strip_pairs
+from featcomp.passes.pairs import find_pairs
+from featcomp.runtime_ops import ort
 from onnx import TensorProto
 
-import needs
 from featcomp import api
 from featcomp.data import image_files, open_inputs
 from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec, load_model, prepare
-from featcomp.passes.insert import strip_pairs
-from featcomp.passes.pairs import find_pairs
 from featcomp.preprocess import Preprocess
-from featcomp.runtime_ops import ort
+from featcomp.quality import OutputSnr
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -64,7 +65,7 @@ def _require_shared() -> None:
 
 
 def _compress(path: str, calib: str, preprocess: str) -> bytes:
-    result = api.compress(path, calib, preprocess=preprocess, limit=CALIB_IMAGES, output_snr_db=OUTPUT_SNR_DB)
+    result = api.compress(path, calib, preprocess=preprocess, limit=CALIB_IMAGES, quality=OutputSnr(OUTPUT_SNR_DB))
     return result.model.SerializeToString()
 
 
@@ -141,7 +142,7 @@ def test_ort_symbols_equal_the_reference_on_real_images(compressed, name: str) -
 
 @pytest.mark.parametrize("name", MODELS)
 def test_strip_gives_back_the_prepared_original(compressed, originals, name: str) -> None:
-    assert strip_pairs(compressed[name]).SerializeToString() == originals[name].SerializeToString()
+    assert strip_pairs(compressed[name]).model.SerializeToString() == originals[name].SerializeToString()
 
 
 @pytest.mark.parametrize("name", MODELS)

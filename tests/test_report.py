@@ -7,20 +7,21 @@ import json
 import math
 from pathlib import Path
 
+import models
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
-
-import models
-from featcomp import api
-from featcomp.errors import FeatcompError
 from featcomp.passes.insert import strip_pairs
 from featcomp.passes.pairs import find_pairs
 from featcomp.passes.sites import find_sites
+from featcomp.runtime_ops import ort
+from onnx import TensorProto
+
+from featcomp import api
+from featcomp.errors import FeatcompError
+from featcomp.quality import Sqnr
 from featcomp.reporting.render import FORMATS, render
 from featcomp.reporting.schema import SCHEMA, Report
-from featcomp.runtime_ops import ort
 
 SAMPLES = 5
 
@@ -37,7 +38,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
 @pytest.fixture(scope="module")
 def compressed(data) -> onnx.ModelProto:
     path, _ = data
-    return api.compress(models.residual(), path, sqnr_db=22.0).model
+    return api.compress(models.residual(), path, quality=Sqnr(22.0)).model
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def independent(compressed, data) -> dict:
     names = [p.site for p in pairs] + [p.symbols for p in pairs]
     probe = ort.with_outputs(compressed, names, [TensorProto.FLOAT] * len(pairs) + [TensorProto.INT16] * len(pairs))
     sess = ort.session(probe)
-    ref_sess = ort.session(strip_pairs(compressed))
+    ref_sess = ort.session(strip_pairs(compressed).model)
     out_name = compressed.graph.output[0].name
     result = {p.site: {"x": [], "sizes": [], "approx": []} for p in pairs}
     agree = 0
@@ -128,7 +129,7 @@ def test_totals(report: Report, compressed) -> None:
 
 
 def test_traffic_totals_recomputed_from_the_sites(report: Report, compressed) -> None:
-    original = strip_pairs(compressed)
+    original = strip_pairs(compressed).model
     t = report.totals
     memory = find_sites(original)  # every tensor the deployed network writes to memory
     assert t.activation_traffic_int8 == sum(s.values * (1 + len(s.consumers)) for s in memory)

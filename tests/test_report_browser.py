@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 import models
 import needs
+import pytest
 from conftest import PREPROCESS
+from featcomp.passes.jpeg_input import insert_jpeg
+
 from featcomp import api
 from featcomp.jpeg.tables import standard
-from featcomp.passes.jpeg_input import insert_jpeg
 from featcomp.preprocess import Preprocess
+from featcomp.quality import Sqnr
 from featcomp.reporting.browser import Page, find_chromium
 from featcomp.reporting.render import COLUMNS, NARROW, cell, render
 from featcomp.reporting.schema import Report
@@ -54,8 +55,8 @@ def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def made(labelled: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, Sweep, Path]:
     """A residual model with the learned-JPEG input node and one site excluded, its report, a real sweep, the page."""
-    base = insert_jpeg(api._model(models.residual()), standard(40), Preprocess.parse(PREPROCESS))
-    model = api.compress(base, labelled, preprocess=PREPROCESS, sqnr_db=24.0, exclude=["concat"]).model
+    base = insert_jpeg(api._model(models.residual()), standard(40), Preprocess.parse(PREPROCESS)).model
+    model = api.compress(base, labelled, preprocess=PREPROCESS, quality=Sqnr(24.0), exclude=["concat"]).model
     report = api.report(model, labelled, preprocess=PREPROCESS, name="residual+jpeg.fc.onnx")
     curve = sweep(models.residual(), labelled, labelled, labelled / "labels.txt", preprocess=PREPROCESS,
                   codecs=("dct-cm",), snrs=(12.0, 24.0))

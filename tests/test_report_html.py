@@ -8,13 +8,14 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 import models
+import pytest
 from conftest import PREPROCESS
+from featcomp.passes.sites import find_sites
+
 from featcomp import api
 from featcomp.errors import FeatcompError
-from featcomp.passes.sites import find_sites
+from featcomp.quality import Sqnr
 from featcomp.reporting.html import render_html
 from featcomp.reporting.render import COLUMNS, NARROW, WIDTH, render
 from featcomp.reporting.schema import Report
@@ -40,7 +41,7 @@ def calib(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def report(calib: Path) -> Report:
     """The residual model with one site excluded: the graph knows it, the report has no data for it."""
-    compressed = api.compress(models.residual(), calib, sqnr_db=22.0, exclude=["add"]).model
+    compressed = api.compress(models.residual(), calib, quality=Sqnr(22.0), exclude=["add"]).model
     return api.report(compressed, calib, name="residual.fc.onnx")
 
 

@@ -7,17 +7,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import models
 import numpy as np
 import pytest
+from featcomp.passes.pairs import find_pairs
+from featcomp.runtime_ops import ort
 from onnx import TensorProto
 
-import models
 from featcomp import api
 from featcomp.codecs.huffman import entropy_bits
 from featcomp.data import NpzReader
 from featcomp.modelio import input_spec, load_model
-from featcomp.passes.pairs import find_pairs
-from featcomp.runtime_ops import ort
+from featcomp.quality import BitsPerValue, OutputSnr
 
 
 def npz_reader(path: Path, model) -> NpzReader:
@@ -26,7 +27,7 @@ def npz_reader(path: Path, model) -> NpzReader:
 
 def test_compress_report_and_strip(calib_npz: Path) -> None:
     model = models.residual()
-    result = api.compress(model, calib_npz, codec="transform-vlc", output_snr_db=25.0)
+    result = api.compress(model, calib_npz, codec="transform-vlc", quality=OutputSnr(25.0))
     pairs = find_pairs(result.model)
     assert pairs and {p.codec_name for p in pairs} == {"transform-vlc"}
     assert api.strip(result.model).SerializeToString() == model.SerializeToString()  # the model as given
@@ -53,10 +54,11 @@ def test_compress_report_and_strip(calib_npz: Path) -> None:
 
 def test_bits_per_value_budget_is_respected_on_calibration_estimates(calib_npz: Path) -> None:
     model = models.two_convs()
-    loose = api.compress(model, calib_npz, codec="transform-vlc", bits_per_value=6.0)
-    tight = api.compress(model, calib_npz, codec="transform-vlc", bits_per_value=2.0)
-    assert loose.allocation["estimated_bits_per_value"] <= 6.0
-    assert tight.allocation["output_snr_db"] < loose.allocation["output_snr_db"]
+    loose = api.compress(model, calib_npz, codec="transform-vlc", quality=BitsPerValue(6.0))
+    tight = api.compress(model, calib_npz, codec="transform-vlc", quality=BitsPerValue(2.0))
+    assert loose.allocation.estimated_bits_per_value is not None and loose.allocation.estimated_bits_per_value <= 6.0
+    assert tight.allocation.output_snr_db is not None and loose.allocation.output_snr_db is not None
+    assert tight.allocation.output_snr_db < loose.allocation.output_snr_db
 
 
 def test_cli_transform_vlc_and_option_errors(cli, model_file, calib_npz: Path, tmp_path: Path) -> None:

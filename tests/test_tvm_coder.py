@@ -9,13 +9,14 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-
 from conftest import DATA_KINDS
-from featcomp.codecs.tvlc import NO_TABLE, Coder, TransformVlc, TvlcSite
-from featcomp.errors import CodecError, FeatcompError
 from test_bitstream import seal, split_slices, with_slice
 from test_codec_tvlc import BANDS, HAND, _golden_symbols, stats_of
 from tvm_tools import need_tvm
+
+from featcomp.codecs.tvlc import NO_TABLE, Coder, TransformVlc, TvlcSite
+from featcomp.errors import CodecError, FeatcompError
+from featcomp.quality import OutputSnr
 
 
 @pytest.fixture(scope="module")
@@ -205,9 +206,10 @@ def test_a_stream_longer_than_the_site_can_produce_is_refused(tir) -> None:
 
 def _compressed(calib_npz, codec: str = "transform-vlc"):  # type: ignore[no-untyped-def]
     import models
+
     from featcomp import api
 
-    return api.compress(models.residual(), calib_npz, codec=codec, output_snr_db=25.0).model
+    return api.compress(models.residual(), calib_npz, codec=codec, quality=OutputSnr(25.0)).model
 
 
 @pytest.mark.parametrize("codec", ["transform-vlc", "dct-cm"])
@@ -215,11 +217,10 @@ def test_model_with_coder_decodes_what_it_packed(tir, calib_npz, codec: str) -> 
     """Host build, batch 2: the coder changes no output, and each site's coded bytes are len(site.pack)
     of the very symbols the compiled encoder produced (exposed as extra outputs)."""
     import models
-    from onnx import TensorProto
-
     from featcomp.passes.pairs import find_pairs
     from featcomp.runtime_ops import ort
     from featcomp.runtime_ops.tvm import build, convert
+    from onnx import TensorProto
 
     model = _compressed(calib_npz, codec)
     pairs = find_pairs(model)
@@ -264,7 +265,6 @@ def test_the_slices_of_one_stream_are_a_parallel_loop(tir, codec: str, op: str) 
     import re
 
     import tvm
-
     from featcomp.runtime_ops.tvm import coder_kernels, dctcm_coder_kernels
 
     kernels = coder_kernels if codec == "tvlc" else dctcm_coder_kernels
@@ -287,18 +287,18 @@ def test_model_with_four_slice_sites_codes_them_like_numpy(tir, tmp_path, codec:
     """Batch 1, sites of 8 x 64 x 64 (four slices each): the compiled coder's stream lengths are len(site.pack)
     of the compiled encoder's symbols, and the outputs equal the model's without the coder."""
     import models
+    from featcomp.passes.pairs import find_pairs
+    from featcomp.runtime_ops import ort
+    from featcomp.runtime_ops.tvm import build
     from onnx import TensorProto
 
     from featcomp import api
     from featcomp.codecs import bitstream
-    from featcomp.passes.pairs import find_pairs
-    from featcomp.runtime_ops import ort
-    from featcomp.runtime_ops.tvm import build
 
     x = np.random.default_rng(2).normal(size=(3, 3, 64, 64)).astype(np.float32)
     np.savez(tmp_path / "calib.npz", **{models.INPUT: x})
     model = api.compress(models.two_convs(dims=(1, 3, 64, 64)), tmp_path / "calib.npz", codec=codec,
-                         output_snr_db=20.0).model
+                         quality=OutputSnr(20.0)).model
     pairs = find_pairs(model)
     assert pairs and all(len(bitstream.bands(p.codec.shape)) - 1 == 4 for p in pairs)
     probe = ort.with_outputs(model, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs))

@@ -8,12 +8,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import models
 import numpy as np
 import pytest
-
-import models
-from featcomp.codecs.base import storage_dtype
 from tvm_tools import need_tvm
+
+from featcomp.codecs.base import storage_dtype
+from featcomp.quality import Sqnr
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -47,10 +48,11 @@ def _both(model: Any) -> tuple[Any, Any, np.ndarray, np.ndarray]:
 
 def test_g1_sites_store_8_bits_and_consumers_read_them(tmp_path: Path) -> None:
     """residual(): sites read by convs, by a residual Add (an epilogue of the next conv), by a MaxPool."""
-    from featcomp import api
     from featcomp.runtime_ops.tvm import fuse_decode
 
-    model = _compressed(tmp_path, sqnr_db=30.0, groups=(1,))
+    from featcomp import api
+
+    model = _compressed(tmp_path, quality=Sqnr(30.0), codec_options={"groups": (1,)})
     codecs = api.site_codecs(model)
     fused, plain, out, ref = _both(model)
     rows = {r["site"]: r for r in fused.stats["sites"]}
@@ -79,16 +81,17 @@ def test_folded_convs_widen_the_codes_once_per_band(tmp_path: Path) -> None:
     """14 x 14 maps on SSE: the pixels x channel-vectors tile, whose input load is a broadcast. A conv
     that reads 8-bit codes (a 3x3 with padding, a 1x1) converts its band's input once, in vectors, into
     a float32 scratch (conv_schedules._float_input); the reduction reads float32 without a cast."""
+    from featcomp.runtime_ops import ort
+
     from featcomp import api
     from featcomp.deploy import targets
-    from featcomp.runtime_ops import ort
 
     build = need_tvm()
     path = tmp_path / "calib.npz"
     dims = (1, 3, 14, 14)
     data = np.random.default_rng(0).normal(size=(8, *dims[1:])).astype(np.float32)
     np.savez(path, **{models.INPUT: data})
-    model = api.compress(models.two_convs(dims=dims), path, sqnr_db=30.0, groups=(1,)).model
+    model = api.compress(models.two_convs(dims=dims), path, quality=Sqnr(30.0), codec_options={"groups": (1,)}).model
     target = build.make_target(targets.tvm_spec("x86_64"))
     fused = build.compile_model(model, target)
     scripts = [f.script() for _, f in fused.module.functions_items() if 'T.sblock("conv2d_nchw_update")' in f.script()]
@@ -109,15 +112,16 @@ def test_depthwise_convs_widen_the_codes_once_per_band(tmp_path: Path, monkeypat
     """A depthwise conv whose decode folded into its weights reads 8-bit codes: its per-band padded
     scratch is float32 (the widening done once per input, stride 1 and 2), not cast per tap. The
     widening is exact, so the outputs equal those of the build that casts per tap, bit for bit."""
+    from featcomp.runtime_ops.tvm import conv_schedules
+
     from featcomp import api
     from featcomp.deploy import targets
-    from featcomp.runtime_ops.tvm import conv_schedules
 
     build = need_tvm()
     model = models.mobile_block()
     path = tmp_path / "calib.npz"
     np.savez(path, **{"input": np.random.default_rng(0).normal(size=(4, 3, 128, 128)).astype(np.float32)})
-    compressed = api.compress(model, path, sqnr_db=30.0, groups=(1,)).model
+    compressed = api.compress(model, path, quality=Sqnr(30.0), codec_options={"groups": (1,)}).model
     fused = build.compile_model(compressed, build.make_target(targets.tvm_spec("x86_64")))
     depthwise = [f.script() for _, f in fused.module.functions_items()
                  if 'T.sblock("group_conv2d_nchw_update")' in f.script()
@@ -138,7 +142,7 @@ def test_depthwise_convs_widen_the_codes_once_per_band(tmp_path: Path, monkeypat
 
 def test_grouped_sites_fold_into_convs(tmp_path: Path) -> None:
     """DCT mode (G = 8): the inverse transform folds into the consuming convs' weights (W D)."""
-    model = _compressed(tmp_path, sqnr_db=30.0, groups=(8,))
+    model = _compressed(tmp_path, quality=Sqnr(30.0), codec_options={"groups": (8,)})
     fused, _, out, ref = _both(model)
     rows = fused.stats["sites"]
     assert any(r["group"] == 8 and r["folded_into_convs"] for r in rows)
@@ -176,19 +180,20 @@ def test_real_model_keeps_no_decoded_tensor() -> None:
     neither the memory plan nor any PrimFunc holds a float32/int16 tensor of a site's size; top-1
     equals ONNX Runtime's on every sample photo, logits close. (Grouped sites whose consumer is not a
     conv fall back with a reason: test_sites_that_keep_a_decoded_tensor_say_why.)"""
+    from featcomp.runtime_ops import ort
+    from featcomp.runtime_ops.tvm import fuse_decode
+
     from featcomp import api, zoo
     from featcomp.data import ImageReader
     from featcomp.modelio import input_spec, prepare
     from featcomp.preprocess import Preprocess
-    from featcomp.runtime_ops import ort
-    from featcomp.runtime_ops.tvm import fuse_decode
 
     build = need_tvm()
     model = prepare(zoo.efficientnet_lite0())
     spec = input_spec(model)
     photos = Preprocess.parse(zoo.DEFAULT_PREPROCESS)
     compressed = api.compress(model, ImageReader(zoo.sample_images(), photos, spec, None, role="calibration"),
-                              sqnr_db=30.0, groups=(1,)).model
+                              quality=Sqnr(30.0), codec_options={"groups": (1,)}).model
     compiled = build.compile_model(compressed, build.make_target("host"), shape_dict={spec.name: [1, 3, 224, 224]})
     rows = compiled.stats["sites"]
     assert len(rows) == len(api.site_codecs(compressed)) > 40

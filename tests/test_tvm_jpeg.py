@@ -23,7 +23,7 @@ def test_jpeg_node_lowers_and_matches_onnx_runtime(subsampling: str) -> None:
     import tvm
     from tvm import relax
 
-    model = insert_jpeg(api._model(models.two_convs()), standard(30, subsampling), Preprocess.parse(PREPROCESS))
+    model = insert_jpeg(api._model(models.two_convs()), standard(30, subsampling), Preprocess.parse(PREPROCESS)).model
     assert convert.unsupported_ops(model) == []
     flat = convert.inline_bodies(model)
     assert not any(n.domain == "ai.featcomp" for n in flat.graph.node)

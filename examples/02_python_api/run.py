@@ -26,7 +26,7 @@ class Reader:  # the CalibrationDataReader protocol: a dict per call, then None
         return None if path is None else {"data_0": pre.load(path)[None]}
 
 
-result = featcomp.compress(model, Reader(), output_snr_db=20)
+result = featcomp.compress(model, Reader(), quality=featcomp.OutputSnr(20))
 featcomp.save_model(result.model, "squeezenet.fc.onnx")
 print(f"{len(result.sites)} sites compressed in {result.seconds['total']:.1f}s")
 

@@ -1,7 +1,9 @@
 """Codecs: numpy reference implementations that define each bitstream.
 
 The registry maps the names users type (`--codec dct-cm`) to calibration policies and frozen-site
-classes; passes and runtimes look codecs up here and never import a codec module directly.
+classes; passes and runtimes look codecs up here and use them through the SiteCodec protocol (base.py),
+never importing a codec module directly. tests/test_import_contract.py checks it; the TIR coders, which
+re-implement the bitstreams in TVM, are the one exception.
 """
 
 from __future__ import annotations

@@ -110,6 +110,16 @@ class ActivationStats:
         return self.sum_squares / max(1, self.values)
 
 
+@dataclass(frozen=True, eq=False)
+class FoldFactors:
+    """What folding a site's channel transform into the convolutions around it needs (passes/fold.py): the
+    transform at orthonormal scale, and the site that codes its coefficients directly. The codec derives
+    both, so a pass never re-derives codec maths."""
+
+    blocks: np.ndarray  # [K, G, G] float64: coefficients of group k are blocks[k] @ x[group k]
+    plain: SiteCodec    # the same symbols of the coefficients, quantized without a transform (G = 1)
+
+
 @runtime_checkable
 class SiteCodec(Protocol):
     """Frozen parameters of one site plus the reference encoder/decoder they define."""
@@ -118,6 +128,15 @@ class SiteCodec(Protocol):
 
     @property
     def shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def param_id(self) -> int:
+        """CRC-32 of the frozen parameters: the bitstream header's parameter id (runtimes key sites by it)."""
+        ...
+
+    def fold_factors(self) -> FoldFactors | None:
+        """The transform and plain site for folding into the convs around the site; None when it has none to fold."""
+        ...
 
     def symbols(self, x: np.ndarray) -> np.ndarray: ...
     def dequantize(self, symbols: np.ndarray) -> np.ndarray: ...

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from featcomp.codecs import bitstream, rice
-from featcomp.codecs.base import ActivationStats, Candidate, pick, sqnr_db, storage_dtype
+from featcomp.codecs.base import ActivationStats, Candidate, FoldFactors, pick, sqnr_db, storage_dtype
 from featcomp.errors import CodecError, FeatcompError
 
 CODEC_ID = 1
@@ -123,6 +123,10 @@ class DctCmSite:
                   self.decode_matrix, self.kinds, self.rice_k):
             crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
         return crc
+
+    def fold_factors(self) -> FoldFactors | None:
+        """None: dct-cm sites keep their transform in the codec ops (fold is a transform-vlc option)."""
+        return None
 
     # --- the ops ---------------------------------------------------------------------------------
     def symbols(self, x: np.ndarray) -> np.ndarray:

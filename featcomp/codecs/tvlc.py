@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from featcomp.codecs import bitstream, huffman
-from featcomp.codecs.base import ActivationStats, Candidate, pick, sqnr_db, storage_dtype
+from featcomp.codecs.base import ActivationStats, Candidate, FoldFactors, pick, sqnr_db, storage_dtype
 from featcomp.codecs.dctcm import clip_scale, dct_matrix
 from featcomp.codecs.huffman import HuffmanTable
 from featcomp.errors import CodecError, FeatcompError
@@ -212,8 +212,13 @@ class TvlcSite:
     @property
     def delta(self) -> float:
         """The step in 8-bit units at orthonormal scale: step / 2**B, B from the transform's row norm."""
+        return float(self.step) / self._unit
+
+    @property
+    def _unit(self) -> float:
+        """2**B: the transform's row norm rounded to a power of two (T / 2**B is orthonormal)."""
         norm = float(np.sqrt(np.sum(np.square(self.transform[0, 0].astype(np.float64)))))
-        return float(self.step) / 2.0 ** round(math.log2(norm))
+        return 2.0 ** round(math.log2(norm))
 
     @property
     def storage_dtype(self) -> np.dtype:
@@ -235,6 +240,14 @@ class TvlcSite:
                         transform=np.ones((1, 1, 1), np.int16), step=np.float32(1.0),
                         cmin=self.cmin.reshape(c, 1).copy(), cmax=self.cmax.reshape(c, 1).copy(), gain=step,
                         coder=self.coder, kind=f"folded-{self.kind}{self.group}")
+
+    def fold_factors(self) -> FoldFactors | None:
+        """T / 2**B per group and folded() (None at G = 1: nothing to fold)."""
+        if self.group == 1:
+            return None
+        k, g = self.cmin.shape
+        blocks = np.broadcast_to(self.transform.astype(np.float64), (k, g, g)) / self._unit
+        return FoldFactors(blocks=blocks, plain=self.folded())
 
     @property
     def param_id(self) -> int:

@@ -121,7 +121,7 @@ def _plan_without_pairs(model: Any, target: Any, shapes: dict[str, list[int]],
     from featcomp.runtime_ops.tvm import memory
 
     t0 = time.perf_counter()
-    planned = memory.plan(strip_to_original(model)[0], target, shapes)
+    planned = memory.plan(strip_to_original(model).model, target, shapes)
     seconds["plan_without_pairs"] = time.perf_counter() - t0
     return planned
 

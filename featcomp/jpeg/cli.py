@@ -226,14 +226,14 @@ def _insert(args: argparse.Namespace, bars: Bars) -> int:
     if args.remove:
         if args.model is None:
             raise FeatcompError("--remove needs the MODEL that has the node")
-        save_model(strip_jpeg(load_model(args.model)), output)
+        save_model(strip_jpeg(load_model(args.model)).model, output)
         print(f"{output}: JPEG input node removed")
         return 0
     if args.tables is None:
         raise FeatcompError("insert needs --tables TABLES.json (or --remove)")
     tables = Tables.load(args.tables)
     model, name, preprocess = _setup(args, light=True)
-    save_model(insert_jpeg(model, tables, preprocess), output)
+    save_model(insert_jpeg(model, tables, preprocess).model, output)
     print(f"{output}: {name} with a LearnedJpeg input node ({tables.method} tables)")
     return 0
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from featcomp.errors import FeatcompError
 from featcomp.jpeg.tables import Tables
@@ -56,7 +56,7 @@ def load_rgb(path: str | Path) -> Image.Image:
         raise FeatcompError(f"image file {p} does not exist; check the path") from None
     except IsADirectoryError:
         raise FeatcompError(f"{p} is a folder, not an image file") from None
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise FeatcompError(f"cannot decode image {p}: not a recognised image format") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]

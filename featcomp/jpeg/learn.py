@@ -394,7 +394,7 @@ def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | Non
             reference = Reference.of(classifier, views, labels, label_offset)
         scores = reference.scores(classifier.top1(coded.decoded))
         meta["agreement"] = round(float(scores["agreement"] or 0.0), 5)
-        meta["expected_top1_drop"] = round(float(reference.uncompressed["expected"] or 0.0)  # type: ignore[arg-type]
+        meta["expected_top1_drop"] = round(float(reference.uncompressed["expected"] or 0.0)
                                            - float(scores["expected"] or 0.0), 5)
         if scores["top1"] is not None:
             meta["top1"] = round(scores["top1"], 5)

@@ -7,6 +7,7 @@ saved report shows the same graph; weights (initializers) are left out, only the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import onnx
@@ -23,7 +24,10 @@ def graph_of(original: onnx.ModelProto) -> dict[str, Any]:
     """
     g = original.graph
     weights = {t.name for t in g.initializer}
-    activations = lambda names: [n for n in names if n and n not in weights]  # noqa: E731
+
+    def activations(names: Iterable[str]) -> list[str]:
+        return [n for n in names if n and n not in weights]
+
     nodes = [{"name": n.name or n.output[0], "op": n.op_type, "inputs": activations(n.input),
               "outputs": [o for o in n.output if o]} for n in g.node if n.op_type != "Constant"]
     return {

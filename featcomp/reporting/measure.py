@@ -82,7 +82,7 @@ def measure(model: onnx.ModelProto, reader: InputReader, *, name: str = "model",
     pairs = find_pairs(model)
     if not pairs:
         raise FeatcompError("the model has no featcomp pairs: compress it first ('featcomp compress')")
-    original = strip_pairs(model)
+    original = strip_pairs(model).model
     spec = input_spec(model)
     out_name, logit = model.graph.output[0].name, logits_name(original)
     extra = [logit] if logit != out_name else []

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-import tvm  # type: ignore[import-untyped]
-from tvm import relax, tirx  # type: ignore[import-untyped]
+import tvm
+from featcomp.runtime_ops.tvm import convert, fuse_decode, layout, memory, schedules
+from featcomp.runtime_ops.tvm.kernels import OP_ATTR, SCHEDULED
+from tvm import relax, tirx
 
 from featcomp.errors import FeatcompError
-from featcomp.runtime_ops.tvm import convert, fuse_decode, layout, memory, schedules
-from featcomp.runtime_ops.tvm.kernels import OP_ATTR
 
 
 @dataclass
@@ -38,7 +38,7 @@ def make_target(spec: str | dict[str, Any]) -> tvm.target.Target:
     if spec == "host":
         import os
 
-        from tvm.target import codegen  # type: ignore[import-untyped]
+        from tvm.target import codegen
 
         spec = {"kind": "llvm", "mcpu": str(codegen.llvm_get_system_cpu()), "num-cores": os.cpu_count() or 1}
     try:
@@ -82,7 +82,7 @@ def legalize(mod: tvm.IRModule, target: tvm.target.Target,
     constants), ops -> TIR, constants folded, fused (FuseOps, FuseTIR). Between FuseOps and FuseTIR,
     each decode still called from main moves into its consumers' functions
     (fuse_decode.merge_into_consumers; `sites` collects the outcome per site); sites None: TVM's passes alone."""
-    from tvm.relax.backend.cpu_generic import pipeline  # type: ignore[import-untyped]
+    from tvm.relax.backend.cpu_generic import pipeline
 
     mod = layout.weights_o_last(mod)
     passes = list(pipeline.legalize_passes(target))
@@ -203,7 +203,7 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
 def export(compiled: Compiled, path: str | Path, cross_compiler: str | None = None) -> None:
     """A shared library the TVM runtime (the native runner, or relax.VirtualMachine) can load."""
     if cross_compiler:
-        from tvm.support import cc  # type: ignore[import-untyped]
+        from tvm.support import cc
 
         compiled.executable.export_library(str(path), fcompile=cc.cross_compiler(cross_compiler))
     else:
@@ -236,7 +236,7 @@ def time_kernel(func: tirx.PrimFunc, target: tvm.target.Target, arrays: list[Any
     import numpy as np
 
     mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
-    if func.attrs is None or schedules.SCHEDULED not in func.attrs:
+    if func.attrs is None or SCHEDULED not in func.attrs:
         mod, _, _ = schedules.schedule_rest(mod, target)
     lib = tvm.compile(mod, target)
     args = [tvm.runtime.tensor(np.ascontiguousarray(a)) for a in arrays]

@@ -17,7 +17,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-import tvm  # type: ignore[import-untyped]
+import tvm
+from featcomp.passes.coder import CoderNodes, insert_coder
+from featcomp.passes.pairs import Pair, find_pairs
+from featcomp.runtime_ops.tvm import coder_kernels as ck
+from featcomp.runtime_ops.tvm import dctcm_coder_kernels as dk
+from featcomp.runtime_ops.tvm.stream_tir import ENTRY, HEAD_FIXED, HEADER
 from onnx import TensorProto, helper
 from tvm import relax
 
@@ -25,12 +30,10 @@ from featcomp.codecs import bitstream, dctcm, tvlc
 from featcomp.codecs.dctcm import DctCmSite
 from featcomp.codecs.tvlc import TvlcSite
 from featcomp.errors import FeatcompError
-from featcomp.runtime_ops.tvm import coder_kernels as ck
-from featcomp.runtime_ops.tvm import dctcm_coder_kernels as dk
-from featcomp.runtime_ops.tvm.stream_tir import ENTRY, HEAD_FIXED, HEADER
 
 Site = TvlcSite | DctCmSite
 KERNELS = {TvlcSite: ("tvlc", ck), DctCmSite: ("dctcm", dk)}  # per site type: name, kernel module
+KERNEL_CODECS = (TvlcSite.codec_name, DctCmSite.codec_name)
 
 def _crc_table() -> np.ndarray:
     """zlib's CRC-32 table (reflected 0xEDB88320): entry i is the CRC register after byte i from zero."""
@@ -270,39 +273,31 @@ CODED_BYTES = "/coded_bytes"  # suffix of the per-site outputs: each sample's st
 
 def with_tir_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, Site]]:
     """A copy of a compressed model with a coder node between each encode and its decode, whose second
-    output, the streams' lengths, is a model output named '<symbols>/coded_bytes'; and the sites by id."""
-    from featcomp.passes.pairs import find_pairs
-
-    pairs = find_pairs(model)
-    if not pairs:
-        raise FeatcompError("the model has no featcomp pairs: compress it first, or compile without the coder")
-    other = [p.site for p in pairs if type(p.codec) not in KERNELS]
+    output, the streams' lengths, is a model output named '<symbols>/coded_bytes'; and the sites by id.
+    (The graph edit is passes/coder.py's.)"""
+    other = [p.site for p in find_pairs(model) if p.codec.codec_name not in KERNEL_CODECS]
     if other:
         raise FeatcompError(f"the TIR coder codes dct-cm and transform-vlc sites; {len(other)} site(s) use another "
                             f"codec (first: '{other[0]}'): compile without --coder")
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    nodes = list(out.graph.node)
     sites: dict[int, Site] = {}
-    for p in pairs:
-        site = p.codec
+
+    def build(pair: Pair, unpacked: str) -> CoderNodes:
+        site = pair.codec
         assert isinstance(site, (TvlcSite, DctCmSite))
         sites[site.param_id] = site
-        unpacked, lengths = f"{p.symbols}/unpacked", f"{p.symbols}{CODED_BYTES}"
-        i = next(k for k, n in enumerate(nodes) if n.name == p.decode.name)
-        nodes[i].input[0] = unpacked
-        nodes.insert(i, helper.make_node(CODER_OP, [p.symbols], [unpacked, lengths], name=f"{p.encode.name}/coder",
-                                         domain=CODER_DOMAIN, param_id=site.param_id))
-        out.graph.output.append(helper.make_tensor_value_info(lengths, TensorProto.INT32, [None]))
-    del out.graph.node[:]
-    out.graph.node.extend(nodes)
-    out.opset_import.append(helper.make_opsetid(CODER_DOMAIN, 1))
-    return out, sites
+        lengths = f"{pair.symbols}{CODED_BYTES}"
+        return CoderNodes(
+            nodes=[helper.make_node(CODER_OP, [pair.symbols], [unpacked, lengths], name=f"{pair.encode.name}/coder",
+                                    domain=CODER_DOMAIN, param_id=site.param_id)],
+            outputs=[helper.make_tensor_value_info(lengths, TensorProto.INT32, [None])])
+
+    coded = insert_coder(model, CODER_DOMAIN, build, why="or compile without the coder")
+    return coded.model, sites
 
 
 def converter(sites: dict[int, Site]) -> type:
     """The importer's converter for the coder node, bound to the sites of one model."""
-    from tvm.relax.frontend.onnx import onnx_frontend as fe  # type: ignore[import-untyped]
+    from tvm.relax.frontend.onnx import onnx_frontend as fe
 
     def impl(cls: type, bb: relax.BlockBuilder, inputs: list[relax.Expr], attr: dict[str, Any], params: Any) -> relax.Expr:
         symbols = bb.normalize(inputs[0])

@@ -33,14 +33,32 @@ from __future__ import annotations
 
 import functools
 
-from tvm import tirx  # type: ignore[import-untyped]
-from tvm.script import tirx as T  # type: ignore[import-untyped]
-
-from featcomp.codecs.tvlc import RUN_MAX
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR, SCHEDULED
 from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (names the macros use)
-    BAD_SLICE, ENTRY, HEAD_FIXED, HEADER, ST_CONTAINER, ST_COUNT, ST_PLANE, ST_RANGE, ST_TRAILING, align,
-    check_container, crc32, find_slice, put, put_u32, read_uint, seal, table_entry, u32_at)
+    BAD_SLICE,
+    ENTRY,
+    HEAD_FIXED,
+    HEADER,
+    ST_CONTAINER,
+    ST_COUNT,
+    ST_PLANE,
+    ST_RANGE,
+    ST_TRAILING,
+    align,
+    check_container,
+    crc32,
+    find_slice,
+    put,
+    put_u32,
+    read_uint,
+    seal,
+    table_entry,
+    u32_at,
+)
+from tvm import tirx
+from tvm.script import tirx as T
+
+from featcomp.codecs.tvlc import RUN_MAX
 
 PACK, UNPACK = "tvlc-pack", "tvlc-unpack"
 MAX_CODE = 16                # longest codeword (escape offset excluded)

@@ -32,8 +32,7 @@ import re
 from typing import Any
 
 import numpy as np
-
-from tvm import s_tir, tirx  # type: ignore[import-untyped]
+from tvm import s_tir, tirx
 
 DENSE, DEPTHWISE = "conv2d_nchw", "group_conv2d_nchw"
 
@@ -138,7 +137,7 @@ def drop_recast(func: tirx.PrimFunc) -> tirx.PrimFunc:
     text = func.script()
     if _RECAST.search(text) is None:
         return func
-    from tvm.script import from_source  # type: ignore[import-untyped]
+    from tvm.script import from_source
 
     return from_source(_RECAST.sub(r"\1", text))
 

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 import onnx
-import tvm  # type: ignore[import-untyped]
+import tvm
+from featcomp.runtime_ops.tvm import kernels
+from featcomp.runtime_ops.tvm.same_pads import explicit_same_pads
 from tvm import relax
-from tvm.relax.frontend.onnx import onnx_frontend as _fe  # type: ignore[import-untyped]
+from tvm.relax.frontend.onnx import onnx_frontend as _fe
 
 from featcomp.codecs.base import storage_dtype
 from featcomp.ops import schemas
-from featcomp.runtime_ops.tvm import kernels
-from featcomp.runtime_ops.tvm.same_pads import explicit_same_pads
 
 DOMAIN = schemas.DOMAIN
 STANDARD_DOMAINS = ("", "ai.onnx")

@@ -34,10 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import tvm  # type: ignore[import-untyped]
-from tvm import relax, tirx  # type: ignore[import-untyped]
-
+import tvm
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR, SITE_ATTR
+from tvm import relax, tirx
 
 _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 _CONV2D = tvm.ir.Op.get("relax.nn.conv2d")

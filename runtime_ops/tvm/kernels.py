@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import functools
 
-from tvm import tirx  # type: ignore[import-untyped]
-from tvm.script import tirx as T  # type: ignore[import-untyped]
+from tvm import tirx
+from tvm.script import tirx as T
 
 OP_ATTR = "featcomp.op"  # which featcomp op a PrimFunc implements (schedules.py finds kernels by it)
 SITE_ATTR = "featcomp.site"  # the site (tensor name) an encode/decode PrimFunc serves: one PrimFunc per site

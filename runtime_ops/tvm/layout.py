@@ -7,9 +7,9 @@ NCHW, which the featcomp kernels and a decode fused into its consumer expect.
 from __future__ import annotations
 
 import numpy as np
-import tvm  # type: ignore[import-untyped]
-from tvm import relax  # type: ignore[import-untyped]
-from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard  # type: ignore[import-untyped]
+import tvm
+from tvm import relax
+from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 KERNEL_LAYOUT = "IHWO"
 

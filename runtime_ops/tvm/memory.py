@@ -18,10 +18,9 @@ from typing import Any
 
 import numpy as np
 import onnx
-import tvm  # type: ignore[import-untyped]
-from tvm import relax, tirx
-
+import tvm
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR
+from tvm import relax, tirx
 
 ENCODE = re.compile(r"fc_encode")  # an encode kernel, alone or fused into its producer
 # calls that only move a site's compact form on (views, the bitstream coder): the chain goes through them

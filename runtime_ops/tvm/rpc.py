@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tvm  # type: ignore[import-untyped]
-from tvm import rpc, relax  # type: ignore[import-untyped]
+import tvm
+from tvm import relax, rpc
 
 from featcomp.errors import FeatcompError
 

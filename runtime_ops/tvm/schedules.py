@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-import tvm  # type: ignore[import-untyped]
-from tvm import s_tir, tirx  # type: ignore[import-untyped]
-
+import tvm
 from featcomp.runtime_ops.tvm import conv_schedules
 from featcomp.runtime_ops.tvm.kernels import DECODE, ENCODE, OP_ATTR, SCHEDULED
+from tvm import s_tir, tirx
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _llvm_has(target: tvm.target.Target, feature: str) -> bool:
     e.g. `host` on this machine is "rocketlake": AVX-512, which read as SSE before)?"""
     if not _attr(target, "mcpu"):
         return False
-    from tvm.target import codegen  # type: ignore[import-untyped]
+    from tvm.target import codegen
 
     try:
         return bool(codegen.llvm_cpu_has_features([feature], target))
@@ -110,7 +110,7 @@ def _parallel(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule) -
     return total >= rule.parallel_min
 
 
-def _tile(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule, parallel: bool) -> tuple:
+def _tile(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule, parallel: bool) -> tuple[Any, ...]:
     """b, k, i, s, j -> outer(b*k*so), i, j, vector si."""
     b, k, i, s, j = sch.get_loops(block)
     v = vector_factor(int(sch.get(s).extent), rule.lanes)
@@ -284,8 +284,8 @@ def default_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
 
 def generic_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
     """A parallel, vectorized schedule for a legalized (fused) PrimFunc; None when it does not apply."""
-    from tvm.s_tir.dlight.analysis import normalize_prim_func  # type: ignore[import-untyped]
-    from tvm.s_tir.dlight.base.common_schedules import try_inline  # type: ignore[import-untyped]
+    from tvm.s_tir.dlight.analysis import normalize_prim_func
+    from tvm.s_tir.dlight.base.common_schedules import try_inline
 
     sch = s_tir.Schedule(func)
     infos = normalize_prim_func(sch)

@@ -26,7 +26,7 @@ ENTRY, ST_CONTAINER; read_uint uses ST_PLANE).
 
 from __future__ import annotations
 
-from tvm.script import tirx as T  # type: ignore[import-untyped]
+from tvm.script import tirx as T
 
 HEADER, HEAD_FIXED, ENTRY = 24, 16, 8  # container header bytes; the part fixed by the site; slice table entry
 ST_CONTAINER, ST_PLANE, ST_COUNT, ST_RANGE, ST_TRAILING = 1, 2, 3, 4, 5  # unpack status (0: decoded)

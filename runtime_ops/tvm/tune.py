@@ -29,8 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import tvm  # type: ignore[import-untyped]
-from tvm import relax  # type: ignore[import-untyped]
+import tvm
+from tvm import relax
 
 PER_TASK_CAP = 64  # trials per task at most; the global budget is spread over the tasks
 RPC_TIMEOUT_SEC = 120  # per measured candidate on the board (upload, load, run)
@@ -40,7 +40,7 @@ DIRECT_RPC = "featcomp-direct"  # tracker key placeholder: RPCConfig insists on 
 def has_xgboost() -> bool:
     """Whether MetaSchedule's XGBoost cost model can be used."""
     try:
-        import xgboost  # type: ignore[import-untyped]  # noqa: F401
+        import xgboost  # noqa: F401
     except ImportError:
         return False
     return True
@@ -74,7 +74,7 @@ def parse_address(address: str) -> tuple[str, int]:
 def _direct_session(rpc_config: Any) -> Any:
     """RPCRunner session without a tracker: connect straight to the board's RPC server, whose
     address rides in the config's tracker fields (runs in the runner's worker process)."""
-    from tvm import rpc  # type: ignore[import-untyped]
+    from tvm import rpc
 
     return rpc.connect(rpc_config.tracker_host, rpc_config.tracker_port,
                        session_timeout=rpc_config.session_timeout_sec)
@@ -83,7 +83,7 @@ def _direct_session(rpc_config: Any) -> Any:
 def _export(cross_compiler: str, mod: Any) -> str:
     """A candidate as a shared library cross-compiled for the board (the stock export leaves a .tar
     that the board would have to link with a compiler of its own)."""
-    from tvm.support import cc  # type: ignore[import-untyped]
+    from tvm.support import cc
 
     path = os.path.join(tempfile.mkdtemp(prefix="featcomp-tune-"), "candidate.so")
     mod.export_library(path, fcompile=cc.cross_compiler(cross_compiler))
@@ -104,8 +104,8 @@ def make_runner(rpc: str | None) -> Any:
 
 def _build(mod: tvm.IRModule, target: tvm.target.Target, _params: Any) -> Any:
     """The stock default_build without its `import tvm.s_tir.tensor_intrin`."""
-    from tvm.driver import build as tvm_build  # type: ignore[import-untyped]
-    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock  # type: ignore[import-untyped]
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
     return tvm_build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target=target)
 
