@@ -256,21 +256,26 @@ class DctCmSite:
 
     # --- storage in an ONNX model ------------------------------------------------------------------
     def side_arrays(self) -> dict[str, np.ndarray]:
+        """The op inputs as stored: each array in the narrowest type that holds its values exactly (integer
+        arrays as int8/int16, steps and the decode matrix as float16 when calibration rounded them to it);
+        the ops compute in float32 after a Cast, so the values, the symbols and param_id are unchanged."""
         g = self.group
         return {
             "scale": np.asarray(self.scale, np.float32),
             "qmin": np.asarray(self.qmin, np.float32),
             "qmax": np.asarray(self.qmax, np.float32),
-            "transform": self.transform,
-            "step": self.step.reshape(g, 1),
-            "cmin": self.cmin.reshape(g, 1),
-            "cmax": self.cmax.reshape(g, 1),
-            "decode": self.decode_matrix,
+            "transform": compact(self.transform),
+            "step": compact(self.step.reshape(g, 1)),
+            "cmin": compact(self.cmin.reshape(g, 1)),
+            "cmax": compact(self.cmax.reshape(g, 1)),
+            "decode": compact(self.decode_matrix),
         }
 
     @property
     def side_bytes(self) -> int:
-        return sum(a.nbytes for a in self.side_arrays().values()) + self.kinds.nbytes + self.rice_k.nbytes
+        """Bytes read per inference: the stored op inputs, and one byte per channel for the packer
+        (kind << 4 | Rice k: a kind is 2 bits, k <= 15)."""
+        return sum(a.nbytes for a in self.side_arrays().values()) + self.shape[0]
 
     def attributes(self) -> dict[str, Any]:
         return {"kinds": [int(k) for k in self.kinds], "rice_k": [int(k) for k in self.rice_k], "shape": list(self.shape)}
@@ -349,6 +354,33 @@ class DctCm:
         return front
 
 
+def compact(a: np.ndarray) -> np.ndarray:
+    """a (float32 values) in the narrowest stored type that holds every value exactly: int8, int16 for
+    integers, float16, else float32 as it is. Casting back to float32 restores a bit for bit."""
+    a = np.asarray(a, np.float32)
+    if np.all(np.isfinite(a)) and np.all(a == np.rint(a)):
+        for dtype in (np.int8, np.int16):
+            info = np.iinfo(dtype)
+            if a.size == 0 or (info.min <= a.min() and a.max() <= info.max):
+                return a.astype(dtype)
+    half = a.astype(np.float16)
+    if np.array_equal(half.astype(np.float32), a):
+        return half
+    return a
+
+
+def to_half(a: np.ndarray, tolerance: float = 2.0 ** -11) -> np.ndarray:
+    """float32 a rounded to float16 values when that moves no entry by more than `tolerance` of the largest
+    entry (no overflow, no entry lost to the subnormal range), else a unchanged."""
+    a = np.asarray(a, np.float32)
+    with np.errstate(over="ignore"):
+        half = a.astype(np.float16).astype(np.float32)
+    peak = float(np.max(np.abs(a), initial=0.0))
+    if np.all(np.isfinite(half)) and float(np.max(np.abs(half - a), initial=0.0)) <= tolerance * peak:
+        return half
+    return a
+
+
 def clip_scale(sample: np.ndarray, peak: float, signed: bool) -> np.float32:
     """The 8-bit step with the least squared error on the sample: the max, or a clip below a heavy tail."""
     if peak <= 0:
@@ -414,8 +446,13 @@ def _make_site(shape: tuple[int, int, int], scale: np.float32, signed: bool, tra
     group = transform.shape[0]
     keep = np.ones(group, bool)
     keep[np.arange(len(kinds))[kinds == DROP] % group] = False
-    step = np.where(keep, step, 1.0).astype(np.float32)
-    decode = float(scale) * np.linalg.inv(transform.astype(np.float64)) @ np.diag(np.where(keep, step, 0.0))
+    # steps and a G x G decode matrix are rounded to float16 values here (when that is exact enough), so that
+    # they are stored in half the bytes and every runtime computes with exactly these values; a 1 x 1 decode
+    # (4 bytes) stays float32, so that mask mode still reproduces the 8-bit quantization exactly
+    step = to_half(np.where(keep, step, 1.0).astype(np.float32))
+    decode = (float(scale) * np.linalg.inv(transform.astype(np.float64)) @ np.diag(np.where(keep, step, 0.0))).astype(np.float32)
+    if group > 1:
+        decode = to_half(decode)
     qmax = 127.0 if signed else 255.0
     return DctCmSite(
         shape=shape, scale=np.float32(scale), qmin=np.float32(-qmax if signed else 0.0), qmax=np.float32(qmax),
