@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("model", choices=sorted(MODELS))
     ap.add_argument("--codec", default="dct-cm")
     ap.add_argument("--max-drop", type=float, default=1.0)
+    ap.add_argument("--output-snr", type=float, help="fixed sensitivity-weighted allocation at this logit SNR "
+                    "(no search: compares quantizers at equal allocation, free of the search's steps)")
     ap.add_argument("--limit", type=int, default=64)
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
     ap.add_argument("--option", action="append", default=[], help="codec option key=value (float)")
@@ -45,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     options = {k: float(v) for k, v in (o.split("=", 1) for o in args.option)}
     t0 = time.perf_counter()
     result = api.compress(proto, args.shared / SETS["calib"], codec=args.codec, preprocess=preprocess,
-                          limit=args.limit, max_drop=args.max_drop, **options)
+                          limit=args.limit, max_drop=None if args.output_snr else args.max_drop,
+                          output_snr_db=args.output_snr, **options)
     seconds = time.perf_counter() - t0
     rep = api.report(result.model, args.shared / SETS["val"], preprocess=preprocess)
     t = rep.totals
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     drop, se = measured_drop(orig_classes, classes, labels)
     held = estimate(orig_ref, classes)
     row = {
-        "model": args.model, "codec": args.codec, "max_drop": args.max_drop, "limit": args.limit, "options": options,
+        "model": args.model, "codec": args.codec, "max_drop": None if args.output_snr else args.max_drop,
+        "output_snr_db": args.output_snr, "limit": args.limit, "options": options,
         "ratio_vs_int8": t.ratio_vs_int8, "bits_per_value": t.bits_per_value,
         "side_bits_per_value": 8.0 * t.side_bytes / t.values, "side_bytes": t.side_bytes,
         "coded_bits_per_value": 8.0 * t.coded_bytes / t.values,
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "measured_drop": drop, "measured_ci95": Z95 * se, "compress_seconds": seconds,
         "calibration_estimate": (result.allocation.get("estimated_drop") if result.allocation else None),
     }
-    print(f"{args.model} {args.codec} --max-drop {args.max_drop:g} {options or ''}: {t.ratio_vs_int8:.3f}x int8, "
+    how = f"--output-snr {args.output_snr:g}" if args.output_snr else f"--max-drop {args.max_drop:g}"
+    print(f"{args.model} {args.codec} {how} {options or ''}: {t.ratio_vs_int8:.3f}x int8, "
           f"{t.bits_per_value:.3f} b/v (side {row['side_bits_per_value']:.3f}), agreement {row['agreement']:.1%}, "
           f"held-out estimated drop {held.drop:.2f} ± {Z95 * held.se:.2f}, measured {drop:.1f} ± {Z95 * se:.1f}, "
           f"compress {seconds:.0f} s")

@@ -81,7 +81,10 @@ def sensitivities(model: onnx.ModelProto, sites: Sequence[Site], feeds: Feeds,
     base = [_centered(ort.run(ref_sess, f, [out])[out]) for f in feeds]
     gains = {}
     for site in (progress(sites) if progress else sites):
-        probe = pick(fronts[site.name], PROBE_SNR_DB).site
+        # a probe with one step per site: per-channel steps put more (unweighted) error where the consumers
+        # are insensitive, which would understate g against their sensitivity-weighted SQNR
+        shared = [c for c in fronts[site.name] if not getattr(c.site, "per_channel", False)]
+        probe = pick(shared or fronts[site.name], PROBE_SNR_DB).site
         one = insert_pairs(model, {site.name: probe})
         decoded = f"fc/{site.name}/decoded"
         sess = ort.session(ort.with_outputs(one, [out, site.name, decoded]))

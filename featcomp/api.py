@@ -23,7 +23,7 @@ from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec, load_model, prepare
 from featcomp.passes.insert import insert_pairs, strip_pairs, strip_to_original
 from featcomp.passes.original import attach as attach_original
-from featcomp.passes.sites import Site, SiteFilter, find_sites, no_sites_reason, select
+from featcomp.passes.sites import Site, SiteFilter, consumer_weights, find_sites, no_sites_reason, select
 from featcomp.preprocess import Preprocess
 from featcomp.reporting.measure import measure
 from featcomp.reporting.schema import Report
@@ -79,6 +79,8 @@ def calibrate(model: ModelLike, data: DataLike | Sequence[dict[str, np.ndarray]]
     names = [s.name for s in chosen]
     sess = ort.session(ort.with_outputs(proto, names))
     stats = {s.name: ActivationStats(s.name, s.shape, **dict(stats_options or {})) for s in chosen}
+    for s in chosen:
+        stats[s.name].channel_weights = consumer_weights(proto, s.name, s.shape[0])
     count = 0
     for feeds in (progress(batches) if progress else batches):
         outs = ort.run(sess, feeds, names)
