@@ -33,6 +33,7 @@ ModelLike = str | os.PathLike[str] | onnx.ModelProto
 DataLike = str | os.PathLike[str] | InputReader
 Progress = Callable[[Iterable[Any]], Iterable[Any]]
 SENSITIVITY_BATCHES = 8  # calibration batches used to measure site sensitivities
+CHANNEL_SENSITIVITY_BATCHES = 4  # inputs per channel for measured per-channel sensitivities
 
 
 @dataclass
@@ -151,6 +152,12 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
         codecs = {s.name: family.calibrate(stats[s.name]) for s in (progress(sites) if progress else sites)}
         info = {"method": "uniform", **uniform}
     else:
+        measured = int(getattr(family, "measured_pixels", 0) or 0)
+        if measured and getattr(family, "channel_steps", 0.0):  # per-channel steps on measured sensitivities
+            for s in sites:
+                big = s.shape[1] * s.shape[2] >= measured
+                stats[s.name].channel_weights = (allocation.channel_sensitivities(
+                    proto, s, feeds[:CHANNEL_SENSITIVITY_BATCHES]) if big else None)
         fronts = {s.name: family.candidates(stats[s.name]) for s in (progress(sites) if progress else sites)}
         probe_feeds = feeds[:SENSITIVITY_BATCHES]
         gains = allocation.sensitivities(proto, sites, probe_feeds, fronts, progress=progress)

@@ -107,3 +107,27 @@ def test_consumer_weights_from_conv_weights() -> None:
     nodes.append(helper.make_node("Relu", ["x"], ["c"]))
     graph = helper.make_graph(nodes, "g", [x], outs, list(graph.initializer))
     assert consumer_weights(helper.make_model(graph), "x", 4) is None  # a consumer that is not a conv
+
+
+def test_measured_channel_sensitivities_follow_the_downstream_weights() -> None:
+    """relu2 -> 1x1 conv3 -> global average: a channel's logit error is linear in its conv3 column, so a
+    zeroed column gives ~0 and a column 10x larger ~100x the typical sensitivity."""
+    import models
+    from featcomp.allocate import channel_sensitivities
+    from featcomp.modelio import prepare
+    from featcomp.passes.sites import find_sites
+
+    model = prepare(models.two_convs())
+    w3 = next(t for t in model.graph.initializer if t.name.startswith("conv3") and len(t.dims) == 4)
+    w = numpy_helper.to_array(w3).copy()
+    w[:, 0] *= 10.0
+    w[:, 2] = 0.0
+    w3.CopyFrom(numpy_helper.from_array(w, w3.name))
+    site = next(s for s in find_sites(model) if s.name == "relu2")
+    rng = np.random.default_rng(0)
+    feeds = [{models.INPUT: rng.normal(size=(1, 3, models.SIZE, models.SIZE)).astype(np.float32)} for _ in range(8)]
+    sens = channel_sensitivities(model, site, feeds)
+    typical = float(np.median(sens))
+    assert sens.shape == (8,) and typical > 1e-9
+    assert sens[0] > 10.0 * typical
+    assert sens[2] < 1e-6 * typical

@@ -352,6 +352,9 @@ class DctCm:
     # channel's consumer sensitivity (ActivationStats.channel_weights); 0.5 is reverse water-filling at high
     # rate. 0 (default): one step per site. With a > 0 every candidate's SQNR is sensitivity-weighted.
     channel_steps: float = 0.0
+    # > 0: sites of at least this many pixels (H * W) weight channels by their measured sensitivity
+    # (allocate.channel_sensitivities: C model runs per input), the others have one step; 0: consumer weights
+    measured_pixels: int = 0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.channel_steps) and 0.0 <= self.channel_steps <= 2.0):
