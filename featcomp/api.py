@@ -153,7 +153,7 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", prepro
         info = {"method": "uniform", **uniform}
     else:
         measured = int(getattr(family, "measured_pixels", 0) or 0)
-        if measured and getattr(family, "channel_steps", 0.0):  # per-channel steps on measured sensitivities
+        if measured and float(getattr(family, "channel_steps", 0)):  # per-channel steps on measured sensitivities
             for s in sites:
                 big = s.shape[1] * s.shape[2] >= measured
                 stats[s.name].channel_weights = (allocation.channel_sensitivities(
