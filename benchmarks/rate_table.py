@@ -40,6 +40,7 @@ from featcomp.data import collect, image_files, open_inputs, read_labels
 from featcomp.modelio import input_spec, prepare
 from featcomp.passes.sites import find_sites
 from featcomp.preprocess import Preprocess
+from featcomp.quality import MaxDrop
 from featcomp.reporting.measure import measure
 from featcomp.runtime_ops import ort
 
@@ -148,7 +149,7 @@ def run_model(name: str, shared: Path, limit: int, codecs: list[str], budgets: l
         for codec in codecs:
             for p in budgets:
                 t0 = time.perf_counter()
-                result = api.compress(given, calib_dir, codec=codec, preprocess=preprocess, max_drop=p)
+                result = api.compress(given, calib_dir, codec=codec, preprocess=preprocess, quality=MaxDrop(p))
                 seconds = time.perf_counter() - t0
                 classes, _ = outputs(result.model, test)
                 drop, se = measured_drop(orig_classes[:n_lab], classes[:n_lab], labels)
@@ -161,7 +162,7 @@ def run_model(name: str, shared: Path, limit: int, codecs: list[str], budgets: l
                     "payload_bits_per_value": totals.payload_bits_per_value,
                     "entropy_bits_per_value": totals.entropy_bits_per_value,
                     "side_bits_per_value": 8.0 * totals.side_bytes / max(1, totals.values),
-                    "calibration_estimate": result.allocation.get("estimated_drop"),
+                    "calibration_estimate": result.allocation.as_dict().get("estimated_drop"),
                     "held_out_estimate": held.as_dict(), "agreement": float(np.mean(classes == orig_classes)),
                     "top1_original": float(np.mean(orig_classes[:n_lab] == labels)),
                     "top1": float(np.mean(classes[:n_lab] == labels)), "measured_drop": drop,

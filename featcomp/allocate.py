@@ -79,7 +79,10 @@ def sensitivities(model: onnx.ModelProto, sites: Sequence[Site], feeds: Feeds,
     base = [_centered(ort.run(ref_sess, f, [out])[out]) for f in feeds]
     gains = {}
     for site in (progress(sites) if progress else sites):
-        probe = pick(fronts[site.name], PROBE_SNR_DB).site
+        # a probe with one step per site: per-channel steps put more (unweighted) error where the consumers
+        # are insensitive, which would understate g against their sensitivity-weighted SQNR
+        shared = [c for c in fronts[site.name] if not getattr(c.site, "per_channel", False)]
+        probe = pick(shared or fronts[site.name], PROBE_SNR_DB).site
         one = insert_pairs(model, {site.name: probe}).model
         decoded = f"fc/{site.name}/decoded"
         sess = ort.session(ort.with_outputs(one, [out, site.name, decoded]))
@@ -235,3 +238,37 @@ def _centered(y: np.ndarray) -> np.ndarray:
     """
     flat = y.reshape(len(y), -1).astype(np.float64)
     return flat - flat.mean(axis=1, keepdims=True) if flat.shape[1] > 1 else flat
+
+
+def channel_sensitivities(model: onnx.ModelProto, site: Site, feeds: Feeds, seed: int = 0) -> np.ndarray:
+    """[C] per channel of one site: logit error energy per unit of white noise energy injected into that
+    channel alone (C runs per input). What per-channel steps (DctCm.channel_steps) weight channels by when
+    the consumers' weights are not trusted: a channel the next activation clips away costs nothing."""
+    from onnx import TensorProto, helper
+
+    out = logits_name(model)
+    noisy = onnx.ModelProto()
+    noisy.CopyFrom(model)
+    for node in noisy.graph.node:
+        for i, name in enumerate(node.input):
+            if name == site.name:
+                node.input[i] = f"{site.name}/noisy"
+    noisy.graph.node.append(helper.make_node("Add", [site.name, "fc_channel_noise"], [f"{site.name}/noisy"]))
+    noisy.graph.input.append(helper.make_tensor_value_info("fc_channel_noise", TensorProto.FLOAT, [1, *site.shape]))
+    sess = ort.session(ort.with_outputs(noisy, [out, site.name]))
+    zero = np.zeros((1, *site.shape), np.float32)
+    base = [ort.run(sess, {**f, "fc_channel_noise": zero}, [out, site.name]) for f in feeds]
+    # small noise (2% of the site's RMS), so the logits respond linearly
+    sigma = 0.02 * max(float(np.sqrt(np.mean(np.square(b[site.name], dtype=np.float64)))) for b in base) or 1e-3
+    rng = np.random.default_rng(seed)
+    c, h, w = site.shape
+    sens = np.zeros(c)
+    for ch in range(c):
+        err = 0.0
+        for f, b in zip(feeds, base):
+            noise = zero.copy()
+            noise[0, ch] = rng.normal(0.0, sigma, (h, w))
+            err += float(np.sum(np.square(ort.run(sess, {**f, "fc_channel_noise": noise}, [out])[out] - b[out],
+                                          dtype=np.float64)))
+        sens[ch] = err / (len(feeds) * sigma * sigma * h * w)
+    return np.maximum(sens, 1e-12)

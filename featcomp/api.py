@@ -30,7 +30,7 @@ from featcomp.errors import FeatcompError
 from featcomp.modelio import input_spec, load_model, prepare
 from featcomp.passes.insert import insert_pairs, strip_pairs, strip_to_original
 from featcomp.passes.original import attach as attach_original
-from featcomp.passes.sites import Site, SiteFilter, find_sites, no_sites_reason, select
+from featcomp.passes.sites import Site, SiteFilter, consumer_weights, find_sites, no_sites_reason, select
 from featcomp.preprocess import Preprocess
 from featcomp.quality import (
     Allocation,
@@ -50,6 +50,7 @@ ModelLike = str | os.PathLike[str] | onnx.ModelProto
 DataLike = str | os.PathLike[str] | InputReader
 Progress = Callable[[Iterable[Any]], Iterable[Any]]
 SENSITIVITY_BATCHES = 8  # calibration batches used to measure site sensitivities
+CHANNEL_SENSITIVITY_BATCHES = 4  # inputs per channel for measured per-channel sensitivities
 
 
 @dataclass
@@ -96,6 +97,8 @@ def calibrate(model: ModelLike, data: DataLike | Sequence[dict[str, np.ndarray]]
     names = [s.name for s in chosen]
     sess = ort.session(ort.with_outputs(proto, names))
     stats = {s.name: ActivationStats(s.name, s.shape, **dict(stats_options or {})) for s in chosen}
+    for s in chosen:
+        stats[s.name].channel_weights = consumer_weights(proto, s.name, s.shape[0])
     count = 0
     for feeds in (progress(batches) if progress else batches):
         outs = ort.run(sess, feeds, names)
@@ -159,6 +162,12 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", qualit
     if isinstance(policy, (Sqnr, Step)):
         codecs = {s.name: family.calibrate(stats[s.name]) for s in (progress(sites) if progress else sites)}
     else:
+        measured = int(getattr(family, "measured_pixels", 0) or 0)
+        if measured and float(getattr(family, "channel_steps", 0)):  # per-channel steps on measured sensitivities
+            for s in sites:
+                big = s.shape[1] * s.shape[2] >= measured
+                stats[s.name].channel_weights = (allocation.channel_sensitivities(
+                    proto, s, feeds[:CHANNEL_SENSITIVITY_BATCHES]) if big else None)
         fronts = {s.name: family.candidates(stats[s.name]) for s in (progress(sites) if progress else sites)}
         probe_feeds = feeds[:SENSITIVITY_BATCHES]
         gains = allocation.sensitivities(proto, sites, probe_feeds, fronts, progress=progress)

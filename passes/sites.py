@@ -138,3 +138,32 @@ def _reaches_layer(start: gs.Node, backward: bool) -> bool:
                 continue
             stack.extend(t.inputs if backward else t.outputs)
     return False
+
+
+def consumer_weights(model: onnx.ModelProto, name: str, channels: int) -> np.ndarray | None:
+    """[C] sensitivity of each channel of tensor `name` seen from the layers that read it: the energy of the
+    weights each input channel feeds, summed over the consumers (white noise of variance s in channel c
+    adds s * w[c] to the consumers' output energy per pixel). None unless every consumer is a Conv with
+    constant weights reading the tensor as its input, so that the weighting is the whole story."""
+    weights = {t.name: t for t in model.graph.initializer}
+    consts = {n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute}
+    total = np.zeros(channels)
+    found = False
+    for node in model.graph.node:
+        if name not in node.input:
+            continue
+        if node.op_type != "Conv" or list(node.input).index(name) != 0 or len(node.input) < 2:
+            return None
+        tensor = weights.get(node.input[1], consts.get(node.input[1]))
+        if tensor is None:
+            return None
+        w = onnx.numpy_helper.to_array(tensor).astype(np.float64)
+        group = next((int(a.i) for a in node.attribute if a.name == "group"), 1)
+        if w.ndim < 2 or w.shape[1] * group != channels or w.shape[0] % group:
+            return None
+        per = channels // group
+        out = w.shape[0] // group
+        energy = np.square(w).reshape(group, out, per, -1).sum(axis=(1, 3))  # [group, per]
+        total += energy.reshape(channels)
+        found = True
+    return total if found else None

@@ -113,7 +113,8 @@ def dctcm_slice(part: bytes, site: DctCmSite, n: int) -> list[list[int]]:
     g = site.transform.shape[0]
     kinds = [int(k) for k in site.kinds]
     ks = [int(k) for k in site.rice_k]
-    lo = [int(site.cmin[ch % g]) for ch in range(c)]
+    # per frequency (G entries) or, with per-channel steps, per channel (C entries)
+    lo = [int(site.cmin[ch if len(site.cmin) == c else ch % g]) for ch in range(c)]
     r = Bits(part)
     flagged = [False] * c
     for ch in range(c):
@@ -322,7 +323,7 @@ def dctcm_write(site: DctCmSite, symbols: np.ndarray) -> bytes:
         p.end_plane()
         coded = []  # (channel, Rice input)
         for ch in flagged:
-            lo = int(site.cmin[ch % g])
+            lo = int(site.cmin[ch if len(site.cmin) == site.shape[0] else ch % g])
             if site.kinds[ch] == MASK:
                 for v in band[ch]:
                     if v:
@@ -452,6 +453,22 @@ def test_dctcm_hand_sites_decode_independently(name: str) -> None:
     site = HAND_SITES[name]
     for seed in (1, 2):
         symbols = lcg_symbols(site, seed)
+        np.testing.assert_array_equal(decode(site, site.pack(symbols)), symbols)
+
+
+def test_dctcm_per_channel_site_decodes_independently() -> None:
+    """A zero-mask site with one step and range per channel (DctCm.channel_steps): channel c reads cmin[c]."""
+    from conftest import activation_stats, signed_smooth
+    from featcomp.codecs.dctcm import DctCm
+
+    rng = np.random.default_rng(21)
+    calib = signed_smooth(rng, 6)
+    stats = activation_stats("pc", calib)
+    stats.channel_weights = 10.0 ** rng.uniform(-1, 1, calib.shape[1])
+    site = next(c.site for c in DctCm(channel_steps=0.5, groups=(1,)).candidates(stats) if c.site.per_channel)
+    assert len(np.unique(site.cmin)) > 1 and site.cmin.min() < 0
+    for x in calib[:2]:
+        symbols = site.symbols(x)
         np.testing.assert_array_equal(decode(site, site.pack(symbols)), symbols)
 
 

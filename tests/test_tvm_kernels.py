@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import SiteCase, signed_smooth
+from conftest import SiteCase, activation_stats, signed_smooth
 from featcomp.codecs.base import ActivationStats, storage_dtype
-from featcomp.codecs.dctcm import integer_dct
+from featcomp.codecs.dctcm import DctCm, integer_dct
 from featcomp.codecs.tvlc import TransformVlc
 from tvm_tools import need_tvm, pair_model, run_x86
 
@@ -63,6 +63,15 @@ def dctcm_results(site_cases: list[SiteCase]) -> list[tuple[str, np.ndarray, np.
         sites.append((case.name, case.site.side_arrays(), x.shape))
         xs.append(x)
         refs.append(case.site)
+    # per-channel steps (DctCm.channel_steps): step/cmin/cmax [C,1,1] and a [C,1,1] float16 decode
+    stats = activation_stats("pc", site_cases[0].calib)
+    stats.channel_weights = 10.0 ** rng.uniform(-1, 1, stats.shape[0])
+    per = next(c.site for c in DctCm(channel_steps=0.5, groups=(1,)).candidates(stats) if c.site.per_channel)
+    c, h, w = per.shape
+    x = np.concatenate([site_cases[0].fresh[:1], _ties(rng, (1, c, h, w), float(per.scale))])
+    sites.append(("calibrated-per-channel-steps", per.side_arrays(), x.shape))
+    xs.append(x)
+    refs.append(per)
     for name, c, g, per_channel in (("hand-g8-scalar", 16, 8, False), ("hand-g1-perch", 16, 1, True),
                                     ("hand-gC-perch", 8, 8, True), ("hand-g4-perch", 32, 4, True)):
         arrays = _hand_arrays(c, g, per_channel, rng)

@@ -33,6 +33,9 @@ class ActivationStats:
     # (entropy coders whose codes depend on spatial order, such as zero runs).
     covariance: bool = False
     spatial_values: int = 0
+    # [C] sensitivity of each channel as its consumers see it (passes.sites.consumer_weights), when known:
+    # codecs with per-channel steps weight each channel's error by it
+    channel_weights: np.ndarray | None = None
     minimum: float = np.inf
     maximum: float = -np.inf
     values: int = 0

@@ -83,10 +83,12 @@ class DctCmSite:
     qmin: np.float32
     qmax: np.float32
     transform: np.ndarray  # [G, G] integer-valued float32
-    step: np.ndarray       # [G] float32; 1 for dropped frequencies (their range is [0, 0])
-    cmin: np.ndarray       # [G] integer-valued float32
-    cmax: np.ndarray       # [G]
-    decode_matrix: np.ndarray  # [G, G] float32 = scale * inverse(transform) * diag(step)
+    # step, cmin, cmax: [G] per frequency, shared by every group, or [C] per coefficient (channel c is
+    # coefficient c: group c // G, frequency c % G; per-channel steps, see DctCm.channel_steps)
+    step: np.ndarray       # float32; 1 for dropped coefficients (their range is [0, 0])
+    cmin: np.ndarray       # integer-valued float32
+    cmax: np.ndarray
+    decode_matrix: np.ndarray  # [G, G], or [C/G, G, G] with per-coefficient steps: scale * inverse(transform) * diag(step)
     kinds: np.ndarray      # [C] uint8 per channel: DROP (its frequency is dropped) / DENSE / MASK
     rice_k: np.ndarray     # [C] uint8: Golomb-Rice parameter per channel
 
@@ -98,8 +100,13 @@ class DctCmSite:
             raise FeatcompError(f"dct-cm group {self.group} does not divide {c} channels")
         if self.kinds.shape != (c,) or self.rice_k.shape != (c,) or np.any(self.rice_k > rice.MAX_K):
             raise FeatcompError(f"dct-cm site needs one coding kind and Rice parameter per channel ({c})")
+        g = self.group
+        if not (self.step.shape == self.cmin.shape == self.cmax.shape and self.step.shape in ((g,), (c,))):
+            raise FeatcompError(f"dct-cm steps and ranges need {g} (per frequency) or {c} (per coefficient) entries each")
+        if self.decode_matrix.shape not in ((g, g), (len(self.step) // g, g, g)):
+            raise FeatcompError("dct-cm decode matrix does not match the steps' shape")
         dropped = (self.cmin == 0) & (self.cmax == 0)
-        if np.any(self.cmin > self.cmax) or np.any((self.kinds == DROP) != dropped[np.arange(c) % self.group]):
+        if np.any(self.cmin > self.cmax) or np.any((self.kinds == DROP) != dropped[self.coefficient_of]):
             raise FeatcompError("dct-cm parameters are inconsistent (coefficient ranges)")
 
     # --- derived -------------------------------------------------------------------------------
@@ -110,6 +117,21 @@ class DctCmSite:
     @property
     def mode(self) -> str:
         return "mask" if self.group == 1 else "dct"
+
+    @property
+    def per_channel(self) -> bool:
+        """Steps and ranges per coefficient (one per channel) rather than per frequency."""
+        return len(self.step) != self.group
+
+    @property
+    def coefficient_of(self) -> np.ndarray:
+        """[C]: the index into step/cmin/cmax of each channel (c mod G per frequency, c per coefficient)."""
+        c = np.arange(self.shape[0])
+        return c if self.per_channel else c % self.group
+
+    def _grouped(self, a: np.ndarray) -> np.ndarray:
+        """step/cmin/cmax shaped to broadcast against [N, C/G, G, H*W]."""
+        return a.reshape(-1, self.group, 1)
 
     @property
     def storage_dtype(self) -> np.dtype:
@@ -138,8 +160,8 @@ class DctCmSite:
         g = self.group
         q = np.clip(np.rint(x4 / self.scale), self.qmin, self.qmax)
         y = self.transform @ q.reshape(n, c // g, g, h * w)
-        coef = np.rint(y / self.step[:, None])
-        coef = np.minimum(np.maximum(coef, self.cmin[:, None]), self.cmax[:, None])
+        coef = np.rint(y / self._grouped(self.step))
+        coef = np.minimum(np.maximum(coef, self._grouped(self.cmin)), self._grouped(self.cmax))
         return coef.reshape(shape).astype(np.int16)
 
     def dequantize(self, symbols: np.ndarray) -> np.ndarray:
@@ -161,7 +183,7 @@ class DctCmSite:
 
     def channel_ranges(self) -> tuple[np.ndarray, np.ndarray]:
         """Each channel's coefficient range (channel c carries frequency c mod G), as int64 [C] lo, hi."""
-        f = np.arange(self.shape[0]) % self.group
+        f = self.coefficient_of
         return self.cmin[f].astype(np.int64), self.cmax[f].astype(np.int64)
 
     def _layout(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -260,37 +282,41 @@ class DctCmSite:
 
     # --- storage in an ONNX model ------------------------------------------------------------------
     def side_arrays(self) -> dict[str, np.ndarray]:
+        """The op inputs as stored: each array in the narrowest type that holds its values exactly (integer
+        arrays as int8/int16, steps and the decode matrix as float16 when calibration rounded them to it);
+        the ops compute in float32 after a Cast, so the values, the symbols and param_id are unchanged."""
         g = self.group
         return {
             "scale": np.asarray(self.scale, np.float32),
             "qmin": np.asarray(self.qmin, np.float32),
             "qmax": np.asarray(self.qmax, np.float32),
-            "transform": self.transform,
-            "step": self.step.reshape(g, 1),
-            "cmin": self.cmin.reshape(g, 1),
-            "cmax": self.cmax.reshape(g, 1),
-            "decode": self.decode_matrix,
+            "transform": compact(self.transform),
+            "step": compact(self.step.reshape(-1, g, 1) if self.per_channel else self.step.reshape(g, 1)),
+            "cmin": compact(self.cmin.reshape(-1, g, 1) if self.per_channel else self.cmin.reshape(g, 1)),
+            "cmax": compact(self.cmax.reshape(-1, g, 1) if self.per_channel else self.cmax.reshape(g, 1)),
+            "decode": compact(self.decode_matrix),
         }
 
     @property
     def side_bytes(self) -> int:
-        return sum(a.nbytes for a in self.side_arrays().values()) + self.kinds.nbytes + self.rice_k.nbytes
+        """Bytes read per inference: the stored op inputs, and one byte per channel for the packer
+        (kind << 4 | Rice k: a kind is 2 bits, k <= 15)."""
+        return sum(a.nbytes for a in self.side_arrays().values()) + self.shape[0]
 
     def attributes(self) -> dict[str, Any]:
         return {"kinds": [int(k) for k in self.kinds], "rice_k": [int(k) for k in self.rice_k], "shape": list(self.shape)}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], attributes: dict[str, Any]) -> "DctCmSite":
-        g = arrays["transform"].shape[0]
         return cls(
             shape=tuple(int(v) for v in attributes["shape"]),  # type: ignore[arg-type]
             scale=np.float32(arrays["scale"]),
             qmin=np.float32(arrays["qmin"]),
             qmax=np.float32(arrays["qmax"]),
             transform=arrays["transform"].astype(np.float32),
-            step=arrays["step"].reshape(g).astype(np.float32),
-            cmin=arrays["cmin"].reshape(g).astype(np.float32),
-            cmax=arrays["cmax"].reshape(g).astype(np.float32),
+            step=arrays["step"].reshape(-1).astype(np.float32),
+            cmin=arrays["cmin"].reshape(-1).astype(np.float32),
+            cmax=arrays["cmax"].reshape(-1).astype(np.float32),
             decode_matrix=arrays["decode"].astype(np.float32),
             kinds=np.asarray(attributes["kinds"], dtype=np.uint8),
             rice_k=np.asarray(attributes["rice_k"], dtype=np.uint8),
@@ -305,7 +331,8 @@ class DctCmSite:
             "scale": float(self.scale),
             "channels": {name: kinds.count(name) for name in ("dense", "mask", "drop")},
             "dropped_frequencies": int(np.count_nonzero((self.cmin == 0) & (self.cmax == 0))),
-            "step": float(self.step[0] / self.transform[0, 0]) if self.group == 1 else None,
+            "step": float(np.mean(self.step) / self.transform[0, 0]) if self.group == 1 else None,
+            "per_channel_steps": self.per_channel,
             "mean_rice_k": float(np.mean(self.rice_k)),
         }
 
@@ -325,6 +352,17 @@ class DctCm:
     grid: int = 12
     name: str = "dct-cm"
     stats_options: dict[str, Any] = field(default_factory=dict)
+    # exponent a of per-channel steps in zero-mask mode (G = 1): delta_c = delta * (w_c / geomean w)^-a, w_c the
+    # channel's consumer sensitivity (ActivationStats.channel_weights); 0.5 is reverse water-filling at high
+    # rate. 0 (default): one step per site. With a > 0 every candidate's SQNR is sensitivity-weighted.
+    channel_steps: float = 0.0
+    # > 0: sites of at least this many pixels (H * W) weight channels by their measured sensitivity
+    # (allocate.channel_sensitivities: C model runs per input), the others have one step; 0: consumer weights
+    measured_pixels: int = 0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.channel_steps) and 0.0 <= self.channel_steps <= 2.0):
+            raise FeatcompError(f"channel_steps must be between 0 and 2, got {self.channel_steps}")
 
     def calibrate(self, stats: ActivationStats) -> DctCmSite:
         site = pick(self.candidates(stats), self.sqnr_db).site
@@ -338,19 +376,74 @@ class DctCm:
         qmax = 127.0 if signed else 255.0
         scale = clip_scale(sample, max(abs(stats.minimum), abs(stats.maximum)), signed)
         q = np.clip(np.rint(sample / scale), -qmax if signed else 0.0, qmax).astype(np.float32)
-        found = [_fit(stats.shape, scale, signed, q, sample, 1, None)]
         c = stats.shape[0]
+        weights = channel_weights(stats, q) if self.channel_steps > 0 else None
+        found = [_fit(stats.shape, scale, signed, q, sample, 1, None, weights)]
         for g in self.groups:
             if c % g or c < g:
                 continue
             low = 1.25 if g == 1 else 0.5
             for delta in np.geomspace(low, 128.0, self.grid):
-                found.append(_fit(stats.shape, scale, signed, q, sample, g, float(delta)))
+                found.append(_fit(stats.shape, scale, signed, q, sample, g, float(delta), weights))
+                if g == 1 and weights is not None:
+                    per = np.clip(float(delta) * weights ** -self.channel_steps, 1.0, 255.0)
+                    found.append(_fit(stats.shape, scale, signed, q, sample, g, per, weights))
         front: list[Candidate] = []
         for cand in sorted(found, key=lambda c: (c.bits_per_value, -c.sqnr_db)):
             if not front or cand.sqnr_db > front[-1].sqnr_db:
                 front.append(cand)
         return front
+
+
+def channel_weights(stats: ActivationStats, q: np.ndarray) -> np.ndarray | None:
+    """The site's consumer sensitivities [C] normalised to geometric mean 1 over the channels that carry
+    signal (so per-channel steps keep the rate of the shared step at high rate); dead channels get 1 (their
+    step does not matter); None when the consumers do not give them."""
+    w = stats.channel_weights
+    if w is None or len(w) != q.shape[1]:
+        return None
+    live = np.any(q != 0, axis=0) & (w > 0)
+    if not live.any():
+        return None
+    w = np.where(live, w, 1.0)
+    return np.asarray(w / np.exp(np.mean(np.log(w[live]))), np.float64)
+
+
+def weighted_sqnr_db(sample: np.ndarray, recon: np.ndarray, weights: np.ndarray | None) -> float:
+    """SQNR with each channel's error weighted by its sensitivity (weights normalised to mean 1)."""
+    if weights is None:
+        return sqnr_db(sample, recon)
+    w = weights / np.mean(weights)
+    err = float(np.sum(np.square(sample.astype(np.float64) - recon) * w[None, :]))
+    signal = float(np.sum(np.square(sample, dtype=np.float64)))
+    return 10.0 * math.log10(max(signal, 1e-30) / max(err, 1e-30))
+
+
+def compact(a: np.ndarray) -> np.ndarray:
+    """a (float32 values) in the narrowest stored type that holds every value exactly: int8, int16 for
+    integers, float16, else float32 as it is. Casting back to float32 restores a bit for bit."""
+    a = np.asarray(a, np.float32)
+    if np.all(np.isfinite(a)) and np.all(a == np.rint(a)):
+        for dtype in (np.int8, np.int16):
+            info = np.iinfo(dtype)
+            if a.size == 0 or (info.min <= a.min() and a.max() <= info.max):
+                return a.astype(dtype)
+    half = a.astype(np.float16)
+    if np.array_equal(half.astype(np.float32), a):
+        return half
+    return a
+
+
+def to_half(a: np.ndarray, tolerance: float = 2.0 ** -11) -> np.ndarray:
+    """float32 a rounded to float16 values when that moves no entry by more than `tolerance` of the largest
+    entry (no overflow, no entry lost to the subnormal range), else a unchanged."""
+    a = np.asarray(a, np.float32)
+    with np.errstate(over="ignore"):
+        half = a.astype(np.float16).astype(np.float32)
+    peak = float(np.max(np.abs(a), initial=0.0))
+    if np.all(np.isfinite(half)) and float(np.max(np.abs(half - a), initial=0.0)) <= tolerance * peak:
+        return half
+    return a
 
 
 def clip_scale(sample: np.ndarray, peak: float, signed: bool) -> np.float32:
@@ -368,31 +461,38 @@ def clip_scale(sample: np.ndarray, peak: float, signed: bool) -> np.float32:
 
 
 def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.ndarray, sample: np.ndarray,
-         group: int, delta: float | None) -> Candidate:
+         group: int, delta: float | np.ndarray | None, weights: np.ndarray | None = None) -> Candidate:
     """The site for one (group, step), with per-channel coding chosen by expected bits.
 
-    delta None means lossless: identity transform, unit step, the full 8-bit range.
+    delta None means lossless: identity transform, unit step, the full 8-bit range. An array delta [C]
+    (G = 1 only) gives every channel its own step. `weights` [C] weight the SQNR per channel.
     """
     s, c = q.shape
     qmax = 127.0 if signed else 255.0
+    per_channel = isinstance(delta, np.ndarray)
     if delta is None:
         t = np.ones((1, 1), np.float32)
         step = np.ones(1)
         coef = q.reshape(-1, 1)
         lo, hi = np.array([-qmax if signed else 0.0]), np.array([qmax])
+        deltas = np.ones(1)
     else:
         t = integer_dct(group)
-        step = delta * np.linalg.norm(t.astype(np.float64), axis=1)
+        deltas = np.asarray(delta, np.float64).reshape(-1)
+        if per_channel and (group != 1 or len(deltas) != c):
+            raise FeatcompError("per-channel steps are for zero-mask mode (G = 1), one per channel")
+        step = to_half((deltas * np.linalg.norm(t.astype(np.float64), axis=1)).astype(np.float32))
+        width = c if per_channel else group
         y = q.reshape(s, c // group, group) @ t.T
-        coef = np.rint(y / step.astype(np.float32)).reshape(-1, group)
+        coef = np.rint(y.reshape(-1, width) / step.astype(np.float32))
         # Ranges are clipped at a high quantile: rare outliers are cheap to clip and costly to allow.
         hi = np.ceil(np.quantile(np.abs(coef), RANGE_QUANTILE, axis=0))
         coef = np.clip(coef, -hi, hi)
         lo = -hi if (signed or group > 1) else np.zeros_like(hi)
     # per channel (channel = group * G + frequency): the cheaper of DENSE and MASK, with its own Rice k
     v = coef.astype(np.int64).reshape(s, c)
-    freq = np.arange(c) % group
-    lo_c = lo[freq].astype(np.int64)
+    index = np.arange(c) if per_channel else np.arange(c) % group  # each channel's step/range entry
+    lo_c = lo[index].astype(np.int64)
     has_sign = lo_c < 0
     k_dense, dense = rice.best_k(np.where(has_sign, np.where(v >= 0, 2 * v, -2 * v - 1), v - lo_c))
     nz = v != 0
@@ -403,23 +503,38 @@ def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.nda
     ks = np.where(use_mask, k_mask, k_dense)
     cost = np.where(use_mask, masked, dense)
     if delta is not None:
-        freq_cost = np.bincount(freq, weights=cost, minlength=group) / (c // group)
-        energy = np.mean(np.square(coef * delta, dtype=np.float64), axis=0)
-        dropped = (hi == 0) | (energy < _RD_SLOPE * delta * delta * freq_cost)
-        kinds[dropped[freq]], cost[dropped[freq]] = DROP, 0.0
+        entries = len(step)
+        entry_cost = np.bincount(index, weights=cost, minlength=entries) / (c // entries)
+        energy = np.mean(np.square(coef * deltas, dtype=np.float64), axis=0)
+        dropped = (hi == 0) | (energy < _RD_SLOPE * deltas * deltas * entry_cost)
+        kinds[dropped[index]], cost[dropped[index]] = DROP, 0.0
     site = _make_site(shape, scale, signed, t, step, lo, hi, kinds, ks)
-    recon = (np.clip(coef, site.cmin, site.cmax) @ site.decode_matrix.T).reshape(s, c)
-    return Candidate(site, float(cost.mean()), sqnr_db(sample, recon))
+    if per_channel:
+        recon = np.clip(coef, site.cmin, site.cmax) * site.decode_matrix.reshape(c)
+    else:
+        recon = (np.clip(coef, site.cmin, site.cmax) @ site.decode_matrix.T).reshape(s, c)
+    bits = float(cost.mean())
+    if weights is not None:  # per-channel steps cost side information: every candidate counts its own
+        bits += 8.0 * site.side_bytes / (shape[0] * shape[1] * shape[2])
+    return Candidate(site, bits, weighted_sqnr_db(sample, recon, weights))
 
 
 def _make_site(shape: tuple[int, int, int], scale: np.float32, signed: bool, transform: np.ndarray,
                step: np.ndarray, cmin: np.ndarray, cmax: np.ndarray, kinds: np.ndarray,
                rice_k: np.ndarray) -> DctCmSite:
     group = transform.shape[0]
-    keep = np.ones(group, bool)
-    keep[np.arange(len(kinds))[kinds == DROP] % group] = False
-    step = np.where(keep, step, 1.0).astype(np.float32)
-    decode = float(scale) * np.linalg.inv(transform.astype(np.float64)) @ np.diag(np.where(keep, step, 0.0))
+    entries = len(step)  # G (per frequency) or C (per coefficient)
+    keep = np.ones(entries, bool)
+    keep[np.arange(len(kinds))[kinds == DROP] % entries] = False
+    # steps and a G x G decode matrix are rounded to float16 values here (when that is exact enough), so that
+    # they are stored in half the bytes and every runtime computes with exactly these values
+    step = to_half(np.where(keep, step, 1.0).astype(np.float32))
+    inverse = float(scale) * np.linalg.inv(transform.astype(np.float64))
+    kept = np.where(keep, step, 0.0).reshape(-1, group)  # [K or 1, G]
+    decode = (inverse[None] * kept[:, None, :]).astype(np.float32)  # inverse @ diag(step) per group
+    decode = decode[0] if entries == group else decode
+    if decode.size > 1:  # a single 1 x 1 decode stays float32 (zero-mask mode reproduces the 8-bit grid exactly)
+        decode = to_half(decode)
     qmax = 127.0 if signed else 255.0
     return DctCmSite(
         shape=shape, scale=np.float32(scale), qmin=np.float32(-qmax if signed else 0.0), qmax=np.float32(qmax),

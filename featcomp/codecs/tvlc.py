@@ -46,7 +46,7 @@ import numpy as np
 
 from featcomp.codecs import bitstream, huffman
 from featcomp.codecs.base import ActivationStats, Candidate, FoldFactors, pick, sqnr_db, storage_dtype
-from featcomp.codecs.dctcm import clip_scale, dct_matrix
+from featcomp.codecs.dctcm import clip_scale, compact, dct_matrix
 from featcomp.codecs.huffman import HuffmanTable
 from featcomp.errors import CodecError, FeatcompError
 
@@ -385,8 +385,8 @@ class TvlcSite:
             "qmax": np.asarray(self.qmax, np.float32),
             "transform": self.transform,
             "step": np.asarray(self.step, np.float32),
-            "cmin": self.cmin.reshape(k, g, 1),
-            "cmax": self.cmax.reshape(k, g, 1),
+            "cmin": compact(self.cmin.reshape(k, g, 1)),  # int8 when the ranges fit (the op casts to float)
+            "cmax": compact(self.cmax.reshape(k, g, 1)),
             "gain": np.asarray(self.gain, np.float32),
         }
 

@@ -42,18 +42,18 @@ def _encode(op: OpSchema, opset: int) -> onnx.FunctionProto:
     """DctCmEncode and TvlcEncode share their arithmetic; MatMul broadcasts a [K,G,G] transform per group."""
     nodes: list[onnx.NodeProto] = []
     target, shape = _group_shape(nodes, "X", "transform", "_")
-    matrix = "transform"
-    lo, hi = "cmin", "cmax"
-    if op is TVLC_ENCODE:  # integer side arrays stored as int16
-        nodes += [helper.make_node("Cast", [name], [f"_{name}f"], to=TensorProto.FLOAT) for name in ("transform", "cmin", "cmax")]
-        matrix, lo, hi = "_transformf", "_cminf", "_cmaxf"
+    # side arrays are stored compactly (int8/int16 integers, float16 steps): exact in float32 after a Cast
+    cast = ("transform", "cmin", "cmax") if op is TVLC_ENCODE else ("transform", "step", "cmin", "cmax")
+    nodes += [helper.make_node("Cast", [name], [f"_{name}f"], to=TensorProto.FLOAT) for name in cast]
+    matrix, lo, hi = "_transformf", "_cminf", "_cmaxf"
+    step = "_stepf" if "step" in cast else "step"
     nodes += [
         helper.make_node("Div", ["X", "scale"], ["_xs"]),
         helper.make_node("Round", ["_xs"], ["_xr"]),
         helper.make_node("Clip", ["_xr", "qmin", "qmax"], ["_q"]),
         helper.make_node("Reshape", ["_q", target], ["_qg"]),
         helper.make_node("MatMul", [matrix, "_qg"], ["_y"]),
-        helper.make_node("Div", ["_y", "step"], ["_ys"]),
+        helper.make_node("Div", ["_y", step], ["_ys"]),
         helper.make_node("Round", ["_ys"], ["_yr"]),
         helper.make_node("Max", ["_yr", lo], ["_ylo"]),
         helper.make_node("Min", ["_ylo", hi], ["_yc"]),
@@ -74,6 +74,9 @@ def _decode(op: OpSchema, opset: int) -> onnx.FunctionProto:
             helper.make_node("Mul", ["_tt", "gain"], ["_dm"]),
         ]
         matrix = "_dm"
+    else:  # the decode matrix may be stored as float16
+        nodes.append(helper.make_node("Cast", [matrix], ["_dmf"], to=TensorProto.FLOAT))
+        matrix = "_dmf"
     nodes += [
         helper.make_node("Reshape", ["_yf", target], ["_yg"]),
         helper.make_node("MatMul", [matrix, "_yg"], ["_xg"]),

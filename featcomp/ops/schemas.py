@@ -37,17 +37,18 @@ DCTCM_ENCODE = OpSchema(
     doc=(
         "DCT-CM encoder. q = clip(round(X / scale), qmin, qmax); per pixel, channels in groups of G: "
         "y = transform @ q; symbols = min(max(round(y / step), cmin), cmax), int16, same shape as X. "
-        "transform is integer-valued, so the symbols are bit-exact across runtimes."
+        "transform is integer-valued, so the symbols are bit-exact across runtimes. The side arrays are stored in "
+        "the narrowest type that holds their values exactly (int8/int16, float16) and cast to float first."
     ),
     inputs=(
         Port("X", "tensor(float) [N,C,H,W]", "activation"),
         Port("scale", "tensor(float) []", "8-bit quantization step"),
         Port("qmin", "tensor(float) []", "0 (uint8) or -127 (int8)"),
         Port("qmax", "tensor(float) []", "255 or 127"),
-        Port("transform", "tensor(float) [G,G]", "integer channel transform (identity when G=1)"),
-        Port("step", "tensor(float) [G,1]", "per-frequency quantization step"),
-        Port("cmin", "tensor(float) [G,1]", "per-frequency lower clip (integer)"),
-        Port("cmax", "tensor(float) [G,1]", "per-frequency upper clip (integer)"),
+        Port("transform", "tensor(int8|int16|float) [G,G]", "integer channel transform (identity when G=1)"),
+        Port("step", "tensor(float16|float) [G,1]", "per-frequency quantization step"),
+        Port("cmin", "tensor(int8|int16|float) [G,1]", "per-frequency lower clip (integer)"),
+        Port("cmax", "tensor(int8|int16|float) [G,1]", "per-frequency upper clip (integer)"),
     ),
     outputs=(Port("Y", "tensor(int16) [N,C,H,W]", "symbols: the integer payload the bitstream codes"),),
     attributes=(
@@ -63,7 +64,7 @@ DCTCM_DECODE = OpSchema(
         "the inverse transform and the 8-bit scale into one G x G matrix).",
     inputs=(
         Port("Y", "tensor(int16) [N,C,H,W]", "symbols from DctCmEncode"),
-        Port("decode", "tensor(float) [G,G]", "scale * inverse(transform) * diag(step)"),
+        Port("decode", "tensor(float16|float) [G,G]", "scale * inverse(transform) * diag(step)"),
     ),
     outputs=(Port("X", "tensor(float) [N,C,H,W]", "reconstructed activation"),),
 )
