@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "coded_bits_per_value": 8.0 * t.coded_bytes / t.values,
         "agreement": float(np.mean(classes == orig_classes)), "held_out_estimate": held.as_dict(),
         "measured_drop": drop, "measured_ci95": Z95 * se, "compress_seconds": seconds,
-        "calibration_estimate": (result.allocation.get("estimated_drop") if result.allocation else None),
+        "calibration_estimate": result.allocation.as_dict().get("estimated_drop"),
     }
     how = f"--output-snr {args.output_snr:g}" if args.output_snr else f"--max-drop {args.max_drop:g}"
     print(f"{args.model} {args.codec} {how} {options or ''}: {t.ratio_vs_int8:.3f}x int8, "
