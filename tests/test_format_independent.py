@@ -368,8 +368,10 @@ def rans_slice(part: bytes, site: Any, desc: dict[str, Any], n: int) -> list[lis
     for ch, p in order:
         t = tokens[(ch, p)]
         if t >= desc["D"]:
-            k = t - desc["D"]
-            mag = desc["D"] - 1 + (1 << k) + r.uint(k)
+            assert desc["D"] == 16
+            k = t - 16
+            e = 4 + k // 4
+            mag = ((4 + k % 4) << (e - 2)) | r.uint(e - 2)
         else:
             mag = t
         v0, a, b = desc["centre"][ch], lo[ch] - desc["centre"][ch], hi[ch] - desc["centre"][ch]
@@ -405,9 +407,9 @@ def rans_slice_write(site: Any, desc: dict[str, Any], values: np.ndarray) -> byt
                 if mag < desc["D"]:
                     t, raw, width = mag, 0, 0
                 else:
-                    r = mag - desc["D"] + 1
-                    width = r.bit_length() - 1
-                    t, raw = desc["D"] + width, r - (1 << width)
+                    e = mag.bit_length() - 1
+                    width = e - 2
+                    t, raw = 16 + 4 * (e - 4) + ((mag >> width) & 3), mag & ((1 << width) - 1)
                 tok[(ch, p)] = t
                 left = klass(tok[(ch, p - 1)]) if j else 0
                 prev = klass(tok[(coded[i - 1], p)]) if i else 0
@@ -442,7 +444,7 @@ def rans_write(site: Any, symbols: np.ndarray) -> bytes:
     desc = parse_rans(site.rans.to_bytes() if isinstance(site, DctCmSite) else site.coder.to_bytes())
     rows = spec_bands(c, h, w)
     flat = symbols.reshape(c, h * w)
-    slices = [rans_slice_write(site, desc, flat[:, a * w:b * w]) for a, b in zip(rows[:-1], rows[1:])]
+    slices = [rans_slice_write(site, desc, flat[:, a * w:b * w]) for a, b in itertools.pairwise(rows)]
     return seal(site.codec_id, site.param_id, site.shape, slices)
 
 

@@ -267,6 +267,15 @@ class DctCmSite:
             total += sum((p + 7) // 8 for p in planes) + _rice_bytes(codes, self.rice_k[channel])
         return total
 
+    def coded_bytes_batch(self, symbols: np.ndarray) -> list[int]:
+        """coded_bytes of each sample of symbols [N, C, H, W]; the rANS coder counts all samples in one pass."""
+        if self.rans is None or len(symbols) < 2:
+            return [self.coded_bytes(one) for one in symbols]
+        slices = [s for one in symbols for s in self._slices(self._streams(one))]
+        sizes = self.rans.payload_bytes(slices, *self.channel_ranges())
+        count = len(slices) // len(symbols)
+        return [bitstream.overhead_bytes(self.shape) + sum(sizes[i:i + count]) for i in range(0, len(sizes), count)]
+
     def encode(self, x: np.ndarray) -> bytes:
         return self.pack(self.symbols(np.asarray(x).reshape(self.shape)))
 

@@ -7,9 +7,10 @@ decodes on its own and the byte count of a slice is a pure function of its symbo
 
 Symbols -> tokens. Each coded channel has a centre (subtracted first); the centred value v becomes a
 magnitude u: v itself when the channel's range is all >= 0, -v when all <= 0, else the zigzag
-(0, -1, 1, -2, ... -> 0, 1, 2, 3, ...). u < D is the token u; larger u are Exp-Golomb buckets: with
-r = u - D + 1 of bit length k + 1, the token is D + k and the k low bits of r follow as raw bits.
-So no value needs an escape and the alphabet (K = D + number of buckets) follows from the ranges.
+(0, -1, 1, -2, ... -> 0, 1, 2, 3, ...). u < D = 16 is the token u; a larger u with top bit e carries
+e and the 2 bits below its top bit in its token (D + 4 (e - 4) + those bits) and its e - 2 low bits
+as raw bits (a hybrid integer code, as in JPEG XL): no value needs an escape, the model sees the shape
+of the tail, and the alphabet K follows from the ranges.
 
 Contexts. A channel belongs to one of a few groups (fitted by the calibration entropy of its tokens),
 and a context adds the magnitude class (0, 1..2, >= 3) of already-coded neighbours: the value to the
@@ -33,6 +34,7 @@ tokens >= D, in step-then-lane order. Bit-level layout: docs/bitstream.md.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 
@@ -47,7 +49,8 @@ LOWER = 1 << 16                 # the state lives in [LOWER, 2**32)
 WORD = 16
 MAX_LANES = 32
 MIN_CHUNK = 8                   # positions per lane at least: each lane costs 4 state bytes per slice
-DIRECT = 16                     # magnitudes below this are tokens of their own
+DIRECT = 16                     # magnitudes below this are tokens of their own (a power of two)
+MANTISSA = 2                    # bits below the top bit that a larger magnitude's token carries
 NO_GROUP = 15                   # group of a channel the coder does not code (constant or dropped)
 MAX_GROUPS = 8
 CONTEXT_MODES = {0: 1, 1: 3, 2: 3, 3: 9}   # none, left, previous channel, both -> contexts per group
@@ -66,28 +69,48 @@ def magnitude_class(tokens: np.ndarray) -> np.ndarray:
     return (tokens > 0).astype(np.int64) + (tokens > 2)
 
 
+def _bit_length(u: np.ndarray) -> np.ndarray:
+    """bit_length of non-negative int64 values (0 for 0)."""
+    n = np.zeros(u.shape, np.int64)
+    v = u.copy()
+    for shift in (32, 16, 8, 4, 2, 1):
+        big = v >= (1 << shift)
+        n += np.where(big, shift, 0)
+        v = np.where(big, v >> shift, v)
+    return n + (v > 0)
+
+
 def _bucket(u: np.ndarray, direct: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tokens, raw-bit widths, raw-bit values) of magnitudes u."""
-    r = np.maximum(u - direct + 1, 1)
-    k = np.where(u >= direct, np.floor(np.log2(r)).astype(np.int64), 0)
-    # floor(log2) in float is exact for r < 2**52; fix any off-by-one at powers of two anyway
-    k = np.where((r >> k) >= 2, k + 1, k)
-    k = np.where((r >> k) == 0, k - 1, k)
-    k = np.where(u >= direct, k, 0)
-    tokens = np.where(u >= direct, direct + k, u)
-    return tokens, k, np.where(u >= direct, r - (1 << k), 0)
+    """(tokens, raw-bit widths, raw-bit values) of magnitudes u: u < D itself; else, with e = bit_length(u) - 1,
+    the token D + (e - log2 D) * 2**MANTISSA + the MANTISSA bits below u's top bit, and e - MANTISSA raw bits."""
+    big = u >= direct
+    e = np.maximum(_bit_length(u) - 1, 0)
+    width = np.where(big, e - MANTISSA, 0)
+    mantissa = np.where(big, (u >> width) & ((1 << MANTISSA) - 1), 0)
+    base = direct.bit_length() - 1
+    tokens = np.where(big, direct + ((e - base) << MANTISSA) + mantissa, u)
+    return tokens, width, np.where(big, u & ((1 << width) - 1), 0)
+
+
+def _unbucket(tokens: np.ndarray, raw: np.ndarray, direct: int) -> np.ndarray:
+    """Inverse of _bucket."""
+    big = tokens >= direct
+    k = np.where(big, tokens - direct, 0)
+    width = np.where(big, (k >> MANTISSA) + (direct.bit_length() - 1) - MANTISSA, 0)
+    top = (1 << MANTISSA) + (k & ((1 << MANTISSA) - 1))
+    return np.where(big, (top << width) | raw, tokens)
 
 
 def _alphabet(umax: int, direct: int) -> tuple[int, int]:
     """(D, K) for magnitudes up to umax."""
     if umax < direct:
         return umax + 1, umax + 1
-    return direct, direct + int(umax - direct + 1).bit_length()
+    return direct, direct + (umax.bit_length() - direct.bit_length() + 1) * (1 << MANTISSA)
 
 
 def _quantize(counts: np.ndarray) -> np.ndarray:
     """12-bit frequencies [T, K] from counts [T, K]: every token >= 1, each row adds up to TOTAL."""
-    t, k = counts.shape
+    _t, k = counts.shape
     if k > TOTAL // 2:
         raise FeatcompError(f"rans alphabet of {k} tokens is too large for {PRECISION}-bit frequencies")
     total = counts.sum(axis=1, keepdims=True)
@@ -126,7 +149,9 @@ class RansCoder:
         live = self.group_of[self.group_of != NO_GROUP]
         if live.size and int(live.max()) >= self.groups:
             raise CodecError("rans coder refers to a group it has no tables for")
-        if not 1 <= self.direct <= self.freq.shape[1]:
+        k = self.freq.shape[1]
+        if not (1 <= self.direct <= k and (self.direct == k or (self.direct == DIRECT and (k - DIRECT) % (1 << MANTISSA) == 0
+                                                                 and k - DIRECT <= 60 << MANTISSA))):
             raise CodecError("rans coder alphabet is inconsistent")
 
     @property
@@ -259,9 +284,9 @@ class RansCoder:
         c, n = tokens.shape
         order = np.full((c, lanes * chunk), -1, np.int64)
         order[:, :n] = np.arange(c * n).reshape(c, n)
-        order = order.reshape(c, lanes, chunk).transpose(0, 2, 1).reshape(-1)
-        order = order[order >= 0]
-        return index, valid, widths.reshape(-1)[order], raw.reshape(-1)[order], lanes
+        flat = order.reshape(c, lanes, chunk).transpose(0, 2, 1).reshape(-1)
+        flat = flat[flat >= 0]
+        return index, valid, widths.reshape(-1)[flat], raw.reshape(-1)[flat], lanes
 
     def _encode(self, index: np.ndarray, valid: np.ndarray, collect: bool) -> tuple[np.ndarray, np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
         """Run the encoder over rows (lanes of any number of slices) [R, T], last step first.
@@ -288,7 +313,7 @@ class RansCoder:
 
     def payload(self, s: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bytes:
         """One slice's bytes for its symbols s [C, n]; lo, hi [C] the channel ranges."""
-        index, valid, widths, raw, lanes = self._prepare(s, lo, hi)
+        index, valid, widths, raw, _lanes = self._prepare(s, lo, hi)
         states, _, steps = self._encode(index, valid, collect=True)
         words = np.concatenate([w for _, _, w in reversed(steps)]) if steps else np.zeros(0, np.int64)
         writer = bitstream.BitWriter()
@@ -363,11 +388,12 @@ class RansCoder:
         if np.any(x != LOWER):
             raise CodecError("rans slice is corrupted (the lane states do not return to their start)")
         flat = tokens.transpose(0, 2, 1)[:, valid.T].reshape(-1)        # step-then-lane order
-        widths = np.where(flat >= self.direct, flat - self.direct, 0)
+        big = flat >= self.direct
+        widths = np.where(big, ((flat - self.direct) >> MANTISSA) + (self.direct.bit_length() - 1) - MANTISSA, 0)
         reader = bitstream.BitReader(memoryview(body)[2 * cursor:])
         raw = reader.uint_var(widths)
         reader.finish()
-        u_flat = np.where(flat >= self.direct, self.direct - 1 + (1 << widths) + raw, flat)
+        u_flat = _unbucket(flat, raw, self.direct)
         # back to raster order [C, n]: step-then-lane within a channel is (j, l), position l*chunk + j
         pos = (np.arange(lanes)[None, :] * chunk + np.arange(chunk)[:, None])[valid.T]
         u = np.zeros((c, n), np.int64)
@@ -394,7 +420,7 @@ class RansCoder:
             return coder, float(len(coder.to_bytes()))
         # tokens and neighbour classes of every band, as the coder will see them
         toks, lefts, prevs, extra, states = [], [], [], 0.0, 0
-        for a, b in zip(bands[:-1], bands[1:]):
+        for a, b in itertools.pairwise(bands):
             n = int(b - a) * w
             for one in samples:
                 u = probe._magnitudes(one[:, int(a) * w:int(b) * w], lo, hi)

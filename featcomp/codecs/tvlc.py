@@ -391,6 +391,15 @@ class TvlcSite:
         p = counts[counts > 0] / (h * w)
         return float(-np.sum(counts[counts > 0] * np.log2(p)))
 
+    def coded_bytes_batch(self, symbols: np.ndarray) -> list[int]:
+        """coded_bytes of each sample of symbols [N, C, H, W]; the rANS coder counts all samples in one pass."""
+        if not isinstance(self.coder, RansCoder) or len(symbols) < 2:
+            return [self.coded_bytes(one) for one in symbols]
+        slices = [s + self.coder.centre[:, None] for one in symbols for s in self._slices(one)]
+        sizes = self.coder.payload_bytes(slices, *self._ranges())
+        count = len(slices) // len(symbols)
+        return [bitstream.overhead_bytes(self.shape) + sum(sizes[i:i + count]) for i in range(0, len(sizes), count)]
+
     def encode(self, x: np.ndarray) -> bytes:
         return self.pack(self.symbols(np.asarray(x).reshape(self.shape)))
 
