@@ -240,8 +240,7 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     if args.codec != "transform-vlc" and (args.transform is not None or args.step is not None or args.fold):
         raise FeatcompError("--transform, --step and --fold belong to --codec transform-vlc")
     if args.entropy_coder is not None:
-        own = "rice" if args.codec == "dct-cm" else "huffman"
-        options["coder"] = own if args.entropy_coder == "own" else args.entropy_coder
+        options["coder"] = args.entropy_coder
     if args.fold:
         options["fold"] = True
     if args.transform is not None:

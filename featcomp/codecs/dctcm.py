@@ -50,7 +50,7 @@ KIND_NAMES = {DROP: "drop", DENSE: "dense", MASK: "mask"}
 TRANSFORM_BITS = 7  # the integer DCT is round(2**7 * orthonormal DCT): exact in float32 for G <= 64
 CLIP_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)  # of the calibration peak
 RANGE_QUANTILE = 0.9999  # coefficient ranges cover this fraction of calibration values
-CODERS = ("auto", "rice", "rans")  # entropy coder: the cheaper per site (auto), or one of them
+CODERS = ("auto", "own", "rice", "rans")  # entropy coder: the cheaper per site (auto), or one of them (own = rice)
 SPATIAL_VALUES = 1 << 18  # whole-sample values kept to fit and measure the rANS coder (its contexts are spatial)
 _RD_SLOPE = 2.0 * math.log(2.0) / 12.0  # dD/dR of a uniform quantizer at high rate, per step^2
 
@@ -361,6 +361,8 @@ class DctCm:
     def __post_init__(self) -> None:
         if self.coder not in CODERS:
             raise FeatcompError(f"unknown entropy coder '{self.coder}'; choose one of: {', '.join(CODERS)}")
+        if self.coder == "own":
+            object.__setattr__(self, "coder", "rice")
         if self.coder == "rice":
             object.__setattr__(self, "stats_options", {})
 
@@ -410,7 +412,7 @@ def _with_rans(cand: Candidate, spatial: np.ndarray, force: bool) -> Candidate:
     lo, hi = site.channel_ranges()
     rows = bitstream.bands(site.shape)
     model, _ = RansCoder.fit(sym, lo, hi, site.kinds != DROP, np.zeros(c, np.int64), rows)
-    other = replace(site, rans=model, rice_k=np.zeros_like(site.rice_k))
+    other = replace(site, rans=model)  # rice_k kept (not read, not counted): replace(rans=None) compares coders
     rice_bytes = sum(site.coded_bytes(one.reshape(site.shape)) for one in sym) / len(sym)
     slices = [one[:, a * w:b * w] for one in sym for a, b in zip(rows[:-1], rows[1:])]
     rans_bytes = bitstream.overhead_bytes(site.shape) + sum(model.payload_bytes(slices, lo, hi)) / len(sym)

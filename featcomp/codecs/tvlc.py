@@ -53,7 +53,7 @@ from featcomp.errors import CodecError, FeatcompError
 
 CODEC_ID = 2
 TRANSFORMS = ("pca", "dct", "none")
-CODERS = ("auto", "huffman", "rans")  # entropy coder: the cheaper of the two per site (auto), or one of them
+CODERS = ("auto", "own", "huffman", "rans")  # entropy coder: the cheaper per site (auto), or one of them (own = huffman)
 RUN_MAX = 64               # longest zero run one token stands for
 MAX_CODE_LENGTH = 16       # longest Huffman codeword
 EXACT = float(1 << 24)     # float32 holds every integer below this exactly
@@ -494,6 +494,8 @@ class TransformVlc:
             raise FeatcompError(f"unknown transform '{self.transform}'; choose one of: {', '.join(TRANSFORMS)}")
         if self.coder not in CODERS:
             raise FeatcompError(f"unknown entropy coder '{self.coder}'; choose one of: {', '.join(CODERS)}")
+        if self.coder == "own":
+            object.__setattr__(self, "coder", "huffman")
         if self.step is not None and not (math.isfinite(self.step) and self.step > 0):
             raise FeatcompError(f"--step must be a positive number (8-bit quantization steps), got {self.step}")
 
