@@ -52,7 +52,8 @@ MIN_CHUNK = 8                   # positions per lane at least: each lane costs 4
 DIRECT = 16                     # magnitudes below this are tokens of their own (a power of two)
 MANTISSA = 2                    # bits below the top bit that a larger magnitude's token carries
 NO_GROUP = 15                   # group of a channel the coder does not code (constant or dropped)
-MAX_GROUPS = 8
+MAX_GROUPS = 15                 # groups 0..14 (a 4-bit number per channel; 15 = not coded)
+LLOYD_ROUNDS = 4                # refinements of the channel groups (each channel to the table that codes it best)
 CONTEXT_MODES = {0: 1, 1: 3, 2: 3, 3: 9}   # none, left, previous channel, both -> contexts per group
 _HEAD = struct.Struct("<BBBBBHB")          # format, D, K, groups, context mode, channels, flags
 FORMAT = 1
@@ -106,6 +107,20 @@ def _alphabet(umax: int, direct: int) -> tuple[int, int]:
     if umax < direct:
         return umax + 1, umax + 1
     return direct, direct + (umax.bit_length() - direct.bit_length() + 1) * (1 << MANTISSA)
+
+
+def _refine(group: np.ndarray, hist: np.ndarray, groups: int) -> np.ndarray:
+    """Lloyd rounds on channel token histograms [C, K]: each group's table from its channels, then each channel
+    to the group whose table codes its tokens in the fewest bits (empty groups keep their channels' old place)."""
+    for _ in range(LLOYD_ROUNDS):
+        counts = np.zeros((groups, hist.shape[1]))
+        np.add.at(counts, group, hist)
+        q = _quantize(counts) / TOTAL
+        new = np.argmin(-hist @ np.log2(q).T, axis=1)
+        if np.array_equal(new, group):
+            break
+        group = new
+    return np.searchsorted(np.unique(group), group).astype(np.int64)  # empty groups dropped
 
 
 def _quantize(counts: np.ndarray) -> np.ndarray:
@@ -451,10 +466,11 @@ class RansCoder:
             entropy = -np.sum(np.where(p > 0, p * np.log2(p), 0.0), axis=1)
         rank = np.argsort(np.argsort(entropy, kind="stable"), kind="stable")
         best: tuple[float, RansCoder] | None = None
-        for groups in (1, 2, 4, MAX_GROUPS):
-            if groups > len(live_idx):
+        for wanted in (1, 2, 4, 8, MAX_GROUPS):
+            if wanted > len(live_idx):
                 continue
-            group_live = (rank * groups // len(live_idx)).astype(np.int64)
+            group_live = _refine((rank * wanted // len(live_idx)).astype(np.int64), per_channel, wanted)
+            groups = int(group_live.max()) + 1
             for mode in CONTEXT_MODES:
                 nctx = CONTEXT_MODES[mode]
                 ctx_of = {0: np.zeros_like(left), 1: left, 2: prev, 3: 3 * left + prev}[mode]
