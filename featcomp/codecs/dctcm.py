@@ -213,6 +213,9 @@ class DctCmSite:
 
     def pack(self, symbols: np.ndarray) -> bytes:
         s = self._streams(symbols)
+        if self.rans is not None:  # all slices in one encoder pass
+            return bitstream.write(self.codec_id, self.param_id, self.shape,
+                                   self.rans.payloads(self._slices(s), *self.channel_ranges()))
         return bitstream.write(self.codec_id, self.param_id, self.shape, [self._payload(one) for one in self._slices(s)])
 
     def _read_payload(self, payload: memoryview, n: int) -> np.ndarray:

@@ -123,6 +123,19 @@ def _refine(group: np.ndarray, hist: np.ndarray, groups: int) -> np.ndarray:
     return np.searchsorted(np.unique(group), group).astype(np.int64)  # empty groups dropped
 
 
+def _stack(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The lanes of several slices as the rows of one [R, T] array (shorter slices padded with invalid cells)."""
+    steps = max(p[0].shape[1] for p in parts)
+    index = np.zeros((sum(p[4] for p in parts), steps), np.int64)
+    valid = np.zeros(index.shape, bool)
+    at = 0
+    for p in parts:
+        index[at:at + p[4], :p[0].shape[1]] = p[0]
+        valid[at:at + p[4], :p[0].shape[1]] = p[1]
+        at += p[4]
+    return index, valid
+
+
 def _quantize(counts: np.ndarray) -> np.ndarray:
     """12-bit frequencies [T, K] from counts [T, K]: every token >= 1, each row adds up to TOTAL."""
     _t, k = counts.shape
@@ -328,26 +341,39 @@ class RansCoder:
 
     def payload(self, s: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bytes:
         """One slice's bytes for its symbols s [C, n]; lo, hi [C] the channel ranges."""
-        index, valid, widths, raw, _lanes = self._prepare(s, lo, hi)
+        return self.payloads([s], lo, hi)[0]
+
+    def payloads(self, slices: list[np.ndarray], lo: np.ndarray, hi: np.ndarray) -> list[bytes]:
+        """The bytes of each slice, all slices encoded together (one step loop for all their lanes)."""
+        parts = [self._prepare(s, lo, hi) for s in slices]
+        if not parts:
+            return []
+        index, valid = _stack(parts)
         states, _, steps = self._encode(index, valid, collect=True)
-        words = np.concatenate([w for _, _, w in reversed(steps)]) if steps else np.zeros(0, np.int64)
-        writer = bitstream.BitWriter()
-        writer.uint_var(raw, widths)
-        return states.astype("<u4").tobytes() + words.astype("<u2").tobytes() + writer.tobytes()
+        owner = np.repeat(np.arange(len(parts)), [p[4] for p in parts])
+        if steps:
+            t = np.concatenate([np.full(len(who), step) for step, who, _ in steps])
+            rows = np.concatenate([who for _, who, _ in steps])
+            words = np.concatenate([w for _, _, w in steps])
+            order = np.lexsort((rows, t, owner[rows]))  # per slice: steps in increasing order, lanes in order
+            words, first = words[order], np.searchsorted(owner[rows][order], np.arange(len(parts) + 1))
+        else:
+            words, first = np.zeros(0, np.int64), np.zeros(len(parts) + 1, np.int64)
+        out, at = [], 0
+        for k, p in enumerate(parts):
+            writer = bitstream.BitWriter()
+            writer.uint_var(p[3], p[2])
+            out.append(states[at:at + p[4]].astype("<u4").tobytes()
+                       + words[first[k]:first[k + 1]].astype("<u2").tobytes() + writer.tobytes())
+            at += p[4]
+        return out
 
     def payload_bytes(self, slices: list[np.ndarray], lo: np.ndarray, hi: np.ndarray) -> list[int]:
         """len(payload(s)) for each slice, all slices encoded together (one step loop for all their lanes)."""
         parts = [self._prepare(s, lo, hi) for s in slices]
         if not parts:
             return []
-        steps = max(p[0].shape[1] for p in parts)
-        index = np.zeros((sum(p[4] for p in parts), steps), np.int64)
-        valid = np.zeros(index.shape, bool)
-        at = 0
-        for p in parts:
-            index[at:at + p[4], :p[0].shape[1]] = p[0]
-            valid[at:at + p[4], :p[0].shape[1]] = p[1]
-            at += p[4]
+        index, valid = _stack(parts)
         _, emitted, _ = self._encode(index, valid, collect=False)
         sizes, at = [], 0
         for p in parts:

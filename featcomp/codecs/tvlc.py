@@ -332,6 +332,9 @@ class TvlcSite:
         return writer.tobytes()
 
     def pack(self, symbols: np.ndarray) -> bytes:
+        if isinstance(self.coder, RansCoder):  # all slices in one encoder pass
+            slices = [s + self.coder.centre[:, None] for s in self._slices(symbols)]
+            return bitstream.write(self.codec_id, self.param_id, self.shape, self.coder.payloads(slices, *self._ranges()))
         return bitstream.write(self.codec_id, self.param_id, self.shape, [self._payload(s) for s in self._slices(symbols)])
 
     def _read_payload(self, payload: memoryview, n: int) -> np.ndarray:
