@@ -327,3 +327,22 @@ def test_compile_with_the_tir_coder_refuses_rans_sites(cli, tmp_path) -> None:  
     lines = run.err.strip().splitlines()
     assert len(lines) == 1 and "rANS coded" in lines[0] and "--entropy-coder own" in lines[0], run.err
     assert not (tmp_path / "bundle").exists()
+
+
+def test_compress_cli_entropy_coder(cli, tmp_path) -> None:  # noqa: ANN001 - conftest's Run
+    """--entropy-coder rans makes every site rANS coded, own none; the report names each site's coder."""
+    import json
+
+    import models
+
+    calib = tmp_path / "calib.npz"
+    x = np.random.default_rng(0).normal(size=(4, 3, models.SIZE, models.SIZE)).astype(np.float32)
+    np.savez(calib, **{models.INPUT: x})
+    path = models.save(models.two_convs(), tmp_path / "m.onnx")
+    for coder, want in (("rans", {"rans"}), ("own", {"rice"})):
+        out, report = tmp_path / f"{coder}.fc.onnx", tmp_path / f"{coder}.json"
+        run = cli("compress", path, "--calib", calib, "--sqnr", "30", "--entropy-coder", coder, "-o", out,
+                  "--report", report, "-q")
+        assert run.code == 0, run.err
+        sites = json.loads(report.read_text())["sites"]
+        assert {s["coder"] for s in sites} == want

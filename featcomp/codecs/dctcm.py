@@ -27,6 +27,9 @@ starting on a byte boundary, each in channel order (docs/bitstream.md has the bi
 4. Rice remainders (k_c bits) of every coded value (all of a flagged DENSE channel, the nonzeros
    of a flagged MASK channel);
 5. Rice quotients of the same values, in unary (q zeros, then a one).
+
+Instead of these planes, a site can code its slices with the context-modelled rANS coder (rans.py, codec
+id + 128): calibration (coder="auto") keeps whichever gives fewer real bytes on whole calibration samples.
 """
 
 from __future__ import annotations

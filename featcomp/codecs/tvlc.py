@@ -32,6 +32,9 @@ count of each class that has live planes (class order; each count MSB first in b
 * W) bits), then per such class one Huffman plane holding the tokens of its planes' rows in the band, in
 channel order. Runs do not cross slices either: every slice decodes on its own. Constant planes
 (NO_TABLE) are not in the stream and decode to cmin (== cmax). Bit-level layout: docs/bitstream.md.
+
+Instead of the Huffman tokens, a site can code its slices with the context-modelled rANS coder (rans.py,
+codec id + 128): calibration (coder="auto") keeps whichever gives fewer real bytes on the whole samples.
 """
 
 from __future__ import annotations
