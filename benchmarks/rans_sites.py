@@ -95,7 +95,7 @@ def main() -> None:
             tot["own_entropy"] += ent / 8
             tot["own_rans"] += sum(sizes)
     bpv = lambda b, v: "" if b is None else f"{8 * b / v:.3f}"  # noqa: E731
-    lines = [f"`{Path(args.model).name}`, {len(files)} images of {Path(args.images).name}; payload bits/value "
+    lines = [f"`{Path(args.model).name}`, {len(files)} images of {Path(args.images).parent.name}; payload bits/value "
              "(container included, side information excluded)", "",
              "| site | shape | mode | coder | own coder | rANS | order-0 entropy | pack ms | unpack ms |",
              "|---|---|---|---|---|---|---|---|---|"]
