@@ -485,24 +485,29 @@ class RansCoder:
         left = np.concatenate(lefts, axis=1)
         prev = np.concatenate(prevs, axis=1)
         fixed = (extra + states) / n_s
+        # one joint histogram (channel, left class, previous-channel class, token); every model is counted from it
+        nlive = len(live_idx)
+        cells = ((np.arange(nlive, dtype=np.int64)[:, None] * 3 + left) * 3 + prev) * k + tok
+        joint = np.bincount(cells.reshape(-1), minlength=nlive * 9 * k).reshape(nlive, 3, 3, k).astype(np.float64)
+        per_context = {0: joint.sum(axis=(1, 2))[:, None], 1: joint.sum(axis=2), 2: joint.sum(axis=1),
+                       3: joint.reshape(nlive, 9, k)}
         # channel order by entropy of their tokens, for grouping
-        per_channel = np.stack([np.bincount(row, minlength=k) for row in tok]).astype(np.float64)
+        per_channel = per_context[0][:, 0]
         p = per_channel / per_channel.sum(axis=1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             entropy = -np.sum(np.where(p > 0, p * np.log2(p), 0.0), axis=1)
         rank = np.argsort(np.argsort(entropy, kind="stable"), kind="stable")
         best: tuple[float, RansCoder] | None = None
         for wanted in (1, 2, 4, 8, MAX_GROUPS):
-            if wanted > len(live_idx):
+            if wanted > nlive:
                 continue
-            group_live = _refine((rank * wanted // len(live_idx)).astype(np.int64), per_channel, wanted)
+            group_live = _refine((rank * wanted // nlive).astype(np.int64), per_channel, wanted)
             groups = int(group_live.max()) + 1
-            for mode in CONTEXT_MODES:
-                nctx = CONTEXT_MODES[mode]
-                ctx_of = {0: np.zeros_like(left), 1: left, 2: prev, 3: 3 * left + prev}[mode]
-                table = (group_live[:, None] * nctx + ctx_of) * k + tok
-                counts = np.bincount(table.reshape(-1), minlength=groups * nctx * k).reshape(groups * nctx, k)
-                freq = _quantize(counts.astype(np.float64))
+            for mode, nctx in CONTEXT_MODES.items():
+                grouped = np.zeros((groups, nctx, k))
+                np.add.at(grouped, group_live, per_context[mode])
+                counts = grouped.reshape(groups * nctx, k)
+                freq = _quantize(counts)
                 bits = -float(np.sum(counts * np.log2(freq / TOTAL)))
                 group_of = np.full(c, NO_GROUP, np.uint8)
                 group_of[live_idx] = group_live
