@@ -152,7 +152,8 @@ def main() -> int:
         spec = input_spec(model)
         photos = Preprocess.parse(zoo.DEFAULT_PREPROCESS)
         calib = ImageReader(zoo.sample_images(), photos, spec, None, role="calibration")
-        compressed = api.compress(model, calib, codec=args.codec, quality=OutputSnr(20.0)).model
+        compressed = api.compress(model, calib, codec=args.codec, quality=OutputSnr(20.0),
+                                  codec_options={"coder": "own"}).model  # TIR: no rANS
         pairs = find_pairs(compressed)
         probe = ort.session(ort.with_outputs(compressed, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs)))
         outs = ort.run(probe, {spec.name: photos.load(zoo.sample_images()[args.photo])[None]})

@@ -183,6 +183,9 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
                    help=f"an ONNX model; without one, the embedded default job ({DEFAULT_NAME} on sample photos)")
     p.add_argument("-o", "--output", metavar="OUT", help=f"compressed model to write (default job: {DEFAULT_OUT})")
     p.add_argument("--codec", default="dct-cm", choices=("dct-cm", "transform-vlc"), help="codec (default: dct-cm)")
+    p.add_argument("--entropy-coder", choices=("auto", "own", "rans"), default=None,
+                   help="per site the cheaper of the codec's own coder (dct-cm: Rice, transform-vlc: Huffman) and the "
+                        "context-modelled rANS coder (auto, the default), or always one of them")
     p.add_argument("--transform", choices=("pca", "dct", "none"),
                    help="transform-vlc only: calibrated PCA per channel group (default), DCT, or none")
     p.add_argument("--fold", action="store_true",
@@ -244,7 +247,9 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
         raise FeatcompError(f"{name} has no site named '{unknown[0]}'; 'featcomp inspect' lists the sites")
     if args.codec != "transform-vlc" and (args.transform is not None or args.step is not None or args.fold):
         raise FeatcompError("--transform, --step and --fold belong to --codec transform-vlc")
-    codec_options = {"transform": args.transform} if args.transform is not None else {}
+    codec_options: dict[str, Any] = {"transform": args.transform} if args.transform is not None else {}
+    if args.entropy_coder is not None:
+        codec_options["coder"] = args.entropy_coder
     labels = {"labels": args.labels, "label_offset": args.label_offset} if args.labels is not None else {}
 
     def reader(role: str) -> InputReader:  # an InputReader is consumed once: one per pass

@@ -116,9 +116,9 @@ def signed_gated(rng: np.random.Generator, n: int, shape: tuple[int, int, int] =
     return (x * (rng.random((n, 1, *shape[1:])) < 0.3)).astype(np.float32)
 
 
-def activation_stats(name: str, x: np.ndarray) -> ActivationStats:
+def activation_stats(name: str, x: np.ndarray, spatial_values: int = 0) -> ActivationStats:
     """Statistics as calibration collects them, one sample per update."""
-    stats = ActivationStats(name, tuple(x.shape[1:]))
+    stats = ActivationStats(name, tuple(x.shape[1:]), spatial_values=spatial_values)
     for sample in x:
         stats.update(sample[None])
     return stats

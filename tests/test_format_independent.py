@@ -168,7 +168,7 @@ def dctcm_param_id(site: DctCmSite) -> int:
     for a in (site.scale, site.qmin, site.qmax, site.transform, site.step, site.cmin, site.cmax,
               site.decode_matrix, site.kinds, site.rice_k):
         crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
-    return crc
+    return crc if site.rans is None else zlib.crc32(site.rans.to_bytes(), crc)
 
 
 # --- transform-VLC ------------------------------------------------------------------------------------------
@@ -276,6 +276,181 @@ def tvlc_param_id(site: TvlcSite) -> int:
     for a in (site.scale, site.qmin, site.qmax, site.transform, site.step, site.cmin, site.cmax, site.gain):
         crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
     return zlib.crc32(site.coder.to_bytes(), crc)
+
+
+# --- rANS ----------------------------------------------------------------------------------------------------
+
+RANS_CONTEXTS = {0: 1, 1: 3, 2: 3, 3: 9}
+
+
+def parse_rans(data: bytes) -> dict[str, Any]:
+    """The rANS coder description, field by field."""
+    fmt, direct, k, groups, mode, c, flags = struct.unpack_from("<BBBBBHB", data)
+    assert fmt == 1 and flags in (0, 1)
+    at = 8
+    centre = [int(v) for v in struct.unpack_from(f"<{c}h", data, at)] if flags else [0] * c
+    at += 2 * c * flags
+    nibbles = []
+    for byte in data[at:at + (c + 1) // 2]:
+        nibbles += [byte >> 4, byte & 15]
+    if c % 2:
+        assert nibbles[-1] == 0
+    at += (c + 1) // 2
+    tables = []
+    for _ in range(groups * RANS_CONTEXTS[mode]):
+        f = [v + 1 for v in struct.unpack_from(f"<{k}H", data, at)]
+        assert sum(f) == 4096 and min(f) >= 1
+        tables.append(f)
+        at += 2 * k
+    assert at == len(data)
+    return {"D": direct, "K": k, "X": RANS_CONTEXTS[mode], "mode": mode, "centre": centre, "group": nibbles[:c],
+            "tables": tables}
+
+
+def rans_ranges(site: Any) -> tuple[list[int], list[int]]:
+    """Each channel's symbol range, as the rANS section says the codec fixes it."""
+    c = site.shape[0]
+    if isinstance(site, DctCmSite):
+        g = site.transform.shape[0]
+        return [int(site.cmin[ch % g]) for ch in range(c)], [int(site.cmax[ch % g]) for ch in range(c)]
+    return [int(v) for v in site.cmin.reshape(c)], [int(v) for v in site.cmax.reshape(c)]
+
+
+def rans_lanes(n: int) -> tuple[int, int]:
+    chunk = max(8, -(-n // 32))
+    return -(-n // chunk), chunk
+
+
+def rans_context(desc: dict[str, Any], left: int, prev: int) -> int:
+    return [0, left, prev, 3 * left + prev][desc["mode"]]
+
+
+def klass(t: int) -> int:
+    return 0 if t == 0 else 1 if t <= 2 else 2
+
+
+def rans_slice(part: bytes, site: Any, desc: dict[str, Any], n: int) -> list[list[int]]:
+    """Values [C][n] of one rANS slice, one token at a time."""
+    lo, hi = rans_ranges(site)
+    c = len(lo)
+    coded = [ch for ch in range(c) if desc["group"][ch] != 15]
+    out = [[lo[ch]] * n for ch in range(c)]
+    if not coded or n == 0:
+        assert part == b""
+        return out
+    lanes, chunk = rans_lanes(n)
+    x = [u(part, 4 * lane, 4) for lane in range(lanes)]
+    assert all(v >= 1 << 16 for v in x)
+    at = 4 * lanes
+    tokens: dict[tuple[int, int], int] = {}
+    order: list[tuple[int, int]] = []
+    for i, ch in enumerate(coded):
+        for j in range(chunk):
+            for lane in range(lanes):
+                p = lane * chunk + j
+                if p >= n:
+                    continue
+                left = klass(tokens[(ch, p - 1)]) if j else 0
+                prev = klass(tokens[(coded[i - 1], p)]) if i else 0
+                f = desc["tables"][desc["group"][ch] * desc["X"] + rans_context(desc, left, prev)]
+                slot = x[lane] % 4096
+                s, base = 0, 0
+                while not base <= slot < base + f[s]:
+                    base += f[s]
+                    s += 1
+                x[lane] = f[s] * (x[lane] >> 12) + slot - base
+                if x[lane] < 1 << 16:
+                    x[lane] = (x[lane] << 16) | u(part, at, 2)
+                    at += 2
+                tokens[(ch, p)] = s
+                order.append((ch, p))
+    assert x == [1 << 16] * lanes
+    r = Bits(part[at:])
+    for ch, p in order:
+        t = tokens[(ch, p)]
+        if t >= desc["D"]:
+            assert desc["D"] == 16
+            k = t - 16
+            e = 4 + k // 4
+            mag = ((4 + k % 4) << (e - 2)) | r.uint(e - 2)
+        else:
+            mag = t
+        v0, a, b = desc["centre"][ch], lo[ch] - desc["centre"][ch], hi[ch] - desc["centre"][ch]
+        v = mag if a >= 0 else -mag if b <= 0 else (mag // 2 if mag % 2 == 0 else -(mag + 1) // 2)
+        out[ch][p] = v + v0
+        assert lo[ch] <= out[ch][p] <= hi[ch]
+    r.end_plane()
+    r.end()
+    return out
+
+
+def rans_slice_write(site: Any, desc: dict[str, Any], values: np.ndarray) -> bytes:
+    """One slice [C, n] as the rANS section describes the encoder: backwards from states 2**16."""
+    lo, hi = rans_ranges(site)
+    c, n = values.shape
+    coded = [ch for ch in range(c) if desc["group"][ch] != 15]
+    if not coded or n == 0:
+        return b""
+    lanes, chunk = rans_lanes(n)
+    steps = []  # (token, table, raw bits, raw width) in decoding order, per step a list over lanes
+    tok: dict[tuple[int, int], int] = {}
+    for i, ch in enumerate(coded):
+        for j in range(chunk):
+            row = []
+            for lane in range(lanes):
+                p = lane * chunk + j
+                if p >= n:
+                    row.append(None)
+                    continue
+                v = int(values[ch, p]) - desc["centre"][ch]
+                a, b = lo[ch] - desc["centre"][ch], hi[ch] - desc["centre"][ch]
+                mag = v if a >= 0 else -v if b <= 0 else (2 * v if v >= 0 else -2 * v - 1)
+                if mag < desc["D"]:
+                    t, raw, width = mag, 0, 0
+                else:
+                    e = mag.bit_length() - 1
+                    width = e - 2
+                    t, raw = 16 + 4 * (e - 4) + ((mag >> width) & 3), mag & ((1 << width) - 1)
+                tok[(ch, p)] = t
+                left = klass(tok[(ch, p - 1)]) if j else 0
+                prev = klass(tok[(coded[i - 1], p)]) if i else 0
+                row.append((t, desc["group"][ch] * desc["X"] + rans_context(desc, left, prev), raw, width))
+            steps.append(row)
+    x = [1 << 16] * lanes
+    words: list[list[int]] = []
+    for row in reversed(steps):
+        emitted = []
+        for lane, cell in enumerate(row):
+            if cell is None:
+                continue
+            t, table, _, _ = cell
+            f = desc["tables"][table]
+            if x[lane] >= f[t] << 20:
+                emitted.append(x[lane] & 0xFFFF)
+                x[lane] >>= 16
+            x[lane] = ((x[lane] // f[t]) << 12) + x[lane] % f[t] + sum(f[:t])
+        words.append(emitted)
+    p = Planes()
+    for row in steps:
+        for cell in row:
+            if cell is not None:
+                p.put(cell[2], cell[3])
+    p.end_plane()
+    body = b"".join(struct.pack("<H", w) for emitted in reversed(words) for w in emitted)
+    return b"".join(struct.pack("<I", v) for v in x) + body + bytes(p.out)
+
+
+def rans_write(site: Any, symbols: np.ndarray) -> bytes:
+    c, h, w = site.shape
+    desc = parse_rans(site.rans.to_bytes() if isinstance(site, DctCmSite) else site.coder.to_bytes())
+    rows = spec_bands(c, h, w)
+    flat = symbols.reshape(c, h * w)
+    slices = [rans_slice_write(site, desc, flat[:, a * w:b * w]) for a, b in itertools.pairwise(rows)]
+    return seal(site.codec_id, site.param_id, site.shape, slices)
+
+
+def is_rans(site: Any) -> bool:
+    return site.rans is not None if isinstance(site, DctCmSite) else site.describe()["coder"] == "rans"
 
 
 # --- an independent writer: the description is enough to produce the reference bytes too ------------------
@@ -396,9 +571,9 @@ def _calibrated() -> dict[str, tuple[Any, np.ndarray]]:
     for seed, kind in enumerate(("sparse", "smooth", "gated")):
         rng = np.random.default_rng(700 + seed)
         calib, fresh = DATA_KINDS[kind](rng, 3, CALIB_SHAPE), DATA_KINDS[kind](rng, 1, CALIB_SHAPE)
-        dct = DctCm(sqnr_db=24.0, groups=(1, 8)).calibrate(activation_stats(kind, calib))
+        dct = DctCm(sqnr_db=24.0, groups=(1, 8), coder="rice").calibrate(activation_stats(kind, calib))
         out[f"dctcm-{kind}"] = (dct, dct.symbols(fresh[0]))
-        lossless = DctCm(groups=()).calibrate(activation_stats(kind, calib))
+        lossless = DctCm(groups=(), coder="rice").calibrate(activation_stats(kind, calib))
         out[f"dctcm-{kind}-lossless"] = (lossless, lossless.symbols(fresh[0]))
         transform = "none" if kind == "sparse" else "pca"
         tv = _tvlc_site(calib, kind, transform)
@@ -406,8 +581,25 @@ def _calibrated() -> dict[str, tuple[Any, np.ndarray]]:
     return out
 
 
-def _tvlc_site(calib: np.ndarray, kind: str, transform: str) -> TvlcSite:
-    front = TransformVlc(transform=transform, groups=(8,)).candidates(stats_of(calib, kind))
+def _rans_calibrated() -> dict[str, tuple[Any, np.ndarray]]:
+    """rANS-coded sites of both codecs on CALIB_SHAPE: DCT and mask dct-cm, lossless (wide magnitudes: raw
+    bits), transform-VLC with centres and constant planes."""
+    out: dict[str, tuple[Any, np.ndarray]] = {}
+    for seed, kind in enumerate(("sparse", "smooth")):
+        rng = np.random.default_rng(900 + seed)
+        calib, fresh = DATA_KINDS[kind](rng, 3, CALIB_SHAPE), DATA_KINDS[kind](rng, 1, CALIB_SHAPE)
+        stats = activation_stats(kind, calib, spatial_values=1 << 17)
+        dct = DctCm(sqnr_db=24.0, groups=(1, 8), coder="rans").calibrate(stats)
+        out[f"dctcm-{kind}"] = (dct, dct.symbols(fresh[0]))
+        lossless = DctCm(groups=(), coder="rans").calibrate(stats)
+        out[f"dctcm-{kind}-lossless"] = (lossless, lossless.symbols(fresh[0]))
+        tv = _tvlc_site(calib, kind, "pca", "rans")
+        out[f"tvlc-{kind}"] = (tv, tv.symbols(fresh[0]))
+    return out
+
+
+def _tvlc_site(calib: np.ndarray, kind: str, transform: str, coder: str = "huffman") -> TvlcSite:
+    front = TransformVlc(transform=transform, groups=(8,), coder=coder).candidates(stats_of(calib, kind))
     site = front[len(front) // 2].site  # a mid-rate candidate: levels and runs in several classes
     assert isinstance(site, TvlcSite)
     return site
@@ -418,16 +610,26 @@ def calibrated() -> dict[str, tuple[Any, np.ndarray]]:
     return _calibrated()
 
 
+@pytest.fixture(scope="module")
+def rans_calibrated() -> dict[str, tuple[Any, np.ndarray]]:
+    return _rans_calibrated()
+
+
 def decode(site: Any, data: bytes) -> np.ndarray:
     """The whole tensor, slice by slice, with the independent reader."""
     c, _, w = site.shape
     dct = isinstance(site, DctCmSite)
     param_id = dctcm_param_id(site) if dct else tvlc_param_id(site)
     assert param_id == site.param_id
+    rans = is_rans(site)
+    desc = parse_rans(site.rans.to_bytes() if dct else site.coder.to_bytes()) if rans else {}
     out = np.zeros(site.shape, np.int64)
-    for r0, r1, part in open_container(data, 1 if dct else 2, param_id, site.shape):
+    for r0, r1, part in open_container(data, (1 if dct else 2) + 128 * rans, param_id, site.shape):
         n = (r1 - r0) * w
-        values = dctcm_slice(part, site, n) if dct else tvlc_slice(part, site, n)
+        if rans:
+            values = rans_slice(part, site, desc, n)
+        else:
+            values = dctcm_slice(part, site, n) if dct else tvlc_slice(part, site, n)
         out[:, r0:r1] = np.array(values, np.int64).reshape(c, r1 - r0, w)
     return out
 
@@ -563,3 +765,21 @@ def test_independent_writer_reproduces_the_reference_bytes(calibrated: dict[str,
         data = write(site, symbols)
         assert data == site.pack(symbols)
         np.testing.assert_array_equal(site.unpack(data), symbols)
+
+
+def test_rans_sites_of_both_codecs_decode_independently(rans_calibrated: dict[str, tuple[Any, np.ndarray]]) -> None:
+    """rANS streams (codec id + 128) decode with the reader written from the rANS section, and a writer
+    from the same section reproduces their bytes."""
+    seen = set()
+    for name, (site, symbols) in rans_calibrated.items():
+        assert is_rans(site), name
+        data = site.pack(symbols)
+        assert u(data, 14, 2) == 3 and data[3] & 128, name
+        np.testing.assert_array_equal(decode(site, data), symbols, err_msg=name)
+        assert rans_write(site, symbols) == data, name
+        desc = parse_rans(site.rans.to_bytes() if isinstance(site, DctCmSite) else site.coder.to_bytes())
+        seen |= {("mode", desc["mode"]), ("centres", any(desc["centre"])), ("raw bits", desc["K"] > desc["D"]),
+                 ("skipped channels", 15 in desc["group"]), ("codec", type(site))}
+    # the cases reach the format's branches: centres, raw bits, channels not coded, both codecs
+    assert {("centres", True), ("raw bits", True), ("skipped channels", True), ("codec", DctCmSite),
+            ("codec", TvlcSite)} <= seen

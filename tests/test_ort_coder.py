@@ -39,10 +39,12 @@ def test_coded_run_equals_symbol_run(codec: str, calib_npz: Path) -> None:
         assert coded_bytes.tobytes().endswith(streams)
 
 
+@pytest.mark.parametrize("coder", ["own", "rans"])
 @pytest.mark.parametrize("codec", ["transform-vlc", "dct-cm"])
-def test_coded_batches_hold_sliced_v2_streams(codec: str, tmp_path: Path) -> None:
+def test_coded_batches_hold_sliced_v2_streams(codec: str, coder: str, tmp_path: Path) -> None:
     """Sites big enough for several slices (8 x 64 x 64: four bands of 16 rows): the ops' bytes are the
-    reference's v2 streams, slice table included, and decode back to the model's own outputs."""
+    reference's v2 streams, slice table included, and decode back to the model's own outputs, with either
+    entropy coder."""
     import struct
 
     from featcomp.codecs import bitstream
@@ -50,8 +52,10 @@ def test_coded_batches_hold_sliced_v2_streams(codec: str, tmp_path: Path) -> Non
     model = models.two_convs(dims=(1, 3, 64, 64))
     x = np.random.default_rng(1).normal(size=(3, 3, 64, 64)).astype(np.float32)
     np.savez(tmp_path / "calib.npz", **{models.INPUT: x})
-    result = api.compress(model, tmp_path / "calib.npz", codec=codec, quality=OutputSnr(20.0))
+    result = api.compress(model, tmp_path / "calib.npz", codec=codec, quality=OutputSnr(20.0),
+                          codec_options={"coder": coder})
     pairs = api.site_codecs(result.model)
+    assert all((site.describe()["coder"] == "rans") == (coder == "rans") for site in pairs.values())
     coded = ort_coder.session(result.model, coded_outputs=True)
     names = [f"fc/{name}/symbols/coded" for name in pairs]
     out = result.model.graph.output[0].name

@@ -37,7 +37,7 @@ def calibrated_sites() -> list[tuple[str, TvlcSite, np.ndarray]]:
         fresh = make(rng, 3, shape)
         for transform in ("pca", "dct", "none"):
             for db in (12.0, 30.0):
-                site = TransformVlc(transform=transform, groups=(4, 16), sqnr_db=db).calibrate(stats)
+                site = TransformVlc(transform=transform, groups=(4, 16), sqnr_db=db, coder="own").calibrate(stats)
                 out.append((f"{kind}-{transform}-{db:g}dB", site, site.symbols(fresh)))
     return out
 
@@ -209,7 +209,8 @@ def _compressed(calib_npz, codec: str = "transform-vlc"):  # type: ignore[no-unt
 
     from featcomp import api
 
-    return api.compress(models.residual(), calib_npz, codec=codec, quality=OutputSnr(25.0)).model
+    return api.compress(models.residual(), calib_npz, codec=codec, quality=OutputSnr(25.0),
+                        codec_options={"coder": "own"}).model  # TIR: no rANS
 
 
 @pytest.mark.parametrize("codec", ["transform-vlc", "dct-cm"])
@@ -298,7 +299,7 @@ def test_model_with_four_slice_sites_codes_them_like_numpy(tir, tmp_path, codec:
     x = np.random.default_rng(2).normal(size=(3, 3, 64, 64)).astype(np.float32)
     np.savez(tmp_path / "calib.npz", **{models.INPUT: x})
     model = api.compress(models.two_convs(dims=(1, 3, 64, 64)), tmp_path / "calib.npz", codec=codec,
-                         quality=OutputSnr(20.0)).model
+                         quality=OutputSnr(20.0), codec_options={"coder": "own"}).model  # TIR: no rANS
     pairs = find_pairs(model)
     assert pairs and all(len(bitstream.bands(p.codec.shape)) - 1 == 4 for p in pairs)
     probe = ort.with_outputs(model, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs))

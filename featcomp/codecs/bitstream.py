@@ -8,7 +8,7 @@ unpack the slices of one sample on all cores at once, and a consumer can decode 
     offset  size  field
     0       2     magic b"FC"
     2       1     format version (2)
-    3       1     codec id (1 = dct-cm, 2 = transform-vlc)
+    3       1     codec id (1 = dct-cm, 2 = transform-vlc); + 128 (RANS) when the payload is rANS coded
     4       4     parameter id: CRC-32 of the frozen site parameters the stream was coded with
     8       2     channels C
     10      2     height H
@@ -44,6 +44,7 @@ MAGIC = b"FC"
 FORMAT_VERSION = 2
 MAX_SLICES = 8          # slices per stream at most: enough for the cores of a board, few table entries
 SLICE_VALUES = 8192     # values per slice at least: each slice costs its table entry and its planes' padding
+RANS = 0x80             # codec id bit: the slices hold the rANS coder's payload (rans.py), not the codec's own
 _HEADER = struct.Struct("<2sBBIHHHHII")
 _ENTRY = struct.Struct("<II")
 HEADER_BYTES = _HEADER.size
@@ -130,6 +131,10 @@ def open_stream(data: bytes, codec_id: int, param_id: int, shape: tuple[int, int
     if magic != MAGIC:
         raise CodecError("not a featcomp bitstream (bad magic bytes)")
     if cid != codec_id:
+        if cid & ~RANS == codec_id & ~RANS:
+            coded, wanted = ("rans" if cid & RANS else "its own coder"), ("rans" if codec_id & RANS else "its own coder")
+            raise CodecError(f"bitstream was entropy coded with {coded}, this site decodes {wanted}: "
+                             "decode it with the model that wrote it")
         raise CodecError(f"bitstream was made by codec id {cid}, not {codec_id}")
     if pid != param_id:
         raise CodecError("bitstream was coded with other site parameters (parameter id mismatch)")

@@ -27,6 +27,9 @@ starting on a byte boundary, each in channel order (docs/bitstream.md has the bi
 4. Rice remainders (k_c bits) of every coded value (all of a flagged DENSE channel, the nonzeros
    of a flagged MASK channel);
 5. Rice quotients of the same values, in unary (q zeros, then a one).
+
+Instead of these planes, a site can code its slices with the context-modelled rANS coder (rans.py, codec
+id + 128): calibration (coder="auto") keeps whichever gives fewer real bytes on whole calibration samples.
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from featcomp.codecs import bitstream, rice
 from featcomp.codecs.base import ActivationStats, Candidate, FoldFactors, pick, sqnr_db, storage_dtype
+from featcomp.codecs.rans import NO_GROUP, RansCoder
 from featcomp.errors import CodecError, FeatcompError
 
 CODEC_ID = 1
@@ -49,6 +53,8 @@ KIND_NAMES = {DROP: "drop", DENSE: "dense", MASK: "mask"}
 TRANSFORM_BITS = 7  # the integer DCT is round(2**7 * orthonormal DCT): exact in float32 for G <= 64
 CLIP_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)  # of the calibration peak
 RANGE_QUANTILE = 0.9999  # coefficient ranges cover this fraction of calibration values
+CODERS = ("auto", "own", "rice", "rans")  # entropy coder: the cheaper per site (auto), or one of them (own = rice)
+SPATIAL_VALUES = 1 << 18  # whole-sample values kept to fit and measure the rANS coder (its contexts are spatial)
 _RD_SLOPE = 2.0 * math.log(2.0) / 12.0  # dD/dR of a uniform quantizer at high rate, per step^2
 
 
@@ -91,6 +97,7 @@ class DctCmSite:
     decode_matrix: np.ndarray  # [G, G], or [C/G, G, G] with per-coefficient steps: scale * inverse(transform) * diag(step)
     kinds: np.ndarray      # [C] uint8 per channel: DROP (its frequency is dropped) / DENSE / MASK
     rice_k: np.ndarray     # [C] uint8: Golomb-Rice parameter per channel
+    rans: RansCoder | None = None  # set: the slices are rANS coded (rans.py) instead of the five planes below
 
     codec_name = "dct-cm"
 
@@ -108,11 +115,20 @@ class DctCmSite:
         dropped = (self.cmin == 0) & (self.cmax == 0)
         if np.any(self.cmin > self.cmax) or np.any((self.kinds == DROP) != dropped[self.coefficient_of]):
             raise FeatcompError("dct-cm parameters are inconsistent (coefficient ranges)")
+        if self.rans is not None:
+            if len(self.rans.centre) != c or np.any((self.rans.group_of == NO_GROUP) != (self.kinds == DROP)):
+                raise FeatcompError("dct-cm rans coder and channel kinds disagree on dropped channels")
+            self.rans.check_ranges(*self.channel_ranges())
 
     # --- derived -------------------------------------------------------------------------------
     @property
     def group(self) -> int:
         return int(self.transform.shape[0])
+
+    @property
+    def codec_id(self) -> int:
+        """The header's codec id: CODEC_ID, with the RANS bit when the rANS coder codes the slices."""
+        return CODEC_ID | (bitstream.RANS if self.rans is not None else 0)
 
     @property
     def mode(self) -> str:
@@ -144,7 +160,7 @@ class DctCmSite:
         for a in (self.scale, self.qmin, self.qmax, self.transform, self.step, self.cmin, self.cmax,
                   self.decode_matrix, self.kinds, self.rice_k):
             crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
-        return crc
+        return crc if self.rans is None else zlib.crc32(self.rans.to_bytes(), crc)
 
     def fold_factors(self) -> FoldFactors | None:
         """None: dct-cm sites keep their transform in the codec ops (fold is a transform-vlc option)."""
@@ -213,6 +229,8 @@ class DctCmSite:
 
     def _payload(self, s: np.ndarray) -> bytes:
         """One slice's five planes, for its values s [C, n]."""
+        if self.rans is not None:
+            return self.rans.payload(s, *self.channel_ranges())
         flags, masked, coded, channel = self._layout(s)
         codes, signs = self._to_codes(s[coded], channel)
         writer = bitstream.BitWriter()
@@ -224,10 +242,15 @@ class DctCmSite:
 
     def pack(self, symbols: np.ndarray) -> bytes:
         s = self._streams(symbols)
-        return bitstream.write(CODEC_ID, self.param_id, self.shape, [self._payload(one) for one in self._slices(s)])
+        if self.rans is not None:  # all slices in one encoder pass
+            return bitstream.write(self.codec_id, self.param_id, self.shape,
+                                   self.rans.payloads(self._slices(s), *self.channel_ranges()))
+        return bitstream.write(self.codec_id, self.param_id, self.shape, [self._payload(one) for one in self._slices(s)])
 
     def _read_payload(self, payload: memoryview, n: int) -> np.ndarray:
         """Inverse of _payload: int64 [C, n] values of one slice."""
+        if self.rans is not None:
+            return self.rans.read(payload, n, *self.channel_ranges())
         reader = bitstream.BitReader(payload)
         c = self.shape[0]
         live = self.kinds != DROP
@@ -257,22 +280,33 @@ class DctCmSite:
 
     def unpack_slice(self, data: bytes, k: int) -> tuple[int, int, np.ndarray]:
         """Slice k alone: (first row, end row, int16 symbols [C, rows, W]); the other slices are not read."""
-        box = bitstream.open_stream(data, CODEC_ID, self.param_id, self.shape)
+        box = bitstream.open_stream(data, self.codec_id, self.param_id, self.shape)
         return bitstream.decode_band(box, k, self.shape, self._read_payload)
 
     def unpack(self, data: bytes) -> np.ndarray:
-        box = bitstream.open_stream(data, CODEC_ID, self.param_id, self.shape)
+        box = bitstream.open_stream(data, self.codec_id, self.param_id, self.shape)
         return bitstream.decode_all(box, self.shape, self._read_payload)
 
     def coded_bytes(self, symbols: np.ndarray) -> int:
         """Exact len(pack(symbols)) from counts alone (no packing)."""
         total = bitstream.overhead_bytes(self.shape)
+        if self.rans is not None:
+            return total + sum(self.rans.payload_bytes(self._slices(self._streams(symbols)), *self.channel_ranges()))
         for s in self._slices(self._streams(symbols)):
             flags, masked, coded, channel = self._layout(s)
             codes, signs = self._to_codes(s[coded], channel)
             planes = (len(flags), int(masked.sum()) * s.shape[1], len(signs))
             total += sum((p + 7) // 8 for p in planes) + _rice_bytes(codes, self.rice_k[channel])
         return total
+
+    def coded_bytes_batch(self, symbols: np.ndarray) -> list[int]:
+        """coded_bytes of each sample of symbols [N, C, H, W]; the rANS coder counts all samples in one pass."""
+        if self.rans is None or len(symbols) < 2:
+            return [self.coded_bytes(one) for one in symbols]
+        slices = [s for one in symbols for s in self._slices(self._streams(one))]
+        sizes = self.rans.payload_bytes(slices, *self.channel_ranges())
+        count = len(slices) // len(symbols)
+        return [bitstream.overhead_bytes(self.shape) + sum(sizes[i:i + count]) for i in range(0, len(sizes), count)]
 
     def encode(self, x: np.ndarray) -> bytes:
         return self.pack(self.symbols(np.asarray(x).reshape(self.shape)))
@@ -300,11 +334,17 @@ class DctCmSite:
     @property
     def side_bytes(self) -> int:
         """Bytes read per inference: the stored op inputs, and one byte per channel for the packer
-        (kind << 4 | Rice k: a kind is 2 bits, k <= 15)."""
-        return sum(a.nbytes for a in self.side_arrays().values()) + self.shape[0]
+        (kind << 4 | Rice k: a kind is 2 bits, k <= 15), or the kinds and the rANS coder's description."""
+        if self.rans is None:
+            return sum(a.nbytes for a in self.side_arrays().values()) + self.shape[0]
+        return sum(a.nbytes for a in self.side_arrays().values()) + self.shape[0] + len(self.rans.to_bytes())
 
     def attributes(self) -> dict[str, Any]:
-        return {"kinds": [int(k) for k in self.kinds], "rice_k": [int(k) for k in self.rice_k], "shape": list(self.shape)}
+        out: dict[str, Any] = {"kinds": [int(k) for k in self.kinds], "rice_k": [int(k) for k in self.rice_k],
+                               "shape": list(self.shape)}
+        if self.rans is not None:
+            out["rans"] = self.rans.to_bytes()  # absent: the Rice planes (models written before rans)
+        return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], attributes: dict[str, Any]) -> "DctCmSite":
@@ -320,12 +360,14 @@ class DctCmSite:
             decode_matrix=arrays["decode"].astype(np.float32),
             kinds=np.asarray(attributes["kinds"], dtype=np.uint8),
             rice_k=np.asarray(attributes["rice_k"], dtype=np.uint8),
+            rans=RansCoder.from_bytes(bytes(attributes["rans"])) if "rans" in attributes else None,
         )
 
     def describe(self) -> dict[str, Any]:
         kinds = [KIND_NAMES[int(k)] for k in self.kinds]
         return {
             "mode": self.mode,
+            "coder": "rice" if self.rans is None else "rans",
             "group": self.group,
             "signed": bool(self.qmin < 0),
             "scale": float(self.scale),
@@ -350,8 +392,9 @@ class DctCm:
     sqnr_db: float = 30.0
     groups: tuple[int, ...] = (1, 8, 16)
     grid: int = 12
+    coder: str = "auto"
     name: str = "dct-cm"
-    stats_options: dict[str, Any] = field(default_factory=dict)
+    stats_options: dict[str, Any] = field(default_factory=lambda: {"spatial_values": SPATIAL_VALUES})
     # exponent a of per-channel steps in zero-mask mode (G = 1): delta_c = delta * (w_c / geomean w)^-a, w_c the
     # channel's consumer sensitivity (ActivationStats.channel_weights); 0.5 is reverse water-filling at high
     # rate. 0 (default): one step per site. With a > 0 every candidate's SQNR is sensitivity-weighted.
@@ -363,6 +406,12 @@ class DctCm:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.channel_steps) and 0.0 <= self.channel_steps <= 2.0):
             raise FeatcompError(f"channel_steps must be between 0 and 2, got {self.channel_steps}")
+        if self.coder not in CODERS:
+            raise FeatcompError(f"unknown entropy coder '{self.coder}'; choose one of: {', '.join(CODERS)}")
+        if self.coder == "own":
+            object.__setattr__(self, "coder", "rice")
+        if self.coder == "rice":
+            object.__setattr__(self, "stats_options", {})
 
     def calibrate(self, stats: ActivationStats) -> DctCmSite:
         site = pick(self.candidates(stats), self.sqnr_db).site
@@ -388,11 +437,40 @@ class DctCm:
                 if g == 1 and weights is not None:
                     per = np.clip(float(delta) * weights ** -self.channel_steps, 1.0, 255.0)
                     found.append(_fit(stats.shape, scale, signed, q, sample, g, per, weights))
-        front: list[Candidate] = []
-        for cand in sorted(found, key=lambda c: (c.bits_per_value, -c.sqnr_db)):
-            if not front or cand.sqnr_db > front[-1].sqnr_db:
-                front.append(cand)
-        return front
+        front = _front(found)
+        if self.coder == "rice" or stats.spatial_values <= 0:
+            return front
+        return _front([_with_rans(cand, stats.spatial, self.coder == "rans") for cand in front])
+
+
+def _front(found: list[Candidate]) -> list[Candidate]:
+    """The Pareto front of candidates (fewer bits <-> lower SQNR), cheapest first."""
+    front: list[Candidate] = []
+    for cand in sorted(found, key=lambda c: (c.bits_per_value, -c.sqnr_db)):
+        if not front or cand.sqnr_db > front[-1].sqnr_db:
+            front.append(cand)
+    return front
+
+
+def _with_rans(cand: Candidate, spatial: np.ndarray, force: bool) -> Candidate:
+    """The candidate with the rANS coder fitted on whole calibration samples, if its real bytes (payload and
+    coder description) are fewer than the Rice planes' on the same samples (or `force`). Its bits are the Rice
+    estimate scaled by the measured payload ratio, so the front stays on one scale (payload only, as the rest)."""
+    site = cand.site
+    assert isinstance(site, DctCmSite)
+    c, h, w = site.shape
+    sym = site.symbols(spatial).reshape(len(spatial), c, h * w).astype(np.int64)
+    lo, hi = site.channel_ranges()
+    rows = bitstream.bands(site.shape)
+    model, _ = RansCoder.fit(sym, lo, hi, site.kinds != DROP, np.zeros(c, np.int64), rows)
+    other = replace(site, rans=model)  # rice_k kept (not read, not counted): replace(rans=None) compares coders
+    rice_bytes = sum(site.coded_bytes(one.reshape(site.shape)) for one in sym) / len(sym)
+    slices = [one[:, a * w:b * w] for one in sym for a, b in zip(rows[:-1], rows[1:])]
+    rans_bytes = bitstream.overhead_bytes(site.shape) + sum(model.payload_bytes(slices, lo, hi)) / len(sym)
+    if not force and rans_bytes + other.side_bytes >= rice_bytes + site.side_bytes:
+        return cand
+    scale = rans_bytes / max(rice_bytes, 1.0)
+    return Candidate(other, cand.bits_per_value * scale, cand.sqnr_db)
 
 
 def channel_weights(stats: ActivationStats, q: np.ndarray) -> np.ndarray | None:

@@ -32,6 +32,9 @@ count of each class that has live planes (class order; each count MSB first in b
 * W) bits), then per such class one Huffman plane holding the tokens of its planes' rows in the band, in
 channel order. Runs do not cross slices either: every slice decodes on its own. Constant planes
 (NO_TABLE) are not in the stream and decode to cmin (== cmax). Bit-level layout: docs/bitstream.md.
+
+Instead of the Huffman tokens, a site can code its slices with the context-modelled rANS coder (rans.py,
+codec id + 128): calibration (coder="auto") keeps whichever gives fewer real bytes on the whole samples.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,10 +51,12 @@ from featcomp.codecs import bitstream, huffman
 from featcomp.codecs.base import ActivationStats, Candidate, FoldFactors, pick, sqnr_db, storage_dtype
 from featcomp.codecs.dctcm import clip_scale, compact, dct_matrix
 from featcomp.codecs.huffman import HuffmanTable
+from featcomp.codecs.rans import NO_GROUP, RansCoder
 from featcomp.errors import CodecError, FeatcompError
 
 CODEC_ID = 2
 TRANSFORMS = ("pca", "dct", "none")
+CODERS = ("auto", "own", "huffman", "rans")  # entropy coder: the cheaper per site (auto), or one of them (own = huffman)
 RUN_MAX = 64               # longest zero run one token stands for
 MAX_CODE_LENGTH = 16       # longest Huffman codeword
 EXACT = float(1 << 24)     # float32 holds every integer below this exactly
@@ -179,7 +184,7 @@ class TvlcSite:
     cmin: np.ndarray           # [K, G] int16
     cmax: np.ndarray           # [K, G] int16
     gain: np.float32           # scale * step / 4**B: decode = transform^T * gain
-    coder: Coder
+    coder: Coder | RansCoder   # Huffman tokens with zero runs, or the context-modelled rANS coder (rans.py)
     kind: str = "pca"
 
     codec_name = "transform-vlc"
@@ -191,8 +196,13 @@ class TvlcSite:
             raise FeatcompError(f"transform-vlc site with {c} channels has inconsistent group shapes")
         if self.cmin.shape != (k, g) or self.cmax.shape != (k, g) or np.any(self.cmin > self.cmax):
             raise FeatcompError("transform-vlc coefficient ranges are inconsistent")
-        self.coder.check(c)
         constant = (self.cmin == self.cmax).reshape(c)
+        if isinstance(self.coder, RansCoder):
+            if len(self.coder.centre) != c or np.any(constant != (self.coder.group_of == NO_GROUP)):
+                raise FeatcompError("transform-vlc rans coder and coefficient ranges disagree on constant planes")
+            self.coder.check_ranges(self.cmin.reshape(c), self.cmax.reshape(c))
+            return
+        self.coder.check(c)
         if np.any(constant != (self.coder.table_of == NO_TABLE)):
             raise FeatcompError("transform-vlc coder and coefficient ranges disagree on constant planes")
         for j in range(len(self.coder.tables)):
@@ -224,6 +234,18 @@ class TvlcSite:
     def storage_dtype(self) -> np.dtype:
         """int8/uint8 when every coefficient range fits, else int16 (fine steps of wide PCA coefficients)."""
         return storage_dtype(self.cmin, self.cmax)
+
+    @property
+    def live(self) -> np.ndarray:
+        """[C] bool: the planes the stream codes (the others are constant)."""
+        if isinstance(self.coder, RansCoder):
+            return self.coder.group_of != NO_GROUP
+        return self.coder.table_of != NO_TABLE
+
+    @property
+    def codec_id(self) -> int:
+        """The header's codec id: CODEC_ID, with the RANS bit when the rANS coder codes the slices."""
+        return CODEC_ID | (bitstream.RANS if isinstance(self.coder, RansCoder) else 0)
 
     @property
     def mode(self) -> str:
@@ -286,7 +308,8 @@ class TvlcSite:
 
     # --- the bitstream -----------------------------------------------------------------------------
     def classes(self) -> list[tuple[int, np.ndarray]]:
-        """(class, its planes) for every class with live planes, in class order."""
+        """(class, its planes) for every class with live planes, in class order (Huffman coder only)."""
+        assert isinstance(self.coder, Coder)
         table_of = self.coder.table_of
         return [(j, np.flatnonzero(table_of == j)) for j in range(len(self.coder.tables)) if np.any(table_of == j)]
 
@@ -306,9 +329,17 @@ class TvlcSite:
 
     def _tokens(self, s: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """Tokens of each class with live planes, for one slice's centred symbols s [C, n]."""
+        assert isinstance(self.coder, Coder)
         return [(j, tokens_of(s[planes], self.coder.hi(j))) for j, planes in self.classes()]
 
+    def _ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        c = self.shape[0]
+        return self.cmin.reshape(c).astype(np.int64), self.cmax.reshape(c).astype(np.int64)
+
     def _payload(self, s: np.ndarray) -> bytes:
+        if isinstance(self.coder, RansCoder):  # the rANS coder takes the symbols themselves
+            return self.coder.payload(s + self.coder.centre[:, None], *self._ranges())
+        assert isinstance(self.coder, Coder)
         tokens = self._tokens(s)
         writer = bitstream.BitWriter()
         writer.uint_var(np.array([len(t) for _, t in tokens], np.int64), self.count_widths(self.classes(), s.shape[1]))
@@ -317,10 +348,16 @@ class TvlcSite:
         return writer.tobytes()
 
     def pack(self, symbols: np.ndarray) -> bytes:
-        return bitstream.write(CODEC_ID, self.param_id, self.shape, [self._payload(s) for s in self._slices(symbols)])
+        if isinstance(self.coder, RansCoder):  # all slices in one encoder pass
+            slices = [s + self.coder.centre[:, None] for s in self._slices(symbols)]
+            return bitstream.write(self.codec_id, self.param_id, self.shape, self.coder.payloads(slices, *self._ranges()))
+        return bitstream.write(self.codec_id, self.param_id, self.shape, [self._payload(s) for s in self._slices(symbols)])
 
     def _read_payload(self, payload: memoryview, n: int) -> np.ndarray:
         """Inverse of _payload: int64 [C, n] symbols of one slice."""
+        if isinstance(self.coder, RansCoder):
+            return self.coder.read(payload, n, *self._ranges())
+        assert isinstance(self.coder, Coder)
         reader = bitstream.BitReader(payload)
         c = self.shape[0]
         classes = self.classes()
@@ -340,15 +377,18 @@ class TvlcSite:
 
     def unpack_slice(self, data: bytes, k: int) -> tuple[int, int, np.ndarray]:
         """Slice k alone: (first row, end row, int16 symbols [C, rows, W]); the other slices are not read."""
-        box = bitstream.open_stream(data, CODEC_ID, self.param_id, self.shape)
+        box = bitstream.open_stream(data, self.codec_id, self.param_id, self.shape)
         return bitstream.decode_band(box, k, self.shape, self._read_payload)
 
     def unpack(self, data: bytes) -> np.ndarray:
-        box = bitstream.open_stream(data, CODEC_ID, self.param_id, self.shape)
+        box = bitstream.open_stream(data, self.codec_id, self.param_id, self.shape)
         return bitstream.decode_all(box, self.shape, self._read_payload)
 
     def coded_bytes(self, symbols: np.ndarray) -> int:
         """Exact len(pack(symbols)) from counts alone (no packing)."""
+        if isinstance(self.coder, RansCoder):
+            slices = [s + self.coder.centre[:, None] for s in self._slices(symbols)]
+            return bitstream.overhead_bytes(self.shape) + sum(self.coder.payload_bytes(slices, *self._ranges()))
         classes = self.classes()
         total = bitstream.overhead_bytes(self.shape)
         for s in self._slices(symbols):
@@ -361,7 +401,7 @@ class TvlcSite:
         """Order-0 empirical entropy of each coded plane's symbols, summed: the limit of a per-plane symbol code."""
         c, h, w = self.shape
         s = symbols.reshape(c, h * w).astype(np.int64)
-        live = self.coder.table_of != NO_TABLE
+        live = self.live
         if not live.any():
             return 0.0
         s = s[live] - s[live].min(axis=1, keepdims=True)
@@ -369,6 +409,15 @@ class TvlcSite:
         counts = np.bincount((np.arange(len(s))[:, None] * span + s).reshape(-1), minlength=len(s) * span)
         p = counts[counts > 0] / (h * w)
         return float(-np.sum(counts[counts > 0] * np.log2(p)))
+
+    def coded_bytes_batch(self, symbols: np.ndarray) -> list[int]:
+        """coded_bytes of each sample of symbols [N, C, H, W]; the rANS coder counts all samples in one pass."""
+        if not isinstance(self.coder, RansCoder) or len(symbols) < 2:
+            return [self.coded_bytes(one) for one in symbols]
+        slices = [s + self.coder.centre[:, None] for one in symbols for s in self._slices(one)]
+        sizes = self.coder.payload_bytes(slices, *self._ranges())
+        count = len(slices) // len(symbols)
+        return [bitstream.overhead_bytes(self.shape) + sum(sizes[i:i + count]) for i in range(0, len(sizes), count)]
 
     def encode(self, x: np.ndarray) -> bytes:
         return self.pack(self.symbols(np.asarray(x).reshape(self.shape)))
@@ -396,7 +445,10 @@ class TvlcSite:
         return sum(a.nbytes for a in self.side_arrays().values()) + len(self.coder.to_bytes())
 
     def attributes(self) -> dict[str, Any]:
-        return {"coder": self.coder.to_bytes(), "transform_kind": self.kind, "shape": list(self.shape)}
+        out = {"coder": self.coder.to_bytes(), "transform_kind": self.kind, "shape": list(self.shape)}
+        if isinstance(self.coder, RansCoder):
+            out["entropy_coder"] = "rans"  # absent: the Huffman token coder (models written before rans)
+        return out
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], attributes: dict[str, Any]) -> TvlcSite:
@@ -405,20 +457,26 @@ class TvlcSite:
         k = arrays["cmin"].size // g
         coder = attributes["coder"]
         kind = attributes.get("transform_kind", b"pca")
+        entropy = attributes.get("entropy_coder", b"huffman")
+        entropy = entropy.decode() if isinstance(entropy, bytes) else str(entropy)
+        if entropy not in ("huffman", "rans"):
+            raise FeatcompError(f"the model's transform-vlc site uses entropy coder '{entropy}', which this featcomp does not know")
         return cls(
             shape=tuple(int(v) for v in attributes["shape"]),  # type: ignore[arg-type]
             scale=np.float32(arrays["scale"]), qmin=np.float32(arrays["qmin"]), qmax=np.float32(arrays["qmax"]),
             transform=t.astype(np.int16).reshape(-1, g, g), step=np.float32(arrays["step"]),
             cmin=arrays["cmin"].reshape(k, g).astype(np.int16), cmax=arrays["cmax"].reshape(k, g).astype(np.int16),
             gain=np.float32(arrays["gain"]),
-            coder=Coder.from_bytes(bytes(coder)),
+            coder=(RansCoder if entropy == "rans" else Coder).from_bytes(bytes(coder)),
             kind=kind.decode() if isinstance(kind, bytes) else str(kind),
         )
 
     def describe(self) -> dict[str, Any]:
-        live = self.coder.table_of != NO_TABLE
+        live = self.live
+        rans = isinstance(self.coder, RansCoder)
         return {
             "mode": self.mode,
+            "coder": "rans" if rans else "huffman",
             "transform": self.kind if self.group > 1 else "none",
             "group": self.group,
             "signed": bool(self.qmin < 0),
@@ -426,7 +484,7 @@ class TvlcSite:
             "step": float(self.delta),
             "coded_channels": int(live.sum()),
             "constant_channels": int((~live).sum()),
-            "tables": len(self.coder.tables),
+            "tables": len(self.coder.freq) if isinstance(self.coder, RansCoder) else len(self.coder.tables),
             "coder_bytes": len(self.coder.to_bytes()),
         }
 
@@ -446,12 +504,17 @@ class TransformVlc:
     grid: int = 10
     step: float | None = None
     sqnr_db: float = 30.0
+    coder: str = "auto"
     name: str = "transform-vlc"
     stats_options: dict[str, Any] = field(default_factory=lambda: {"covariance": True, "spatial_values": SPATIAL_VALUES})
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORMS:
             raise FeatcompError(f"unknown transform '{self.transform}'; choose one of: {', '.join(TRANSFORMS)}")
+        if self.coder not in CODERS:
+            raise FeatcompError(f"unknown entropy coder '{self.coder}'; choose one of: {', '.join(CODERS)}")
+        if self.coder == "own":
+            object.__setattr__(self, "coder", "huffman")
         if self.step is not None and not (math.isfinite(self.step) and self.step > 0):
             raise FeatcompError(f"--step must be a positive number (8-bit quantization steps), got {self.step}")
 
@@ -468,7 +531,7 @@ class TransformVlc:
         signed = stats.minimum < 0
         qmax = 127.0 if signed else 255.0
         scale = clip_scale(sample, max(abs(stats.minimum), abs(stats.maximum)), signed)
-        fit = _Fitter(stats, scale, signed, qmax)
+        fit = _Fitter(stats, scale, signed, qmax, self.coder)
         c = stats.shape[0]
         groups = [1] + ([g for g in self.groups if 1 < g <= c and c % g == 0] if self.transform != "none" else [])
         found = []
@@ -499,8 +562,8 @@ def integer_basis(vectors: np.ndarray, peak: float) -> tuple[np.ndarray, int]:
 class _Fitter:
     """Shared work of one site's candidates: the 8-bit quantized sample, whole samples, covariance."""
 
-    def __init__(self, stats: ActivationStats, scale: np.float32, signed: bool, qmax: float) -> None:
-        self.stats, self.scale, self.signed, self.qmax = stats, scale, signed, qmax
+    def __init__(self, stats: ActivationStats, scale: np.float32, signed: bool, qmax: float, coder: str = "auto") -> None:
+        self.stats, self.scale, self.signed, self.qmax, self.coder = stats, scale, signed, qmax, coder
         self.qmin = -qmax if signed else 0.0
         self.sample = stats.sample
         self.spatial = stats.spatial
@@ -582,6 +645,17 @@ class _Fitter:
             (table.size_bits(one) + 7) // 8 for table, per in zip(tables, tokens) for one in per)
         values = self.spatial[0].size
         bits = 8.0 * (coded / n + site.side_bytes) / values
+        if self.coder != "huffman":  # the rANS coder, fitted on the same symbols; kept if its real bits are fewer
+            raw = sym + centre[None, :, None]
+            lo_c, hi_c = site.cmin.reshape(c).astype(np.int64), site.cmax.reshape(c).astype(np.int64)
+            model, _ = RansCoder.fit(raw, lo_c, hi_c, ~constant, centre, rows)
+            other = replace(site, coder=model)
+            slices = [one[:, a:b] for one in raw for a, b in spans]
+            rans_coded = n * (bitstream.overhead_bytes(self.stats.shape) - bitstream.HEADER_BYTES) + sum(
+                model.payload_bytes(slices, lo_c, hi_c))
+            rans_bits = 8.0 * (rans_coded / n + other.side_bytes) / values
+            if self.coder == "rans" or rans_bits < bits:
+                site, bits = other, rans_bits
         clipped = np.clip(coef, site.cmin.reshape(c), site.cmax.reshape(c))
         decode = np.broadcast_to(site.decode_matrix, (k, g, g)).astype(np.float64)
         recon = np.einsum("kfg,skg->skf", decode, clipped.reshape(s, k, g)).reshape(s, c)

@@ -25,6 +25,7 @@ from featcomp.reporting.graph import graph_of
 from featcomp.reporting.schema import Report, SiteReport, Totals
 from featcomp.runtime_ops import ort
 
+PENDING_VALUES = 1 << 21  # symbols a site holds back before counting their bytes in one pass
 Progress = Callable[[Iterable[dict[str, np.ndarray]]], Iterable[dict[str, np.ndarray]]]
 
 
@@ -37,11 +38,23 @@ class _SiteAccumulator:
         self.zeros = 0
         self.values = 0
         self.histogram = _ChannelHistogram()
+        self._pending: list[np.ndarray] = []
+
+    def flush(self) -> None:
+        """Count the bytes of the samples held back: coders that code many samples in one pass (rANS) get them
+        together; every size is the exact len(pack(sample)) (tested), without writing bits."""
+        if not self._pending:
+            return
+        symbols, self._pending = np.concatenate(self._pending), []
+        codec = self.pair.codec
+        batch = getattr(codec, "coded_bytes_batch", None)
+        self.sizes += batch(symbols) if batch else [codec.coded_bytes(one) for one in symbols]
 
     def add(self, x: np.ndarray, symbols: np.ndarray) -> None:
         codec = self.pair.codec
-        for sample in symbols:
-            self.sizes.append(codec.coded_bytes(sample))  # exact len(pack(sample)) (tested), without writing bits
+        self._pending.append(symbols.reshape((-1,) + tuple(codec.shape)))
+        if sum(p.size for p in self._pending) >= PENDING_VALUES:
+            self.flush()
         self.histogram.add(symbols)
         approx = codec.dequantize(symbols)
         self.signal += float(np.sum(np.square(x, dtype=np.float64)))
@@ -123,6 +136,7 @@ def _snr_db(signal: float, noise: float) -> float:
 
 def _site_report(acc: _SiteAccumulator, site: Site | None) -> SiteReport:
     codec = acc.pair.codec
+    acc.flush()
     c, h, w = codec.shape
     values = c * h * w
     coded = float(np.mean(acc.sizes))
@@ -140,6 +154,7 @@ def _site_report(acc: _SiteAccumulator, site: Site | None) -> SiteReport:
         sqnr_db=_db(acc.signal, acc.noise), mode=codec.describe()["mode"], codec=codec.codec_name,
         details=codec.describe(), payload_bits_per_value=8.0 * coded / values,
         entropy_bits_per_value=acc.histogram.entropy_bits() / values,
+        coder=str(codec.describe().get("coder", "")),
     )
 
 

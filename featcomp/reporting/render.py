@@ -43,6 +43,7 @@ COLUMNS: list[Column] = [
     Column("bits/val", "bits_per_value", "f2", narrow=True),
     Column("payload", "payload_bits_per_value", "f2"),
     Column("entropy", "entropy_bits_per_value", "f2"),
+    Column("coder", "coder", "text"),
     Column("x int8", "ratio_vs_int8", "f2", narrow=True),
     Column("x fp32", "ratio_vs_fp32", "f2"),
     Column("zeros", "zero_fraction", "pct"),

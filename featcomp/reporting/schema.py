@@ -43,6 +43,7 @@ class SiteReport:
     # this quantizer; their difference is the coder's overhead (negative when runs beat symbol-by-symbol)
     payload_bits_per_value: float = float("nan")
     entropy_bits_per_value: float = float("nan")
+    coder: str = ""  # the entropy coder of the site's streams: rice (dct-cm), huffman (transform-vlc) or rans
 
 
 @dataclass

@@ -77,7 +77,16 @@ def _slicing(site: Site, worst: np.ndarray) -> tuple[np.ndarray, np.ndarray, int
     return band, room.astype(np.int32), int(room[-1])
 
 
+def rans_refusal(name: str) -> str:
+    """The one line for a site whose slices are rANS coded: there are no TIR rANS kernels (yet), and a
+    kernel of the site's own coder would write streams the site does not read."""
+    return (f"site '{name}' is rANS coded and the TIR coder has no rANS kernels: compile without --coder, or "
+            "compress with --entropy-coder own")
+
+
 def coder_arrays(site: Site) -> CoderArrays:
+    if site.describe().get("coder") == "rans":
+        raise FeatcompError(rans_refusal(site.codec_name))
     if isinstance(site, DctCmSite):
         return _dctcm_arrays(site)
     if isinstance(site, TvlcSite):
@@ -106,6 +115,7 @@ def _dctcm_arrays(site: DctCmSite) -> CoderArrays:
 def _tvlc_arrays(site: TvlcSite) -> CoderArrays:
     w = site.shape[2]
     coder = site.coder
+    assert isinstance(coder, tvlc.Coder)
     classes = site.classes()
     rows = np.diff(bitstream.bands(site.shape))
     widths = np.zeros((len(rows) + 1, max(1, len(classes))), np.int64)  # per slice (the last row: unused)
@@ -279,6 +289,9 @@ def with_tir_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, S
     if other:
         raise FeatcompError(f"the TIR coder codes dct-cm and transform-vlc sites; {len(other)} site(s) use another "
                             f"codec (first: '{other[0]}'): compile without --coder")
+    rans = [p.site for p in find_pairs(model) if p.codec.describe().get("coder") == "rans"]
+    if rans:
+        raise FeatcompError(rans_refusal(rans[0]) + f" ({len(rans)} rANS site(s))")
     sites: dict[int, Site] = {}
 
     def build(pair: Pair, unpacked: str) -> CoderNodes:
