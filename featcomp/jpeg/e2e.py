@@ -39,7 +39,7 @@ from featcomp.jpeg.tables import Tables, standard
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["INSTALL", "Proxy", "RateModel", "Settings", "calibrate", "e2e_ladder", "import_torch"]
+__all__ = ["INSTALL", "Proxy", "RateModel", "Settings", "calibrate", "e2e_ladder", "import_torch", "log_steps"]
 
 INSTALL = "pip install 'featcomp[e2e]' (torch 2.13.0, CPU build)"
 Progress = Callable[[Iterable[Any]], Iterable[Any]]
@@ -129,7 +129,7 @@ class Proxy:
         *lead, bh, bw, _, _ = pix.shape
         return pix.transpose(-3, -2).reshape(*lead, bh * 8, bw * 8)
 
-    def _upsample(self, plane: torch.Tensor) -> torch.Tensor:
+    def upsample(self, plane: torch.Tensor) -> torch.Tensor:
         """libjpeg's fancy upsampling in floats: [n, 2, >=hd, >=wd] -> [n, 2, h, w]."""
         torch = self.torch
         hd, wd = dct.chroma_size(self.h, self.w)
@@ -150,7 +150,7 @@ class Proxy:
         steps = torch.exp(log_steps)
         y = self._decode_plane(self.luma[index], steps[0], rounding)[:, :self.h, :self.w]
         c = self._decode_plane(self.chroma[index], steps[1], rounding)
-        c = self._upsample(c) if self.subsampling == "4:2:0" else c[..., :self.h, :self.w]
+        c = self.upsample(c) if self.subsampling == "4:2:0" else c[..., :self.h, :self.w]
         cb, cr = c[:, 0] - 128.0, c[:, 1] - 128.0
         rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], dim=-1)
         return torch.clamp(rgb, 0.0, 255.0)
@@ -183,7 +183,9 @@ class Proxy:
         return model.a * f[:, 0] + model.b * f[:, 1] + model.c  # type: ignore[no-any-return]
 
 
-def _log_steps(torch: Any, tables: Tables, dtype: Any) -> Any:
+def log_steps(tables: Tables, dtype: Any = None) -> Any:
+    """log of the steps [2, 8, 8] (luma, chroma) as a torch tensor: what the descent moves."""
+    torch = import_torch()
     return torch.tensor(np.log(np.stack([tables.luma, tables.chroma]).astype(np.float64)), dtype=dtype)
 
 
@@ -196,7 +198,7 @@ def calibrate(proxy: Proxy, views: Sequence[np.ndarray], qualities: Sequence[int
     with torch.no_grad():
         for q in qualities:
             t = standard(q, proxy.subsampling)
-            f = proxy.rate_features(_log_steps(torch, t, proxy.dtype), idx).double().numpy()
+            f = proxy.rate_features(log_steps(t, proxy.dtype), idx).double().numpy()
             rows.append(f)
             real.extend(len(encode(views[i], t)) for i in idx)
     x = np.concatenate(rows)
@@ -231,7 +233,7 @@ def e2e_ladder(classifier: Classifier, views: Sequence[np.ndarray], subsampling:
     _, clean_logits = classifier.run(classifier.inputs(views))
     target = torch.tensor(_softmax(clean_logits), dtype=proxy.dtype)
     pixels = proxy.h * proxy.w
-    theta = _log_steps(torch, standard(s.start_quality, subsampling), proxy.dtype).requires_grad_(True)
+    theta = log_steps(standard(s.start_quality, subsampling), proxy.dtype).requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=s.lr)
     rng = np.random.default_rng(s.seed)
     rungs: list[np.ndarray] = []

@@ -321,6 +321,10 @@ def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | Non
     if method not in METHODS:
         raise FeatcompError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     check_subsampling(subsampling)
+    if method == "e2e":
+        from featcomp.jpeg.e2e import import_torch
+
+        import_torch()  # one line before any work when torch is missing
     if target_bpp is not None and max_drop is not None:
         raise FeatcompError("give --target-bpp or --max-drop, not both")
     if not views:
@@ -367,10 +371,9 @@ def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | Non
         family = Tables(ladder[0, 0], ladder[0, 1], method=method, model=model_name, ladder=ladder, scale=0.0,
                         subsampling=subsampling)
     elif method == "e2e":
-        from featcomp.jpeg.e2e import e2e_ladder, import_torch
+        from featcomp.jpeg.e2e import e2e_ladder
 
         assert classifier is not None
-        import_torch()  # one line before any work when torch is missing
         ladder, meta["e2e"] = e2e_ladder(classifier, views, subsampling, e2e_settings, progress)
         family = Tables(ladder[0, 0], ladder[0, 1], method=method, model=model_name, ladder=ladder, scale=0.0,
                         subsampling=subsampling)

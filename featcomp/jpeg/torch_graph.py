@@ -10,6 +10,7 @@ An op outside the list is one line naming it.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -62,14 +63,19 @@ def _pool(F: Any, kind: str, x: Any, a: dict[str, Any]) -> Any:
     if auto not in ("NOTSET", "VALID"):
         raise FeatcompError(f"{kind} with auto_pad={auto} is not supported by the e2e graph")
     strides = a.get("strides", [1] * len(k))
-    if begin != end:
-        x = F.pad(x, [p for i in reversed(range(len(k))) for p in (begin[i], end[i])],
-                  value=float("-inf") if kind == "MaxPool" else 0.0)
-        begin = [0] * len(k)
     ceil = bool(a.get("ceil_mode", 0))
+    include = bool(a.get("count_include_pad", 0))
+    if begin != end:  # torch pads symmetrically only: pad by hand, and divide by the real count when asked
+        pad = [p for i in reversed(range(len(k))) for p in (begin[i], end[i])]
+        if kind == "MaxPool":
+            return F.max_pool2d(F.pad(x, pad, value=float("-inf")), k, strides, 0, ceil_mode=ceil)
+        sums = F.avg_pool2d(F.pad(x, pad), k, strides, 0, ceil_mode=ceil)
+        if include:
+            return sums
+        return sums / F.avg_pool2d(F.pad(x.new_ones((1, 1, *x.shape[2:])), pad), k, strides, 0, ceil_mode=ceil)
     if kind == "MaxPool":
         return F.max_pool2d(x, k, strides, begin, ceil_mode=ceil)
-    return F.avg_pool2d(x, k, strides, begin, ceil_mode=ceil, count_include_pad=bool(a.get("count_include_pad", 0)))
+    return F.avg_pool2d(x, k, strides, begin, ceil_mode=ceil, count_include_pad=include)
 
 
 def _softmax(torch: Any, x: Any, a: dict[str, Any], opset: int) -> Any:
@@ -102,6 +108,9 @@ def _reshape(x: Any, shape: Any) -> Any:
     dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
     return x.reshape(dims)
 
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul,
+                                                  "Div": operator.truediv}
 
 #: the ONNX ops the graph evaluates
 OPS = ("Add", "AveragePool", "BatchNormalization", "Clip", "Concat", "Conv", "Div", "Dropout", "Flatten", "Gemm",
@@ -154,7 +163,6 @@ class TorchGraph:
             a = _attrs(node)
             ins = [env[i] if i else None for i in node.input]
             op = node.op_type
-            fn: Callable[[], Any]
             if op == "Constant":
                 value = numpy_helper.to_array(a["value"])
                 y = torch.tensor(value, dtype=self.dtype) if value.dtype.kind == "f" else torch.tensor(value)
@@ -166,10 +174,8 @@ class TorchGraph:
                 y = torch.relu(ins[0])
             elif op == "Sigmoid":
                 y = torch.sigmoid(ins[0])
-            elif op in ("Add", "Sub", "Mul", "Div"):
-                fn = {"Add": lambda: ins[0] + ins[1], "Sub": lambda: ins[0] - ins[1], "Mul": lambda: ins[0] * ins[1],
-                      "Div": lambda: ins[0] / ins[1]}[op]
-                y = fn()
+            elif op in _BINARY:
+                y = _BINARY[op](ins[0], ins[1])
             elif op == "GlobalAveragePool":
                 y = ins[0].mean(dim=(2, 3), keepdim=True)
             elif op in ("MaxPool", "AveragePool"):
