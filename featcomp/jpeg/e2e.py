@@ -194,7 +194,8 @@ def calibrate(proxy: Proxy, views: Sequence[np.ndarray], qualities: Sequence[int
     """Least-squares fit of the rate proxy to real Pillow file bytes (the tables' subsampling, optimize=True)."""
     torch = proxy.torch
     idx = list(range(min(limit, len(views))))
-    rows, real = [], []
+    rows: list[np.ndarray] = []
+    real: list[int] = []
     with torch.no_grad():
         for q in qualities:
             t = standard(q, proxy.subsampling)

@@ -161,7 +161,7 @@ class TorchGraph:
         env[self.input] = x
         for node in self.nodes:
             a = _attrs(node)
-            ins = [env[i] if i else None for i in node.input]
+            ins: list[Any] = [env[i] if i else None for i in node.input]
             op = node.op_type
             if op == "Constant":
                 value = numpy_helper.to_array(a["value"])
