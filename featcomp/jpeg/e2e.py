@@ -58,8 +58,8 @@ def import_torch() -> Any:
 class Settings:
     """The descent: lambdas (task-loss nats per proxy bpp) from fine to coarse, steps per lambda, batch."""
 
-    lambdas: tuple[float, ...] = (0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)
-    steps: int = 12
+    lambdas: tuple[float, ...] = (0.003, 0.01, 0.02, 0.04, 0.08, 0.16, 0.3)
+    steps: int = 20
     batch: int = 8
     lr: float = 0.08
     start_quality: int = 95
