@@ -121,9 +121,19 @@ def test_proxy_gradient_equals_finite_differences(subsampling: str) -> None:
         return kl + 0.01 * 8 * proxy.bytes(theta, rate).mean() / 256
 
     theta = e2e.log_steps(standard(60, subsampling), torch.float64).requires_grad_(True)
-    assert torch.autograd.gradcheck(loss, (theta,), eps=1e-6, atol=1e-6, rtol=1e-3)
     grad = torch.autograd.grad(loss(theta), theta)[0]
-    assert float(grad.abs().sum()) > 0  # the check above is not vacuous
+    rng = np.random.default_rng(4)
+    eps = 1e-6
+    # central differences along single steps (luma DC, a luma AC, a chroma AC) and two random directions
+    directions = [torch.zeros_like(theta) for _ in range(3)]
+    directions[0][0, 0, 0], directions[1][0, 1, 2], directions[2][1, 0, 1] = 1.0, 1.0, 1.0
+    directions += [torch.tensor(rng.normal(0, 1, (2, 8, 8))) for _ in range(2)]
+    with torch.no_grad():
+        for v in directions:
+            numeric = float(loss(theta + eps * v) - loss(theta - eps * v)) / (2 * eps)
+            analytic = float((grad * v).sum())
+            assert abs(numeric - analytic) <= 1e-3 * abs(numeric) + 1e-7, (numeric, analytic)
+    assert float(grad.abs().sum()) > 0  # the comparisons above are not vacuous
 
 
 def test_straight_through_gradient_is_the_quantization_error() -> None:
@@ -162,8 +172,12 @@ def test_learn_e2e_gives_a_ladder_of_baseline_tables(subsampling: str) -> None:
     assert tables.meta["e2e"]["rate_model"]["rel_error"] < 0.5
 
 
-def test_cli_learn_e2e(cli: Callable[..., object], model_file: Callable[..., str], tmp_path: Path) -> None:
+def test_cli_learn_e2e(cli: Callable[..., object], model_file: Callable[..., str], tmp_path: Path,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
+
+    full = e2e.Settings
+    monkeypatch.setattr(e2e, "Settings", lambda: full(lambdas=(0.01, 1.0), steps=2, batch=2))  # a short descent
 
     folder = tmp_path / "imgs"
     folder.mkdir()

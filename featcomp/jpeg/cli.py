@@ -46,7 +46,7 @@ def _model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
 
 def arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="jpeg_command", metavar="ACTION", required=True)
-    learn = sub.add_parser("learn", help="learn quantization tables (learned, operational or deepn)",
+    learn = sub.add_parser("learn", help="learn quantization tables (learned, operational, e2e or deepn)",
                            description="Learn JPEG quantization tables for a model and write them as JSON.")
     _model_args(learn)
     learn.add_argument("--method", choices=("deepn", "learned", "operational", "e2e"), default="learned",
