@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--learn-images", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=0.08)
+    parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--lambdas", default="0.003,0.01,0.02,0.04,0.08,0.16,0.3")
     parser.add_argument("--qualities", default="50,60,70,75,80,85,90,93,95,97")
     parser.add_argument("--pick-images", type=int, default=100)

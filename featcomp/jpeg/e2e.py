@@ -61,7 +61,7 @@ class Settings:
     lambdas: tuple[float, ...] = (0.003, 0.01, 0.02, 0.04, 0.08, 0.16, 0.3)
     steps: int = 20
     batch: int = 8
-    lr: float = 0.08
+    lr: float = 0.02
     start_quality: int = 95
     rounding: str = "ste"
     seed: int = 0
