@@ -227,13 +227,17 @@ def _all_ones(tmp_path: Path) -> Path:
     return path
 
 
-def test_encode_function_on_a_detailed_photo_at_all_ones() -> None:
+@pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:0"])
+def test_encode_function_on_a_detailed_photo_at_all_ones(subsampling: str) -> None:
+    """Every Pillow save featcomp makes goes through encode.encode: both chroma settings Pillow is asked for."""
+    from featcomp.jpeg.dct import roundtrip
     from featcomp.jpeg.encode import encode
 
     rgb = np.random.default_rng(7).integers(0, 256, (NOISY, NOISY, 3), dtype=np.uint8)
-    data = encode(rgb, Tables(np.ones((8, 8), np.int64), np.ones((8, 8), np.int64)))
-    assert len(data) > 2 * NOISY * NOISY  # larger than the buffer Pillow sizes for itself
-    assert np.abs(decode(data).astype(int) - rgb).max() <= 8  # step 1: near-lossless
+    tables = Tables(np.ones((8, 8), np.int64), np.ones((8, 8), np.int64), subsampling=subsampling)
+    data = encode(rgb, tables)
+    assert len(data) > (2 if subsampling == "4:4:4" else 1) * NOISY * NOISY  # past Pillow's own buffer at 4:4:4
+    assert np.array_equal(decode(data), roundtrip(rgb, tables))  # the whole file was written, not a truncated one
 
 
 def test_jpeg_encode_a_detailed_photo_at_all_ones(cli: Cli, noisy: Path, tmp_path: Path) -> None:

@@ -46,12 +46,14 @@ def _model_args(p: argparse.ArgumentParser, images: bool = True) -> None:
 
 def arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="jpeg_command", metavar="ACTION", required=True)
-    learn = sub.add_parser("learn", help="learn quantization tables (learned, operational or deepn)",
+    learn = sub.add_parser("learn", help="learn quantization tables (learned, operational, e2e or deepn)",
                            description="Learn JPEG quantization tables for a model and write them as JSON.")
     _model_args(learn)
-    learn.add_argument("--method", choices=("deepn", "learned", "operational"), default="learned",
+    learn.add_argument("--method", choices=("deepn", "learned", "operational", "e2e"), default="learned",
                        help="learned: the model's own per-frequency sensitivity (default); operational: Annex K "
-                            "tuned per band against real bytes and the model's logits; deepn: DCT statistics")
+                            "tuned per band against real bytes and the model's logits; e2e: the 128 steps by "
+                            "gradient descent through a JPEG proxy and the model (needs featcomp[e2e]); deepn: "
+                            "DCT statistics")
     target = learn.add_mutually_exclusive_group()
     target.add_argument("--target-bpp", type=float, metavar="B", help="coarsest tables at most B bits/pixel on the images")
     target.add_argument("--max-drop", type=float, metavar="P",
@@ -196,9 +198,9 @@ def _learn(args: argparse.Namespace, bars: Bars) -> int:
     classifier = _classifier(model, preprocess, name) if need_model else None
     if classifier is not None:
         classifier.check(views)
-    stage = "tuning bands" if args.method == "operational" else "probing frequencies"
+    stage = {"operational": "tuning bands", "e2e": "descending"}.get(args.method, "probing frequencies")
     tables = learn(args.method, views, classifier, target_bpp=args.target_bpp, max_drop=args.max_drop,
-                   model_name=name, progress=bars.track(stage, total=128), subsampling=args.subsampling,
+                   model_name=name, progress=bars.track(stage, total=None if args.method == "e2e" else 128), subsampling=args.subsampling,
                    labels=labels, label_offset=args.label_offset, metric=args.metric)
     tables.save(output)
     meta = tables.meta

@@ -41,7 +41,7 @@ from featcomp.jpeg.tables import STANDARD_CHROMA, STANDARD_LUMA, Tables
 __all__ = ["METHODS", "PROBE_STD", "deepn_profile", "dct_std", "learn", "loss_test", "rd_ladder", "search_scale",
            "sensitivities", "smallest"]
 
-METHODS = ("deepn", "learned", "operational")
+METHODS = ("deepn", "learned", "operational", "e2e")
 PROBE_STD = 8.0           # noise std per coefficient (orthonormal DCT units): ~1 grey level RMS per pixel
 # DeepN-JPEG's mapping (sigma in orthonormal DCT units of 0..255 pixels): HF band sigma <= T1: a - k1*sigma;
 # MF band T1 < sigma <= T2: b - k2*sigma; LF band sigma > T2: q_min.
@@ -306,20 +306,25 @@ def loss_test(classifier: Classifier, views: Sequence[np.ndarray], max_drop: flo
 def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | None = None, *,
           target_bpp: float | None = None, max_drop: float | None = None, model_name: str | None = None,
           progress: Progress | None = None, subsampling: str = "4:4:4", labels: np.ndarray | None = None,
-          label_offset: int = 0, metric: str | None = None) -> Tables:
+          label_offset: int = 0, metric: str | None = None, e2e_settings: Any = None) -> Tables:
     """Tables for ``views`` (uint8 RGB as the model sees them) by ``method``, aimed at one target, at ``subsampling``.
 
     target_bpp: the finest member of the family whose rate on the views is at most B bpp. max_drop: the
     member with the fewest bytes whose ``metric`` stays within P points of the uncompressed views (see
     ``smallest``); metric: "top1" (needs ``labels``; the default with them), "expected" (label-free
     expected top-1; the default without) or "agreement". Without either target: max_drop = 1.
-    ``learned`` and ``operational`` always need the model.
+    ``learned``, ``operational`` and ``e2e`` always need the model; ``e2e`` also torch (``featcomp[e2e]``),
+    and ``e2e_settings`` (``featcomp.jpeg.e2e.Settings``) sets its descent.
     """
     from featcomp.jpeg.dct import check_subsampling
 
     if method not in METHODS:
         raise FeatcompError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     check_subsampling(subsampling)
+    if method == "e2e":
+        from featcomp.jpeg.e2e import import_torch
+
+        import_torch()  # one line before any work when torch is missing
     if target_bpp is not None and max_drop is not None:
         raise FeatcompError("give --target-bpp or --max-drop, not both")
     if not views:
@@ -363,6 +368,13 @@ def learn(method: str, views: Sequence[np.ndarray], classifier: Classifier | Non
         meta["learned"] = {"probe_std": PROBE_STD, "g_luma": np.round(g_luma, 6).tolist(),
                            "g_chroma": np.round(g_chroma, 6).tolist()}
         ladder = rd_ladder(views, g_luma, g_chroma, subsampling)
+        family = Tables(ladder[0, 0], ladder[0, 1], method=method, model=model_name, ladder=ladder, scale=0.0,
+                        subsampling=subsampling)
+    elif method == "e2e":
+        from featcomp.jpeg.e2e import e2e_ladder
+
+        assert classifier is not None
+        ladder, meta["e2e"] = e2e_ladder(classifier, views, subsampling, e2e_settings, progress)
         family = Tables(ladder[0, 0], ladder[0, 1], method=method, model=model_name, ladder=ladder, scale=0.0,
                         subsampling=subsampling)
     else:  # operational: tune the Annex K shape where Annex K meets the target, then aim the tuned shape

@@ -64,7 +64,7 @@ class Classifier:
 
         model = prepare(model, need_conv=False)
         _, self.height, self.width = image_input(model, preprocess.layout)
-        self.name, self.preprocess = name, preprocess
+        self.name, self.preprocess, self.model = name, preprocess, model
         spec = input_spec(model)
         self.input = spec.name
         self.batch = 16 if not isinstance(spec.shape[0], (int, np.integer)) else int(spec.shape[0])

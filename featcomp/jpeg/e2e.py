@@ -1,0 +1,269 @@
+"""``--method e2e``: the 128 table steps learned by gradient descent through a JPEG proxy and the network.
+
+Why: per-frequency allocations around Annex K (``learned``, ``operational``) stay within noise of the
+standard tables; the published savings (J4D, OptS) come from optimising the steps end to end through a
+differentiable quantizer. This does that with torch's autograd (optional extra ``featcomp[e2e]``):
+
+- the images' islow DCT coefficients are exact and fixed (``dct.samples`` / ``dct.forward_blocks``: the
+  coefficients libjpeg quantizes, chroma already downsampled at 4:2:0), so only the steps carry gradients;
+- quantization ``y = c / T`` is rounded straight-through (forward: round; backward: identity), or by
+  a soft rounding (``rounding="soft"``: differentiable everywhere, for the finite-difference test);
+- decoding is the float counterpart of the exact path: orthonormal 8x8 IDCT, libjpeg's fancy
+  triangular chroma upsampling at 4:2:0, JFIF YCbCr -> RGB, clamp to 0..255, then the model's
+  normalisation; the model is the ONNX graph evaluated with torch ops (``torch_graph``);
+- task loss: KL divergence from the uncompressed model's softmax (soft labels, no image labels);
+- rate proxy: bytes per image ~ a * sum log2(1 + |y|) + b * sum (1 - exp(-|y|)) + c over all quantized
+  symbols (DC as differences between neighbouring blocks, as JPEG codes it), with a, b, c fitted by least
+  squares to real Pillow file bytes of the same images at Annex K qualities 20..95 (``calibrate``);
+- loss = KL + lambda x proxy bpp, Adam on log steps, lambda raised along a log grid with a warm start;
+  after each lambda the steps are rounded to whole baseline steps (1..255) and kept as one rung of a
+  ladder (finest to coarsest, each rung at least as coarse as the one before, so the target searches
+  stay bisections). Targets and every reported number then use real files, as for the other methods.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from featcomp.errors import FeatcompError
+from featcomp.jpeg import dct
+from featcomp.jpeg.encode import encode
+from featcomp.jpeg.measure import Classifier
+from featcomp.jpeg.tables import Tables, standard
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["INSTALL", "Proxy", "RateModel", "Settings", "calibrate", "e2e_ladder", "import_torch", "log_steps"]
+
+INSTALL = "pip install 'featcomp[e2e]' (torch 2.13.0, CPU build)"
+Progress = Callable[[Iterable[Any]], Iterable[Any]]
+
+
+def import_torch() -> Any:
+    """torch, or one line saying how to get it."""
+    try:
+        import torch
+    except ImportError:
+        raise FeatcompError(f"--method e2e needs torch: {INSTALL}") from None
+    return torch
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The descent: lambdas (task-loss nats per proxy bpp) from fine to coarse, steps per lambda, batch."""
+
+    lambdas: tuple[float, ...] = (0.003, 0.01, 0.02, 0.04, 0.08, 0.16, 0.3)
+    steps: int = 20
+    batch: int = 8
+    lr: float = 0.02
+    start_quality: int = 95
+    rounding: str = "ste"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RateModel:
+    """bytes per image ~ a * sum log2(1+|y|) + b * sum (1 - exp(-|y|)) + c; fitted to real Pillow bytes."""
+
+    a: float
+    b: float
+    c: float
+    rel_error: float  # mean |proxy - real| / real on the calibration files
+
+    def as_dict(self) -> dict[str, float]:
+        return {"a": round(self.a, 6), "b": round(self.b, 6), "c": round(self.c, 3), "rel_error": round(self.rel_error, 4)}
+
+
+def _ortho(torch: Any, dtype: Any) -> Any:
+    return torch.tensor(dct.DCT_ORTHO, dtype=dtype)
+
+
+class Proxy:
+    """The differentiable JPEG round trip of fixed images: log steps [2, 8, 8] in, model tensors out."""
+
+    def __init__(self, views: Sequence[np.ndarray], classifier: Classifier | None, subsampling: str,
+                 dtype: Any = None, preprocess: Any = None) -> None:
+        torch = import_torch()
+        self.torch = torch
+        self.dtype = dtype or torch.float32
+        self.subsampling = dct.check_subsampling(subsampling)
+        self.h, self.w = views[0].shape[:2]
+        pre = preprocess if preprocess is not None else classifier.preprocess if classifier is not None else None
+        self.order = [2, 1, 0] if pre is not None and pre.order == "bgr" else [0, 1, 2]
+        self.mean = torch.tensor(np.asarray(pre.mean if pre is not None else 0.0, np.float64), dtype=self.dtype)
+        self.std = torch.tensor(np.asarray(pre.std if pre is not None else 1.0, np.float64), dtype=self.dtype)
+        self.layout = pre.layout if pre is not None else "nchw"
+        planes = [dct.samples(v, subsampling) for v in views]
+        # islow coefficients / 8 = about the orthonormal DCT: y = coef / step is what libjpeg rounds
+        self.luma = torch.tensor(np.stack([dct.forward_blocks(p[0]) for p in planes]) / 8.0, dtype=self.dtype)
+        self.chroma = torch.tensor(np.stack([np.stack([dct.forward_blocks(c) for c in p[1:]]) for p in planes]) / 8.0,
+                                   dtype=self.dtype)
+        self.basis = _ortho(torch, self.dtype)
+
+    def __len__(self) -> int:
+        return int(self.luma.shape[0])
+
+    def _round(self, y: torch.Tensor, rounding: str) -> torch.Tensor:
+        torch = self.torch
+        if rounding == "ste":
+            return y + (torch.round(y) - y).detach()
+        if rounding == "soft":  # Agustsson & Theis' soft rounding, alpha 4: continuous, smooth between integers
+            alpha = 4.0
+            f = torch.floor(y).detach()
+            r = y - f - 0.5
+            return f + 0.5 + torch.tanh(alpha * r) / (2 * math.tanh(alpha / 2))
+        if rounding == "none":
+            return y
+        raise FeatcompError(f"unknown rounding {rounding!r}")
+
+    def _decode_plane(self, coef: torch.Tensor, steps: torch.Tensor, rounding: str) -> torch.Tensor:
+        """Coefficients [..., bh, bw, 8, 8] -> float samples [..., bh*8, bw*8] (0..255, not clamped)."""
+        deq = self._round(coef / steps, rounding) * steps
+        pix = self.basis.T @ deq @ self.basis + 128.0
+        *lead, bh, bw, _, _ = pix.shape
+        return pix.transpose(-3, -2).reshape(*lead, bh * 8, bw * 8)
+
+    def upsample(self, plane: torch.Tensor) -> torch.Tensor:
+        """libjpeg's fancy upsampling in floats: [n, 2, >=hd, >=wd] -> [n, 2, h, w]."""
+        torch = self.torch
+        hd, wd = dct.chroma_size(self.h, self.w)
+        x = torch.nn.functional.pad(plane[..., :hd, :wd], (1, 1, 1, 1), mode="replicate")
+        rows = []
+        for far in (x[..., :-2, :], x[..., 2:, :]):
+            sums = 3 * x[..., 1:-1, :] + far
+            centre = 3 * sums[..., 1:-1]
+            left, right = (centre + sums[..., :-2]) / 16, (centre + sums[..., 2:]) / 16
+            rows.append(torch.stack([left, right], dim=-1).reshape(*left.shape[:-1], 2 * wd))
+        out = torch.stack(rows, dim=-2).reshape(*rows[0].shape[:-2], 2 * hd, 2 * wd)
+        return out[..., :self.h, :self.w]
+
+    def rgb(self, log_steps: torch.Tensor, idx: Sequence[int] | None = None, rounding: str = "ste") -> torch.Tensor:
+        """Decoded float RGB [n, H, W, 3], clamped to 0..255."""
+        torch = self.torch
+        index = slice(None) if idx is None else list(idx)
+        steps = torch.exp(log_steps)
+        y = self._decode_plane(self.luma[index], steps[0], rounding)[:, :self.h, :self.w]
+        c = self._decode_plane(self.chroma[index], steps[1], rounding)
+        c = self.upsample(c) if self.subsampling == "4:2:0" else c[..., :self.h, :self.w]
+        cb, cr = c[:, 0] - 128.0, c[:, 1] - 128.0
+        rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], dim=-1)
+        return torch.clamp(rgb, 0.0, 255.0)
+
+    def inputs(self, log_steps: torch.Tensor, idx: Sequence[int] | None = None, rounding: str = "ste") -> torch.Tensor:
+        """The model's input tensors for the decoded images (its --preprocess normalisation and layout)."""
+        x = (self.rgb(log_steps, idx, rounding)[..., self.order] - self.mean) / self.std
+        return x.permute(0, 3, 1, 2) if self.layout == "nchw" else x
+
+    def rate_features(self, log_steps: torch.Tensor, idx: Sequence[int] | None = None) -> torch.Tensor:
+        """Per image [n, 2]: sum log2(1 + |y|) and sum (1 - exp(-|y|)) over the symbols JPEG codes."""
+        torch = self.torch
+        index = slice(None) if idx is None else list(idx)
+        steps = torch.exp(log_steps)
+        feats = []
+        for coef, t in ((self.luma[index], steps[0]), (self.chroma[index], steps[1])):
+            y = coef / t
+            n = y.shape[0]
+            flat = y.reshape(n, -1, 8, 8) if coef.dim() == 5 else y.reshape(n, 2, -1, 8, 8)
+            dc = flat[..., 0, 0]
+            dc_diff = torch.cat([dc[..., :1], dc[..., 1:] - dc[..., :-1]], dim=-1)
+            ac = flat.reshape(*flat.shape[:-2], 64)[..., 1:]
+            mags = [dc_diff.abs().reshape(n, -1), ac.abs().reshape(n, -1)]
+            feats.append(torch.stack([sum(torch.log2(1 + m).sum(dim=1) for m in mags),
+                                      sum((1 - torch.exp(-m)).sum(dim=1) for m in mags)], dim=1))
+        return feats[0] + feats[1]  # type: ignore[no-any-return]
+
+    def bytes(self, log_steps: torch.Tensor, model: RateModel, idx: Sequence[int] | None = None) -> torch.Tensor:
+        f = self.rate_features(log_steps, idx)
+        return model.a * f[:, 0] + model.b * f[:, 1] + model.c  # type: ignore[no-any-return]
+
+
+def log_steps(tables: Tables, dtype: Any = None) -> Any:
+    """log of the steps [2, 8, 8] (luma, chroma) as a torch tensor: what the descent moves."""
+    torch = import_torch()
+    return torch.tensor(np.log(np.stack([tables.luma, tables.chroma]).astype(np.float64)), dtype=dtype)
+
+
+def calibrate(proxy: Proxy, views: Sequence[np.ndarray], qualities: Sequence[int] = (20, 35, 50, 65, 80, 90, 95),
+              limit: int = 16) -> RateModel:
+    """Least-squares fit of the rate proxy to real Pillow file bytes (the tables' subsampling, optimize=True)."""
+    torch = proxy.torch
+    idx = list(range(min(limit, len(views))))
+    rows: list[np.ndarray] = []
+    real: list[int] = []
+    with torch.no_grad():
+        for q in qualities:
+            t = standard(q, proxy.subsampling)
+            f = proxy.rate_features(log_steps(t, proxy.dtype), idx).double().numpy()
+            rows.append(f)
+            real.extend(len(encode(views[i], t)) for i in idx)
+    x = np.concatenate(rows)
+    a = np.column_stack([x, np.ones(len(x))])
+    y = np.asarray(real, np.float64)
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    if coef[0] < 0 or coef[1] < 0:  # keep the proxy increasing in |y|: refit the positive part alone
+        keep = 0 if coef[0] >= coef[1] else 1
+        sub, *_ = np.linalg.lstsq(a[:, [keep, 2]], y, rcond=None)
+        coef = np.zeros(3)
+        coef[keep], coef[2] = max(sub[0], 0.0), sub[1]
+    pred = a @ coef
+    return RateModel(float(coef[0]), float(coef[1]), float(coef[2]), float(np.mean(np.abs(pred - y) / y)))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def e2e_ladder(classifier: Classifier, views: Sequence[np.ndarray], subsampling: str = "4:4:4",
+               settings: Settings | None = None, progress: Progress | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The ladder [L, 2, 8, 8] of whole steps from finest to coarsest, and what the descent measured."""
+    from featcomp.jpeg.torch_graph import TorchGraph
+
+    torch = import_torch()
+    s = settings or Settings()
+    torch.manual_seed(s.seed)
+    proxy = Proxy(views, classifier, subsampling)
+    rate_model = calibrate(proxy, views)
+    graph = TorchGraph(classifier.model, classifier.logit)
+    _, clean_logits = classifier.run(classifier.inputs(views))
+    target = torch.tensor(_softmax(clean_logits), dtype=proxy.dtype)
+    pixels = proxy.h * proxy.w
+    theta = log_steps(standard(s.start_quality, subsampling), proxy.dtype).requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=s.lr)
+    rng = np.random.default_rng(s.seed)
+    rungs: list[np.ndarray] = []
+    trace = []
+    steps = [(lam, k) for lam in s.lambdas for k in range(s.steps)]
+    for lam, k in (progress(steps) if progress is not None else steps):
+        idx = rng.choice(len(proxy), size=min(s.batch, len(proxy)), replace=False).tolist()
+        logits = graph(proxy.inputs(theta, idx, s.rounding)).reshape(len(idx), -1)
+        logp = torch.log_softmax(logits, dim=1)
+        p = target[idx]
+        kl = (p * (torch.log(p.clamp_min(1e-12)) - logp)).sum(dim=1).mean()
+        bpp = 8.0 * proxy.bytes(theta, rate_model, idx).mean() / pixels
+        loss = kl + lam * bpp
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            theta.clamp_(0.0, math.log(255.0))
+        if k == s.steps - 1:
+            whole = np.clip(np.round(np.exp(theta.detach().double().numpy())), 1, 255).astype(np.int64)
+            if rungs:
+                whole = np.maximum(whole, rungs[-1])
+            if not rungs or not np.array_equal(whole, rungs[-1]):
+                rungs.append(whole)
+            trace.append({"lambda": lam, "kl": round(kl.item(), 5), "proxy_bpp": round(bpp.item(), 4)})
+    if rungs[-1].min() < 255:  # the coarsest JPEG there is ends every ladder, as for `learned`
+        rungs.append(np.full((2, 8, 8), 255, np.int64))
+    info = {"rate_model": rate_model.as_dict(), "settings": {"lambdas": list(s.lambdas), "steps": s.steps,
+            "batch": s.batch, "lr": s.lr, "start_quality": s.start_quality, "rounding": s.rounding},
+            "trace": trace}
+    return np.stack(rungs), info
+
