@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/rate_table.py [--shared ../shared] [--limit 64] [--models a,b]
         [--codecs dct-cm,transform-vlc] [--budgets 0.5,1] [--bytes-inputs 64] [-o benchmarks/results/rate]
 
-Per model, `featcomp.compress(MODEL, imagenet-calib-200, limit=N, max_drop=P, codec=C)` exactly as a user
+Per model, `featcomp.compress(MODEL, imagenet-calib-200, limit=N, quality=MaxDrop(P), codec=C)` exactly as a user
 runs it (no labels; the first N calibration images), timed, next to ONNX Runtime's `quantize_static` on the
 same N images (QDQ, MinMax: what a user would otherwise run). Everything is then measured on images the
 compress did not see:
