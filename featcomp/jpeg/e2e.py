@@ -176,11 +176,11 @@ class Proxy:
             mags = [dc_diff.abs().reshape(n, -1), ac.abs().reshape(n, -1)]
             feats.append(torch.stack([sum(torch.log2(1 + m).sum(dim=1) for m in mags),
                                       sum((1 - torch.exp(-m)).sum(dim=1) for m in mags)], dim=1))
-        return feats[0] + feats[1]  # type: ignore[no-any-return]
+        return feats[0] + feats[1]
 
     def bytes(self, log_steps: torch.Tensor, model: RateModel, idx: Sequence[int] | None = None) -> torch.Tensor:
         f = self.rate_features(log_steps, idx)
-        return model.a * f[:, 0] + model.b * f[:, 1] + model.c  # type: ignore[no-any-return]
+        return model.a * f[:, 0] + model.b * f[:, 1] + model.c
 
 
 def log_steps(tables: Tables, dtype: Any = None) -> Any:

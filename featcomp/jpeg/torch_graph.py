@@ -203,4 +203,4 @@ class TorchGraph:
                 y = ((ins[0] - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + a.get("epsilon", 1e-5))
                      * scale.reshape(shape) + bias.reshape(shape))
             env[node.output[0]] = y
-        return env[self.output]  # type: ignore[no-any-return]
+        return env[self.output]
