@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,7 @@ def ort_quantize_seconds(model: onnx.ModelProto, calib: list[dict[str, np.ndarra
 
 
 def run_model(name: str, shared: Path, limit: int, codecs: list[str], budgets: list[float],
-              bytes_inputs: int) -> list[dict[str, Any]]:
+              bytes_inputs: int, save: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
     path, preprocess, offset = MODELS[name]
     given = modelio.load_model(shared / path) if path else zoo.efficientnet_lite0()
     proto = prepare(given)
@@ -170,6 +171,7 @@ def run_model(name: str, shared: Path, limit: int, codecs: list[str], budgets: l
                     "int8_baseline": base,
                 }
                 rows.append(row)
+                save(rows)  # a long run stopped early keeps its finished rows
                 log(line(row))
     return rows
 
@@ -209,11 +211,14 @@ def main() -> int:
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
+    def save(done: list[dict[str, Any]]) -> None:
+        (args.output / "rate.json").write_text(json.dumps(done, indent=2) + "\n")
+        (args.output / "rate.md").write_text(markdown(done))
+
     for name in args.models.split(","):
         rows += run_model(name, args.shared, args.limit, args.codecs.split(","),
-                          [float(b) for b in args.budgets.split(",")], args.bytes_inputs)
-        (args.output / "rate.json").write_text(json.dumps(rows, indent=2) + "\n")
-        (args.output / "rate.md").write_text(markdown(rows))
+                          [float(b) for b in args.budgets.split(",")], args.bytes_inputs,
+                          lambda model_rows, before=list(rows): save(before + model_rows))
     print(markdown(rows))
     return 0
 
