@@ -170,8 +170,13 @@ def test_depthwise_is_a_row_band(target) -> None:
         assert band < pad < script.index('T.sblock("group_conv2d_nchw_update")'), script
         assert re.search(r'pad_temp\w* = T\.sblock_alloc_buffer\(.*scope="local"\)', script), script
         assert _loops(script)["vectorized"] >= 3
-    even_odd = [s for s in depthwise if re.search(r"pad_temp_local\[[^\]]*% T\.int64\(2\), v_i3 // T\.int64\(2\)\]", s)]
+    even_odd = [s for s in depthwise if re.search(r"pad_temp_local\[[^\]]*\) % T\.int64\(2\), \(v4 \* T\.int64\(2\) \+ v3\) // T\.int64\(2\)\]", s)]
     assert len(even_odd) == 1 and "v_yy * T.int64(2)" in even_odd[0]  # the stride-2 one only
+    # the stage runs in storage order (parity unrolled, then contiguous halves vectorized) with no
+    # guard: a scatter over every second column would run as scalar stores
+    stage = even_odd[0][:even_odd[0].index('T.sblock("pad_temp")')]
+    assert re.search(r"for ax3 in T\.unroll\(T\.int64\(2\)\):\s+for ax4 in T\.vectorized\(T\.int64\(\d+\)\)", stage), stage
+    assert "T.where" not in even_odd[0].split('T.sblock("group_conv2d_nchw_init")')[0]
 
 
 def test_tiled_convs_keep_results() -> None:
