@@ -237,3 +237,53 @@ def test_channel_tile_fits_the_registers_and_grows_on_short_rows() -> None:
         fi, _ = cs._channel_tile(1152, 7, rule, True)
         assert fi > 2 * rule.lanes, rule
     assert cs._channel_tile(1001, 7, schedules.RULES["x86_64"], False) == (0, 0)
+
+
+def _classifier_model():  # noqa: ANN202 - onnx.ModelProto
+    """Global pool -> 1x1 conv on the 1x1 map (MobileNetV2's classifier) -> Flatten -> Gemm with a
+    transposed weight (EfficientNet-Lite0's): two GEMVs whose outputs (21, 19) are not multiples of 16."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    inits = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)
+             for name, shape in (("cw", (21, 40, 1, 1)), ("cb", (21,)), ("gw", (19, 21)), ("gb", (19,)))]
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p"]), helper.make_node("Conv", ["p", "cw", "cb"], ["c"]),
+             helper.make_node("Flatten", ["c"], ["f"]), helper.make_node("Gemm", ["f", "gw", "gb"], ["out"], transB=1)]
+    graph = helper.make_graph(nodes, "classifier", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 40, 7, 7])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 19])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_classifier_gemv_is_packed(target) -> None:
+    """Batch-1 GEMVs with constant weights (a 1x1 conv of a 1x1 map, a Gemm) read their weights packed
+    as [blocks, K, 16] (zero-padded past N), with a tile of 16-lane vectorized accumulators in a local
+    buffer, the reduction outside the block loop, and the bias add in the same function."""
+    from featcomp.runtime_ops.tvm import build, convert, schedules
+
+    mod = build.legalize(convert.import_model(_classifier_model()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    gemv = [f.script() for gv, f in mod.functions_items() if "matvec_packed" in gv.name_hint]
+    assert len(gemv) == 2, [gv.name_hint for gv, _ in mod.functions_items()]
+    for script in gemv:
+        assert re.search(r"T\.Buffer\(\(T\.int64\(2\), T\.int64\((40|21)\), T\.int64\(16\)\)", script), script
+        nest = script[:script.index('T.sblock("matvec_packed_update")')]
+        assert nest.rindex("for k in") < nest.rindex("T.unroll(") < nest.rindex("T.vectorized(T.int64(16))"), script
+        assert 'matvec_packed_local = T.sblock_alloc_buffer((T.int64(32),), scope="local")' in script
+        assert 'T.sblock("T_add")' in script  # the bias, fused
+
+
+def test_classifier_gemv_keeps_results() -> None:
+    """The packed GEMVs agree with ONNX Runtime (padding rows are zero and never read back)."""
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _classifier_model()
+    x = np.random.default_rng(0).normal(size=(1, 40, 7, 7)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    compiled = build.compile_model(model, build.make_target("host"))
+    assert compiled.stats["naive"] == 0
+    np.testing.assert_allclose(build.run_local(compiled, [x])[0], want, rtol=1e-4, atol=1e-4)

@@ -35,6 +35,7 @@ import numpy as np
 from tvm import s_tir, tirx
 
 DENSE, DEPTHWISE = "conv2d_nchw", "group_conv2d_nchw"
+MATVEC = "matvec_packed"  # layout.MATVEC (layout imports relax: not imported here)
 
 
 def _shape(buffer: Any) -> list[int]:
@@ -328,9 +329,41 @@ def _depthwise_vector(ow: int, lanes: int) -> int:
     return 2 * lanes  # guarded tail
 
 
+MATVEC_UNROLL = 4  # packed blocks per tile: independent accumulator vectors (one FMA chain each)
+
+
+def schedule_matvec(sch: s_tir.Schedule, block: Any, rule: Any) -> list[Any]:
+    """The packed GEMV (layout.pack_matvec, weights [N/16, K, 16]): a tile of U blocks x 16 outputs
+    in registers (16 lanes vectorized, U blocks unrolled: U independent FMA chains), K in between,
+    each block's weights read as one sequential stream; parallel over tiles. The copy to the
+    unpadded output is inlined into its consumer (the bias add), which stays a separate loop."""
+    (j, k) = sch.get_loops(block)
+    blocks = int(sch.get(j).extent) // 16
+    unroll = next(u for u in range(MATVEC_UNROLL, 0, -1) if blocks % u == 0)
+    tile, u, lane = sch.split(j, factors=[None, unroll, 16])
+    sch.reorder(tile, k, u, lane)
+    if int(sch.get(k).extent) * blocks * 16 >= 16 * rule.parallel_min:  # multiply-adds, not outputs, decide
+        sch.parallel(tile)
+    acc = sch.cache_write(block, 0, "local")
+    sch.reverse_compute_at(acc, tile, preserve_unit_loops=True)
+    sch.unroll(u)
+    sch.vectorize(lane)
+    init = sch.decompose_reduction(block, k)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.vectorize(sch.get_loops(acc)[-1])
+    copy = sch.get_consumers(acc)[0]
+    if not sch.get_consumers(copy):  # the GEMV is the function's output: the copy stays a loop
+        return [copy]
+    readers = sch.get_consumers(copy)
+    sch.compute_inline(copy)
+    return readers
+
+
 def schedule_conv(sch: s_tir.Schedule, names: list[str], rule: Any) -> list[Any] | None:
     """The conv rule of a fused PrimFunc holding one conv2d block; returns the blocks it left
     unscheduled (for the generic rule), or None when the function is not a conv it handles."""
+    if MATVEC in names:
+        return schedule_matvec(sch, sch.get_sblock(MATVEC), rule)
     if DENSE in names:
         return schedule_dense(sch, sch.get_sblock(DENSE), rule)
     if DEPTHWISE in names:

@@ -6,9 +6,11 @@ NCHW, which the featcomp kernels and a decode fused into its consumer expect.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import tvm
-from tvm import relax
+from tvm import relax, tirx
 from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
 
 KERNEL_LAYOUT = "IHWO"
@@ -30,3 +32,102 @@ def weights_o_last(mod: tvm.IRModule) -> tvm.IRModule:
     main = rewrite_call(is_op("relax.nn.conv2d")(wildcard(), is_const()), _weights_o_last, mod["main"])
     return tvm.IRModule({gv: main if gv.name_hint == "main" else func for gv, func in mod.functions_items()},
                         attrs=mod.attrs)
+
+
+# ------------------------------------------------------------------------------ packed classifier GEMV
+
+MATVEC = "matvec_packed"  # the block name conv_schedules.schedule_matvec looks for
+PACK = 16                 # output channels per packed weight block: one AVX-512 vector, four NEON ones
+
+
+def _int64(dims: tuple[int, ...]) -> list[tirx.IntImm]:
+    """Shapes as int64, as Relax legalization writes them (FuseTIR requires equal buffer types)."""
+    return [tirx.IntImm("int64", d) for d in dims]
+
+
+def matvec_kernel(x_shape: tuple[int, ...], x_dtype: str, blocks: int, k: int, n: int) -> tirx.PrimFunc:
+    """y[.., j] = sum_k x[k] * W[j // PACK, k, j % PACK] for j < n, W packed as [blocks, K, PACK]
+    (zero past n). The product is computed over all blocks x PACK outputs into a small intermediate,
+    then copied out, so the tile has no guard; a consumer (the bias add) inlines the copy."""
+    from tvm import te
+
+    x = te.placeholder(_int64(x_shape), x_dtype, name="x")
+    w = te.placeholder(_int64((blocks, k, PACK)), "float32", name="w")
+    r = te.reduce_axis((tirx.IntImm("int64", 0), tirx.IntImm("int64", k)), name="k")
+    zeros = [tirx.IntImm("int64", 0)] * (len(x_shape) - 2)
+
+    def load(kk: Any) -> Any:
+        value = x[tuple([tirx.IntImm("int64", 0), kk, *zeros])]
+        return value if x_dtype == "float32" else value.astype("float32")
+
+    acc = te.compute(_int64((blocks * PACK,)), lambda j: te.sum(load(r) * w[j // PACK, r, j % PACK], axis=r), name=MATVEC)
+    out = te.compute(_int64((1, n, *[1] * len(zeros))), lambda b, j, *_: acc[j], name="matvec_out")
+    func = te.create_prim_func([x, w, out]).without_attr("global_symbol")  # private: the module names it
+    return func.with_attr({"op_pattern": 4, "tirx.noalias": True})  # kOutEWiseFusable: the bias add fuses in
+
+
+_FLOAT_OUT = ("", "None", "void", "float32")  # out_dtype unset (printed as any of the first three) or float32
+_WEIGHT = is_const()
+_TRANSPOSED = is_op("relax.permute_dims")(_WEIGHT)
+_PATTERNS = (is_op("relax.matmul")(wildcard(), _WEIGHT), is_op("relax.matmul")(wildcard(), _TRANSPOSED),
+             is_op("relax.nn.conv2d")(wildcard(), _WEIGHT))
+
+
+def _matvec_operands(call: relax.Call, matches: Any) -> tuple[relax.Expr, np.ndarray] | None:
+    """(x, weight as [N, K] float32) of a batch-1 GEMV with a constant weight: MatMul [1, K] x [K, N]
+    (the weight maybe a transposed constant, as the importer writes Gemm), or a 1x1 conv of a 1x1
+    map (a classifier written as a conv, e.g. MobileNetV2's); None otherwise."""
+    x, w = call.args[0], matches[_WEIGHT]
+    if not isinstance(x.ty, relax.TensorType) or x.ty.shape is None or str(w.value.dtype) != "float32":
+        return None
+    shape = tuple(int(d) for d in x.ty.shape.values)
+    weight = w.value.numpy()
+    if call.op.name == "relax.matmul":
+        if _TRANSPOSED in matches:
+            if [int(a) for a in matches[_TRANSPOSED].attrs.axes] != [1, 0]:
+                return None
+            weight = weight.T
+        if len(shape) == 2 and shape[0] == 1 and weight.ndim == 2 and str(call.attrs.out_dtype) in _FLOAT_OUT:
+            return x, np.ascontiguousarray(weight.T)
+        return None
+    a = call.attrs
+    if (len(shape) == 4 and shape[0] == 1 and shape[2:] == (1, 1) and weight.shape[2:] == (1, 1)
+            and a.groups == 1 and a.data_layout == "NCHW" and a.kernel_layout == "OIHW" and a.out_layout == "NCHW"
+            and all(int(p) == 0 for p in a.padding) and str(a.out_dtype) in _FLOAT_OUT):
+        return x, weight[:, :, 0, 0]
+    return None
+
+
+def pack_matvec(mod: tvm.IRModule) -> tvm.IRModule:
+    """Every batch-1 GEMV with constant weights -> a call of matvec_kernel with the weight packed
+    once here as [ceil(N / PACK), K, PACK]: each block's weights are one sequential stream and its
+    PACK outputs one vector of accumulators (conv_schedules.schedule_matvec). TOPI's dense reads
+    [K, N] a column at a time; the classifier (1280 x 1000) ran as a naive loop."""
+    kernels: dict[tuple[Any, ...], tvm.ir.GlobalVar] = {}
+    bb = relax.BlockBuilder(mod)  # gives the kernels GlobalVars typed as TIR callees
+
+    def rewrite(call: relax.Call, matches: Any) -> relax.Expr:
+        found = _matvec_operands(call, matches)
+        if found is None:
+            return call
+        x, weight = found
+        n, k = weight.shape
+        blocks = -(-n // PACK)
+        packed = np.zeros((blocks * PACK, k), np.float32)
+        packed[:n] = weight
+        packed = np.ascontiguousarray(packed.reshape(blocks, PACK, k).transpose(0, 2, 1))
+        shape = tuple(int(d) for d in x.ty.shape.values)
+        key = (shape, str(x.ty.dtype), blocks, k, n)
+        if key not in kernels:
+            kernels[key] = bb.add_func(matvec_kernel(shape, str(x.ty.dtype), blocks, k, n), MATVEC)
+        out_shape = (1, n) if len(shape) == 2 else (1, n, 1, 1)
+        return relax.call_tir(kernels[key], [x, relax.const(packed)], out_ty=relax.TensorType(out_shape, "float32"))
+
+    main = mod["main"]
+    for pattern in _PATTERNS:
+        main = rewrite_call(pattern, rewrite, main)
+    if not kernels:
+        return mod
+    out = bb.get()
+    out["main"] = main
+    return out
