@@ -287,3 +287,45 @@ def test_classifier_gemv_keeps_results() -> None:
     compiled = build.compile_model(model, build.make_target("host"))
     assert compiled.stats["naive"] == 0
     np.testing.assert_allclose(build.run_local(compiled, [x])[0], want, rtol=1e-4, atol=1e-4)
+
+
+def _odd_pad_depthwise():  # noqa: ANN202 - onnx.ModelProto
+    """Stride-2 depthwise convs whose padded width is odd (pads 0/1 for 3x3, 1/2 for 5x5: EfficientNet-Lite0's)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    inits = [numpy_helper.from_array(rng.normal(size=(32, 1, k, k)).astype(np.float32), f"w{k}") for k in (3, 5)]
+    nodes = [helper.make_node("Conv", ["input", "w3"], ["a"], group=32, strides=[2, 2], pads=[0, 0, 1, 1]),
+             helper.make_node("Conv", ["a", "w5"], ["out"], group=32, strides=[2, 2], pads=[1, 1, 2, 2])]
+    graph = helper.make_graph(nodes, "odd", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 32, 64, 64])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 32, 16, 16])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_odd_padded_width_gets_even_odd_halves(target) -> None:
+    """An odd padded width gets one more (never read) zero column, so the stride-2 scratch is stored
+    as two equal even/odd halves too, with no guard in its stage."""
+    from featcomp.runtime_ops.tvm import build, convert, schedules
+
+    mod = build.legalize(convert.import_model(_odd_pad_depthwise()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    scripts = [f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint]
+    halves = sorted(re.search(r"pad_temp_local = T\.sblock_alloc_buffer\(\(.*T\.int64\(2\), T\.int64\((\d+)\)\)", s).group(1)
+                    for s in scripts)
+    assert halves == ["18", "33"], scripts  # 64 + 0 + 1 (+1) = 66 = 2 x 33; 32 + 1 + 2 (+1) = 36 = 2 x 18
+    assert all("T.where" not in s.split('T.sblock("group_conv2d_nchw_init")')[0] for s in scripts)
+
+
+def test_odd_padded_width_keeps_results() -> None:
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _odd_pad_depthwise()
+    x = np.random.default_rng(0).normal(size=(1, 32, 64, 64)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    np.testing.assert_allclose(build.run_local(build.compile_model(model, build.make_target("host")), [x])[0], want,
+                               rtol=1e-4, atol=1e-4)
