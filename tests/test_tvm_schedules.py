@@ -329,3 +329,49 @@ def test_odd_padded_width_keeps_results() -> None:
     want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
     np.testing.assert_allclose(build.run_local(build.compile_model(model, build.make_target("host")), [x])[0], want,
                                rtol=1e-4, atol=1e-4)
+
+
+def _wide_conv_model():  # noqa: ANN202 - onnx.ModelProto
+    """SqueezeNet's last conv in small: 1x1, 1000 output channels (no AVX-512 vector divides it), bias, Relu."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(13)
+    inits = [numpy_helper.from_array(rng.normal(size=(1000, 32, 1, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(size=1000).astype(np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["out"])]
+    graph = helper.make_graph(nodes, "wide", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 32, 13, 13])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1000, 13, 13])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_output_channels_padded_to_vectors(target) -> None:
+    """1000 output channels on AVX-512: computed as 1024 (two-vector channel tiles) and sliced back in
+    the tile's output stage under a guard (no write past channel 1000); NEON's 4 lanes divide 1000."""
+    from featcomp.runtime_ops.tvm import build, convert, layout, schedules
+
+    rule = schedules.rule_for(target)
+    assert [layout.padded_channels(c, 1, 16) for c in (1000, 40, 1001, 64)] == [1024, 40, 1024, 64]
+    assert layout.padded_channels(1000, 1000, 16) == 1000  # depthwise: not padded
+    mod = build.legalize(convert.import_model(_wide_conv_model()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    (script,) = [f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint]
+    padded = 1024 if rule.lanes == 16 else 1000
+    assert f"T.Buffer((T.int64(32), T.int64(1), T.int64(1), T.int64({padded})), \"float32\")" in script, script
+    if padded == 1024:
+        assert "T.where(" in script and 'T.sblock("T_strided_slice_with_axes")' in script
+        assert re.search(r"T\.vectorized\(T\.int64\(32\)\)", script)
+
+
+def test_padded_output_channels_keep_results() -> None:
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _wide_conv_model()
+    x = np.random.default_rng(0).normal(size=(1, 32, 13, 13)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    np.testing.assert_allclose(build.run_local(build.compile_model(model, build.make_target("host")), [x])[0], want,
+                               rtol=1e-4, atol=1e-4)

@@ -192,9 +192,13 @@ def _output_stage(sch: s_tir.Schedule, writer: Any, loop: Any) -> list[Any]:
     function (the decode of a residual's stored codes) is inlined first: left as a block, it blocks
     the chain, which then runs as naive loops over a full decoded tensor. Returns the consumers left outside (a pad
     that writes a bigger tensor, say)."""
+    sliced = None
     while True:
         nxt = sch.get_consumers(writer)
         if len(nxt) != 1:
+            break
+        if _narrower(sch, nxt[0], writer):  # reverse_compute_inline would write past the smaller output
+            sliced = nxt[0]
             break
         for other in sch.get_producers(nxt[0]):  # a decode fused for a residual Add: inlined into the Add
             if not _same(sch, other, writer) and not _has_branch(sch, other):
@@ -207,7 +211,18 @@ def _output_stage(sch: s_tir.Schedule, writer: Any, loop: Any) -> list[Any]:
         except Exception:  # noqa: BLE001
             break
     sch.reverse_compute_at(writer, loop, preserve_unit_loops=True)
-    return sch.get_consumers(writer)
+    if sliced is None:
+        return sch.get_consumers(writer)
+    # output channels padded to whole vectors (layout.padded_channels): the slice back to OC, with the
+    # epilogue after it folded in, computed per tile from the tile's (cached) result
+    _output_stage(sch, sliced, loop)
+    return sch.get_consumers(sliced)
+
+
+def _narrower(sch: s_tir.Schedule, block: Any, writer: Any) -> bool:
+    """Does the block write a tensor of the writer's rank that is smaller (a slice of it)?"""
+    mine, theirs = _shape(sch.get(block).writes[0].source), _shape(sch.get(writer).writes[0].source)
+    return len(mine) == len(theirs) and mine != theirs and all(a <= b for a, b in zip(mine, theirs))
 
 
 def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | None:
