@@ -170,8 +170,13 @@ def test_depthwise_is_a_row_band(target) -> None:
         assert band < pad < script.index('T.sblock("group_conv2d_nchw_update")'), script
         assert re.search(r'pad_temp\w* = T\.sblock_alloc_buffer\(.*scope="local"\)', script), script
         assert _loops(script)["vectorized"] >= 3
-    even_odd = [s for s in depthwise if re.search(r"pad_temp_local\[[^\]]*% T\.int64\(2\), v_i3 // T\.int64\(2\)\]", s)]
+    even_odd = [s for s in depthwise if re.search(r"pad_temp_local\[[^\]]*\) % T\.int64\(2\), \(v4 \* T\.int64\(2\) \+ v3\) // T\.int64\(2\)\]", s)]
     assert len(even_odd) == 1 and "v_yy * T.int64(2)" in even_odd[0]  # the stride-2 one only
+    # the stage runs in storage order (parity unrolled, then contiguous halves vectorized) with no
+    # guard: a scatter over every second column would run as scalar stores
+    stage = even_odd[0][:even_odd[0].index('T.sblock("pad_temp")')]
+    assert re.search(r"for ax3 in T\.unroll\(T\.int64\(2\)\):\s+for ax4 in T\.vectorized\(T\.int64\(\d+\)\)", stage), stage
+    assert "T.where" not in even_odd[0].split('T.sblock("group_conv2d_nchw_init")')[0]
 
 
 def test_tiled_convs_keep_results() -> None:
@@ -232,3 +237,141 @@ def test_channel_tile_fits_the_registers_and_grows_on_short_rows() -> None:
         fi, _ = cs._channel_tile(1152, 7, rule, True)
         assert fi > 2 * rule.lanes, rule
     assert cs._channel_tile(1001, 7, schedules.RULES["x86_64"], False) == (0, 0)
+
+
+def _classifier_model():  # noqa: ANN202 - onnx.ModelProto
+    """Global pool -> 1x1 conv on the 1x1 map (MobileNetV2's classifier) -> Flatten -> Gemm with a
+    transposed weight (EfficientNet-Lite0's): two GEMVs whose outputs (21, 19) are not multiples of 16."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    inits = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)
+             for name, shape in (("cw", (21, 40, 1, 1)), ("cb", (21,)), ("gw", (19, 21)), ("gb", (19,)))]
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p"]), helper.make_node("Conv", ["p", "cw", "cb"], ["c"]),
+             helper.make_node("Flatten", ["c"], ["f"]), helper.make_node("Gemm", ["f", "gw", "gb"], ["out"], transB=1)]
+    graph = helper.make_graph(nodes, "classifier", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 40, 7, 7])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 19])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_classifier_gemv_is_packed(target) -> None:
+    """Batch-1 GEMVs with constant weights (a 1x1 conv of a 1x1 map, a Gemm) read their weights packed
+    as [blocks, K, 16] (zero-padded past N), with a tile of 16-lane vectorized accumulators in a local
+    buffer, the reduction outside the block loop, and the bias add in the same function."""
+    from featcomp.runtime_ops.tvm import build, convert, schedules
+
+    mod = build.legalize(convert.import_model(_classifier_model()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    gemv = [f.script() for gv, f in mod.functions_items() if "matvec_packed" in gv.name_hint]
+    assert len(gemv) == 2, [gv.name_hint for gv, _ in mod.functions_items()]
+    for script in gemv:
+        assert re.search(r"T\.Buffer\(\(T\.int64\(2\), T\.int64\((40|21)\), T\.int64\(16\)\)", script), script
+        nest = script[:script.index('T.sblock("matvec_packed_update")')]
+        assert nest.rindex("for k in") < nest.rindex("T.unroll(") < nest.rindex("T.vectorized(T.int64(16))"), script
+        assert 'matvec_packed_local = T.sblock_alloc_buffer((T.int64(32),), scope="local")' in script
+        assert 'T.sblock("T_add")' in script  # the bias, fused
+
+
+def test_classifier_gemv_keeps_results() -> None:
+    """The packed GEMVs agree with ONNX Runtime (padding rows are zero and never read back)."""
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _classifier_model()
+    x = np.random.default_rng(0).normal(size=(1, 40, 7, 7)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    compiled = build.compile_model(model, build.make_target("host"))
+    assert compiled.stats["naive"] == 0
+    np.testing.assert_allclose(build.run_local(compiled, [x])[0], want, rtol=1e-4, atol=1e-4)
+
+
+def _odd_pad_depthwise():  # noqa: ANN202 - onnx.ModelProto
+    """Stride-2 depthwise convs whose padded width is odd (pads 0/1 for 3x3, 1/2 for 5x5: EfficientNet-Lite0's)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    inits = [numpy_helper.from_array(rng.normal(size=(32, 1, k, k)).astype(np.float32), f"w{k}") for k in (3, 5)]
+    nodes = [helper.make_node("Conv", ["input", "w3"], ["a"], group=32, strides=[2, 2], pads=[0, 0, 1, 1]),
+             helper.make_node("Conv", ["a", "w5"], ["out"], group=32, strides=[2, 2], pads=[1, 1, 2, 2])]
+    graph = helper.make_graph(nodes, "odd", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 32, 64, 64])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 32, 16, 16])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_odd_padded_width_gets_even_odd_halves(target) -> None:
+    """An odd padded width gets one more (never read) zero column, so the stride-2 scratch is stored
+    as two equal even/odd halves too, with no guard in its stage."""
+    from featcomp.runtime_ops.tvm import build, convert, schedules
+
+    mod = build.legalize(convert.import_model(_odd_pad_depthwise()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    scripts = [f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint]
+    halves = sorted(re.search(r"pad_temp_local = T\.sblock_alloc_buffer\(\(.*T\.int64\(2\), T\.int64\((\d+)\)\)", s).group(1)
+                    for s in scripts)
+    assert halves == ["18", "33"], scripts  # 64 + 0 + 1 (+1) = 66 = 2 x 33; 32 + 1 + 2 (+1) = 36 = 2 x 18
+    assert all("T.where" not in s.split('T.sblock("group_conv2d_nchw_init")')[0] for s in scripts)
+
+
+def test_odd_padded_width_keeps_results() -> None:
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _odd_pad_depthwise()
+    x = np.random.default_rng(0).normal(size=(1, 32, 64, 64)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    np.testing.assert_allclose(build.run_local(build.compile_model(model, build.make_target("host")), [x])[0], want,
+                               rtol=1e-4, atol=1e-4)
+
+
+def _wide_conv_model():  # noqa: ANN202 - onnx.ModelProto
+    """SqueezeNet's last conv in small: 1x1, 1000 output channels (no AVX-512 vector divides it), bias, Relu."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(13)
+    inits = [numpy_helper.from_array(rng.normal(size=(1000, 32, 1, 1)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(size=1000).astype(np.float32), "b")]
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["c"]), helper.make_node("Relu", ["c"], ["out"])]
+    graph = helper.make_graph(nodes, "wide", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 32, 13, 13])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1000, 13, 13])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_output_channels_padded_to_vectors(target) -> None:
+    """1000 output channels on AVX-512: computed as 1024 (two-vector channel tiles) and sliced back in
+    the tile's output stage under a guard (no write past channel 1000); NEON's 4 lanes divide 1000."""
+    from featcomp.runtime_ops.tvm import build, convert, layout, schedules
+
+    rule = schedules.rule_for(target)
+    assert [layout.padded_channels(c, 1, 16) for c in (1000, 40, 1001, 64)] == [1024, 40, 1024, 64]
+    assert layout.padded_channels(1000, 1000, 16) == 1000  # depthwise: not padded
+    mod = build.legalize(convert.import_model(_wide_conv_model()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    (script,) = [f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint]
+    padded = 1024 if rule.lanes == 16 else 1000
+    assert f"T.Buffer((T.int64(32), T.int64(1), T.int64(1), T.int64({padded})), \"float32\")" in script, script
+    if padded == 1024:
+        assert "T.where(" in script and 'T.sblock("T_strided_slice_with_axes")' in script
+        assert re.search(r"T\.vectorized\(T\.int64\(32\)\)", script)
+
+
+def test_padded_output_channels_keep_results() -> None:
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _wide_conv_model()
+    x = np.random.default_rng(0).normal(size=(1, 32, 13, 13)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    np.testing.assert_allclose(build.run_local(build.compile_model(model, build.make_target("host")), [x])[0], want,
+                               rtol=1e-4, atol=1e-4)
