@@ -305,31 +305,6 @@ def test_golden_stream() -> None:
 GOLDEN_SHA256 = "de4e4f1f1650f12c981e4c6b885d6fbbc10303512e09c5c251131f9692b74477"
 
 
-def test_compile_with_the_tir_coder_refuses_rans_sites(cli, tmp_path) -> None:  # noqa: ANN001 - conftest's Run
-    """There are no TIR rANS kernels: `featcomp compile --coder` on a model with rANS sites stops with one
-    line before building anything, instead of running kernels of the other coder."""
-    from tvm_tools import need_tvm
-
-    need_tvm()
-    import models
-    from featcomp import api
-    from featcomp.quality import Sqnr
-    from featcomp.modelio import save_model
-
-    calib = tmp_path / "calib.npz"
-    x = np.random.default_rng(0).normal(size=(4, 1, 3, models.SIZE, models.SIZE)).astype(np.float32)
-    np.savez(calib, **{models.INPUT: x.reshape(4, 3, models.SIZE, models.SIZE)})
-    result = api.compress(models.two_convs(), str(calib), quality=Sqnr(30.0), codec_options={"coder": "rans"})
-    assert all(c.describe()["coder"] == "rans" for c in result.codecs.values())
-    path = tmp_path / "rans.fc.onnx"
-    save_model(result.model, path)
-    run = cli("compile", path, "--coder", "--target", "host", "-o", tmp_path / "bundle")
-    assert run.code == 1, (run.out, run.err)
-    lines = run.err.strip().splitlines()
-    assert len(lines) == 1 and "rANS coded" in lines[0] and "--entropy-coder own" in lines[0], run.err
-    assert not (tmp_path / "bundle").exists()
-
-
 def test_compress_cli_entropy_coder(cli, tmp_path) -> None:  # noqa: ANN001 - conftest's Run
     """--entropy-coder rans makes every site rANS coded, own none; the report names each site's coder."""
     import json

@@ -345,6 +345,8 @@ class RansCoder:
 
     def payloads(self, slices: list[np.ndarray], lo: np.ndarray, hi: np.ndarray) -> list[bytes]:
         """The bytes of each slice, all slices encoded together (one step loop for all their lanes)."""
+        if not len(self.live):  # nothing coded: empty slices, as read expects (not L lane states of an empty lane)
+            return [b""] * len(slices)
         parts = [self._prepare(s, lo, hi) for s in slices]
         if not parts:
             return []
@@ -370,6 +372,8 @@ class RansCoder:
 
     def payload_bytes(self, slices: list[np.ndarray], lo: np.ndarray, hi: np.ndarray) -> list[int]:
         """len(payload(s)) for each slice, all slices encoded together (one step loop for all their lanes)."""
+        if not len(self.live):
+            return [0] * len(slices)
         parts = [self._prepare(s, lo, hi) for s in slices]
         if not parts:
             return []

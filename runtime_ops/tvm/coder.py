@@ -22,18 +22,31 @@ from featcomp.passes.coder import CoderNodes, insert_coder
 from featcomp.passes.pairs import Pair, find_pairs
 from featcomp.runtime_ops.tvm import coder_kernels as ck
 from featcomp.runtime_ops.tvm import dctcm_coder_kernels as dk
+from featcomp.runtime_ops.tvm import rans_coder_kernels as rk
 from featcomp.runtime_ops.tvm.stream_tir import ENTRY, HEAD_FIXED, HEADER
 from onnx import TensorProto, helper
 from tvm import relax
 
-from featcomp.codecs import bitstream, dctcm, tvlc
+from featcomp.codecs import bitstream, dctcm, rans, tvlc
 from featcomp.codecs.dctcm import DctCmSite
 from featcomp.codecs.tvlc import TvlcSite
 from featcomp.errors import FeatcompError
 
 Site = TvlcSite | DctCmSite
-KERNELS = {TvlcSite: ("tvlc", ck), DctCmSite: ("dctcm", dk)}  # per site type: name, kernel module
+KERNELS = {TvlcSite: ("tvlc", ck), DctCmSite: ("dctcm", dk)}  # per site type: name, kernel module (own coder)
+RANS_KERNELS = ("rans", rk)  # rANS-coded sites of either codec
 KERNEL_CODECS = (TvlcSite.codec_name, DctCmSite.codec_name)
+
+
+def _rans_of(site: Site) -> rans.RansCoder | None:
+    """The site's rANS coder, or None when its own coder codes the slices."""
+    coder = site.rans if isinstance(site, DctCmSite) else site.coder
+    return coder if isinstance(coder, rans.RansCoder) else None
+
+
+def kernels_of(site: Site) -> tuple[str, Any]:
+    """(name, kernel module) of the TIR coder that writes and reads this site's slices."""
+    return RANS_KERNELS if _rans_of(site) is not None else KERNELS[type(site)]
 
 def _crc_table() -> np.ndarray:
     """zlib's CRC-32 table (reflected 0xEDB88320): entry i is the CRC register after byte i from zero."""
@@ -58,7 +71,7 @@ class CoderArrays:
 
     @property
     def name(self) -> str:
-        return KERNELS[type(self.site)][0]
+        return kernels_of(self.site)[0]
 
 
 def _head(site: Site, codec_id: int) -> np.ndarray:
@@ -77,16 +90,9 @@ def _slicing(site: Site, worst: np.ndarray) -> tuple[np.ndarray, np.ndarray, int
     return band, room.astype(np.int32), int(room[-1])
 
 
-def rans_refusal(name: str) -> str:
-    """The one line for a site whose slices are rANS coded: there are no TIR rANS kernels (yet), and a
-    kernel of the site's own coder would write streams the site does not read."""
-    return (f"site '{name}' is rANS coded and the TIR coder has no rANS kernels: compile without --coder, or "
-            "compress with --entropy-coder own")
-
-
 def coder_arrays(site: Site) -> CoderArrays:
-    if site.describe().get("coder") == "rans":
-        raise FeatcompError(rans_refusal(site.codec_name))
+    if _rans_of(site) is not None:
+        return _rans_arrays(site)
     if isinstance(site, DctCmSite):
         return _dctcm_arrays(site)
     if isinstance(site, TvlcSite):
@@ -109,6 +115,38 @@ def _dctcm_arrays(site: DctCmSite) -> CoderArrays:
     arrays = {"kind": i32(kind), "k": i32(k), "lo": i32(lo), "hi": i32(hi), "band": band}
     pack = {**arrays, "room": room, "head": _head(site, dctcm.CODEC_ID), "crc": CRC_TABLE}
     unpack = {**arrays, "head": _head(site, dctcm.CODEC_ID), "crc": CRC_TABLE}
+    return CoderArrays(site, max_bytes, pack, unpack)
+
+
+def _rans_arrays(site: Site) -> CoderArrays:
+    """The rANS kernels' arrays: the coder's model (tables, groups, centres) and the channels' ranges."""
+    coder = _rans_of(site)
+    assert coder is not None
+    c, _, w = site.shape
+    lo, hi = site.channel_ranges() if isinstance(site, DctCmSite) else (site.cmin.reshape(c), site.cmax.reshape(c))
+    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+    a, b = lo - coder.centre, hi - coder.centre
+    mode = np.where(a >= 0, 0, np.where(b <= 0, 1, 2))
+    live = coder.live
+    gbase = np.where(coder.group_of == rans.NO_GROUP, 0, coder.group_of.astype(np.int64) * coder.contexts)
+    umax = coder._umax(lo, hi)
+    raw = np.where(umax >= coder.direct, np.array([int(u).bit_length() for u in umax], np.int64) - 1 - rans.MANTISSA, 0)
+    rows = np.diff(bitstream.bands(site.shape))
+    worst = []
+    for r in rows:
+        n = int(r) * w
+        lanes = rans.lanes_of(n)[0]
+        worst.append(0 if not len(live) else 4 * lanes + 2 * len(live) * n + (n * int(raw.sum()) + 7) // 8 + 8)
+    band, room, max_bytes = _slicing(site, np.array(worst, np.int64))
+    i32 = lambda x: np.ascontiguousarray(np.asarray(x, np.int64).reshape(-1), np.int32)  # noqa: E731
+    pad = lambda x: x if len(x) else np.zeros(1, x.dtype)  # noqa: E731  (kernels give empty arrays one slot)
+    shared = {"lo": i32(lo), "hi": i32(hi), "rc": i32(coder.centre), "mode": i32(mode), "gbase": i32(gbase),
+              "live": pad(i32(live)), "par": i32([coder.direct, coder.tokens, coder.context_mode, len(live)]),
+              "freq": pad(i32(coder.freq)), "cum": pad(i32(coder.cum))}
+    head = _head(site, site.codec_id)
+    pack = {**shared, "band": band, "room": room, "head": head, "crc": CRC_TABLE}
+    lookup = np.ascontiguousarray(coder.lookup().reshape(-1), np.uint8)
+    unpack = {**shared, "lookup": pad(lookup), "band": band, "head": head, "crc": CRC_TABLE}
     return CoderArrays(site, max_bytes, pack, unpack)
 
 
@@ -176,7 +214,7 @@ def _tvlc_arrays(site: TvlcSite) -> CoderArrays:
 def _library(target: str) -> Any:
     """Each codec's pack and unpack, built once per target: their sizes are symbolic, so every site shares them."""
     funcs = {f"{name}_{op}": getattr(kernels, f"{op}_kernel")().with_attr("global_symbol", f"{name}_{op}")
-             for name, kernels in KERNELS.values() for op in ("pack", "unpack")}
+             for name, kernels in [*KERNELS.values(), RANS_KERNELS] for op in ("pack", "unpack")}
     return tvm.compile(tvm.IRModule(funcs), target=target)
 
 
@@ -258,7 +296,7 @@ def coded(bb: relax.BlockBuilder, site: Site, symbols: relax.Expr, n: int) -> tu
     a = coder_arrays(site)
     c, h, w = site.shape
     consts = lambda d: [relax.const(v) for v in d.values()]  # noqa: E731
-    kernels = KERNELS[type(site)][1]
+    kernels = kernels_of(site)[1]
     gp = bb.add_func(kernels.pack_kernel(), f"fc_{a.name}_pack")  # one PrimFunc per codec for every site (symbolic sizes)
     gu = bb.add_func(kernels.unpack_kernel(), f"fc_{a.name}_unpack")
     stored = str(symbols.ty.dtype)  # the coders read and write int16; 8-bit storage converts at their edges
@@ -289,9 +327,6 @@ def with_tir_coder(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[int, S
     if other:
         raise FeatcompError(f"the TIR coder codes dct-cm and transform-vlc sites; {len(other)} site(s) use another "
                             f"codec (first: '{other[0]}'): compile without --coder")
-    rans = [p.site for p in find_pairs(model) if p.codec.describe().get("coder") == "rans"]
-    if rans:
-        raise FeatcompError(rans_refusal(rans[0]) + f" ({len(rans)} rANS site(s))")
     sites: dict[int, Site] = {}
 
     def build(pair: Pair, unpacked: str) -> CoderNodes:
