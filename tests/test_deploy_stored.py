@@ -15,6 +15,14 @@ from tvm_tools import need_tools, need_tvm
 from featcomp.quality import Sqnr
 
 
+def test_subbyte_fallback_names_the_levels() -> None:
+    from featcomp.deploy import stored
+
+    assert stored.subbyte_fallback(np.array([0.0, -3.0]), np.array([200.0, 3.0])) == "uint4x2 needs <= 16 levels; the symbols span 204"
+    assert stored.subbyte_fallback(-8.0, 7.0).startswith("fits uint4x2 (16 levels)")
+    assert stored.subbyte_fallback(-8.0, 8.0).startswith("uint4x2 needs")  # 17 levels
+
+
 def test_name_sites_matches_in_order_by_size() -> None:
     from featcomp.deploy import stored
 
@@ -73,7 +81,8 @@ def test_compile_records_each_sites_stored_tensor(case: Case) -> None:
     assert [r["site"] for r in rows] == list(codecs)
     for row in rows:
         shape = list(codecs[row["site"]].shape)
-        assert row["form"] == "symbols"
+        assert row["form"] == row["dtype"] in ("int8", "int16")  # the stored form is the symbols' stored type
+        assert row["subbyte_fallback"].startswith(("uint4x2 needs", "fits uint4x2"))  # why not two codes a byte
         assert int(np.prod(row["symbols"]["shape"])) == int(np.prod(shape))  # batch 1
         assert row["bytes"] == int(np.prod(row["shape"])) * np.dtype(row["dtype"]).itemsize
         assert np.issubdtype(np.dtype(row["dtype"]), np.integer)  # the symbols, not a decoded float tensor

@@ -48,7 +48,7 @@ def _both(model: Any) -> tuple[Any, Any, np.ndarray, np.ndarray]:
 
 def test_g1_sites_store_8_bits_and_consumers_read_them(tmp_path: Path) -> None:
     """residual(): sites read by convs, by a residual Add (an epilogue of the next conv), by a MaxPool."""
-    from featcomp.runtime_ops.tvm import fuse_decode
+    from featcomp.runtime_ops.tvm import convert, fuse_decode
 
     from featcomp import api
 
@@ -58,7 +58,8 @@ def test_g1_sites_store_8_bits_and_consumers_read_them(tmp_path: Path) -> None:
     rows = {r["site"]: r for r in fused.stats["sites"]}
     assert set(rows) == set(codecs)
     for name, site in codecs.items():
-        assert rows[name]["stored"]["dtype"] == str(site.storage_dtype) != "int16"
+        kept, offset = convert.stored_form(str(site.storage_dtype))  # uint8 sites: int8, symbol - 128
+        assert rows[name]["stored"]["dtype"] == kept == "int8" and rows[name]["stored"]["offset"] == offset
         assert rows[name]["decode"] == "in consumers", rows[name]
     assert sum(r["folded_into_convs"] for r in rows.values()) >= 3
     assert sum(r["fused_into_consumers"] for r in rows.values()) >= 2  # the Add and the MaxPool

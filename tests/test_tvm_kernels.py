@@ -14,6 +14,8 @@ from featcomp.codecs.dctcm import DctCm, integer_dct
 from featcomp.codecs.tvlc import TransformVlc
 from tvm_tools import need_tvm, pair_model, run_x86
 
+stored_form = pytest.importorskip("featcomp.runtime_ops.tvm.convert").stored_form
+
 N = 2
 
 
@@ -94,13 +96,20 @@ def test_symbols_bit_exact_and_decode_to_round_off(dctcm_results) -> None:
             want, want_x = ref.symbols(x), ref.dequantize(ref.symbols(x))
             groups.add((ref.group, 0))
             stored = ref.storage_dtype
-        assert symbols.dtype == stored, name  # the compiled model keeps the site's storage type
-        dtypes.add(symbols.dtype)
-        np.testing.assert_array_equal(symbols, want, err_msg=name)
+        kept, offset = stored_form(str(stored))  # uint8-range sites are kept as int8, symbol - 128
+        assert symbols.dtype == np.dtype(kept), name  # the compiled model keeps the site's storage type
+        dtypes.add(np.dtype(stored))
+        np.testing.assert_array_equal(symbols.astype(np.int16) + offset, want, err_msg=name)
         assert np.count_nonzero(want) > 0, name
         np.testing.assert_allclose(decoded, want_x, rtol=2e-6, atol=1e-6 * float(np.abs(want_x).max() + 1), err_msg=name)
     assert {g for g, _ in groups} >= {1, 8} and any(dims == 3 for _, dims in groups)
     assert {np.dtype(np.int16), np.dtype(np.int8), np.dtype(np.uint8)} <= dtypes  # 8-bit and int16 sites both covered
+
+
+def test_uint8_sites_are_kept_as_int8_with_an_offset() -> None:
+    """One 8-bit pool: a [0, 255] site is stored as symbol - 128 in int8; other types are unchanged."""
+    assert stored_form("uint8") == ("int8", 128)
+    assert stored_form("int8") == ("int8", 0) and stored_form("int16") == ("int16", 0)
 
 
 def test_planted_ties_round_half_to_even(dctcm_results) -> None:

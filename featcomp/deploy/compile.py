@@ -140,5 +140,10 @@ def _record_stored(info: dict[str, Any], model: Any, batch: int, without_pairs: 
 
     sites = {site: (codec.codec_name, list(codec.shape)) for site, codec in _site_codecs(model).items()}
     info["stored_sites"] = stored.name_sites(info.get("stored_sites", []), sites, batch)
+    codecs = _site_codecs(model)
+    for row in info["stored_sites"]:  # the sub-byte form's fallback, per site (issue 12, requirement 1)
+        codec = codecs.get(row["site"])
+        if codec is not None and hasattr(codec, "cmin") and row.get("form") != "bitstream":
+            row["subbyte_fallback"] = stored.subbyte_fallback(codec.cmin, codec.cmax)
     if without_pairs is not None:
         info["memory_without_pairs"] = without_pairs

@@ -42,5 +42,20 @@ def name_sites(stored: list[dict[str, Any]], sites: Mapping[str, tuple[str, list
     return rows
 
 
+NIBBLE_LEVELS = 16  # a uint4x2 byte holds two codes of 16 levels each
+
+
+def subbyte_fallback(cmin: Any, cmax: Any) -> str:
+    """Why a site keeps 8-bit (or wider) stored codes instead of two 4-bit codes per byte ("uint4x2"):
+    its symbols span more than 16 levels, or, when they would fit, that this build has no packed
+    4-bit form yet (the producer's fused encode writes one code per element)."""
+    import numpy as np
+
+    levels = int(round(float(np.max(cmax)) - float(np.min(cmin)))) + 1
+    if levels > NIBBLE_LEVELS:
+        return f"uint4x2 needs <= {NIBBLE_LEVELS} levels; the symbols span {levels}"
+    return f"fits uint4x2 ({levels} levels) but the compiled encode writes one code per byte"
+
+
 def total_bytes(rows: list[dict[str, Any]]) -> int:
     return sum(int(r["bytes"]) for r in rows if r.get("bytes") is not None)

@@ -23,7 +23,7 @@ class DeployedSite:
     codec: str
     modelled_bytes: float  # the report's coded_bytes_mean (real numpy-reference bitstream, header included)
     int8_bytes: int
-    stored_form: str  # "symbols", "bitstream" or what the compiled IR shows ("unknown" when it shows none)
+    stored_form: str  # "int8", "int16" (the symbols' stored dtype), "bitstream", or "unknown" when the IR shows none
     stored_dtype: str | None
     stored_shape: list[int]
     stored_bytes: float | None  # per inference

@@ -300,7 +300,11 @@ def coded(bb: relax.BlockBuilder, site: Site, symbols: relax.Expr, n: int) -> tu
     gp = bb.add_func(kernels.pack_kernel(), f"fc_{a.name}_pack")  # one PrimFunc per codec for every site (symbolic sizes)
     gu = bb.add_func(kernels.unpack_kernel(), f"fc_{a.name}_unpack")
     stored = str(symbols.ty.dtype)  # the coders read and write int16; 8-bit storage converts at their edges
+    # a uint8-range site kept as int8 stores symbol - 128 (convert.stored_form): add it back for the coder
+    offset = 128 if stored == "int8" and str(site.storage_dtype) == "uint8" else 0
     wide = symbols if stored == "int16" else bb.emit(relax.op.astype(symbols, "int16"))
+    if offset:
+        wide = bb.emit(relax.op.add(wide, relax.const(offset, "int16")))
     flat = bb.emit(relax.op.reshape(wide, (n, c, h * w)))
     packed = bb.emit(relax.call_tir(gp, [flat, *consts(a.pack)], out_ty=[
         relax.TensorType((n, a.max_bytes), "uint8"), relax.TensorType((n,), "int32")]))
@@ -308,6 +312,8 @@ def coded(bb: relax.BlockBuilder, site: Site, symbols: relax.Expr, n: int) -> tu
     unpacked = bb.emit(relax.call_tir(gu, [streams, lengths, *consts(a.unpack)], out_ty=[
         relax.TensorType((n, c, h * w), "int16"), relax.TensorType((n,), "int32")]))
     out = bb.emit(relax.op.reshape(relax.TupleGetItem(unpacked, 0), (n, c, h, w)))
+    if offset:
+        out = bb.emit(relax.op.subtract(out, relax.const(offset, "int16")))
     if stored != "int16":  # exact: unpack refuses (zeros) any value outside the site's ranges
         out = bb.emit(relax.op.astype(out, stored))
     return out, lengths

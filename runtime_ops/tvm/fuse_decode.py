@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import tvm
-from featcomp.runtime_ops.tvm.kernels import OP_ATTR, SITE_ATTR
+from featcomp.runtime_ops.tvm.kernels import OFFSET_ATTR, OP_ATTR, SITE_ATTR
 from tvm import relax, tirx
 
 _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
@@ -53,6 +53,7 @@ class SiteOutcome:
     dtype: str
     shape: tuple[int, ...]
     group: int
+    offset: int = 0          # the stored values are symbol - offset (uint8-range sites kept as int8)
     folded: int = 0          # conv consumers whose weights absorbed the decode
     fused: int = 0           # consumers whose function computes the decode inline
     reasons: list[str] = field(default_factory=list)
@@ -66,7 +67,8 @@ class SiteOutcome:
         return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
 
     def as_dict(self) -> dict[str, Any]:
-        return {"site": self.site, "stored": {"dtype": self.dtype, "shape": list(self.shape), "bytes": self.stored_bytes},
+        return {"site": self.site, "stored": {"dtype": self.dtype, "shape": list(self.shape), "bytes": self.stored_bytes,
+                                              "offset": self.offset},
                 "group": self.group, "decode": "in consumers" if not self.reasons else "decoded tensor",
                 "folded_into_convs": self.folded, "fused_into_consumers": self.fused, "fallback_reasons": self.reasons}
 
@@ -81,6 +83,11 @@ def _decode_func(mod: tvm.IRModule, callee: relax.Expr) -> tirx.PrimFunc | None:
     if isinstance(func, tirx.PrimFunc) and func.attrs is not None and str(func.attrs.get(OP_ATTR, "")) in DECODE_OPS:
         return func
     return None
+
+
+def _offset(func: tirx.PrimFunc) -> int:
+    """The offset the decode adds back to the stored values (kernels.OFFSET_ATTR; 0 when absent)."""
+    return int(func.attrs[OFFSET_ATTR]) if func.attrs is not None and OFFSET_ATTR in func.attrs else 0
 
 
 def _site(func: tirx.PrimFunc, var: relax.Var) -> str:
@@ -109,6 +116,7 @@ class _Decode:
     site: str
     symbols: relax.Expr
     matrix: np.ndarray  # [K, G, G]
+    offset: int = 0  # x = D (y + offset): the stored y are symbol - offset
 
     @property
     def group(self) -> int:
@@ -145,8 +153,7 @@ def _find_decodes(mod: tvm.IRModule, main: relax.Function) -> dict[relax.Var, _D
             y = flat.args[0]
         if matrix is None:
             continue
-        found[var] = _Decode(_site(func, var), y,
-                             matrix.astype(np.float64))
+        found[var] = _Decode(_site(func, var), y, matrix.astype(np.float64), _offset(func))
     return found
 
 
@@ -208,7 +215,7 @@ def fold_into_convs(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict[str, SiteOutc
     main = mod["main"]
     decodes = _find_decodes(mod, main)
     values = _bindings(main)
-    outcomes = {var: SiteOutcome(dec.site, str(dec.symbols.ty.dtype), _shape(dec.symbols), dec.group)
+    outcomes = {var: SiteOutcome(dec.site, str(dec.symbols.ty.dtype), _shape(dec.symbols), dec.group, dec.offset)
                 for var, dec in decodes.items()}
     blocks = []
     changed = False
@@ -216,6 +223,10 @@ def fold_into_convs(mod: tvm.IRModule) -> tuple[tvm.IRModule, dict[str, SiteOutc
         bindings = []
         for b in block.bindings:
             new = _folded_conv(mod, b, values, decodes, outcomes) if isinstance(b, relax.VarBinding) else None
+            if isinstance(new, relax.Call) and isinstance(new.args[0], relax.Call):  # conv + offset bias: two bindings
+                conv = type(b.var)(f"{b.var.name}_conv", b.var.ty)
+                bindings.append(relax.VarBinding(conv, new.args[0]))
+                new = relax.op.add(conv, new.args[1])
             bindings.append(b if new is None else relax.VarBinding(b.var, new))
             changed |= new is not None
         blocks.append(relax.DataflowBlock(bindings) if isinstance(block, relax.DataflowBlock) else relax.BindingBlock(bindings))
@@ -248,20 +259,31 @@ def _folded_conv(mod: tvm.IRModule, b: relax.VarBinding, values: dict[relax.Var,
             source, extra = padded, widths
     out_dtype = str(attrs.out_dtype) if attrs.out_dtype is not None else ""
     data, weight, out_dtype = source, value.args[1], out_dtype if out_dtype not in ("", "void", "None") else "float32"
+    padding = [int(p) + e for p, e in zip(attrs.padding, extra)]
+    bias: np.ndarray | None = None
     if source in decodes:
         const = _const(value.args[1], values)
         folded = _folded_weight(decodes[source], const, int(attrs.groups)) if const is not None else None
+        offset = decodes[source].offset
+        if folded is not None and offset and any(padding):
+            # conv(y + offset, W D) = conv(y, W D) + offset * sum(W D) only where no tap reads the zero
+            # border; a padded conv instead computes the decode in its input band (merge_into_consumers)
+            folded = None
         if folded is not None:
             data, weight, out_dtype = decodes[source].symbols, relax.const(folded), "float32"
+            if offset:
+                bias = (offset * folded.astype(np.float64).sum(axis=(1, 2, 3))).astype(np.float32)
             outcomes[source].folded += 1
         elif extra == (0, 0, 0, 0):
             return None
     elif extra == (0, 0, 0, 0):
         return None
-    padding = [int(p) + e for p, e in zip(attrs.padding, extra)]
-    return relax.op.nn.conv2d(data, weight, strides=attrs.strides, padding=padding, dilation=attrs.dilation,
+    conv = relax.op.nn.conv2d(data, weight, strides=attrs.strides, padding=padding, dilation=attrs.dilation,
                               groups=attrs.groups, data_layout="NCHW", kernel_layout="OIHW", out_layout="NCHW",
                               out_dtype=out_dtype)
+    if bias is None:
+        return conv
+    return relax.op.add(conv, relax.const(bias.reshape(1, -1, 1, 1)))  # FuseOps puts it in the conv's epilogue
 
 
 # ------------------------------------------------------------------ 2. fuse into consumer functions
@@ -348,7 +370,7 @@ def merge_into_consumers(mod: tvm.IRModule, outcomes: dict[str, SiteOutcome]) ->
         site = _site(func, x)
         symbols, matrix = call.args[1].fields
         group = _shape(matrix)[-1]
-        outcome = outcomes.setdefault(site, SiteOutcome(site, str(symbols.ty.dtype), _shape(symbols), group))
+        outcome = outcomes.setdefault(site, SiteOutcome(site, str(symbols.ty.dtype), _shape(symbols), group, _offset(func)))
         if group > 1:
             outcome.reasons.append("grouped decode (G > 1) read by a consumer that is not a conv: a reduction "
                                    "over the group, kept as its own kernel")

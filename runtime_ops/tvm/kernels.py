@@ -29,28 +29,51 @@ integers below 2**24, exact in float32 in any order, with or without FMA contrac
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 from tvm import tirx
 from tvm.script import tirx as T
 
 OP_ATTR = "featcomp.op"  # which featcomp op a PrimFunc implements (schedules.py finds kernels by it)
 SITE_ATTR = "featcomp.site"  # the site (tensor name) an encode/decode PrimFunc serves: one PrimFunc per site
+OFFSET_ATTR = "featcomp.offset"  # stored = symbol - offset (uint8-range sites kept as int8: one 8-bit pool)
 SCHEDULED = "tirx.is_scheduled"  # a PrimFunc the schedule rules leave alone
 ENCODE, DECODE = "encode", "decode"
 
 
 @functools.lru_cache(maxsize=None)  # TVMScript parsing costs ~30 ms; PrimFuncs are immutable
-def encode_kernel(op: str, n: int, c: int, h: int, w: int, g: int, dtype: str = "int16") -> tirx.PrimFunc:
+def encode_kernel(op: str, n: int, c: int, h: int, w: int, g: int, dtype: str = "int16",
+                  offset: int = 0) -> tirx.PrimFunc:
     """X f32 [n, K, g, h*w] -> symbols [n, K, g, h*w] (K = c/g); for g = 1, [n, c, h, w] in and out.
     dtype: the site's storage type (int8/uint8 when its clip range fits, see codecs.base.storage_dtype);
-    the final clip keeps every symbol inside it, so the cast is exact."""
-    return _encode_g1(op, n, c, h, w, dtype) if g == 1 else _encode_grouped(op, n, c, h * w, g, dtype)
+    the final clip keeps every symbol inside it, so the cast is exact. offset: the kernel stores
+    symbol - offset (an integer-valued float minus an integer: exact), e.g. 128 for a [0, 255] site
+    kept as int8 so that it shares TVM's int8 storage pool."""
+    func = (_encode_g1(op, n, c, h, w, dtype, offset) if g == 1
+            else _encode_grouped(op, n, c, h * w, g, dtype, offset))
+    return func.with_attr(OFFSET_ATTR, offset) if offset else func
 
 
 @functools.lru_cache(maxsize=None)
-def decode_kernel(op: str, n: int, c: int, h: int, w: int, g: int, dtype: str = "int16") -> tirx.PrimFunc:
-    """symbols [n, K, g, h*w] (of the storage dtype) -> X f32 [n, K, g, h*w]; for g = 1, [n, c, h, w] in and out."""
-    return _decode_g1(op, n, c, h, w, dtype) if g == 1 else _decode_grouped(op, n, c, h * w, g, dtype)
+def decode_kernel(op: str, n: int, c: int, h: int, w: int, g: int, dtype: str = "int16",
+                  offset: int = 0) -> tirx.PrimFunc:
+    """symbols [n, K, g, h*w] (of the storage dtype) -> X f32 [n, K, g, h*w]; for g = 1, [n, c, h, w] in and out.
+    offset: the stored values are symbol - offset; float(stored) + offset is the symbol exactly, so the
+    result is bit-identical to decoding the unshifted symbols."""
+    func = (_decode_g1(op, n, c, h, w, dtype, offset) if g == 1
+            else _decode_grouped(op, n, c, h * w, g, dtype, offset))
+    return func.with_attr(OFFSET_ATTR, offset) if offset else func
+
+
+def _shifted(offset: int) -> Callable[[Any], Any]:
+    """value - offset as a TIR expression (the value itself for 0, so offset-free kernels are unchanged)."""
+    return lambda v: v if offset == 0 else v - T.float32(offset)
+
+
+def _widened(offset: int) -> Callable[[Any], Any]:
+    """float32(stored) + offset: the symbol (exact: both are integers below 2**24)."""
+    return lambda v: T.Cast("float32", v) if offset == 0 else T.Cast("float32", v) + T.float32(offset)
 
 
 def _i64(*dims: int) -> tuple[tirx.IntImm, ...]:
@@ -58,8 +81,9 @@ def _i64(*dims: int) -> tuple[tirx.IntImm, ...]:
     return tuple(tirx.IntImm("int64", d) for d in dims)
 
 
-def _encode_grouped(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str) -> tirx.PrimFunc:
+def _encode_grouped(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str, offset: int) -> tirx.PrimFunc:
     n, cg, p, g = _i64(n_, c_ // g_, p_, g_)
+    shift = _shifted(offset)
 
     @T.prim_func(private=True, s_tir=True)
     def fc_encode(
@@ -90,14 +114,15 @@ def _encode_grouped(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str) -> 
         for b, k, i, s in T.grid(n, cg, g, p):
             with T.sblock("symbols"):
                 vb, vk, vi, vs = T.axis.remap("SSSS", [b, k, i, s])
-                Y[vb, vk, vi, vs] = T.Cast(
-                    dtype, T.min(T.max(T.nearbyint(ACC[vb, vk, vi, vs] / step[vk, vi]), cmin[vk, vi]), cmax[vk, vi]))
+                Y[vb, vk, vi, vs] = T.Cast(dtype, shift(
+                    T.min(T.max(T.nearbyint(ACC[vb, vk, vi, vs] / step[vk, vi]), cmin[vk, vi]), cmax[vk, vi])))
 
     return fc_encode
 
 
-def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str) -> tirx.PrimFunc:
+def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str, offset: int) -> tirx.PrimFunc:
     n, c, h, w = _i64(n_, c_, h_, w_)
+    shift = _shifted(offset)
     @T.prim_func(private=True, s_tir=True)
     def fc_encode(
         X: T.Buffer((n, c, h, w), "float32"),
@@ -114,15 +139,16 @@ def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str) -> tirx.
         for b, k, j, s in T.grid(n, c, h, w):
             with T.sblock("symbols"):
                 vb, vk, vj, vs = T.axis.remap("SSSS", [b, k, j, s])
-                Y[vb, vk, vj, vs] = T.Cast(dtype, T.min(T.max(T.nearbyint(
+                Y[vb, vk, vj, vs] = T.Cast(dtype, shift(T.min(T.max(T.nearbyint(
                     transform[vk, T.int64(0), T.int64(0)] * T.min(T.max(T.nearbyint(X[vb, vk, vj, vs] / scale[vk, T.int64(0)]), qmin[vk, T.int64(0)]),
-                                                qmax[vk, T.int64(0)]) / step[vk, T.int64(0)]), cmin[vk, T.int64(0)]), cmax[vk, T.int64(0)]))
+                                                qmax[vk, T.int64(0)]) / step[vk, T.int64(0)]), cmin[vk, T.int64(0)]), cmax[vk, T.int64(0)])))
 
     return fc_encode
 
 
-def _decode_grouped(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str) -> tirx.PrimFunc:
+def _decode_grouped(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str, offset: int) -> tirx.PrimFunc:
     n, cg, p, g = _i64(n_, c_ // g_, p_, g_)
+    widen = _widened(offset)
 
     @T.prim_func(private=True, s_tir=True)
     def fc_decode(
@@ -136,13 +162,14 @@ def _decode_grouped(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str) -> 
                 vb, vk, vi, vs, vj = T.axis.remap("SSSSR", [b, k, i, s, j])
                 with T.init():
                     X[vb, vk, vi, vs] = T.float32(0)
-                X[vb, vk, vi, vs] = X[vb, vk, vi, vs] + decode[vk, vi, vj] * T.Cast("float32", Y[vb, vk, vj, vs])
+                X[vb, vk, vi, vs] = X[vb, vk, vi, vs] + decode[vk, vi, vj] * widen(Y[vb, vk, vj, vs])
 
     return fc_decode
 
 
-def _decode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str) -> tirx.PrimFunc:
+def _decode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str, offset: int) -> tirx.PrimFunc:
     n, c, h, w = _i64(n_, c_, h_, w_)
+    widen = _widened(offset)
     @T.prim_func(private=True, s_tir=True)
     def fc_decode(
         Y: T.Buffer((n, c, h, w), dtype),
@@ -153,6 +180,6 @@ def _decode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str) -> tirx.
         for b, k, j, s in T.grid(n, c, h, w):
             with T.sblock("decode"):
                 vb, vk, vj, vs = T.axis.remap("SSSS", [b, k, j, s])
-                X[vb, vk, vj, vs] = decode[vk, T.int64(0), T.int64(0)] * T.Cast("float32", Y[vb, vk, vj, vs])
+                X[vb, vk, vj, vs] = decode[vk, T.int64(0), T.int64(0)] * widen(Y[vb, vk, vj, vs])
 
     return fc_decode

@@ -49,7 +49,7 @@ class StoredSite:
     encode_call: str
     symbols: StoredTensor
     tensors: list[StoredTensor] = field(default_factory=list)
-    form: str = "symbols"  # "symbols", or "bitstream" when a pack kernel sits on the chain
+    form: str = ""  # the symbols' stored dtype ("int8", "int16"), or "bitstream" when a pack kernel sits on the chain
     stored: StoredTensor | None = None
     reader: str = ""  # the first call past the chain (a decode, or a consumer with the decode fused)
     decode_fused: bool | None = None  # the reader is not a featcomp kernel alone (None: read by an output)
@@ -119,7 +119,7 @@ def stored_tensors(mod: tvm.IRModule) -> list[StoredSite]:
             if not found:
                 continue
             symbols = found[0]
-        site = StoredSite(b.callee, symbols, [symbols])
+        site = StoredSite(b.callee, symbols, [symbols], form=symbols.dtype)
         current = b
         while True:
             readers = _readers(bindings, current.var)
