@@ -28,7 +28,7 @@ def test_name_sites_matches_in_order_by_size() -> None:
 
     def entry(shape: list[int], dtype: str = "int8") -> dict[str, object]:
         size = int(np.prod(shape))
-        return {"symbols": {"shape": shape, "dtype": dtype, "bytes": size}, "form": "symbols", "dtype": dtype,
+        return {"symbols": {"shape": shape, "dtype": dtype, "bytes": size}, "form": dtype, "dtype": dtype,
                 "shape": shape, "bytes": size}
 
     sites = {"a": ("dct-cm", [8, 4, 4]), "b": ("dct-cm", [8, 4, 4]), "c": ("dct-cm", [4, 2, 2]), "d": ("dct-cm", [3, 3, 3])}

@@ -78,6 +78,35 @@ def test_g1_sites_store_8_bits_and_consumers_read_them(tmp_path: Path) -> None:
         assert 'T.sblock("decode")' not in script, script
 
 
+def test_uint8_sites_share_the_int8_pool_bit_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One 8-bit pool: [0, 255] sites are stored as int8 (symbol - 128), read by convs (through a
+    widening float(y) + 128 in the conv's input band), a residual Add and a MaxPool; the outputs are
+    bit-identical to the build that stores them as uint8, whose plan has a uint8 pool of its own."""
+    from featcomp.runtime_ops.tvm import convert, fuse_decode
+
+    from featcomp import api
+
+    model = _compressed(tmp_path, quality=Sqnr(40.0), codec_options={"groups": (1,)})
+    dtypes = [str(s.storage_dtype) for s in api.site_codecs(model).values()]
+    assert "uint8" in dtypes and "int8" in dtypes, dtypes
+    build = need_tvm()
+    target = build.make_target("host")
+    x = np.random.default_rng(5).normal(size=(1, 3, models.SIZE, models.SIZE)).astype(np.float32)
+    shared = build.compile_model(model, target)
+    rows = shared.stats["sites"]
+    assert sorted(r["stored"]["offset"] for r in rows) == sorted(128 if d == "uint8" else 0 for d in dtypes)
+    assert all(r["stored"]["dtype"] == "int8" and r["decode"] == "in consumers" for r in rows), rows
+    sites = {r["site"]: fuse_decode.SiteOutcome(r["site"], "int8", tuple(r["stored"]["shape"]), 1) for r in rows}
+    assert not any(fuse_decode.decoded_allocations(shared.module, sites).values())
+    assert "uint8" not in shared.stats["memory"]["by_dtype"]
+    convs = [f.script() for _, f in shared.module.functions_items() if 'T.sblock("conv2d_nchw_update")' in f.script()]
+    assert any("T.float32(128.0)" in c for c in convs), convs  # a conv widens float(y) + 128 itself
+    monkeypatch.setattr(convert, "stored_form", lambda dtype: (dtype, 0))  # the storage before: uint8 sites
+    apart = build.compile_model(model, target)
+    assert "uint8" in apart.stats["memory"]["by_dtype"]
+    np.testing.assert_array_equal(build.run_local(shared, [x])[0], build.run_local(apart, [x])[0])
+
+
 def test_folded_convs_widen_the_codes_once_per_band(tmp_path: Path) -> None:
     """14 x 14 maps on SSE: the pixels x channel-vectors tile, whose input load is a broadcast. A conv
     that reads 8-bit codes (a 3x3 with padding, a 1x1) converts its band's input once, in vectors, into

@@ -117,15 +117,26 @@ def _float_input(sch: s_tir.Schedule, conv: Any) -> Any:
     vectors, into a float32 scratch: the padding stage when there is one (it becomes float32), else a
     cached copy of the codes. Returns that block (kept out of inlining), or None (float inputs, or a
     chain of several producers)."""
-    if str(sch.get(conv).reads[0].source.dtype) == "float32":
-        return None
     producers = sch.get_producers(conv)
+    if str(sch.get(conv).reads[0].source.dtype) == "float32":
+        # a site stored as symbol - offset reaches the conv through a widening (a fused decode block,
+        # fuse_decode._widened_input): keep the stage that reads it, so it is widened once per band too
+        if len(producers) == 1 and _reads_codes(sch, conv):
+            return producers[0]
+        return None
     if len(producers) > 1:
         return None
     # TOPI's pad_temp (a plain copy for 1x1 convs, a padding for kxk) becomes the float32 stage
     stage = producers[0] if producers else sch.cache_read(conv, 0, "global")
     sch.unsafe_set_dtype(stage, 0, "float32")
     return stage
+
+
+def _reads_codes(sch: s_tir.Schedule, conv: Any) -> bool:
+    """Does the conv's input come from stored codes: read directly, or through a fused decode block?"""
+    if str(sch.get(conv).reads[0].source.dtype) != "float32":
+        return True
+    return any(sch.get(b).name_hint == "decode" for b in _chain(sch, conv, "get_producers"))
 
 
 _RECAST = re.compile(r'T\.Cast\("float32", T\.Cast\("u?int8", (pad_temp\w*\[[^\[\]]*\])\)\)')
@@ -230,7 +241,7 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] | Non
     out = sch.get(conv).writes[0].source
     n, oc, oh, ow = _shape(out)
     weight = sch.get(conv).reads[1].source  # topi.nn.conv reads (padded input, weight)
-    cast = str(sch.get(conv).reads[0].source.dtype) != "float32"  # a folded conv reading stored codes
+    cast = _reads_codes(sch, conv)  # a folded conv reading stored codes (or their widening)
     fi, pt = _channel_tile(oc, ow, rule, cast)
     if fi == 0 or _shape(weight)[-1] != oc:
         return None
