@@ -1,7 +1,7 @@
 """Does label-free `--max-drop P` land near P points of real top-1 loss? Predicted vs measured, three models.
 
     .venv/bin/python benchmarks/budget_validation.py [--shared ../shared] [--limit 64] [--models a,b]
-        [-o benchmarks/results/budget]
+        [--estimators flips,smooth] [--defaults-only] [-o benchmarks/results/budget]
 
 Per model and direction (calibrate on imagenet-calib-200, measure on imagenet-val-100; and the other way
 round): what `featcomp compress MODEL --calib DIR --limit N --max-drop P` does (api.compress's stages, in
@@ -11,8 +11,10 @@ is run on the held-out labelled images: measured top-1 drop against the original
 paired per-image differences), top-1 agreement, and the label-free estimate on those same images (is the
 estimator right on images it did not choose the setting on, apart from the noise of 100 labels?).
 Budgets: P = 0.5 and 1 with the top of the estimate's 95% interval held to P (the default), P = 1 with the
-point estimate held to P (api drop_bound="estimate"), and (calib -> val only) `--max-drop-agreement 1`, the
-old strict form. The finest setting (the
+point estimate held to P (api drop_bound="estimate"), (calib -> val only) `--max-drop-agreement 1`, the
+old strict form, and P = 0.5 and 1 with `--budget-estimator smooth` (--estimators picks which estimators'
+budgets run, --defaults-only keeps the upper-bound --max-drop rows only); the held-out columns give both
+estimators' estimates. The finest setting (the
 8-bit base quantization at every site) is measured too. Writes budget.json and budget.md in -o.
 """
 

@@ -17,6 +17,9 @@ drops against measured ones (docs/budget.md).
 
 The 95% interval covers the sampling noise of the calibration inputs, not a shift between them and the
 images the model will see: on confident (e.g. training) images where no top-1 changes it is 0 ± 0.
+
+That is the "flips" estimator (`estimate`). `smooth_estimate` ("smooth", `--budget-estimator smooth`) scores
+each input's flip *probability* under Gaussian logit noise of the measured size instead of the flips seen.
 """
 
 from __future__ import annotations
