@@ -1,7 +1,7 @@
 """Does label-free `--max-drop P` land near P points of real top-1 loss? Predicted vs measured, three models.
 
     .venv/bin/python benchmarks/budget_validation.py [--shared ../shared] [--limit 64] [--models a,b]
-        [-o benchmarks/results/budget]
+        [--estimators flips,smooth] [--defaults-only] [-o benchmarks/results/budget]
 
 Per model and direction (calibrate on imagenet-calib-200, measure on imagenet-val-100; and the other way
 round): what `featcomp compress MODEL --calib DIR --limit N --max-drop P` does (api.compress's stages, in
@@ -11,8 +11,10 @@ is run on the held-out labelled images: measured top-1 drop against the original
 paired per-image differences), top-1 agreement, and the label-free estimate on those same images (is the
 estimator right on images it did not choose the setting on, apart from the noise of 100 labels?).
 Budgets: P = 0.5 and 1 with the top of the estimate's 95% interval held to P (the default), P = 1 with the
-point estimate held to P (api drop_bound="estimate"), and (calib -> val only) `--max-drop-agreement 1`, the
-old strict form. The finest setting (the
+point estimate held to P (api drop_bound="estimate"), (calib -> val only) `--max-drop-agreement 1`, the
+old strict form, and P = 0.5 and 1 with `--budget-estimator smooth` (--estimators picks which estimators'
+budgets run, --defaults-only keeps the upper-bound --max-drop rows only); the held-out columns give both
+estimators' estimates. The finest setting (the
 8-bit base quantization at every site) is measured too. Writes budget.json and budget.md in -o.
 """
 
@@ -30,7 +32,7 @@ import onnx
 
 from featcomp import allocate as allocation
 from featcomp import api, modelio, zoo
-from featcomp.budget import Z95, estimate, measured_drop, probabilities
+from featcomp.budget import Z95, estimate, measured_drop, probabilities, smooth_estimate
 from featcomp.codecs import make_codec
 from featcomp.data import collect, open_inputs, read_labels
 from featcomp.modelio import input_spec, prepare
@@ -45,8 +47,10 @@ MODELS = {  # path under --shared (None: featcomp.zoo), preprocessing, model cla
     "efficientnet-lite0": (None, zoo.DEFAULT_PREPROCESS, 0),
 }
 SETS = {"calib": "data/imagenet-calib-200", "val": "data/imagenet-val-100"}
-BUDGETS: list[tuple[float, str, str]] = [(0.5, "expected", "upper"), (1.0, "expected", "upper"),
-                                         (1.0, "expected", "estimate"), (1.0, "agreement", "upper")]
+Budget = tuple[float, str, str, str]  # (P, metric, bound, label-free estimator)
+BUDGETS: list[Budget] = [(0.5, "expected", "upper", "flips"), (1.0, "expected", "upper", "flips"),
+                         (1.0, "expected", "estimate", "flips"), (1.0, "agreement", "upper", "flips"),
+                         (0.5, "expected", "upper", "smooth"), (1.0, "expected", "upper", "smooth")]
 
 
 def log(text: str) -> None:
@@ -77,7 +81,7 @@ def bits(fronts: dict[str, Any], codecs: dict[str, Any], sizes: dict[str, int]) 
     return sum(per[n] * sizes[n] for n in codecs) / sum(sizes[n] for n in codecs)
 
 
-def direction(name: str, shared: Path, fit: str, test: str, limit: int, budgets: list[tuple[float, str, str]],
+def direction(name: str, shared: Path, fit: str, test: str, limit: int, budgets: list[Budget],
               test_limit: int | None = None) -> list[dict[str, Any]]:
     path, preprocess, offset = MODELS[name]
     given = modelio.load_model(shared / path) if path else zoo.efficientnet_lite0()
@@ -100,24 +104,27 @@ def direction(name: str, shared: Path, fit: str, test: str, limit: int, budgets:
     calibration = {"mean_confidence": float(np.mean(probs)), "top1": float(np.mean(orig_classes == labels))}
     finest = {n: f[-1].site for n, f in fronts.items()}
     rows = []
-    for max_drop, metric, bound in [(None, "finest", ""), *budgets]:
+    for max_drop, metric, bound, estimator in [(None, "finest", "", "flips"), *budgets]:
         t1 = time.perf_counter()
         if max_drop is None:
             codecs, found = finest, None
         else:
-            found = allocation.search(proto, fronts, gains, stats, feeds, max_drop, metric=metric, bound=bound)
+            found = allocation.search(proto, fronts, gains, stats, feeds, max_drop, metric=metric, bound=bound,
+                                      estimator=estimator)
             codecs = found.codecs
-        classes, _ = outputs(insert_pairs(proto, codecs).model, test_feeds)
+        classes, test_logits = outputs(insert_pairs(proto, codecs).model, test_feeds)
         drop, se = measured_drop(orig_classes, classes, labels)
         held = estimate(orig_ref, classes)
+        held_smooth = smooth_estimate(orig_ref, test_logits)
         b = bits(fronts, codecs, sizes)
         row = {
             "model": name, "fit": fit, "fit_inputs": len(feeds), "test": test, "test_images": len(labels),
-            "max_drop": max_drop, "metric": metric, "bound": bound,
+            "max_drop": max_drop, "metric": metric, "bound": bound, "estimator": estimator,
             "output_snr_db": None if found is None else found.output_snr_db,
             "predicted": None if found is None or found.estimate is None else found.estimate.as_dict(),
             "calibration_agreement": None if found is None else found.agreement,
             "measured_drop": drop, "measured_ci95": Z95 * se, "held_out_estimate": held.as_dict(),
+            "held_out_smooth_estimate": held_smooth.as_dict(),
             "held_out_agreement": float(np.mean(classes == orig_classes)),
             "top1_original": float(np.mean(orig_classes == labels)), "top1": float(np.mean(classes == labels)),
             "bits_per_value": b, "ratio_vs_int8": 8.0 / b, "search_seconds": time.perf_counter() - t1,
@@ -133,23 +140,25 @@ def setting(r: dict[str, Any]) -> str:
         return "finest (8-bit base)"
     if r["metric"] == "agreement":
         return f"--max-drop-agreement {r['max_drop']:g}"
-    return f"--max-drop {r['max_drop']:g}" + (" (point estimate)" if r["bound"] == "estimate" else "")
+    smooth = " --budget-estimator smooth" if r.get("estimator") == "smooth" else ""
+    return f"--max-drop {r['max_drop']:g}{smooth}" + (" (point estimate)" if r["bound"] == "estimate" else "")
 
 
 def line(r: dict[str, Any]) -> str:
     p = r["predicted"]
     predicted = "—" if p is None else f"{p['points']:.2f} ± {p['ci95']:.2f}"
-    h = r["held_out_estimate"]
+    h, s = r["held_out_estimate"], r.get("held_out_smooth_estimate")
+    smooth = "—" if s is None else f"{s['points']:.2f} ± {s['ci95']:.2f}"
     return (f"| {r['model']} | {r['fit']} ({r['fit_inputs']}) → {r['test']} ({r['test_images']}) | {setting(r)} | "
-            f"{predicted} | {h['points']:.2f} ± {h['ci95']:.2f} | "
+            f"{predicted} | {h['points']:.2f} ± {h['ci95']:.2f} | {smooth} | "
             f"{r['measured_drop']:.1f} ± {r['measured_ci95']:.1f} | "
             f"{r['held_out_agreement']:.1%} | {r['ratio_vs_int8']:.2f} |")
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     head = ("| model | calibrated on → measured on (images) | setting | predicted drop (calibration, label-free) "
-            "| estimate on held-out (label-free) | measured drop (held-out, labels) | agreement (held-out) "
-            "| x int8 (est.) |\n|---|---|---|---|---|---|---|---|")
+            "| estimate on held-out (label-free, flips) | estimate on held-out (label-free, smooth) "
+            "| measured drop (held-out, labels) | agreement (held-out) | x int8 (est.) |\n|---|---|---|---|---|---|---|---|---|")
     calib = {}
     for r in rows:
         calib[(r["model"], r["test"])] = r["original_calibration"]
@@ -167,6 +176,9 @@ def main() -> int:
     parser.add_argument("--test-limit", type=int,
                         help="held-out images (default: all; a smaller number is a smoke run)")
     parser.add_argument("--directions", default="calib:val,val:calib")
+    parser.add_argument("--estimators", default="flips,smooth", help="which estimators' budgets to run")
+    parser.add_argument("--defaults-only", action="store_true",
+                        help="only the default form (upper bound, --max-drop) of each estimator: a shorter run")
     parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results/budget")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
@@ -174,7 +186,9 @@ def main() -> int:
     for name in args.models.split(","):
         for pair in args.directions.split(","):
             fit, test = pair.split(":")
-            budgets = BUDGETS if fit == "calib" else [b for b in BUDGETS if b[1] != "agreement"]
+            budgets = [b for b in BUDGETS if b[3] in args.estimators.split(",")
+                       and (fit == "calib" or b[1] != "agreement")
+                       and not (args.defaults_only and (b[1] != "expected" or b[2] != "upper"))]
             rows += direction(name, args.shared, fit, test, args.limit, budgets, args.test_limit)
             (args.output / "budget.json").write_text(json.dumps(rows, indent=2) + "\n")
             (args.output / "budget.md").write_text(markdown(rows))

@@ -1,7 +1,8 @@
 """Bits at the accuracy budget (issue 13's table): both codecs, three models, label-free `--max-drop 0.5` and `1`.
 
     .venv/bin/python benchmarks/rate_table.py [--shared ../shared] [--limit 64] [--models a,b]
-        [--codecs dct-cm,transform-vlc] [--budgets 0.5,1] [--bytes-inputs 64] [-o benchmarks/results/rate]
+        [--codecs dct-cm,transform-vlc] [--budgets 0.5,1] [--estimator flips|smooth] [--bytes-inputs 64]
+        [-o benchmarks/results/rate]
 
 Per model, `featcomp.compress(MODEL, imagenet-calib-200, limit=N, quality=MaxDrop(P), codec=C)` exactly as a user
 runs it (no labels; the first N calibration images), timed, next to ONNX Runtime's `quantize_static` on the
@@ -41,7 +42,7 @@ from featcomp.data import collect, image_files, open_inputs, read_labels
 from featcomp.modelio import input_spec, prepare
 from featcomp.passes.sites import find_sites
 from featcomp.preprocess import Preprocess
-from featcomp.quality import MaxDrop
+from featcomp.quality import ESTIMATORS, MaxDrop
 from featcomp.reporting.measure import measure
 from featcomp.runtime_ops import ort
 
@@ -123,7 +124,8 @@ def ort_quantize_seconds(model: onnx.ModelProto, calib: list[dict[str, np.ndarra
 
 
 def run_model(name: str, shared: Path, limit: int, codecs: list[str], budgets: list[float],
-              bytes_inputs: int, save: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+              bytes_inputs: int, save: Callable[[list[dict[str, Any]]], None], estimator: str = "flips"
+              ) -> list[dict[str, Any]]:
     path, preprocess, offset = MODELS[name]
     given = modelio.load_model(shared / path) if path else zoo.efficientnet_lite0()
     proto = prepare(given)
@@ -150,14 +152,14 @@ def run_model(name: str, shared: Path, limit: int, codecs: list[str], budgets: l
         for codec in codecs:
             for p in budgets:
                 t0 = time.perf_counter()
-                result = api.compress(given, calib_dir, codec=codec, preprocess=preprocess, quality=MaxDrop(p))
+                result = api.compress(given, calib_dir, codec=codec, preprocess=preprocess, quality=MaxDrop(p, estimator=estimator))
                 seconds = time.perf_counter() - t0
                 classes, _ = outputs(result.model, test)
                 drop, se = measured_drop(orig_classes[:n_lab], classes[:n_lab], labels)
                 held = estimate(orig_ref, classes)
                 totals = measure(result.model, Feeds(test[:bytes_inputs]), name=name).totals
                 row = {
-                    "model": name, "codec": codec, "max_drop": p, "calib_inputs": len(fit),
+                    "model": name, "codec": codec, "max_drop": p, "estimator": estimator, "calib_inputs": len(fit),
                     "labelled_images": n_lab, "held_out_inputs": len(test), "bytes_inputs": min(bytes_inputs, len(test)),
                     "bits_per_value": totals.bits_per_value, "ratio_vs_int8": totals.ratio_vs_int8,
                     "payload_bits_per_value": totals.payload_bits_per_value,
@@ -178,7 +180,8 @@ def run_model(name: str, shared: Path, limit: int, codecs: list[str], budgets: l
 
 def line(r: dict[str, Any]) -> str:
     h, b = r["held_out_estimate"], r["int8_baseline"]
-    return (f"| {r['model']} | {r['codec']} | {r['max_drop']:g} | {r['bits_per_value']:.2f} | "
+    smooth = " (smooth)" if r.get("estimator") == "smooth" else ""
+    return (f"| {r['model']} | {r['codec']} | {r['max_drop']:g}{smooth} | {r['bits_per_value']:.2f} | "
             f"**{r['ratio_vs_int8']:.2f}x** | {r['payload_bits_per_value']:.2f} / {r['entropy_bits_per_value']:.2f} | "
             f"{h['points']:.2f} ± {h['ci95']:.2f} | {r['measured_drop']:.1f} ± {r['measured_ci95']:.1f} | "
             f"{r['agreement']:.1%} | {8 / b['zlib9_bits_per_value']:.2f}x / {8 / b['entropy_bits_per_value']:.2f}x | "
@@ -205,6 +208,8 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--codecs", default="dct-cm,transform-vlc")
     parser.add_argument("--budgets", default="0.5,1")
+    parser.add_argument("--estimator", choices=ESTIMATORS, default=ESTIMATORS[0],
+                        help="the label-free drop estimator of --max-drop (featcomp.budget)")
     parser.add_argument("--limit", type=int, default=64, help="calibration images (default 64)")
     parser.add_argument("--bytes-inputs", type=int, default=64, help="held-out inputs whose bytes are counted")
     parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results/rate")
@@ -218,7 +223,7 @@ def main() -> int:
     for name in args.models.split(","):
         rows += run_model(name, args.shared, args.limit, args.codecs.split(","),
                           [float(b) for b in args.budgets.split(",")], args.bytes_inputs,
-                          lambda model_rows, before=list(rows): save(before + model_rows))
+                          lambda model_rows, before=list(rows): save(before + model_rows), args.estimator)
     print(markdown(rows))
     return 0
 

@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import onnx
 
-from featcomp.budget import DropEstimate, estimate
+from featcomp.budget import DropEstimate, estimate, smooth_estimate
 from featcomp.codecs.base import ActivationStats, Candidate, SiteCodec, pick
 from featcomp.passes.insert import insert_pairs
 from featcomp.passes.sites import Site
-from featcomp.quality import METRICS  # what max_drop is measured on (see search)
+from featcomp.quality import ESTIMATORS, METRICS  # what max_drop is measured on, and how (see search)
 from featcomp.runtime_ops import ort
 
 Feeds = Sequence[dict[str, np.ndarray]]
@@ -153,7 +153,7 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
            stats: Mapping[str, ActivationStats], feeds: Feeds, max_drop: float,
            labels: Sequence[np.ndarray] | None = None,
            progress: Callable[[Iterable[int]], Iterable[int]] | None = None, metric: str | None = None,
-           bound: str = "upper") -> Allocation:
+           bound: str = "upper", estimator: str = ESTIMATORS[0]) -> Allocation:
     """The lowest output SNR (fewest bits) that keeps the top-1 loss within `max_drop` points.
 
     metric "expected" (the default without labels): the label-free estimated drop (featcomp.budget: the
@@ -164,7 +164,10 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
     the model's output numbering): top-1 accuracy must stay >= the original's - max_drop/100.
     The finest setting (every site at its 8-bit base quantization) is judged first: when it already misses
     the budget it is returned with met=False, and `base`/`base_score` say what the base step alone costs.
+    `estimator` is the label-free estimate's ("flips" or "smooth", featcomp.budget), recorded in every case.
     """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}")
     metric = metric or ("top1" if labels is not None else "expected")
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}")
@@ -185,8 +188,8 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
                 "top1": (original_top1 or 0.0) - max_drop / 100.0}[metric]
 
     def judge(codecs: dict[str, SiteCodec], snr: float) -> Allocation:
-        classes = np.concatenate(predictions(insert_pairs(model, codecs).model, feeds))
-        est = estimate(reference, classes)
+        classes, logits = outputs(insert_pairs(model, codecs).model, feeds)
+        est = smooth_estimate(reference, logits) if estimator == "smooth" else estimate(reference, classes)
         accuracy = float(np.mean(classes == truth)) if truth is not None else None
         score = {"expected": est.upper if bound == "upper" else est.drop, "agreement": est.agreement,
                  "top1": accuracy}[metric]
@@ -209,6 +212,16 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
         else:
             lo = mid
     return replace(best, base=finest.estimate, base_score=finest.score)
+
+
+def outputs(model: onnx.ModelProto, feeds: Feeds) -> tuple[np.ndarray, np.ndarray]:
+    """(top-1 classes [N], the logits [N, K] the estimators read: before a final softmax) of the model."""
+    out, logit = model.graph.output[0].name, logits_name(model)
+    names = list(dict.fromkeys([out, logit]))
+    sess = ort.session(ort.with_outputs(model, [logit]))
+    runs = [ort.run(sess, f, names) for f in feeds]
+    return (np.concatenate([top1(r[out]) for r in runs]),
+            np.concatenate([r[logit].reshape(len(r[logit]), -1) for r in runs]))
 
 
 def predictions(model: onnx.ModelProto, feeds: Feeds) -> list[np.ndarray]:

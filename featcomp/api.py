@@ -122,11 +122,12 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", qualit
     - `BitsPerValue(b)`: sensitivity-weighted targets whose estimated average bits/value (side information
       included) is at most b;
     - `OutputSnr(db)`: sensitivity-weighted targets (featcomp.allocate) for that logit SNR;
-    - `MaxDrop(points=1.0, metric=None, bound="upper")`, the default: sensitivity-weighted targets, with the
+    - `MaxDrop(points=1.0, metric=None, bound="upper", estimator="flips")`, the default: sensitivity-weighted targets, with the
       fewest bits whose top-1 loss on the calibration inputs stays within `points` against the model given.
       Without labels the loss is estimated (featcomp.budget: expected top-1 under the original's own softmax;
       bound "upper" holds the top of its 95% interval to the budget, "estimate" the point estimate, which
-      lands above it on unseen images, see docs/budget.md); with `labels` (a labels file for a folder of
+      lands above it on unseen images, see docs/budget.md; estimator "smooth" scores flip probabilities
+      under Gaussian logit noise of the measured size instead of the flips seen); with `labels` (a labels file for a folder of
       calibration images) measured top-1 accuracy is used. metric="agreement" keeps the strict older form:
       top-1 agreement with the original >= 1 - points/100. The estimate, and what the finest setting (the
       8-bit base quantization) costs alone, are recorded in `allocation`.
@@ -181,7 +182,8 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", qualit
                                 met=bits <= policy.bits + 1e-9)
         else:
             searched = allocation.search(proto, fronts, gains, stats, feeds, policy.points, labels=targets,
-                                         progress=progress, metric=policy.metric, bound=policy.bound)
+                                         progress=progress, metric=policy.metric, bound=policy.bound,
+                                         estimator=policy.estimator)
             codecs = searched.codecs
             chosen = _searched(policy, searched)
     t3 = time.perf_counter()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from featcomp.cli_common import Bars, checked_output, comma_list, size_of, text_table
 from featcomp.errors import FeatcompError
 from featcomp.quality import (
+    ESTIMATORS,
     Allocation,
     BitsPerValue,
     MaxDrop,
@@ -206,6 +207,9 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
                          help="sensitivity-weighted sites for this average of bits/value (side information included)")
     quality.add_argument("--step", type=float, metavar="S",
                          help="transform-vlc only: the same quantizer step at every site, in units of its 8-bit step")
+    p.add_argument("--budget-estimator", metavar="{flips,smooth}",
+                   help="label-free --max-drop: score the top-1 flips seen on the calibration data (flips, the "
+                        "default) or their probability under Gaussian logit noise of the measured size (smooth)")
     p.add_argument("--labels", metavar="FILE", help="labels of the calibration images, for --max-drop on accuracy")
     p.add_argument("--label-offset", type=int, default=0, metavar="K",
                    help="model class index minus label index (e.g. 1 for 1001-class models with background)")
@@ -294,7 +298,18 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
 
 
 def quality_of(args: argparse.Namespace) -> Quality | None:
-    """The policy of compress's mutually exclusive quality flags (None: api.compress's default, MaxDrop(1.0))."""
+    """The policy of compress's mutually exclusive quality flags (None: api.compress's default, MaxDrop(1.0)).
+
+    --budget-estimator goes with --max-drop or no quality flag (the default MaxDrop); anything else is an error.
+    """
+    chosen = getattr(args, "budget_estimator", None)
+    if chosen is not None:
+        if chosen not in ESTIMATORS:
+            raise FeatcompError(f"unknown --budget-estimator {chosen!r}; choose {' or '.join(ESTIMATORS)}")
+        if any(getattr(args, k) is not None for k in ("max_drop_agreement", "output_snr", "sqnr", "bits_per_value",
+                                                      "step")) or getattr(args, "labels", None) is not None:
+            raise FeatcompError("--budget-estimator applies to the label-free --max-drop only")
+        return MaxDrop(1.0 if args.max_drop is None else args.max_drop, estimator=chosen)
     if args.max_drop is not None:
         return MaxDrop(args.max_drop)
     if args.max_drop_agreement is not None:
@@ -334,7 +349,9 @@ def budget_lines(how: dict[str, Any], agreement_flag: bool = False) -> list[str]
         base_said = f"top-1 agreement {how['base_agreement']:.1%} (needed {how['required']:.1%})"
     else:
         upper = " (its 95% upper bound was held to the budget)" if how.get("bound") == "upper" else ""
-        said = estimated(est) + upper
+        smooth = " [smooth estimator: flip probabilities under the measured logit noise]" \
+            if how.get("estimator") == "smooth" else ""
+        said = estimated(est) + upper + smooth
         base_said = f"{base['points']:.2f} ± {Z95 * base['se']:.2f} points, estimated"
     if how.get("met") is False:
         cost = base_said if metric == "agreement" else f"costs {base_said}"

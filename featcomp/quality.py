@@ -16,6 +16,7 @@ from featcomp.errors import FeatcompError
 
 METRICS = ("expected", "agreement", "top1")  # what MaxDrop is measured on (featcomp.allocate.search)
 BOUNDS = ("estimate", "upper")
+ESTIMATORS = ("flips", "smooth")  # the label-free drop estimators (featcomp.budget); the first is the default
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,15 @@ class MaxDrop:
     metric: None (top1 with labels, else "expected": label-free, featcomp.budget), "expected", "agreement"
     (the strict form: top-1 agreement with the original >= 1 - points/100) or "top1" (needs labels).
     bound: "upper" holds the top of the estimate's 95% interval to `points`, "estimate" the point estimate.
+    estimator (label-free metric "expected"): "flips" scores the top-1 changes the calibration inputs show
+    (featcomp.budget.estimate), "smooth" the flip probability under Gaussian logit noise of the measured size
+    (featcomp.budget.smooth_estimate; docs/budget.md compares them).
     """
 
     points: float = 1.0
     metric: str | None = None
     bound: str = "upper"
+    estimator: str = ESTIMATORS[0]
 
     def check(self, labelled: bool) -> None:
         if not 0 <= self.points <= 100:
@@ -40,6 +45,8 @@ class MaxDrop:
             raise FeatcompError("the top1 drop metric needs labels for the calibration images")
         if self.bound not in BOUNDS:
             raise FeatcompError(f"unknown drop bound {self.bound!r}; choose estimate or upper")
+        if self.estimator not in ESTIMATORS:
+            raise FeatcompError(f"unknown budget estimator {self.estimator!r}; choose {' or '.join(ESTIMATORS)}")
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ class Allocation:
             if self.base_estimated_drop is not None:
                 out["base_estimated_drop"] = self.base_estimated_drop
             if self.metric == "expected":
-                out["bound"] = q.bound
+                out.update(bound=q.bound, estimator=q.estimator)
             elif self.metric == "agreement":
                 out.update(required=self.required, base_agreement=self.base_agreement)
             else:

@@ -23,9 +23,11 @@ from featcomp.budget import (
     estimate,
     is_probabilities,
     measured_drop,
+    noise_sigma,
     probabilities,
+    smooth_estimate,
 )
-from featcomp.cli import budget_lines
+from featcomp.cli import budget_lines, build_parser, quality_of
 from featcomp.codecs.dctcm import DctCm
 from featcomp.modelio import prepare
 from featcomp.quality import MaxDrop
@@ -112,6 +114,69 @@ def test_a_bad_temperature_is_refused() -> None:
         probabilities(np.zeros((2, 3)), 0.0)
 
 
+# ---------------------------------------------------------------------------------------------- smooth
+
+
+def _pairs(margin: float, noise: float, n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Two-class logits [m/2, -m/2] (negative: not read as probabilities) and compressed ones whose centred
+    error is +-noise: sigma = noise."""
+    z = np.tile([margin / 2, -margin / 2], (n, 1))
+    return z, z + np.array([noise, -noise])
+
+
+def test_smooth_unchanged_logits_cost_nothing() -> None:
+    z = np.random.default_rng(0).normal(size=(50, 30))
+    est = smooth_estimate(z, z + 3.0)  # a common shift is no error: softmax ignores it
+    assert noise_sigma(z, z + 3.0) == pytest.approx(0.0, abs=1e-12)
+    assert est.drop == 0.0 and est.se == 0.0 and est.agreement == 1.0 and est.inputs == 50
+    assert est.expected_top1 == pytest.approx(est.expected_top1_original)
+
+
+def test_smooth_two_classes_match_the_normal_tail() -> None:
+    """Flip probability q = Phi(-m / (sigma sqrt 2)); the drop is 100 q (p1 - p2)."""
+    margin, sigma = 1.0, 0.8
+    z, zc = _pairs(margin, sigma)
+    assert noise_sigma(z, zc) == pytest.approx(sigma)
+    q = 0.5 * math.erfc(margin / (sigma * math.sqrt(2.0)) / math.sqrt(2.0))
+    p1 = 1.0 / (1.0 + math.exp(-margin))
+    est = smooth_estimate(z, zc)
+    assert est.drop == pytest.approx(100.0 * q * (2.0 * p1 - 1.0), rel=0.03)
+    assert est.agreement == 1.0  # the measured top-1 did not change: the flips estimator would say 0
+
+
+def test_smooth_noise_that_swamps_the_logits_gives_the_runner_ups_mean() -> None:
+    """With noise far above the logit gaps every one of the top 10 classes wins equally often."""
+    z = np.random.default_rng(1).normal(size=(40, 25))
+    zc = z + np.random.default_rng(2).normal(scale=1e4, size=z.shape)
+    p = _softmax(z)
+    top10 = np.sort(p, axis=1)[:, -10:]
+    want = 100.0 * np.mean(p.max(axis=1) - top10.mean(axis=1))
+    est = smooth_estimate(z, zc, draws=2048)
+    assert est.drop == pytest.approx(want, rel=0.05)
+    assert est.expected_top1 == pytest.approx(float(np.mean(top10.mean(axis=1))), rel=0.05)
+
+
+def test_smooth_is_seeded_and_reads_probabilities_like_logits() -> None:
+    z, zc = _pairs(0.5, 1.0, n=30)
+    a, b = smooth_estimate(z, zc, seed=7), smooth_estimate(z, zc, seed=7)
+    assert a == b
+    assert smooth_estimate(z, zc, seed=8).drop != a.drop  # the draws depend on the seed
+    from_probabilities = smooth_estimate(_softmax(z), _softmax(zc), seed=7)
+    assert from_probabilities.drop == pytest.approx(a.drop, abs=1e-6)
+
+
+def test_smooth_grows_with_the_noise() -> None:
+    z = np.random.default_rng(3).normal(scale=2.0, size=(60, 50))
+    e = np.random.default_rng(4).normal(size=z.shape)
+    drops = [smooth_estimate(z, z + s * e).drop for s in (0.05, 0.2, 0.5, 1.0)]
+    assert all(a < b for a, b in zip(drops, drops[1:])), drops
+
+
+def test_smooth_refuses_mismatched_outputs() -> None:
+    with pytest.raises(ValueError, match="do not match"):
+        smooth_estimate(np.zeros((3, 4)), np.zeros((3, 5)))
+
+
 # ---------------------------------------------------------------------------------------------- search
 
 
@@ -156,6 +221,16 @@ def test_the_chosen_setting_keeps_the_estimated_drop_within_the_budget(branches:
         assert found.estimate is not None and found.estimate.drop == pytest.approx(again.drop)
         assert found.score == pytest.approx(held)
         assert found.base is not None and found.base.drop <= found.estimate.drop + 1e-9
+
+
+def test_the_smooth_search_keeps_its_estimate_within_the_budget(branches: Branches) -> None:
+    found = branches.search(2.0, estimator="smooth")
+    assert found.met and found.estimate is not None and found.estimate.upper <= 2.0 + 1e-9
+    assert found.score == pytest.approx(found.estimate.upper)
+    flips = branches.estimated(found.codecs)
+    assert found.estimate.agreement == pytest.approx(flips.agreement)  # the measured agreement is kept
+    with pytest.raises(ValueError, match="unknown estimator"):
+        branches.search(2.0, estimator="magic")
 
 
 def test_the_upper_bound_is_the_default(branches: Branches) -> None:
@@ -287,9 +362,43 @@ def test_compress_prints_and_records_the_budget(cli, model_file, calib_npz, tmp_
     ({"metric": "top5"}, "unknown drop metric 'top5'"),
     ({"metric": "top1"}, "needs labels"),
     ({"bound": "lower"}, "unknown drop bound 'lower'"),
+    ({"estimator": "magic"}, "unknown budget estimator 'magic'"),
 ])
 def test_bad_budget_options_are_one_line_errors(calib_npz: Path, options: dict, message: str) -> None:
     from featcomp.errors import FeatcompError
 
     with pytest.raises(FeatcompError, match=message):
         api.compress(models.two_convs(), calib_npz, quality=MaxDrop(1.0, **options))
+
+
+@pytest.mark.parametrize("argv, want", [
+    ([], None),
+    (["--max-drop", "0.5"], MaxDrop(0.5)),
+    (["--budget-estimator", "smooth"], MaxDrop(1.0, estimator="smooth")),
+    (["--max-drop", "0.5", "--budget-estimator", "smooth"], MaxDrop(0.5, estimator="smooth")),
+    (["--max-drop", "2", "--budget-estimator", "flips"], MaxDrop(2.0, estimator="flips")),
+])
+def test_the_budget_estimator_flag(argv: list[str], want: MaxDrop | None) -> None:
+    args = build_parser().parse_args(["compress", "m.onnx", *argv])
+    assert quality_of(args) == want
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget-estimator", "magic"], "featcomp: error: unknown --budget-estimator 'magic'; choose flips or smooth"),
+    (["--sqnr", "30", "--budget-estimator", "smooth"],
+     "featcomp: error: --budget-estimator applies to the label-free --max-drop only"),
+])
+def test_a_bad_budget_estimator_is_one_line(cli, model_file, calib_npz, tmp_path: Path, argv: list[str],
+                                            message: str) -> None:
+    run = cli("compress", model_file(models.two_convs()), "-o", tmp_path / "o.onnx", "--calib", calib_npz, *argv)
+    assert run.code == 1 and run.err.strip() == message
+
+
+def test_compress_records_the_smooth_estimator(cli, model_file, calib_npz, tmp_path: Path) -> None:
+    report = tmp_path / "r.json"
+    run = cli("compress", model_file(models.two_convs()), "-o", tmp_path / "m.fc.onnx", "--calib", calib_npz,
+              "--max-drop", "50", "--budget-estimator", "smooth", "--report", report, "--quiet")
+    assert run.code == 0, run.err
+    how = json.loads(report.read_text())["meta"]["allocation"]
+    assert how["estimator"] == "smooth" and how["bound"] == "upper" and how["met"] is True
+    assert "[smooth estimator" in next(line for line in run.out.splitlines() if line.startswith("budget:"))

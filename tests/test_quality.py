@@ -48,7 +48,8 @@ def test_allocation_records_the_keys_of_its_policy() -> None:
     drop = Allocation(MaxDrop(1.0), output_snr_db=18.0, met=True, metric="expected", calibration_agreement=0.9,
                       required=0.5).as_dict()
     assert drop == {"method": "sensitivity", "max_drop": 1.0, "metric": "expected", "output_snr_db": 18.0,
-                    "met": True, "calibration_agreement": 0.9, "bound": "upper"}  # no 'required' for expected
+                    "met": True, "calibration_agreement": 0.9, "bound": "upper",
+                    "estimator": "flips"}  # no 'required' for expected
 
 
 @pytest.mark.parametrize("policy, message", [
