@@ -36,7 +36,7 @@ def test_emulated_board_codes_every_site_as_the_reference_does(tmp_path: Path, c
     photos = Preprocess.parse(zoo.DEFAULT_PREPROCESS)
     compressed = api.compress(model, ImageReader(zoo.sample_images(), photos, spec, None, role="calibration"),
                               codec=codec, quality=Sqnr(25.0),
-                              codec_options={"coder": "own"}).model  # the TIR coder has no rANS kernels
+                              codec_options={"coder": "own"}).model  # own coder: the rANS path is covered by test_tvm_rans_coder.py
     pairs = find_pairs(compressed)
     # the symbols as extra outputs, so the board's own symbols can be packed by the reference
     probe = ort.with_outputs(compressed, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs))
