@@ -54,6 +54,7 @@ TRANSFORM_BITS = 7  # the integer DCT is round(2**7 * orthonormal DCT): exact in
 CLIP_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)  # of the calibration peak
 RANGE_QUANTILE = 0.9999  # coefficient ranges cover this fraction of calibration values
 CODERS = ("auto", "own", "rice", "rans")  # entropy coder: the cheaper per site (auto), or one of them (own = rice)
+RANS_EXACT_MARGIN = 0.03  # rANS and Rice this close (relative): count rANS's real bytes to choose
 SPATIAL_VALUES = 1 << 18  # whole-sample values kept to fit and measure the rANS coder (its contexts are spatial)
 _RD_SLOPE = 2.0 * math.log(2.0) / 12.0  # dD/dR of a uniform quantizer at high rate, per step^2
 
@@ -440,7 +441,7 @@ class DctCm:
         front = _front(found)
         if self.coder == "rice" or stats.spatial_values <= 0:
             return front
-        return _front([_with_rans(cand, stats.spatial, self.coder == "rans") for cand in front])
+        return _front(_with_rans_front(front, stats.spatial, self.coder == "rans"))
 
 
 def _front(found: list[Candidate]) -> list[Candidate]:
@@ -452,25 +453,69 @@ def _front(found: list[Candidate]) -> list[Candidate]:
     return front
 
 
-def _with_rans(cand: Candidate, spatial: np.ndarray, force: bool) -> Candidate:
-    """The candidate with the rANS coder fitted on whole calibration samples, if its real bytes (payload and
-    coder description) are fewer than the Rice planes' on the same samples (or `force`). Its bits are the Rice
-    estimate scaled by the measured payload ratio, so the front stays on one scale (payload only, as the rest)."""
+@dataclass(frozen=True)
+class _RansFit:
+    """A front candidate with its rANS model fitted: symbols [N, C, H*W], Rice and estimated rANS bytes/sample."""
+
+    cand: Candidate
+    model: RansCoder
+    sym: np.ndarray
+    rice_bytes: float
+    estimate: float
+
+
+def _fit_rans(cand: Candidate, spatial: np.ndarray) -> _RansFit:
     site = cand.site
     assert isinstance(site, DctCmSite)
     c, h, w = site.shape
     sym = site.symbols(spatial).reshape(len(spatial), c, h * w).astype(np.int64)
     lo, hi = site.channel_ranges()
-    rows = bitstream.bands(site.shape)
-    model, _ = RansCoder.fit(sym, lo, hi, site.kinds != DROP, np.zeros(c, np.int64), rows)
-    other = replace(site, rans=model)  # rice_k kept (not read, not counted): replace(rans=None) compares coders
+    model, cost = RansCoder.fit(sym, lo, hi, site.kinds != DROP, np.zeros(c, np.int64), bitstream.bands(site.shape))
     rice_bytes = sum(site.coded_bytes(one.reshape(site.shape)) for one in sym) / len(sym)
+    return _RansFit(cand, model, sym, rice_bytes, bitstream.overhead_bytes(site.shape) + cost - len(model.to_bytes()))
+
+
+def _with_rans_front(front: list[Candidate], spatial: np.ndarray, force: bool) -> list[Candidate]:
+    """Each candidate with the rANS coder fitted on whole calibration samples, if its bytes (payload and coder
+    description) are fewer than the Rice planes' on the same samples (or `force`). Its bits are the Rice
+    estimate scaled by the rANS/Rice payload ratio, so the front stays on one scale (payload only, as the rest).
+
+    Running the rANS encoder on every candidate of every front was most of compress time, so a candidate's
+    payload is rated by the fit's estimate (ideal code length under the quantized frequencies), corrected by
+    the offset to the real bytes measured on one candidate of the front (nearly constant: the final states and
+    byte rounding). Where rANS and Rice are within RANS_EXACT_MARGIN, so the estimate could pick the wrong
+    coder, the real bytes are counted. The bytes a compressed model reports are always the real ones."""
+    fits = [_fit_rans(cand, spatial) for cand in front]
+    live = [f for f in fits if f.model.live.any()]
+    offset = 0.0
+    if live:
+        ref = live[len(live) // 2]
+        assert isinstance(ref.cand.site, DctCmSite)
+        offset = rans_exact_bytes(ref.model, ref.sym, ref.cand.site) - ref.estimate
+    return [_choose(f, offset, force) for f in fits]
+
+
+def _choose(fit: _RansFit, offset: float, force: bool) -> Candidate:
+    site = fit.cand.site
+    assert isinstance(site, DctCmSite)
+    other = replace(site, rans=fit.model)  # rice_k kept (not read, not counted): replace(rans=None) compares coders
+    rice_total = fit.rice_bytes + site.side_bytes
+    rans_bytes = fit.estimate + offset
+    if not fit.model.live.any() or abs(rans_bytes + other.side_bytes - rice_total) <= RANS_EXACT_MARGIN * rice_total:
+        rans_bytes = rans_exact_bytes(fit.model, fit.sym, site)
+    if not force and rans_bytes + other.side_bytes >= rice_total:
+        return fit.cand
+    scale = rans_bytes / max(fit.rice_bytes, 1.0)
+    return Candidate(other, fit.cand.bits_per_value * scale, fit.cand.sqnr_db)
+
+
+def rans_exact_bytes(model: RansCoder, sym: np.ndarray, site: DctCmSite) -> float:
+    """Real coded bytes per sample (without side information) of symbols [N, C, H*W] under `model`."""
+    w = site.shape[2]
+    rows = bitstream.bands(site.shape)
+    lo, hi = site.channel_ranges()
     slices = [one[:, a * w:b * w] for one in sym for a, b in zip(rows[:-1], rows[1:])]
-    rans_bytes = bitstream.overhead_bytes(site.shape) + sum(model.payload_bytes(slices, lo, hi)) / len(sym)
-    if not force and rans_bytes + other.side_bytes >= rice_bytes + site.side_bytes:
-        return cand
-    scale = rans_bytes / max(rice_bytes, 1.0)
-    return Candidate(other, cand.bits_per_value * scale, cand.sqnr_db)
+    return bitstream.overhead_bytes(site.shape) + sum(model.payload_bytes(slices, lo, hi)) / len(sym)
 
 
 def channel_weights(stats: ActivationStats, q: np.ndarray) -> np.ndarray | None:

@@ -72,6 +72,8 @@ def magnitude_class(tokens: np.ndarray) -> np.ndarray:
 
 def _bit_length(u: np.ndarray) -> np.ndarray:
     """bit_length of non-negative int64 values (0 for 0)."""
+    if u.size and int(u.max()) < (1 << 52):  # exact in float64: frexp's exponent is the bit length
+        return np.frexp(u.astype(np.float64))[1].astype(np.int64)
     n = np.zeros(u.shape, np.int64)
     v = u.copy()
     for shift in (32, 16, 8, 4, 2, 1):
@@ -464,27 +466,35 @@ class RansCoder:
             coder = cls(centre, np.full(c, NO_GROUP, np.uint8), np.zeros((0, 1), np.int64), 1, 0)
             return coder, float(len(coder.to_bytes()))
         # tokens and neighbour classes of every band, as the coder will see them
-        toks, lefts, prevs, extra, states = [], [], [], 0.0, 0
+        toks: list[np.ndarray] = []
+        lefts: list[np.ndarray] = []
+        prevs: list[np.ndarray] = []
+        extra, states = 0.0, 0
+        a_live = (lo[live_idx].astype(np.int64) - centre[live_idx])[:, None]
+        b_live = (hi[live_idx].astype(np.int64) - centre[live_idx])[:, None]
         for a, b in itertools.pairwise(bands):
+            # all samples of a band at once (the same tokens and classes as one sample at a time)
             n = int(b - a) * w
-            for one in samples:
-                u = probe._magnitudes(one[:, int(a) * w:int(b) * w], lo, hi)
-                t, widths, _ = _bucket(u, direct)
-                lanes, chunk = lanes_of(n)
-                padded = np.zeros((len(live_idx), lanes * chunk), np.int64)
-                padded[:, :n] = t
-                cube = padded.reshape(len(live_idx), lanes, chunk)
-                cl = magnitude_class(cube)
-                left = np.zeros_like(cl)
-                left[:, :, 1:] = cl[:, :, :-1]
-                prev = np.zeros_like(cl)
-                prev[1:] = cl[:-1]
-                keep = (np.arange(lanes * chunk) < n).reshape(lanes, chunk)
-                toks.append(cube[:, keep])
-                lefts.append(left[:, keep])
-                prevs.append(prev[:, keep])
-                extra += float(widths.sum()) / 8 + 0.5
-                states += 4 * lanes
+            v = samples[:, live_idx, int(a) * w:int(b) * w].astype(np.int64)
+            if np.any((v < lo[live_idx, None]) | (v > hi[live_idx, None])):
+                raise FeatcompError("symbols outside their channel ranges cannot be rans coded")
+            v = v - centre[live_idx, None]
+            u = np.where(a_live >= 0, v, np.where(b_live <= 0, -v, np.where(v >= 0, 2 * v, -2 * v - 1)))
+            t, widths, _ = _bucket(u, direct)
+            lanes, chunk = lanes_of(n)
+            padded = np.zeros((n_s, len(live_idx), lanes * chunk), np.int64)
+            padded[:, :, :n] = t
+            cube = padded.reshape(n_s, len(live_idx), lanes, chunk)
+            cl = magnitude_class(cube)
+            left = np.zeros_like(cl)
+            left[..., 1:] = cl[..., :-1]
+            prev = np.zeros_like(cl)
+            prev[:, 1:] = cl[:, :-1]
+            keep = (np.arange(lanes * chunk) < n).reshape(lanes, chunk)
+            for part, out in ((cube, toks), (left, lefts), (prev, prevs)):
+                out.append(part[:, :, keep].transpose(1, 0, 2).reshape(len(live_idx), -1))
+            extra += sum(float(one.sum()) / 8 + 0.5 for one in widths)
+            states += 4 * lanes * n_s
         tok = np.concatenate(toks, axis=1)      # [C_live, N * n_total]
         left = np.concatenate(lefts, axis=1)
         prev = np.concatenate(prevs, axis=1)
