@@ -14,7 +14,8 @@ from featcomp.codecs.dctcm import DctCm, integer_dct
 from featcomp.codecs.tvlc import TransformVlc
 from tvm_tools import need_tvm, pair_model, run_x86
 
-stored_form = pytest.importorskip("featcomp.runtime_ops.tvm.convert").stored_form
+need_tvm()
+from featcomp.runtime_ops.tvm.convert import stored_form  # noqa: E402  (after the TVM check)
 
 N = 2
 
