@@ -375,3 +375,58 @@ def test_padded_output_channels_keep_results() -> None:
     want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
     np.testing.assert_allclose(build.run_local(build.compile_model(model, build.make_target("host")), [x])[0], want,
                                rtol=1e-4, atol=1e-4)
+
+
+def _pool_model():  # noqa: ANN202 - onnx.ModelProto
+    """SqueezeNet's pools in small: a 3x3/2 max pool on an odd width (55 -> 27), a 2x2/2 one with
+    ceil_mode whose last window is partial (27 -> 14: no extra column), and a padded 3x3/1 one."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(17).normal(size=(96, 8, 1, 1)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p1"], kernel_shape=[3, 3], strides=[2, 2]),
+             helper.make_node("MaxPool", ["p1"], ["p2"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+             helper.make_node("MaxPool", ["p2"], ["out"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "pools", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 55, 55])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 96, 14, 14])], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_max_pools_are_row_bands(target) -> None:
+    """Max pools: a parallel (channel, row band) loop, the band's padded input staged in it on the
+    thread's stack (global scope, constant size: an alloca, not a workspace call per band), stride 2
+    as equal even/odd halves (an odd width gets one never-read column), the maximum kept in a
+    vectorized accumulator; a ceil_mode pool whose last window is partial keeps its width."""
+    from featcomp.runtime_ops.tvm import build, convert, schedules
+
+    mod = build.legalize(convert.import_model(_pool_model()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    pools = {gv.name_hint: f.script() for gv, f in mod.functions_items() if "pool" in gv.name_hint}
+    assert len(pools) == 3, list(pools)
+    stages = []
+    for script in pools.values():
+        band = script.index("T.parallel(")
+        assert band < script.index('T.sblock("pad_temp")') < script.index('T.sblock("pool_max_update")'), script
+        assert 'scope="local"' not in script
+        assert re.search(r'pool_max\w* = T\.sblock_alloc_buffer\(\(T\.int64\(1\), T\.int64\(96\)', script)
+        assert _loops(script)["vectorized"] >= 3
+        stage = re.search(r"pad_temp\w* = T\.sblock_alloc_buffer\(.*", script).group(0)
+        stages.append([int(d) for d in re.findall(r"T\.int64\((\d+)\)", stage)])
+    # 55 + 1 never-read column = 2 x 28; 27 + TOPI's ceil_mode row and column = 2 x 14; stride 1: 14 + 2 pads
+    assert sorted(stages) == [[1, 96, 16, 16], [1, 96, 28, 2, 14], [1, 96, 55, 2, 28]], stages
+
+
+def test_max_pools_keep_results() -> None:
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _pool_model()
+    x = np.random.default_rng(0).normal(size=(1, 8, 55, 55)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    compiled = build.compile_model(model, build.make_target("host"))
+    assert compiled.stats["naive"] == 0
+    np.testing.assert_allclose(build.run_local(compiled, [x])[0], want, rtol=1e-5, atol=1e-5)  # the conv rounds

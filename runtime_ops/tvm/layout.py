@@ -73,6 +73,38 @@ def weights_o_last(mod: tvm.IRModule, lanes: int = 0) -> tvm.IRModule:
                         attrs=mod.attrs)
 
 
+def _even_pool(call: relax.Call) -> relax.Expr:
+    """A stride-2 max pool with an odd padded width -> the same pool with one more (never read)
+    column of right padding, when the output shape stays the same (pool_schedules stores the band's
+    input as even/odd halves of equal length)."""
+    a = call.attrs
+    x = call.args[0].ty
+    if (a.layout != "NCHW" or a.out_layout != "NCHW" or int(a.strides[1]) != 2 or not isinstance(x, relax.TensorType)
+            or x.shape is None or len(a.padding) != 4):
+        return call
+    pads = [int(p) for p in a.padding]
+    if (int(x.shape.values[3]) + pads[1] + pads[3]) % 2 == 0:
+        return call
+    wider = relax.op.nn.max_pool2d(call.args[0], pool_size=a.pool_size, strides=a.strides, padding=[*pads[:3], pads[3] + 1],
+                                   dilation=a.dilation, ceil_mode=False, count_include_pad=a.count_include_pad,
+                                   layout="NCHW", out_layout="NCHW")
+    before, after = relax.BlockBuilder().normalize(call).ty, relax.BlockBuilder().normalize(wider).ty
+    # same output: every window of the original (ceil_mode or not) lies left of the new column
+    if [int(d) for d in before.shape.values] != [int(d) for d in after.shape.values]:
+        return call
+    if a.ceil_mode and int(before.shape.values[3]) != (int(x.shape.values[3]) + pads[1] + pads[3]
+                                                         - (int(a.pool_size[1]) - 1) * int(a.dilation[1]) - 1) // 2 + 1:
+        return call  # ceil_mode made a partial last window: it would read the new column
+    return wider
+
+
+def even_pool_width(mod: tvm.IRModule) -> tvm.IRModule:
+    """Every stride-2 max pool with an odd padded width gets one more right padding column (_even_pool)."""
+    main = rewrite_call(is_op("relax.nn.max_pool2d")(wildcard()), lambda call, _m: _even_pool(call), mod["main"])
+    return tvm.IRModule({gv: main if gv.name_hint == "main" else func for gv, func in mod.functions_items()},
+                        attrs=mod.attrs)
+
+
 # ------------------------------------------------------------------------------ packed classifier GEMV
 
 MATVEC = "matvec_packed"  # the block name conv_schedules.schedule_matvec looks for

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import tvm
-from featcomp.runtime_ops.tvm import conv_schedules
+from featcomp.runtime_ops.tvm import conv_schedules, pool_schedules
 from featcomp.runtime_ops.tvm.kernels import DECODE, ENCODE, OP_ATTR, SCHEDULED
 from tvm import s_tir, tirx
 
@@ -263,9 +263,14 @@ def _elementwise(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule
 
 
 def conv_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
-    """The register-tiled conv rule (conv_schedules) for a PrimFunc holding a conv; None otherwise."""
+    """The register-tiled conv rule (conv_schedules) for a PrimFunc holding a conv, the row-band rule
+    (pool_schedules) for a max pool; None otherwise."""
     sch = s_tir.Schedule(func)
-    left = conv_schedules.schedule_conv(sch, block_names(func), rule)
+    names = block_names(func)
+    if pool_schedules.POOL_MAX in names and not any(n in names for n in (conv_schedules.DENSE, conv_schedules.DEPTHWISE)):
+        left = pool_schedules.schedule_pool(sch, sch.get_sblock(pool_schedules.POOL_MAX), rule)
+    else:
+        left = conv_schedules.schedule_conv(sch, names, rule)
     if left is None:
         return None
     for block in left:
