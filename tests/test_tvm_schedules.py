@@ -358,7 +358,10 @@ def test_output_channels_padded_to_vectors(target) -> None:
     assert naive == 0
     (script,) = [f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint]
     padded = 1024 if rule.lanes == 16 else 1000
-    assert f"T.Buffer((T.int64(32), T.int64(1), T.int64(1), T.int64({padded})), \"float32\")" in script, script
+    # the weight, packed per channel block for the channel-vector tile: [OC / FI, I, 1, 1, FI]
+    blocks, fi = map(int, re.search(r"T\.Buffer\(\(T\.int64\((\d+)\), T\.int64\(32\), T\.int64\(1\), T\.int64\(1\), T\.int64\((\d+)\)\), \"float32\"\)",
+                                    script).groups())
+    assert blocks * fi == padded, script
     if padded == 1024:
         assert "T.where(" in script and 'T.sblock("T_strided_slice_with_axes")' in script
         assert re.search(r"T\.vectorized\(T\.int64\(32\)\)", script)
@@ -430,3 +433,65 @@ def test_max_pools_keep_results() -> None:
     compiled = build.compile_model(model, build.make_target("host"))
     assert compiled.stats["naive"] == 0
     np.testing.assert_allclose(build.run_local(compiled, [x])[0], want, rtol=1e-5, atol=1e-5)  # the conv rounds
+
+
+def _fire_model():  # noqa: ANN202 - onnx.ModelProto
+    """SqueezeNet's 13x13 layers in small: two 3x3 convs of the same shape (one PrimFunc called
+    twice with different weights), bias and Relu, then a 1x1 conv to 1024 channels (4 KB per weight row)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(19)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.2, size=s).astype(np.float32), n)
+             for n, s in (("w1", (64, 64, 3, 3)), ("w2", (64, 64, 3, 3)), ("w3", (1024, 64, 1, 1)), ("b1", (64,)), ("b2", (64,)))]
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Conv", ["r2", "w3"], ["out"])]
+    graph = helper.make_graph(nodes, "fire", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 64, 13, 13])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1024, 13, 13])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_channel_tile_weights_are_packed_per_block(target) -> None:
+    """The channel-vector tile reads its weights as [O/FI, I, KH, KW, FI] (one contiguous stream per
+    channel block, FI = the tile's vectorized channel loop): the PrimFunc's weight parameter and the
+    constants main passes it (at both call sites of the shared 3x3 function) are repacked."""
+    from featcomp.runtime_ops.tvm import build, convert, schedules
+
+    mod = build.legalize(convert.import_model(_fire_model()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    convs = {gv.name_hint: f for gv, f in mod.functions_items() if "conv2d" in gv.name_hint}
+    assert len(convs) == 2, list(convs)
+    for name, func in convs.items():
+        weight = [[int(d) for d in p.shape] for p in func.params if len(p.shape) == 5]
+        assert len(weight) == 1, (name, [p.shape for p in func.params])
+        blocks, ic, kh, kw, fi = weight[0]
+        script = func.script()
+        assert re.search(rf"for \w+ in T\.vectorized\(T\.int64\({fi}\)\):\s+with T\.sblock\(\"conv2d_nchw_update\"\)", script), script
+        assert (ic, kh * kw) in ((64, 9), (64, 1)) and blocks * fi in (64, 1024)
+        assert kh == 1 or "relu" in name
+    calls: dict[str, list[list[int]]] = {}
+    for block in mod["main"].body.blocks:
+        for binding in block.bindings:
+            call = binding.value
+            if getattr(call, "op", None) is not None and call.op.name == "relax.call_tir" and call.args[0].name_hint in convs:
+                calls.setdefault(call.args[0].name_hint, []).append([int(d) for d in call.args[1].fields[1].value.shape])
+    for name, func in convs.items():
+        want = [int(d) for d in func.params[1].shape]
+        assert len(want) == 5 and calls[name] == [want] * (2 if want[2] == 3 else 1), (name, calls)
+
+
+def test_packed_weights_keep_results() -> None:
+    """Both call sites of the shared function get their own repacked weights: results equal ORT's."""
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _fire_model()
+    x = np.random.default_rng(0).normal(size=(1, 64, 13, 13)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    compiled = build.compile_model(model, build.make_target("host"))
+    assert compiled.stats["naive"] == 0 and compiled.stats["conv_tiled"] == 2
+    np.testing.assert_allclose(build.run_local(compiled, [x])[0], want, rtol=1e-4, atol=1e-4)

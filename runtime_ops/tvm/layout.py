@@ -105,6 +105,63 @@ def even_pool_width(mod: tvm.IRModule) -> tvm.IRModule:
                         attrs=mod.attrs)
 
 
+# ------------------------------------------------------------------------ weights packed per channel block
+
+
+def constant_params(mod: tvm.IRModule) -> dict[str, frozenset[int]]:
+    """For each PrimFunc main calls: the parameters that get a constant at every call site (weights the
+    schedule may repack, pack_weight_args); empty when main is not a Relax function."""
+    main = mod.functions_items()
+    found: dict[str, set[int]] = {}
+    for gv, func in main:
+        if not isinstance(func, relax.Function):
+            continue
+
+        @relax.expr_functor.visitor
+        class Calls(relax.PyExprVisitor):  # type: ignore[misc]
+            def visit_call_(self, call: relax.Call) -> None:  # noqa: D102
+                if call.op.same_as(tvm.ir.Op.get("relax.call_tir")) and isinstance(call.args[0], tvm.ir.GlobalVar):
+                    consts = {i for i, a in enumerate(call.args[1].fields) if isinstance(a, tvm.ir.expr.Constant)}
+                    name = call.args[0].name_hint
+                    found[name] = found[name] & consts if name in found else consts
+
+        Calls().visit_expr(func)
+    return {name: frozenset(idx) for name, idx in found.items()}
+
+
+def pack_weight_args(mod: tvm.IRModule, packed: dict[str, dict[int, int]]) -> tvm.IRModule:
+    """The constants passed to params a schedule repacked ({function: {param: FI}}, weights
+    [I, KH, KW, O] -> [O/FI, I, KH, KW, FI]: conv_schedules.schedule_dense), repacked once in numpy.
+    The repacked functions get new GlobalVars: a GlobalVar keeps the signature it was made with."""
+    if not packed:
+        return mod
+    funcs = {gv.name_hint: func for gv, func in mod.functions_items()}
+    bb = relax.BlockBuilder(tvm.IRModule({gv: f for gv, f in mod.functions_items() if gv.name_hint not in packed},
+                                         attrs=mod.attrs))
+    callee = {name: bb.add_func(funcs[name], name) for name in packed}
+
+    @relax.expr_functor.mutator
+    class Repack(relax.PyExprMutator):  # type: ignore[misc]
+        def visit_call_(self, call: relax.Call) -> relax.Expr:  # noqa: D102
+            call = super().visit_call_(call)
+            if not (call.op.same_as(tvm.ir.Op.get("relax.call_tir")) and isinstance(call.args[0], tvm.ir.GlobalVar)
+                    and call.args[0].name_hint in packed):
+                return call
+            name = call.args[0].name_hint
+            args = list(call.args[1].fields)
+            for i, fi in packed[name].items():
+                w = args[i].value.numpy()
+                ic, kh, kw, oc = w.shape
+                args[i] = relax.const(np.ascontiguousarray(w.reshape(ic, kh, kw, oc // fi, fi).transpose(3, 0, 1, 2, 4)))
+            return relax.Call(call.op, [callee[name], relax.Tuple(args), *call.args[2:]], call.attrs, call.ty_args)
+
+    out = bb.get()
+    for gv, func in list(out.functions_items()):
+        if isinstance(func, relax.Function):
+            out[gv] = Repack().visit_expr(func)
+    return out
+
+
 # ------------------------------------------------------------------------------ packed classifier GEMV
 
 MATVEC = "matvec_packed"  # the block name conv_schedules.schedule_matvec looks for
