@@ -142,7 +142,7 @@ def test_convs_are_register_tiled(target) -> None:
 
     rule = schedules.rule_for(target)
     funcs = _conv_funcs(target)
-    dense = [s for s in funcs.values() if 'T.sblock("conv2d_nchw_update")' in s and 'scope="local"' in s]
+    dense = [s for s in funcs.values() if 'T.sblock("conv2d_nchw_update")' in s and "_local = T.sblock_alloc_buffer" in s]
     assert len(dense) == 3, list(funcs)  # stem, expand, project (the 7-channel conv is not tiled)
     for script in dense:
         update = script.index('T.sblock("conv2d_nchw_update")')
@@ -153,6 +153,7 @@ def test_convs_are_register_tiled(target) -> None:
         # the channel block: half a vector, or a power-of-two number of vectors (conv_schedules._channel_tile)
         assert width == rule.lanes // 2 or width // rule.lanes in (1, 2, 4, 8) and width % rule.lanes == 0, (width, rule.lanes)
         assert 'T.sblock("T_add")' not in script  # bias (and clip) folded into the tile's write
+        assert 'scope="local"' not in script  # the tile on the stack, not a workspace call (stack_scratch)
         assert "T.parallel(" in script
     assert conv_schedules._channel_block(7, rule.lanes) == 0
 
@@ -270,7 +271,7 @@ def test_classifier_gemv_is_packed(target) -> None:
         assert re.search(r"T\.Buffer\(\(T\.int64\(2\), T\.int64\((40|21)\), T\.int64\(16\)\)", script), script
         nest = script[:script.index('T.sblock("matvec_packed_update")')]
         assert nest.rindex("for k in") < nest.rindex("T.unroll(") < nest.rindex("T.vectorized(T.int64(16))"), script
-        assert 'matvec_packed_local = T.sblock_alloc_buffer((T.int64(32),), scope="local")' in script
+        assert 'matvec_packed_local = T.sblock_alloc_buffer((T.int64(32),))' in script  # global scope: a stack alloca
         assert 'T.sblock("T_add")' in script  # the bias, fused
 
 

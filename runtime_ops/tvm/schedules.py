@@ -276,7 +276,10 @@ def conv_schedule(func: tirx.PrimFunc, rule: Rule, constants: frozenset[int] = f
         return None
     for block in left:
         _elementwise(sch, block, rule)
-    return conv_schedules.drop_recast(sch.mod["main"]).with_attr(SCHEDULED, True)
+    func = conv_schedules.drop_recast(sch.mod["main"])
+    if conv_schedules.DEPTHWISE not in names:
+        func = conv_schedules.stack_scratch(func)
+    return func.with_attr(SCHEDULED, True)
 
 
 def default_schedule(func: tirx.PrimFunc, rule: Rule, constants: frozenset[int] = frozenset()) -> tirx.PrimFunc | None:
@@ -318,8 +321,9 @@ def generic_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
 
 
 def is_tiled(func: tirx.PrimFunc) -> bool:
-    """Did the conv rule schedule this function (its accumulator tile is a local buffer)?"""
-    return any(n in ("conv2d_nchw_init", "group_conv2d_nchw_init") for n in block_names(func)) and 'scope="local"' in func.script()
+    """Did the conv rule schedule this function (its accumulator tile is a cache_write buffer, *_local)?"""
+    return (any(n in ("conv2d_nchw_init", "group_conv2d_nchw_init") for n in block_names(func))
+            and re.search(r"\w+_local\w* = T\.sblock_alloc_buffer", func.script()) is not None)
 
 
 def schedule_rest(mod: tvm.IRModule, target: tvm.target.Target, tiled: bool = True) -> tuple[tvm.IRModule, int, int]:
