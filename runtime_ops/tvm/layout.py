@@ -109,11 +109,11 @@ def even_pool_width(mod: tvm.IRModule) -> tvm.IRModule:
 
 
 def constant_params(mod: tvm.IRModule) -> dict[str, frozenset[int]]:
-    """For each PrimFunc main calls: the parameters that get a constant at every call site (weights the
-    schedule may repack, pack_weight_args); empty when main is not a Relax function."""
-    main = mod.functions_items()
+    """For each PrimFunc the module's Relax functions call: the parameters that get a constant at
+    every call site (weights the schedule may repack, pack_weight_args); a call whose arguments are
+    not a literal tuple counts as none constant. Empty when there is no Relax function."""
     found: dict[str, set[int]] = {}
-    for gv, func in main:
+    for _, func in mod.functions_items():
         if not isinstance(func, relax.Function):
             continue
 
@@ -121,7 +121,8 @@ def constant_params(mod: tvm.IRModule) -> dict[str, frozenset[int]]:
         class Calls(relax.PyExprVisitor):  # type: ignore[misc]
             def visit_call_(self, call: relax.Call) -> None:  # noqa: D102
                 if call.op.same_as(tvm.ir.Op.get("relax.call_tir")) and isinstance(call.args[0], tvm.ir.GlobalVar):
-                    consts = {i for i, a in enumerate(call.args[1].fields) if isinstance(a, tvm.ir.expr.Constant)}
+                    fields = call.args[1].fields if isinstance(call.args[1], relax.Tuple) else []
+                    consts = {i for i, a in enumerate(fields) if isinstance(a, tvm.ir.expr.Constant)}
                     name = call.args[0].name_hint
                     found[name] = found[name] & consts if name in found else consts
 
