@@ -5,7 +5,7 @@ interleaved in one process (the machine is shared, so runs minutes apart are not
 
 Model: squeezenet1.1 or mobilenet_v2_1.0_224 from ../shared, or efficientnet-lite0 (featcomp.zoo);
 batch 1, host target with 2 cores, TVM_NUM_THREADS=1 unless set. Without FUNCTION names it lists the
-model's conv functions. Prints the best of 7 rounds of 10 calls of each build, with random inputs.
+model's conv and pool functions. Prints the best of 7 rounds of 10 calls of each build, with random inputs.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def main() -> int:
     target = build.make_target({"kind": "llvm", "mcpu": str(build.make_target("host").attrs["mcpu"]), "num-cores": 2})
     mod = build.legalize(convert.import_model(model, {model.graph.input[0].name: [1, 3, 224, 224]}), target)
     rule = schedules.rule_for(target)
-    funcs = {gv.name_hint: f for gv, f in mod.functions_items() if "conv2d" in gv.name_hint}
+    funcs = {gv.name_hint: f for gv, f in mod.functions_items() if isinstance(f, tvm.tirx.PrimFunc)}
     if not args.functions:
-        print("\n".join(sorted(funcs)))
+        print("\n".join(sorted(n for n in funcs if "conv2d" in n or "pool" in n)))
         return 0
     rng = np.random.default_rng(0)
     for name in args.functions:

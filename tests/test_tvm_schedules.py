@@ -142,7 +142,7 @@ def test_convs_are_register_tiled(target) -> None:
 
     rule = schedules.rule_for(target)
     funcs = _conv_funcs(target)
-    dense = [s for s in funcs.values() if 'T.sblock("conv2d_nchw_update")' in s and 'scope="local"' in s]
+    dense = [s for s in funcs.values() if 'T.sblock("conv2d_nchw_update")' in s and "_local = T.sblock_alloc_buffer" in s]
     assert len(dense) == 3, list(funcs)  # stem, expand, project (the 7-channel conv is not tiled)
     for script in dense:
         update = script.index('T.sblock("conv2d_nchw_update")')
@@ -153,6 +153,7 @@ def test_convs_are_register_tiled(target) -> None:
         # the channel block: half a vector, or a power-of-two number of vectors (conv_schedules._channel_tile)
         assert width == rule.lanes // 2 or width // rule.lanes in (1, 2, 4, 8) and width % rule.lanes == 0, (width, rule.lanes)
         assert 'T.sblock("T_add")' not in script  # bias (and clip) folded into the tile's write
+        assert 'scope="local"' not in script  # the tile on the stack, not a workspace call (stack_scratch)
         assert "T.parallel(" in script
     assert conv_schedules._channel_block(7, rule.lanes) == 0
 
@@ -270,7 +271,7 @@ def test_classifier_gemv_is_packed(target) -> None:
         assert re.search(r"T\.Buffer\(\(T\.int64\(2\), T\.int64\((40|21)\), T\.int64\(16\)\)", script), script
         nest = script[:script.index('T.sblock("matvec_packed_update")')]
         assert nest.rindex("for k in") < nest.rindex("T.unroll(") < nest.rindex("T.vectorized(T.int64(16))"), script
-        assert 'matvec_packed_local = T.sblock_alloc_buffer((T.int64(32),), scope="local")' in script
+        assert 'matvec_packed_local = T.sblock_alloc_buffer((T.int64(32),))' in script  # global scope: a stack alloca
         assert 'T.sblock("T_add")' in script  # the bias, fused
 
 
@@ -358,7 +359,10 @@ def test_output_channels_padded_to_vectors(target) -> None:
     assert naive == 0
     (script,) = [f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint]
     padded = 1024 if rule.lanes == 16 else 1000
-    assert f"T.Buffer((T.int64(32), T.int64(1), T.int64(1), T.int64({padded})), \"float32\")" in script, script
+    # the weight, packed per channel block for the channel-vector tile: [OC / FI, I, 1, 1, FI]
+    blocks, fi = map(int, re.search(r"T\.Buffer\(\(T\.int64\((\d+)\), T\.int64\(32\), T\.int64\(1\), T\.int64\(1\), T\.int64\((\d+)\)\), \"float32\"\)",
+                                    script).groups())
+    assert blocks * fi == padded, script
     if padded == 1024:
         assert "T.where(" in script and 'T.sblock("T_strided_slice_with_axes")' in script
         assert re.search(r"T\.vectorized\(T\.int64\(32\)\)", script)
@@ -375,3 +379,120 @@ def test_padded_output_channels_keep_results() -> None:
     want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
     np.testing.assert_allclose(build.run_local(build.compile_model(model, build.make_target("host")), [x])[0], want,
                                rtol=1e-4, atol=1e-4)
+
+
+def _pool_model():  # noqa: ANN202 - onnx.ModelProto
+    """SqueezeNet's pools in small: a 3x3/2 max pool on an odd width (55 -> 27), a 2x2/2 one with
+    ceil_mode whose last window is partial (27 -> 14: no extra column), and a padded 3x3/1 one."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(17).normal(size=(96, 8, 1, 1)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p1"], kernel_shape=[3, 3], strides=[2, 2]),
+             helper.make_node("MaxPool", ["p1"], ["p2"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1),
+             helper.make_node("MaxPool", ["p2"], ["out"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "pools", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 55, 55])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 96, 14, 14])], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_max_pools_are_row_bands(target) -> None:
+    """Max pools: a parallel (channel, row band) loop, the band's padded input staged in it on the
+    thread's stack (global scope, constant size: an alloca, not a workspace call per band), stride 2
+    as equal even/odd halves (an odd width gets one never-read column), the maximum kept in a
+    vectorized accumulator; a ceil_mode pool whose last window is partial keeps its width."""
+    from featcomp.runtime_ops.tvm import build, convert, schedules
+
+    mod = build.legalize(convert.import_model(_pool_model()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    pools = {gv.name_hint: f.script() for gv, f in mod.functions_items() if "pool" in gv.name_hint}
+    assert len(pools) == 3, list(pools)
+    stages = []
+    for script in pools.values():
+        band = script.index("T.parallel(")
+        assert band < script.index('T.sblock("pad_temp")') < script.index('T.sblock("pool_max_update")'), script
+        assert 'scope="local"' not in script
+        assert re.search(r'pool_max\w* = T\.sblock_alloc_buffer\(\(T\.int64\(1\), T\.int64\(96\)', script)
+        assert _loops(script)["vectorized"] >= 3
+        stage = re.search(r"pad_temp\w* = T\.sblock_alloc_buffer\(.*", script).group(0)
+        stages.append([int(d) for d in re.findall(r"T\.int64\((\d+)\)", stage)])
+    # 55 + 1 never-read column = 2 x 28; 27 + TOPI's ceil_mode row and column = 2 x 14; stride 1: 14 + 2 pads
+    assert sorted(stages) == [[1, 96, 16, 16], [1, 96, 28, 2, 14], [1, 96, 55, 2, 28]], stages
+
+
+def test_max_pools_keep_results() -> None:
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _pool_model()
+    x = np.random.default_rng(0).normal(size=(1, 8, 55, 55)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    compiled = build.compile_model(model, build.make_target("host"))
+    assert compiled.stats["naive"] == 0
+    np.testing.assert_allclose(build.run_local(compiled, [x])[0], want, rtol=1e-5, atol=1e-5)  # the conv rounds
+
+
+def _fire_model():  # noqa: ANN202 - onnx.ModelProto
+    """SqueezeNet's 13x13 layers in small: two 3x3 convs of the same shape (one PrimFunc called
+    twice with different weights), bias and Relu, then a 1x1 conv to 1024 channels (4 KB per weight row)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(19)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.2, size=s).astype(np.float32), n)
+             for n, s in (("w1", (64, 64, 3, 3)), ("w2", (64, 64, 3, 3)), ("w3", (1024, 64, 1, 1)), ("b1", (64,)), ("b2", (64,)))]
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Conv", ["r2", "w3"], ["out"])]
+    graph = helper.make_graph(nodes, "fire", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 64, 13, 13])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1024, 13, 13])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def test_channel_tile_weights_are_packed_per_block(target) -> None:
+    """The channel-vector tile reads its weights as [O/FI, I, KH, KW, FI] (one contiguous stream per
+    channel block, FI = the tile's vectorized channel loop): the PrimFunc's weight parameter and the
+    constants main passes it (at both call sites of the shared 3x3 function) are repacked."""
+    from featcomp.runtime_ops.tvm import build, convert, schedules
+
+    mod = build.legalize(convert.import_model(_fire_model()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    convs = {gv.name_hint: f for gv, f in mod.functions_items() if "conv2d" in gv.name_hint}
+    assert len(convs) == 2, list(convs)
+    for name, func in convs.items():
+        weight = [[int(d) for d in p.shape] for p in func.params if len(p.shape) == 5]
+        assert len(weight) == 1, (name, [p.shape for p in func.params])
+        blocks, ic, kh, kw, fi = weight[0]
+        script = func.script()
+        assert re.search(rf"for \w+ in T\.vectorized\(T\.int64\({fi}\)\):\s+with T\.sblock\(\"conv2d_nchw_update\"\)", script), script
+        assert (ic, kh * kw) in ((64, 9), (64, 1)) and blocks * fi in (64, 1024)
+        assert kh == 1 or "relu" in name
+    calls: dict[str, list[list[int]]] = {}
+    for block in mod["main"].body.blocks:
+        for binding in block.bindings:
+            call = binding.value
+            if getattr(call, "op", None) is not None and call.op.name == "relax.call_tir" and call.args[0].name_hint in convs:
+                calls.setdefault(call.args[0].name_hint, []).append([int(d) for d in call.args[1].fields[1].value.shape])
+    for name, func in convs.items():
+        want = [int(d) for d in func.params[1].shape]
+        assert len(want) == 5 and calls[name] == [want] * (2 if want[2] == 3 else 1), (name, calls)
+
+
+def test_packed_weights_keep_results() -> None:
+    """Both call sites of the shared function get their own repacked weights: results equal ORT's."""
+    import numpy as np
+
+    from featcomp.runtime_ops import ort as fort
+
+    build = need_tvm()
+    model = _fire_model()
+    x = np.random.default_rng(0).normal(size=(1, 64, 13, 13)).astype(np.float32)
+    want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
+    compiled = build.compile_model(model, build.make_target("host"))
+    assert compiled.stats["naive"] == 0 and compiled.stats["conv_tiled"] == 2
+    np.testing.assert_allclose(build.run_local(compiled, [x])[0], want, rtol=1e-4, atol=1e-4)

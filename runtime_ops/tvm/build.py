@@ -84,7 +84,7 @@ def legalize(mod: tvm.IRModule, target: tvm.target.Target,
     (fuse_decode.merge_into_consumers; `sites` collects the outcome per site); sites None: TVM's passes alone."""
     from tvm.relax.backend.cpu_generic import pipeline
 
-    mod = layout.weights_o_last(layout.pack_matvec(mod), schedules.rule_for(target).lanes)
+    mod = layout.even_pool_width(layout.weights_o_last(layout.pack_matvec(mod), schedules.rule_for(target).lanes))
     passes = list(pipeline.legalize_passes(target))
     with target:
         if sites is None:

@@ -73,6 +73,96 @@ def weights_o_last(mod: tvm.IRModule, lanes: int = 0) -> tvm.IRModule:
                         attrs=mod.attrs)
 
 
+def _even_pool(call: relax.Call) -> relax.Expr:
+    """A stride-2 max pool with an odd padded width -> the same pool with one more (never read)
+    column of right padding, when the output shape stays the same (pool_schedules stores the band's
+    input as even/odd halves of equal length)."""
+    a = call.attrs
+    x = call.args[0].ty
+    if (a.layout != "NCHW" or a.out_layout != "NCHW" or int(a.strides[1]) != 2 or not isinstance(x, relax.TensorType)
+            or x.shape is None or len(a.padding) != 4):
+        return call
+    pads = [int(p) for p in a.padding]
+    if (int(x.shape.values[3]) + pads[1] + pads[3]) % 2 == 0:
+        return call
+    wider = relax.op.nn.max_pool2d(call.args[0], pool_size=a.pool_size, strides=a.strides, padding=[*pads[:3], pads[3] + 1],
+                                   dilation=a.dilation, ceil_mode=False, count_include_pad=a.count_include_pad,
+                                   layout="NCHW", out_layout="NCHW")
+    before, after = relax.BlockBuilder().normalize(call).ty, relax.BlockBuilder().normalize(wider).ty
+    # same output: every window of the original (ceil_mode or not) lies left of the new column
+    if [int(d) for d in before.shape.values] != [int(d) for d in after.shape.values]:
+        return call
+    if a.ceil_mode and int(before.shape.values[3]) != (int(x.shape.values[3]) + pads[1] + pads[3]
+                                                         - (int(a.pool_size[1]) - 1) * int(a.dilation[1]) - 1) // 2 + 1:
+        return call  # ceil_mode made a partial last window: it would read the new column
+    return wider
+
+
+def even_pool_width(mod: tvm.IRModule) -> tvm.IRModule:
+    """Every stride-2 max pool with an odd padded width gets one more right padding column (_even_pool)."""
+    main = rewrite_call(is_op("relax.nn.max_pool2d")(wildcard()), lambda call, _m: _even_pool(call), mod["main"])
+    return tvm.IRModule({gv: main if gv.name_hint == "main" else func for gv, func in mod.functions_items()},
+                        attrs=mod.attrs)
+
+
+# ------------------------------------------------------------------------ weights packed per channel block
+
+
+def constant_params(mod: tvm.IRModule) -> dict[str, frozenset[int]]:
+    """For each PrimFunc the module's Relax functions call: the parameters that get a constant at
+    every call site (weights the schedule may repack, pack_weight_args); a call whose arguments are
+    not a literal tuple counts as none constant. Empty when there is no Relax function."""
+    found: dict[str, set[int]] = {}
+    for _, func in mod.functions_items():
+        if not isinstance(func, relax.Function):
+            continue
+
+        @relax.expr_functor.visitor
+        class Calls(relax.PyExprVisitor):  # type: ignore[misc]
+            def visit_call_(self, call: relax.Call) -> None:  # noqa: D102
+                if call.op.same_as(tvm.ir.Op.get("relax.call_tir")) and isinstance(call.args[0], tvm.ir.GlobalVar):
+                    fields = call.args[1].fields if isinstance(call.args[1], relax.Tuple) else []
+                    consts = {i for i, a in enumerate(fields) if isinstance(a, tvm.ir.expr.Constant)}
+                    name = call.args[0].name_hint
+                    found[name] = found[name] & consts if name in found else consts
+
+        Calls().visit_expr(func)
+    return {name: frozenset(idx) for name, idx in found.items()}
+
+
+def pack_weight_args(mod: tvm.IRModule, packed: dict[str, dict[int, int]]) -> tvm.IRModule:
+    """The constants passed to params a schedule repacked ({function: {param: FI}}, weights
+    [I, KH, KW, O] -> [O/FI, I, KH, KW, FI]: conv_schedules.schedule_dense), repacked once in numpy.
+    The repacked functions get new GlobalVars: a GlobalVar keeps the signature it was made with."""
+    if not packed:
+        return mod
+    funcs = {gv.name_hint: func for gv, func in mod.functions_items()}
+    bb = relax.BlockBuilder(tvm.IRModule({gv: f for gv, f in mod.functions_items() if gv.name_hint not in packed},
+                                         attrs=mod.attrs))
+    callee = {name: bb.add_func(funcs[name], name) for name in packed}
+
+    @relax.expr_functor.mutator
+    class Repack(relax.PyExprMutator):  # type: ignore[misc]
+        def visit_call_(self, call: relax.Call) -> relax.Expr:  # noqa: D102
+            call = super().visit_call_(call)
+            if not (call.op.same_as(tvm.ir.Op.get("relax.call_tir")) and isinstance(call.args[0], tvm.ir.GlobalVar)
+                    and call.args[0].name_hint in packed):
+                return call
+            name = call.args[0].name_hint
+            args = list(call.args[1].fields)
+            for i, fi in packed[name].items():
+                w = args[i].value.numpy()
+                ic, kh, kw, oc = w.shape
+                args[i] = relax.const(np.ascontiguousarray(w.reshape(ic, kh, kw, oc // fi, fi).transpose(3, 0, 1, 2, 4)))
+            return relax.Call(call.op, [callee[name], relax.Tuple(args), *call.args[2:]], call.attrs, call.ty_args)
+
+    out = bb.get()
+    for gv, func in list(out.functions_items()):
+        if isinstance(func, relax.Function):
+            out[gv] = Repack().visit_expr(func)
+    return out
+
+
 # ------------------------------------------------------------------------------ packed classifier GEMV
 
 MATVEC = "matvec_packed"  # the block name conv_schedules.schedule_matvec looks for

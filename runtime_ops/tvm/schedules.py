@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import tvm
-from featcomp.runtime_ops.tvm import conv_schedules
+from featcomp.runtime_ops.tvm import conv_schedules, pool_schedules
 from featcomp.runtime_ops.tvm.kernels import DECODE, ENCODE, OP_ATTR, SCHEDULED
 from tvm import s_tir, tirx
 
@@ -262,21 +262,30 @@ def _elementwise(sch: s_tir.Schedule, block: s_tir.schedule.SBlockRV, rule: Rule
     _vectorize_inner(sch, block, rule)
 
 
-def conv_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
-    """The register-tiled conv rule (conv_schedules) for a PrimFunc holding a conv; None otherwise."""
+def conv_schedule(func: tirx.PrimFunc, rule: Rule, constants: frozenset[int] = frozenset()) -> tirx.PrimFunc | None:
+    """The register-tiled conv rule (conv_schedules) for a PrimFunc holding a conv, the row-band rule
+    (pool_schedules) for a max pool; None otherwise. constants: parameters passed as constants (a
+    conv weight among them may come back repacked: see packed_params)."""
     sch = s_tir.Schedule(func)
-    left = conv_schedules.schedule_conv(sch, block_names(func), rule)
+    names = block_names(func)
+    if pool_schedules.POOL_MAX in names and not any(n in names for n in (conv_schedules.DENSE, conv_schedules.DEPTHWISE)):
+        left = pool_schedules.schedule_pool(sch, sch.get_sblock(pool_schedules.POOL_MAX), rule)
+    else:
+        left = conv_schedules.schedule_conv(sch, names, rule, constants)
     if left is None:
         return None
     for block in left:
         _elementwise(sch, block, rule)
-    return conv_schedules.drop_recast(sch.mod["main"]).with_attr(SCHEDULED, True)
+    func = conv_schedules.drop_recast(sch.mod["main"])
+    if conv_schedules.DEPTHWISE not in names:
+        func = conv_schedules.stack_scratch(func)
+    return func.with_attr(SCHEDULED, True)
 
 
-def default_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
+def default_schedule(func: tirx.PrimFunc, rule: Rule, constants: frozenset[int] = frozenset()) -> tirx.PrimFunc | None:
     """The conv rule for a conv, else generic_schedule; None when neither applies."""
     try:
-        tiled = conv_schedule(func, rule)
+        tiled = conv_schedule(func, rule, constants)
     except Exception:  # noqa: BLE001 - a conv shape the tile rule cannot express: the generic schedule
         tiled = None
     return tiled if tiled is not None else generic_schedule(func, rule)
@@ -312,22 +321,26 @@ def generic_schedule(func: tirx.PrimFunc, rule: Rule) -> tirx.PrimFunc | None:
 
 
 def is_tiled(func: tirx.PrimFunc) -> bool:
-    """Did the conv rule schedule this function (its accumulator tile is a local buffer)?"""
-    return any(n in ("conv2d_nchw_init", "group_conv2d_nchw_init") for n in block_names(func)) and 'scope="local"' in func.script()
+    """Did the conv rule schedule this function (its accumulator tile is a cache_write buffer, *_local)?"""
+    return (any(n in ("conv2d_nchw_init", "group_conv2d_nchw_init") for n in block_names(func))
+            and re.search(r"\w+_local\w* = T\.sblock_alloc_buffer", func.script()) is not None)
 
 
 def schedule_rest(mod: tvm.IRModule, target: tvm.target.Target, tiled: bool = True) -> tuple[tvm.IRModule, int, int]:
     """default_schedule (tiled=False: generic_schedule only, the baseline) for every unscheduled
     PrimFunc. Returns (module, scheduled, left naive)."""
+    from featcomp.runtime_ops.tvm import layout
+
     rule = rule_for(target)
-    schedule = default_schedule if tiled else generic_schedule
+    constants = layout.constant_params(mod)
     done = naive = 0
     updates = {}
     for gv, func in mod.functions_items():
         if not isinstance(func, tirx.PrimFunc) or (func.attrs is not None and SCHEDULED in func.attrs):
             continue
         try:
-            new = schedule(func, rule)
+            new = (default_schedule(func, rule, constants.get(gv.name_hint, frozenset())) if tiled
+                   else generic_schedule(func, rule))
         except Exception:  # a primitive the analysis allowed failed: leave this function naive, count it
             new = None
         if new is None:
@@ -335,6 +348,16 @@ def schedule_rest(mod: tvm.IRModule, target: tvm.target.Target, tiled: bool = Tr
         else:
             updates[gv] = new
             done += 1
+    packed = {gv.name_hint: p for gv, func in updates.items() if (p := packed_params(mod[gv], func))}
     for gv, func in updates.items():
         mod[gv] = func
-    return mod, done, naive
+    return layout.pack_weight_args(mod, packed), done, naive
+
+
+def packed_params(before: tirx.PrimFunc, after: tirx.PrimFunc) -> dict[int, int]:
+    """{parameter: FI} of the weights a schedule repacked ([I, KH, KW, O] -> [O/FI, I, KH, KW, FI])."""
+    out = {}
+    for i, (old, new) in enumerate(zip(before.params, after.params)):  # 0.27: a parameter is its buffer
+        if len(old.shape) == 4 and len(new.shape) == 5:
+            out[i] = int(new.shape[4])
+    return out
