@@ -22,6 +22,7 @@ import importlib
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -284,7 +285,7 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "runtime_ops"], cwd=ROOT, capture_output=True, text=True).stdout
     result = {"command": "TVM_NUM_THREADS={} .venv/bin/python benchmarks/tvm_rans_bench.py {}".format(
-        args.threads, " ".join(sys.argv[1:])), "commit": commit + ("+dirty" if dirty else ""),
+        args.threads, shlex.join(sys.argv[1:])), "commit": commit + ("+dirty" if dirty else ""),
         "host": platform.processor() or platform.machine(), "threads": args.threads, "photos": args.images,
         "versions": versions, "load_start": load_start, "load_end": round(os.getloadavg()[0], 1), "site": site,
         "model": model_ms}
