@@ -158,7 +158,8 @@ def site_rows(pairs: list[Any], symbols: dict[str, list[np.ndarray]], kernels: K
                 if stream != site.pack(s[0]):
                     sys.exit(f"tvm_rans_bench: {p.site}: TIR ({v}) and numpy rANS streams differ")
                 calls[f"{v}_pack"], calls[f"{v}_unpack"] = pk, up
-                sizes["rans"] = sizes["rans"] + len(stream) if v == versions[-1] else sizes["rans"]
+                if v == versions[-1]:  # the working tree's stream (the base writes the same bytes)
+                    sizes["rans"] += len(stream)
             pk, up, stream = kernels.calls("rice", rice, s)
             if stream != rice.pack(s[0]):
                 sys.exit(f"tvm_rans_bench: {p.site}: TIR and numpy Rice streams differ")
