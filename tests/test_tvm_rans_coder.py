@@ -127,3 +127,21 @@ def test_corrupt_streams_are_refused_exactly_when_numpy_refuses_them(tir, name: 
     site = dctcm_rans(name, 3, 7)
     streams = _damaged(site, np.random.default_rng(17), count, make=lcg_symbols) + [b"", b"FC", b"\x00" * 40]
     refused_like_numpy(tir.TirCoder(site, n=len(streams)), site, streams)
+
+
+@pytest.mark.parametrize("op", ["pack", "unpack"])
+def test_kernels_run_one_parallel_task_per_slice_with_its_own_lane_states(tir, op: str) -> None:
+    """The structure that lets one stream use every core at batch 1: the outer loop is parallel over (sample,
+    slice), and each task keeps its lanes' states and runs their cells itself (no shared state between slices);
+    the only other parallel loop is the per-sample pass that seals or combines the slices."""
+    import re
+
+    from featcomp.runtime_ops.tvm import rans_coder_kernels as rk
+
+    script = getattr(rk, f"{op}_kernel")().script()
+    assert "nsl: T.let[T.int64] = slices_1 - T.int64(1)" in script, script[:2000]
+    loops = re.findall(r"for (\w+) in T\.parallel\(([^)]*)\):", script)
+    assert loops == [("i", "n * nsl"), ("b", "n")], loops
+    task = script[script.index("T.parallel(n * nsl)"):script.index("T.parallel(n)")]
+    assert re.search(r"xs = T\.alloc_buffer\(\(32,\), \"int64\"\)", task)  # the lanes' states, per task
+    assert re.search(r"for (ll|l) in range\(nv\):", task)  # the cells of the lanes live at this step

@@ -6,13 +6,20 @@ slices of a site of either codec (dct-cm and transform-vlc code their rANS slice
 the site's symbols and the channels' ranges).
 
 Bit for bit the numpy reference (RansCoder.payloads / read inside bitstream.write / decode_all),
-header, slice table and CRC-32 included. One parallel iteration per (sample, slice) (stream_tir.py);
-within a slice the L interleaved lanes run in the reference's order. Pack runs the encoder backwards
-(last step first, lanes last first) and writes each emitted 16-bit word *backwards* from the end of the
-slice's room, which leaves them in the decoder's order (step, then lane); then the final states, the
-words moved down behind them, and the raw-bit plane. Unpack keeps each decoded token in the output
-(the neighbours' contexts read it back from there), then reads the raw bits in the same order and turns
-tokens into symbols in place.
+header, slice table and CRC-32 included. One parallel task per (sample, slice) (stream_tir.py): a
+site's slices are independent, so one stream keeps every core busy at batch 1; each task holds its
+L interleaved lanes' states in a local array and runs them in the reference's order. The lanes' cells
+are branch-free: per step (one channel, one offset) the channel's constants are loaded once, and per
+cell the context row, token, table entry and state update are selects and arithmetic, with the lane's
+last class kept in a register for the left context. The words are the serial part (the bitstream
+interleaves them step by step, lane by lane): pack writes each lane's word below the lowest one so far
+*whether or not* the lane renormalises and keeps it (moves the cursor) only when it does; unpack reads a
+word at the cursor for every cell and moves the cursor only when the lane takes it (a cursor past the
+slice is a truncated stream, reported after the loop). Pack runs the encoder backwards (last step first,
+lanes last first), so the words land in the decoder's order (step, then lane); then the final states,
+the words moved down behind them, and the raw-bit plane. Unpack keeps each decoded token in the output
+(the previous channel's context reads it back from there), then reads the raw bits in the same order
+and turns tokens into symbols in place.
 
 Site arrays (coder.py builds them from a RansCoder and the site's ranges): lo/hi [C] i32 (channel
 ranges), rc [C] i32 (the coder's centre), mode [C] i32 (0: u = v, 1: u = -v, 2: zigzag of the centred
@@ -60,29 +67,8 @@ def _sizes() -> tuple[tirx.Var, ...]:
     return tuple(tirx.Var(v, "int64") for v in ("n", "c", "hw", "max_bytes", "coded", "cells", "slots"))
 
 
-@T.macro(hygienic=False)
-def magnitude(ch, v, r):  # m[r] = the magnitude u of symbol v of channel ch; bad[0] = 1 outside the range
-    if v < lo[ch] or v > hi[ch]:
-        bad[0] = 1
-        m[r] = 0
-    elif mode[ch] == 0:
-        m[r] = v - rc[ch]
-    elif mode[ch] == 1:
-        m[r] = rc[ch] - v
-    else:
-        m[r] = T.if_then_else(v >= rc[ch], 2 * (v - rc[ch]), 2 * (rc[ch] - v) - 1)
-
-
-@T.macro(hygienic=False)
-def context_row(ch, left, prev):  # row[0] = the table row of a cell with these neighbour classes
-    if cmode == 0:
-        row[0] = gbase[ch]
-    elif cmode == 1:
-        row[0] = gbase[ch] + left
-    elif cmode == 2:
-        row[0] = gbase[ch] + prev
-    else:
-        row[0] = gbase[ch] + 3 * left + prev
+def _mag(v, md, r):  # the magnitude u of symbol v of a channel with this mode and centre (no branch)
+    return T.Select(md == 0, v - r, T.Select(md == 1, r - v, T.Select(v >= r, 2 * (v - r), 2 * (r - v) - 1)))
 
 
 def _cls(u):  # magnitude class of a magnitude or a token: 0, 1..2, >= 3 (tokens >= D >= 3 keep class 2)
@@ -113,14 +99,15 @@ def pack_kernel() -> tirx.PrimFunc:
         direct = T.Bind(par[0])
         kk = T.Bind(par[1])
         cmode = T.Bind(par[2])
+        wl = T.Bind(T.Select(cmode == 1, 1, T.Select(cmode == 3, 3, 0)))  # row = gbase + wl * left + wq * prev
+        wq = T.Bind(T.Select(cmode >= 2, 1, 0))
         ncoded = T.Bind(T.Cast("int64", par[3]))
         for i in T.parallel(N * nsl):
             b = T.Bind(i // nsl)
             sl = T.Bind(i % nsl)
             xs = T.alloc_buffer((MAX_LANES,), "int64", scope="global")  # the lanes' states
-            m = T.alloc_buffer((3,), "int32", scope="global")            # magnitudes: the cell, left, previous channel
-            row = T.alloc_buffer((1,), "int32", scope="global")
-            tk = T.alloc_buffer((2,), "int32", scope="global")           # token, raw-bit width
+            ri = T.alloc_buffer((4,), "int32", scope="global")  # per-cell registers (buffers, not lets: a let
+            rl = T.alloc_buffer((4,), "int64", scope="global")  # used twice is inlined twice, nested ones blow up)
             geo = T.alloc_buffer((2,), "int64", scope="global")          # chunk, lanes
             wp = T.alloc_buffer((1,), "int32", scope="global")
             stop = T.alloc_buffer((1,), "int32", scope="global")
@@ -140,37 +127,48 @@ def pack_kernel() -> tirx.PrimFunc:
                 for l in range(lanes):
                     xs[l] = T.int64(LOWER)
                 wp[0] = room[sl + 1]
-                # the encoder: steps last first, lanes last first; words written backwards
-                for tt, ll in T.grid(ncoded * chunk, lanes):
+                last = T.Bind(nk - (lanes - 1) * chunk)  # positions of the last lane (>= 1)
+                # the encoder: steps last first, lanes last first; words written backwards. Per step the
+                # channel's constants are hoisted; per cell no branch: a word is always written below the
+                # lowest one so far and kept (wp moves) only when the lane renormalises.
+                for tt in range(ncoded * chunk):
                     t = T.Bind(ncoded * chunk - 1 - tt)
-                    l = T.Bind(lanes - 1 - ll)
                     ci = T.Bind(t // chunk)
                     j = T.Bind(t % chunk)
-                    p = T.Bind(l * chunk + j)
-                    if p < nk:
-                        ch = T.Bind(live[ci])
-                        magnitude(ch, T.Cast("int32", sym[b, ch, a0 + p]), 0)
-                        m[1] = 0
-                        m[2] = 0
-                        if j > 0:
-                            magnitude(ch, T.Cast("int32", sym[b, ch, a0 + p - 1]), 1)
-                        if ci > 0:
-                            magnitude(live[ci - 1], T.Cast("int32", sym[b, live[ci - 1], a0 + p]), 2)
-                        context_row(ch, _cls(m[1]), _cls(m[2]))
-                        if m[0] < direct:
-                            tk[0] = m[0]
-                        else:
-                            e = T.Bind(31 - T.clz(m[0]))
-                            tk[0] = direct + ((e - 4) << 2) + ((m[0] >> (e - 2)) & 3)
-                        at = T.Bind(T.Cast("int64", row[0]) * T.Cast("int64", kk) + T.Cast("int64", tk[0]))
-                        f = T.Bind(T.Cast("int64", freq[at]))
-                        if xs[l] >= (f << T.int64(32 - PRECISION)):
-                            wp[0] = wp[0] - 2
-                            out[b, wp[0]] = T.Cast("uint8", xs[l] & T.int64(255))
-                            out[b, wp[0] + 1] = T.Cast("uint8", (xs[l] >> T.int64(8)) & T.int64(255))
-                            xs[l] = xs[l] >> T.int64(16)
-                        q = T.Bind(xs[l] // f)
-                        xs[l] = (q << T.int64(PRECISION)) + (xs[l] - q * f) + T.Cast("int64", cum[at])
+                    ch = T.Bind(live[ci])
+                    pc = T.Bind(live[T.max(ci - 1, T.int64(0))])
+                    clo = T.Bind(lo[ch])
+                    chi = T.Bind(hi[ch])
+                    cr = T.Bind(rc[ch])
+                    cm = T.Bind(mode[ch])
+                    pr = T.Bind(rc[pc])
+                    pm = T.Bind(mode[pc])
+                    rbase = T.Bind(gbase[ch])
+                    onl = T.Bind(T.Select(j > 0, wl, 0))
+                    onp = T.Bind(T.Select(ci > 0, wq, 0))
+                    nv = T.Bind(lanes - 1 + T.Select(j < last, T.int64(1), T.int64(0)))
+                    for ll in range(nv):
+                        l = T.Bind(nv - 1 - ll)
+                        p = T.Bind(a0 + l * chunk + j)
+                        v = T.Bind(T.Cast("int32", sym[b, ch, p]))
+                        ok = T.Bind(v >= clo and v <= chi)
+                        bad[0] = bad[0] | T.Select(ok, 0, 1)
+                        ri[0] = T.Select(ok, _mag(v, cm, cr), 0)  # registers: the cell's magnitude,
+                        ri[1] = _cls(_mag(T.Cast("int32", sym[b, ch, T.max(p - 1, T.int64(0))]), cm, cr))  # left class,
+                        ri[2] = _cls(_mag(T.Cast("int32", sym[b, pc, p]), pm, pr))  # previous channel's class,
+                        ri[3] = 31 - T.clz(T.max(ri[0], 1))  # top bit
+                        ri[1] = rbase + onl * ri[1] + onp * ri[2]  # (now the table row)
+                        ri[2] = T.Select(ri[0] < direct, ri[0], direct + ((ri[3] - 4) << 2) + ((ri[0] >> (ri[3] - 2)) & 3))
+                        rl[0] = T.Cast("int64", ri[1]) * T.Cast("int64", kk) + T.Cast("int64", ri[2])  # table entry
+                        rl[1] = T.Cast("int64", freq[rl[0]])  # f
+                        rl[2] = xs[l]
+                        out[b, wp[0] - 2] = T.Cast("uint8", rl[2] & T.int64(255))
+                        out[b, wp[0] - 1] = T.Cast("uint8", (rl[2] >> T.int64(8)) & T.int64(255))
+                        ri[3] = T.Cast("int32", rl[2] >= (rl[1] << T.int64(32 - PRECISION)))  # renormalise
+                        wp[0] = wp[0] - 2 * ri[3]
+                        rl[2] = rl[2] >> T.Cast("int64", 16 * ri[3])
+                        rl[3] = rl[2] // rl[1]  # (an exact double quotient measured 1.35x slower on x86)
+                        xs[l] = (rl[3] << T.int64(PRECISION)) + (rl[2] - rl[3] * rl[1]) + T.Cast("int64", cum[rl[0]])
                 # the final states, then the words moved down behind them (forward copy: never past the source)
                 for l in range(lanes):
                     put_u32(room[sl] + 4 * T.Cast("int32", l), T.Cast("uint32", xs[l]))
@@ -181,14 +179,19 @@ def pack_kernel() -> tirx.PrimFunc:
                 pos[0] = base + room[sl + 1] - wp[0]
                 acc[0] = T.uint64(0)
                 nb[0] = 0
-                for t, l in T.grid(ncoded * chunk, lanes):
-                    p = T.Bind(l * chunk + t % chunk)
-                    if p < nk:
-                        ch = T.Bind(live[t // chunk])
-                        magnitude(ch, T.Cast("int32", sym[b, ch, a0 + p]), 0)
-                        if m[0] >= direct:
-                            width = T.Bind(29 - T.clz(m[0]))
-                            put(0, T.Cast("uint64", m[0] & ((1 << width) - 1)), width)
+                for t in range(ncoded * chunk):
+                    ch = T.Bind(live[t // chunk])
+                    clo = T.Bind(lo[ch])
+                    chi = T.Bind(hi[ch])
+                    cr = T.Bind(rc[ch])
+                    cm = T.Bind(mode[ch])
+                    nv = T.Bind(lanes - 1 + T.Select(t % chunk < last, T.int64(1), T.int64(0)))
+                    for l in range(nv):
+                        v = T.Bind(T.Cast("int32", sym[b, ch, a0 + l * chunk + t % chunk]))
+                        ri[0] = T.Select(v >= clo and v <= chi, _mag(v, cm, cr), 0)  # a bad slice writes no raw bits
+                        if ri[0] >= direct:
+                            ri[1] = 29 - T.clz(ri[0])
+                            put(0, T.Cast("uint64", ri[0] & ((1 << ri[1]) - 1)), ri[1])
                 align(0)
                 stop[0] = pos[0]
             table_entry(sl, room[sl], stop[0], bad[0] == 0)
@@ -221,6 +224,8 @@ def unpack_kernel() -> tirx.PrimFunc:
         direct = T.Bind(par[0])
         kk = T.Bind(par[1])
         cmode = T.Bind(par[2])
+        wl = T.Bind(T.Select(cmode == 1, 1, T.Select(cmode == 3, 3, 0)))  # row = gbase + wl * left + wq * prev
+        wq = T.Bind(T.Select(cmode >= 2, 1, 0))
         ncoded = T.Bind(T.Cast("int64", par[3]))
         verdict = T.alloc_buffer((N * nsl,), "int32", scope="global")
         for i in T.parallel(N * nsl):
@@ -234,11 +239,13 @@ def unpack_kernel() -> tirx.PrimFunc:
             send = T.alloc_buffer((1,), "int64", scope="global")
             sum_ = T.alloc_buffer((1,), "uint32", scope="global")
             xs = T.alloc_buffer((MAX_LANES,), "int64", scope="global")
-            row = T.alloc_buffer((1,), "int32", scope="global")
+            lc = T.alloc_buffer((MAX_LANES,), "int32", scope="global")  # class of each lane's last token
+            ri = T.alloc_buffer((2,), "int32", scope="global")  # per-cell registers (buffers, not lets: a let
+            rl = T.alloc_buffer((3,), "int64", scope="global")  # used twice is inlined twice, nested ones blow up)
+            over = T.alloc_buffer((1,), "int32", scope="global")        # a word or value past its bounds
             geo = T.alloc_buffer((2,), "int64", scope="global")
             wc = T.alloc_buffer((1,), "int64", scope="global")  # next word's byte
             u = T.alloc_buffer((1,), "int64", scope="global")
-            v = T.alloc_buffer((1,), "int64", scope="global")
             total = T.Bind(nbytes[b])
             a0 = T.Bind(band[sl])
             nk = T.Bind(T.Cast("int64", band[sl + 1]) - T.Cast("int64", band[sl]))
@@ -266,55 +273,68 @@ def unpack_kernel() -> tirx.PrimFunc:
                         if val[0] < T.int64(LOWER):
                             st[0] = ST_PLANE
                 wc[0] = sbeg[0] + 4 * lanes
-                # tokens, step then lane, kept in sym (the contexts read the neighbours' tokens back)
-                for t, l in T.grid(ncoded * chunk, lanes):
-                    p = T.Bind(l * chunk + t % chunk)
-                    if st[0] == 0 and p < nk:
+                # tokens, step then lane, kept in sym (the previous channel's context reads them back; the left
+                # one is the lane's last token, kept in lc). Per cell no branch: a word is read whether or not the
+                # lane renormalises, and the cursor moves only when it does (reads clamped into the buffer;
+                # running past the slice sets `over`, and the slice is refused after the loop).
+                last = T.Bind(nk - (lanes - 1) * chunk)  # positions of the last lane (>= 1)
+                if st[0] == 0:  # (valid lane states: every table row below stays in range)
+                    over[0] = 0
+                    for t in range(ncoded * chunk):
                         ci = T.Bind(t // chunk)
                         j = T.Bind(t % chunk)
                         ch = T.Bind(live[ci])
-                        left = T.Bind(T.if_then_else(j > 0, _cls(T.Cast("int32", sym[b, ch, T.max(a0 + p - 1, 0)])), 0))
-                        prev = T.Bind(T.if_then_else(ci > 0, _cls(T.Cast("int32", sym[b, live[T.max(ci - 1, 0)], a0 + p])), 0))
-                        context_row(ch, left, prev)
-                        slot = T.Bind(xs[l] & T.int64(TOTAL - 1))
-                        tok = T.Bind(T.Cast("int32", lookup[T.Cast("int64", row[0]) * T.int64(TOTAL) + slot]))
-                        at = T.Bind(T.Cast("int64", row[0]) * T.Cast("int64", kk) + T.Cast("int64", tok))
-                        xs[l] = T.Cast("int64", freq[at]) * (xs[l] >> T.int64(PRECISION)) + slot - T.Cast("int64", cum[at])
-                        if xs[l] < T.int64(LOWER):
-                            if wc[0] + 2 > send[0]:
-                                st[0] = ST_PLANE
-                            else:
-                                xs[l] = (xs[l] << T.int64(16)) | T.Cast("int64", data[b, wc[0]]) | (T.Cast("int64", data[b, wc[0] + 1]) << T.int64(8))
-                                wc[0] = wc[0] + 2
-                        sym[b, ch, a0 + p] = T.Cast("int16", tok)
-                for l in range(lanes):
-                    if xs[l] != T.int64(LOWER):
+                        pc = T.Bind(live[T.max(ci - 1, T.int64(0))])
+                        rbase = T.Bind(gbase[ch])
+                        onl = T.Bind(T.Select(j > 0, wl, 0))
+                        onp = T.Bind(T.Select(ci > 0, wq, 0))
+                        nv = T.Bind(lanes - 1 + T.Select(j < last, T.int64(1), T.int64(0)))
+                        for l in range(nv):
+                            p = T.Bind(a0 + l * chunk + j)
+                            rl[0] = T.Cast("int64", rbase + onl * lc[l] + onp * _cls(T.Cast("int32", sym[b, pc, p])))  # row
+                            rl[1] = xs[l] & T.int64(TOTAL - 1)  # slot
+                            ri[0] = T.Cast("int32", lookup[rl[0] * T.int64(TOTAL) + rl[1]])  # token
+                            rl[0] = rl[0] * T.Cast("int64", kk) + T.Cast("int64", ri[0])  # table entry
+                            rl[1] = T.Cast("int64", freq[rl[0]]) * (xs[l] >> T.int64(PRECISION)) + rl[1] - T.Cast("int64", cum[rl[0]])
+                            ri[1] = T.Cast("int32", rl[1] < T.int64(LOWER))  # renormalise
+                            rl[2] = T.min(wc[0], T.Cast("int64", M) - 2)
+                            xs[l] = T.Select(ri[1] == 1, (rl[1] << T.int64(16)) | T.Cast("int64", data[b, rl[2]])
+                                             | (T.Cast("int64", data[b, rl[2] + 1]) << T.int64(8)), rl[1])
+                            over[0] = over[0] | (ri[1] & T.Cast("int32", wc[0] + 2 > send[0]))
+                            wc[0] = wc[0] + T.Cast("int64", 2 * ri[1])
+                            lc[l] = _cls(ri[0])
+                            sym[b, ch, p] = T.Cast("int16", ri[0])
+                    if over[0] != 0:
                         st[0] = ST_PLANE
+                    for l in range(lanes):
+                        if xs[l] != T.int64(LOWER):
+                            st[0] = ST_PLANE
                 # raw bits, same order; tokens -> symbols in place
-                bit[0] = wc[0] * 8
-                for t, l in T.grid(ncoded * chunk, lanes):
-                    p = T.Bind(l * chunk + t % chunk)
-                    if st[0] == 0 and p < nk:
+                if st[0] == 0:
+                    bit[0] = wc[0] * 8
+                    over[0] = 0
+                    for t in range(ncoded * chunk):
                         ch = T.Bind(live[t // chunk])
-                        tok = T.Bind(T.Cast("int64", sym[b, ch, a0 + p]))
-                        if tok >= T.Cast("int64", direct):
-                            k = T.Bind(tok - T.Cast("int64", direct))
-                            width = T.Bind((k >> T.int64(2)) + T.int64(2))
-                            read_uint(width, end)
-                            u[0] = ((T.int64(4) + (k & T.int64(3))) << width) | val[0]
-                        else:
+                        clo = T.Bind(T.Cast("int64", lo[ch]))
+                        chi = T.Bind(T.Cast("int64", hi[ch]))
+                        cr = T.Bind(T.Cast("int64", rc[ch]))
+                        cm = T.Bind(mode[ch])
+                        nv = T.Bind(lanes - 1 + T.Select(t % chunk < last, T.int64(1), T.int64(0)))
+                        for l in range(nv):
+                            p = T.Bind(a0 + l * chunk + t % chunk)
+                            tok = T.Bind(T.Cast("int64", sym[b, ch, p]))
                             u[0] = tok
-                        if mode[ch] == 0:
-                            v[0] = u[0]
-                        elif mode[ch] == 1:
-                            v[0] = -u[0]
-                        else:
-                            v[0] = T.if_then_else(u[0] % 2 == 0, u[0] // 2, -((u[0] + 1) // 2))
-                        v[0] = v[0] + T.Cast("int64", rc[ch])
-                        if v[0] < T.Cast("int64", lo[ch]) or v[0] > T.Cast("int64", hi[ch]):
-                            st[0] = ST_RANGE
-                        else:
-                            sym[b, ch, a0 + p] = T.Cast("int16", v[0])
+                            if tok >= T.Cast("int64", direct):  # raw bits follow (a failed read leaves st != 0)
+                                k = T.Bind(tok - T.Cast("int64", direct))
+                                width = T.Bind((k >> T.int64(2)) + T.int64(2))
+                                read_uint(width, end)
+                                u[0] = ((T.int64(4) + (k & T.int64(3))) << width) | val[0]
+                            u[0] = cr + T.Select(cm == 0, u[0], T.Select(cm == 1, -u[0], T.Select(
+                                u[0] % 2 == 0, u[0] // 2, -((u[0] + 1) // 2))))  # (now the symbol)
+                            over[0] = over[0] | T.Select(u[0] < clo or u[0] > chi, 1, 0)
+                            sym[b, ch, p] = T.Cast("int16", u[0])
+                    if st[0] == 0 and over[0] != 0:
+                        st[0] = ST_RANGE
                 if st[0] == 0 and (bit[0] + 7) // 8 * 8 != end:
                     st[0] = ST_TRAILING
             verdict[i] = st[0]
