@@ -5,10 +5,9 @@ passes over the calibration inputs. A real pair runs as ~20 ops (two MatMuls, an
 four Reshapes and the shape arithmetic for them); on MobileNetV2 they made the compressed model ~5x slower
 than the original. In zero-mask mode (dct-cm, G = 1: most sites) the transform and decode matrices are
 1 x 1, or one scalar per channel, so each MatMul is a single exact product and the Cast round trip is exact
-on the clipped integers: ten elementwise ops give the same floats, bit for bit for finite activations
-(tests/test_simulate.py; a NaN may clip differently).
-Other sites keep their real pair. The result is only ever run, never written: insert_pairs makes the
-deliverable.
+on the clipped integers: ten elementwise ops (eleven with per-channel ranges) give the same floats, bit for
+bit for finite activations (tests/test_simulate.py; a NaN may clip differently). Other sites keep their
+real pair. The result is only ever run, never written: insert_pairs makes the deliverable.
 """
 
 from __future__ import annotations
