@@ -19,7 +19,6 @@ import onnx
 from onnx import helper, numpy_helper
 
 from featcomp.codecs.base import SiteCodec
-from featcomp.codecs.dctcm import DctCmSite
 from featcomp.errors import FeatcompError
 from featcomp.passes.edit import copy_model, replace_items, rewire
 from featcomp.passes.insert import insert_pairs
@@ -32,8 +31,9 @@ MAGIC = 1.5 * 2.0 ** 23
 
 
 def elementwise(codec: SiteCodec) -> bool:
-    """Can this site's pair be run as elementwise ops with the same result (dct-cm zero-mask mode)?"""
-    return isinstance(codec, DctCmSite) and codec.group == 1
+    """Can this site's pair be run as elementwise ops with the same result? The dct-cm ops with a 1 x 1
+    transform (zero-mask mode, G = 1), read from the op inputs alone (the codec protocol)."""
+    return codec.codec_name == "dct-cm" and codec.side_arrays()["transform"].size == 1
 
 
 def simulate_pairs(model: onnx.ModelProto, codecs: Mapping[str, SiteCodec]) -> onnx.ModelProto:
