@@ -17,7 +17,7 @@ import onnx
 
 from featcomp.budget import DropEstimate, estimate, smooth_estimate
 from featcomp.codecs.base import ActivationStats, Candidate, SiteCodec, pick
-from featcomp.passes.insert import insert_pairs
+from featcomp.passes.simulate import simulate_pairs
 from featcomp.passes.sites import Site
 from featcomp.quality import ESTIMATORS, METRICS  # what max_drop is measured on, and how (see search)
 from featcomp.runtime_ops import ort
@@ -83,7 +83,7 @@ def sensitivities(model: onnx.ModelProto, sites: Sequence[Site], feeds: Feeds,
         # are insensitive, which would understate g against their sensitivity-weighted SQNR
         shared = [c for c in fronts[site.name] if not getattr(c.site, "per_channel", False)]
         probe = pick(shared or fronts[site.name], PROBE_SNR_DB).site
-        one = insert_pairs(model, {site.name: probe}).model
+        one = simulate_pairs(model, {site.name: probe})  # the probe's decoded values, from fewer ORT ops
         decoded = f"fc/{site.name}/decoded"
         sess = ort.session(ort.with_outputs(one, [out, site.name, decoded]))
         err = injected = 0.0
@@ -188,7 +188,7 @@ def search(model: onnx.ModelProto, fronts: Mapping[str, list[Candidate]], gains:
                 "top1": (original_top1 or 0.0) - max_drop / 100.0}[metric]
 
     def judge(codecs: dict[str, SiteCodec], snr: float) -> Allocation:
-        classes, logits = outputs(insert_pairs(model, codecs).model, feeds)
+        classes, logits = outputs(simulate_pairs(model, codecs), feeds)  # bit for bit the inserted pairs' values
         est = smooth_estimate(reference, logits) if estimator == "smooth" else estimate(reference, classes)
         accuracy = float(np.mean(classes == truth)) if truth is not None else None
         score = {"expected": est.upper if bound == "upper" else est.drop, "agreement": est.agreement,

@@ -1,0 +1,125 @@
+"""Compress time against ONNX Runtime's `quantize_static` on the same calibration images (issue 13's aim: <= 10x).
+
+    .venv/bin/python benchmarks/compress_time.py [--shared ../shared] [--models a,b] [--limits 64,200]
+        [--bytes-inputs 8] [-o benchmarks/results]
+
+Per model and N: `featcomp.compress(MODEL, imagenet-calib-200, limit=N)` with the defaults a user gets (dct-cm,
+label-free `--max-drop 1`), timed, between two runs of `quantize_static` (QDQ, MinMax) on the same N images, so
+both see the same machine load; the ratio is compress time over the mean of the two. Compress time is split
+into its phases (calibration run, codec fronts, sensitivity probes, accuracy search, insertion) from the
+progress hooks. The b/v reached are real coded bytes (numpy reference bitstream, side information included, as
+`featcomp report` counts them) on the first --bytes-inputs images of imagenet-val-100 (not calibrated on).
+Writes compress_time.json and compress_time.md in -o.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from budget_validation import MODELS
+from rate_table import CALIB, VAL, Feeds, images, ort_quantize_seconds
+
+from featcomp import api, modelio
+from featcomp.data import image_files
+from featcomp.modelio import prepare
+from featcomp.reporting.measure import measure
+
+STAGES = ("calibration", "codec fronts", "sensitivities", "search")  # api.compress's progress loops, in order
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+class Stages:
+    """A `progress` hook that records when each of compress's long loops ends."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def __call__(self, items: Iterable[Any]) -> Iterator[Any]:
+        yield from items
+        self.ends.append(time.perf_counter())
+
+
+def phases(t0: float, total: float, ends: list[float]) -> dict[str, float]:
+    """Seconds per phase: each loop's end minus the previous one's (the search includes its reference run)."""
+    marks = [t0, *ends[:len(STAGES)]]
+    out = {name: b - a for name, a, b in zip(STAGES, marks[:-1], marks[1:])}
+    out["insert and check"] = t0 + total - marks[-1]
+    return out
+
+
+def run(name: str, shared: Path, limit: int, bytes_inputs: int) -> dict[str, Any]:
+    path, preprocess, _ = MODELS[name]
+    given = modelio.load_model(shared / path)
+    proto = prepare(given)
+    calib = images(proto, shared / CALIB, preprocess, image_files(shared / CALIB)[:limit])
+    held = images(proto, shared / VAL, preprocess, image_files(shared / VAL)[:bytes_inputs])
+    ort_before = ort_quantize_seconds(proto, calib)
+    stages = Stages()
+    t0 = time.perf_counter()
+    result = api.compress(given, shared / CALIB, preprocess=preprocess, limit=limit, progress=stages)
+    seconds = time.perf_counter() - t0
+    ort_after = ort_quantize_seconds(proto, calib)
+    totals = measure(result.model, Feeds(held), name=name).totals
+    how = result.allocation.as_dict()
+    ort_seconds = 0.5 * (ort_before + ort_after)
+    return {"model": name, "calib_inputs": len(calib), "compress_seconds": seconds,
+            "phases": phases(t0, seconds, stages.ends), "ort_quantize_seconds": [ort_before, ort_after],
+            "ratio": seconds / ort_seconds, "bits_per_value": totals.bits_per_value,
+            "ratio_vs_int8": totals.ratio_vs_int8, "bytes_inputs": len(held),
+            "output_snr_db": how.get("output_snr_db"), "estimated_drop": how.get("estimated_drop"),
+            "sites": len(result.codecs), "load_average": os.getloadavg()[0]}
+
+
+def line(r: dict[str, Any]) -> str:
+    p, est = r["phases"], r["estimated_drop"] or {}
+    parts = " / ".join(f"{p[k]:.0f}" for k in (*STAGES, "insert and check"))
+    return (f"| {r['model']} | {r['calib_inputs']} | {r['compress_seconds']:.0f} s | {parts} | "
+            f"{np.mean(r['ort_quantize_seconds']):.1f} s | **{r['ratio']:.0f}x** | {r['bits_per_value']:.2f} | "
+            f"{r['ratio_vs_int8']:.2f}x | {est.get('points', float('nan')):.2f} ± {est.get('ci95', float('nan')):.2f} "
+            f"| {r['load_average']:.1f} |")
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    head = ("`featcomp.compress` defaults (dct-cm, label-free --max-drop 1) on the first N images of "
+            "imagenet-calib-200, between two ONNX Runtime `quantize_static` runs (QDQ, MinMax) on the same N images; "
+            "batch 1, ORT default threads; b/v: real coded bytes, side information included, on the first "
+            f"{rows[0]['bytes_inputs'] if rows else 0} images of imagenet-val-100.\n\n"
+            "| model | N | compress | calibration / fronts / sensitivities / search / insert (s) | quantize_static "
+            "| ratio | bits/value | x int8 | est. drop (calibration) | load avg |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
+    return "\n".join([head, *(line(r) for r in rows)]) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--models", default="squeezenet1.1,mobilenet_v2_1.0_224")
+    parser.add_argument("--limits", default="64,200", help="calibration images, comma-separated")
+    parser.add_argument("--bytes-inputs", type=int, default=8, help="held-out images whose bytes are counted")
+    parser.add_argument("-o", "--output", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    args.output.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for limit in (int(n) for n in args.limits.split(",")):
+        for name in args.models.split(","):
+            rows.append(run(name, args.shared, limit, args.bytes_inputs))
+            log(line(rows[-1]))
+            (args.output / "compress_time.json").write_text(json.dumps(rows, indent=2) + "\n")
+            (args.output / "compress_time.md").write_text(markdown(rows))
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
