@@ -15,7 +15,8 @@ point estimate held to P (api drop_bound="estimate"), (calib -> val only) `--max
 old strict form, and P = 0.5 and 1 with `--budget-estimator smooth` (--estimators picks which estimators'
 budgets run, --defaults-only keeps the upper-bound --max-drop rows only); the held-out columns give both
 estimators' estimates. The finest setting (the
-8-bit base quantization at every site) is measured too. Writes budget.json and budget.md in -o.
+8-bit base quantization at every site) is measured too, and its predicted column gives both estimators'
+estimates of the base step alone on the calibration inputs. Writes budget.json and budget.md in -o.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def direction(name: str, shared: Path, fit: str, test: str, limit: int, budgets:
     shared_seconds = time.perf_counter() - t0
     log(f"{name} {fit}->{test}: calibrated on {len(feeds)} inputs in {shared_seconds:.0f} s")
     sizes = {s.name: s.values for s in sites}
+    fit_ref = outputs(proto, feeds)[1]
     test_feeds, labels = held_out(proto, shared / SETS[test], preprocess, test_limit)
     orig_classes, orig_ref = outputs(proto, test_feeds)
     labels = labels + offset
@@ -106,8 +108,12 @@ def direction(name: str, shared: Path, fit: str, test: str, limit: int, budgets:
     rows = []
     for max_drop, metric, bound, estimator in [(None, "finest", "", "flips"), *budgets]:
         t1 = time.perf_counter()
-        if max_drop is None:
+        base: dict[str, Any] | None = None
+        if max_drop is None:  # what the 8-bit base alone is estimated to cost on the calibration inputs
             codecs, found = finest, None
+            fit_classes, fit_logits = outputs(insert_pairs(proto, codecs).model, feeds)
+            base = {"flips": estimate(fit_ref, fit_classes).as_dict(),
+                    "smooth": smooth_estimate(fit_ref, fit_logits).as_dict()}
         else:
             found = allocation.search(proto, fronts, gains, stats, feeds, max_drop, metric=metric, bound=bound,
                                       estimator=estimator)
@@ -122,6 +128,7 @@ def direction(name: str, shared: Path, fit: str, test: str, limit: int, budgets:
             "max_drop": max_drop, "metric": metric, "bound": bound, "estimator": estimator,
             "output_snr_db": None if found is None else found.output_snr_db,
             "predicted": None if found is None or found.estimate is None else found.estimate.as_dict(),
+            "base_predicted": base,
             "calibration_agreement": None if found is None else found.agreement,
             "measured_drop": drop, "measured_ci95": Z95 * se, "held_out_estimate": held.as_dict(),
             "held_out_smooth_estimate": held_smooth.as_dict(),
@@ -147,6 +154,8 @@ def setting(r: dict[str, Any]) -> str:
 def line(r: dict[str, Any]) -> str:
     p = r["predicted"]
     predicted = "—" if p is None else f"{p['points']:.2f} ± {p['ci95']:.2f}"
+    if r.get("base_predicted"):
+        predicted = " / ".join(f"{k} {b['points']:.2f} ± {b['ci95']:.2f}" for k, b in r["base_predicted"].items())
     h, s = r["held_out_estimate"], r.get("held_out_smooth_estimate")
     smooth = "—" if s is None else f"{s['points']:.2f} ± {s['ci95']:.2f}"
     return (f"| {r['model']} | {r['fit']} ({r['fit_inputs']}) → {r['test']} ({r['test_images']}) | {setting(r)} | "

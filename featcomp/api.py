@@ -127,7 +127,7 @@ def compress(model: ModelLike, calib: DataLike, *, codec: str = "dct-cm", qualit
       Without labels the loss is estimated (featcomp.budget: expected top-1 under the original's own softmax;
       bound "upper" holds the top of its 95% interval to the budget, "estimate" the point estimate, which
       lands above it on unseen images, see docs/budget.md; estimator "smooth" scores flip probabilities
-      under Gaussian logit noise of the measured size instead of the flips seen); with `labels` (a labels file for a folder of
+      under the margin changes measured on all calibration inputs instead of the flips seen); with `labels` (a labels file for a folder of
       calibration images) measured top-1 accuracy is used. metric="agreement" keeps the strict older form:
       top-1 agreement with the original >= 1 - points/100. The estimate, and what the finest setting (the
       8-bit base quantization) costs alone, are recorded in `allocation`.

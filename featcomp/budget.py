@@ -19,7 +19,8 @@ The 95% interval covers the sampling noise of the calibration inputs, not a shif
 images the model will see: on confident (e.g. training) images where no top-1 changes it is 0 ± 0.
 
 That is the "flips" estimator (`estimate`). `smooth_estimate` ("smooth", `--budget-estimator smooth`) scores
-each input's flip *probability* under Gaussian logit noise of the measured size instead of the flips seen.
+each input's flip *probability* instead of the flips seen: every input is scored under the margin changes
+(top-1 minus runner-up logits, compressed vs original) measured on every calibration input.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ from typing import Any
 import numpy as np
 
 Z95 = 1.96  # two-sided 95% normal quantile for the confidence bound
-SMOOTH_DRAWS = 512  # Monte Carlo draws per input: the MC error of a mean over N inputs is far below its s.e.
-SMOOTH_CLASSES = 10  # the original's top classes the noise can move the top-1 between
+SMOOTH_CLASSES = 10  # the original's top classes the margin changes can move the top-1 between
 PROBABILITY_TOLERANCE = 1e-3  # rows summing to 1 within this (float32 softmax) are probabilities already
 
 
@@ -133,58 +133,60 @@ def logits(y: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(flat, 1e-30)) if is_probabilities(flat) else flat
 
 
-def noise_sigma(reference: np.ndarray, compressed: np.ndarray, top: int = SMOOTH_CLASSES) -> float:
-    """The per-class std of the compressed-vs-original logit error, on each input's top classes.
+def margin_changes(reference: np.ndarray, compressed: np.ndarray, top: int = SMOOTH_CLASSES
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(margins [N, k-1], their measured changes [N, k-1], the original's top-k classes [N, k]) per input.
 
-    The error is centred per input first (a common shift does not move the softmax), and only the original's
-    `top` classes are pooled: they decide the top-1, and their error can differ from the tail's.
+    Margin r of input i is z_i(top-1) - z_i(r-th runner-up) in the original's ranking of its `top` classes;
+    its change is the same difference in the compressed logits minus the original one. Differences of
+    logits cancel whatever the codec error has in common across classes (a shift, or an error that moves
+    every top class alike), which is what decides whether the top-1 flips.
     """
     z, zc = logits(reference), logits(compressed)
-    if z.shape != zc.shape:
+    if zc.shape != z.shape:
         raise ValueError(f"compressed outputs {zc.shape} do not match the reference {z.shape}")
-    err = zc - z
-    err -= err.mean(axis=1, keepdims=True)
     k = min(top, z.shape[1])
-    idx = np.argsort(-z, axis=1)[:, :k]
-    picked = np.take_along_axis(err, idx, axis=1)
-    return float(np.sqrt(np.mean(np.square(picked)))) if picked.size else 0.0
+    idx = np.argsort(-z, axis=1, kind="stable")[:, :k]
+    zt, zct = np.take_along_axis(z, idx, axis=1), np.take_along_axis(zc, idx, axis=1)
+    margins = zt[:, :1] - zt[:, 1:]
+    return margins, (zct[:, :1] - zct[:, 1:]) - margins, idx
 
 
 def smooth_estimate(reference: np.ndarray, compressed: np.ndarray, temperature: float = 1.0,
-                    draws: int = SMOOTH_DRAWS, top: int = SMOOTH_CLASSES, seed: int = 0) -> DropEstimate:
-    """The expected drop if the compressed logits were the original's plus Gaussian noise of the measured size.
+                    top: int = SMOOTH_CLASSES, block: int = 256) -> DropEstimate:
+    """The expected drop if any input could get any calibration input's measured margin changes.
 
-    One fitted number (sigma, see noise_sigma) replaces the one realisation of the error the calibration
-    inputs happen to show, so every input whose top-1 is near a flip counts with its flip probability
-    instead of 0 or 1: the estimate is smooth and monotone in the codec noise, and a setting is not chosen
-    because its few flips happened to land on lucky inputs. Per input i, P_i(c) = Pr(argmax(z_i + sigma n)
-    = c) over the original's `top` classes (seeded Monte Carlo, `draws` draws), and
-    d_i = max p_i - sum_c p_i(c) P_i(c); drop and s.e. as in `estimate`. `agreement` is the measured one.
+    The calibration inputs show one realisation of the codec error each; scoring only the flips it happens to
+    cause moves in steps of a whole input. Here every input i is scored against the margin changes measured
+    on every input j (margin_changes: the runner-up of rank r of i gets j's change at rank r): i flips under
+    j when some margin m_i(r) + delta_j(r) < 0, to the runner-up with the most negative one. With P_i(c) the
+    fraction of the N noise samples under which c wins, d_i = max p_i - sum_c p_i(c) P_i(c), and the drop is
+    mean_i d_i. Empirical rather than Gaussian: the measured changes keep the error's correlation across
+    classes and its heavy tail (i.i.d. Gaussian noise of the same RMS put SqueezeNet's 8-bit base at 0.62 points
+    against 0.12 from its margin changes: its logit error is large but moves the top classes together).
+
+    The estimate is a mean over pairs (i, j), so its standard error has two parts: the spread of the per-input
+    d_i (which inputs are near a flip) and that of the per-noise-sample means g_j (how much the measured
+    noise itself varies), se^2 = var(d)/N + var(g)/N. `agreement` is the measured one.
     """
-    z = logits(reference)
     p = probabilities(reference, temperature)
-    zc = logits(compressed)
-    if zc.shape != z.shape:
-        raise ValueError(f"compressed outputs {zc.shape} do not match the reference {z.shape}")
-    if draws < 1:
-        raise ValueError(f"draws must be positive, got {draws}")
-    n = len(z)
+    margins, changes, idx = margin_changes(reference, compressed, top)
+    n = len(margins)
     if n == 0:
         return DropEstimate(0.0, 0.0, 0, 0.0, 0.0, 1.0, temperature)
-    sigma = noise_sigma(z, zc, top)
-    k = min(top, z.shape[1])
-    idx = np.argsort(-z, axis=1)[:, :k]
-    zt, pt = np.take_along_axis(z, idx, axis=1), np.take_along_axis(p, idx, axis=1)
-    rng = np.random.default_rng(seed)
-    wins = np.zeros((n, k))
-    for start in range(0, draws, 64):  # chunks keep the [draws, N, k] noise small for big N
-        m = min(64, draws - start)
-        winner = np.argmax(zt[None] + sigma * rng.standard_normal((m, n, k)), axis=2)
-        wins += np.sum(winner[..., None] == np.arange(k), axis=0)
-    got = np.sum(pt * wins / draws, axis=1)
+    pt = np.take_along_axis(p, idx, axis=1)
+    cost = np.zeros((n, n))  # cost[i, j]: 100 (max p_i - p_i(winner)) when i gets j's margin changes
+    for start in range(0, n, block):  # blocks keep the [block, N, k-1] margins small for big N
+        part = margins[start:start + block, None, :] + changes[None, :, :]
+        if part.shape[2] == 0:
+            continue
+        rank = np.where(part.min(axis=2) < 0, part.argmin(axis=2) + 1, 0)
+        won = np.take_along_axis(pt[start:start + block], rank, axis=1)
+        cost[start:start + block] = 100.0 * (pt[start:start + block, :1] - won)
+    d, g = cost.mean(axis=1), cost.mean(axis=0)
+    se = float(np.sqrt((np.var(d, ddof=1) + np.var(g, ddof=1)) / n)) if n > 1 else 0.0
     kept = p.max(axis=1)
-    d = 100.0 * (kept - got)
-    se = float(np.std(d, ddof=1) / np.sqrt(n)) if n > 1 else 0.0
-    agreement = float(np.mean(zc.argmax(axis=1) == z.argmax(axis=1)))
+    agreement = float(np.mean(logits(compressed).argmax(axis=1) == logits(reference).argmax(axis=1)))
     return DropEstimate(drop=float(np.mean(d)), se=se, inputs=n, expected_top1_original=float(np.mean(kept)),
-                        expected_top1=float(np.mean(got)), agreement=agreement, temperature=temperature)
+                        expected_top1=float(np.mean(kept) - np.mean(d) / 100.0), agreement=agreement,
+                        temperature=temperature)

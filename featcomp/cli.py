@@ -209,7 +209,7 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
                          help="transform-vlc only: the same quantizer step at every site, in units of its 8-bit step")
     p.add_argument("--budget-estimator", metavar="{flips,smooth}",
                    help="label-free --max-drop: score the top-1 flips seen on the calibration data (flips, the "
-                        "default) or their probability under Gaussian logit noise of the measured size (smooth)")
+                        "default) or their probability under the margin changes measured on all of them (smooth)")
     p.add_argument("--labels", metavar="FILE", help="labels of the calibration images, for --max-drop on accuracy")
     p.add_argument("--label-offset", type=int, default=0, metavar="K",
                    help="model class index minus label index (e.g. 1 for 1001-class models with background)")
@@ -349,7 +349,7 @@ def budget_lines(how: dict[str, Any], agreement_flag: bool = False) -> list[str]
         base_said = f"top-1 agreement {how['base_agreement']:.1%} (needed {how['required']:.1%})"
     else:
         upper = " (its 95% upper bound was held to the budget)" if how.get("bound") == "upper" else ""
-        smooth = " [smooth estimator: flip probabilities under the measured logit noise]" \
+        smooth = " [smooth estimator: flip probabilities under the measured margin changes]" \
             if how.get("estimator") == "smooth" else ""
         said = estimated(est) + upper + smooth
         base_said = f"{base['points']:.2f} ± {Z95 * base['se']:.2f} points, estimated"

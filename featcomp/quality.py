@@ -27,8 +27,8 @@ class MaxDrop:
     (the strict form: top-1 agreement with the original >= 1 - points/100) or "top1" (needs labels).
     bound: "upper" holds the top of the estimate's 95% interval to `points`, "estimate" the point estimate.
     estimator (label-free metric "expected"): "flips" scores the top-1 changes the calibration inputs show
-    (featcomp.budget.estimate), "smooth" the flip probability under Gaussian logit noise of the measured size
-    (featcomp.budget.smooth_estimate; docs/budget.md compares them).
+    (featcomp.budget.estimate), "smooth" the flip probability under the top-1 margin changes measured
+    on all calibration inputs (featcomp.budget.smooth_estimate; docs/budget.md compares them).
     """
 
     points: float = 1.0
