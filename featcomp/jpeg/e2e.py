@@ -30,7 +30,7 @@ The descent's options (``Settings``), each added because the plain one fell shor
   the tables near a shape known to be good instead of letting noisy gradients make them irregular;
 - ``optimizer``: ``"adam"`` (per-coordinate steps of about lr whatever the gradient) or ``"gd"``: a
   normalised gradient step, lr x grad / rms(grad), which keeps the gradient's direction, so coordinates
-  with small gradients barely move;
+  with small gradients barely move (lr falls linearly to lr/4 within each lambda, so a rung settles);
 - ``batch`` 0: the full batch (all learning photos, in chunks of ``chunk``), a deterministic gradient;
 - ``rounding`` ``"anneal"``: a soft quantizer, the softmax-weighted mean of the nearest integers with
   weights exp(-(y - k)^2 / T), T annealed geometrically from ``temperature[0]`` to ``temperature[1]``
@@ -391,13 +391,14 @@ def e2e_ladder(classifier: Classifier, views: Sequence[np.ndarray], subsampling:
         steps_.penalty(s).backward()
         if opt is not None:
             opt.step()
-        else:  # normalised gradient step: the gradient's direction, rms length lr
+        else:  # normalised gradient step: the gradient's direction, rms length lr, down to lr/4 within a lambda
+            lr = s.lr * (1 - 0.75 * k / max(s.steps - 1, 1))
             with torch.no_grad():
                 grads = [p.grad for p in steps_.params if p.grad is not None]
                 rms = torch.sqrt(sum((g ** 2).sum() for g in grads) / sum(g.numel() for g in grads))
                 for p in steps_.params:
                     if p.grad is not None and rms > 0:
-                        p -= s.lr * p.grad / rms
+                        p -= lr * p.grad / rms
         steps_.clamp_()
         if k == s.steps - 1:
             whole = steps_.whole()
