@@ -46,7 +46,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def _measure(clf: Classifier, sets: dict[str, list[np.ndarray]], clean: dict[str, np.ndarray], t: Tables,
              label: str) -> dict[str, object]:
-    row: dict[str, object] = {"label": label}
+    row: dict[str, object] = {"label": label, "luma": t.luma.tolist(), "chroma": t.chroma.tolist()}
     for set_name, views in sets.items():
         coded = code(views, t)
         logq = np.log(_softmax(clf.run(clf.inputs(coded.decoded))[1]) + 1e-30)
@@ -119,7 +119,8 @@ def main() -> int:
             for label, t in tables:
                 row = _measure(clf, sets, clean, t, label)
                 rows.setdefault(kind, []).append(row)
-                print(name, kind, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+                print(name, kind, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()
+                                   if k not in ("luma", "chroma")}, flush=True)
         _compare(rows, list(sets))
         for r in rows["e2e"]:
             print(name, r["label"], " ".join(
