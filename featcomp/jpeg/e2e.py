@@ -34,7 +34,8 @@ The descent's options (``Settings``), each added because the plain one fell shor
 - ``batch`` 0: the full batch (all learning photos, in chunks of ``chunk``), a deterministic gradient;
 - ``rounding`` ``"anneal"``: a soft quantizer, the softmax-weighted mean of the nearest integers with
   weights exp(-(y - k)^2 / T), T annealed geometrically from ``temperature[0]`` to ``temperature[1]``
-  within each lambda (soft-to-hard, as J4D): smooth gradients early, libjpeg's rounding at the end.
+  within each lambda (the soft-to-hard annealing of Agustsson et al. 2017): smooth gradients early,
+  libjpeg's rounding at the end.
 """
 
 from __future__ import annotations
@@ -379,8 +380,9 @@ def e2e_ladder(classifier: Classifier, views: Sequence[np.ndarray], subsampling:
         for p in steps_.params:
             p.grad = None
         kl_sum = bpp_sum = 0.0
-        for start in range(0, len(batch), s.chunk if full else len(batch)):  # chunks of one mean gradient
-            idx = batch[start:start + (s.chunk if full else len(batch))]
+        size = s.chunk if full else len(batch)
+        for start in range(0, len(batch), size):  # the full batch in chunks that add up to one mean gradient
+            idx = batch[start:start + size]
             theta = steps_.log_steps()
             logits = graph(proxy.inputs(theta, idx, s.rounding)).reshape(len(idx), -1)
             p_ = target[idx]
