@@ -1,7 +1,8 @@
 """End-to-end learned JPEG tables (``--method e2e``) against Pillow's defaults at the operating point.
 
     .venv/bin/python benchmarks/jpeg_e2e.py [--models NAME,...] [--learn-images 32] [--steps 20]
-        [--batch 8] [--lambdas 0.003,...] [--qualities 50,...] [--pick-images 100] [--out DIR]
+        [--batch 8] [--lambdas 0.003,...] [--param log|annexk] [--optimizer adam|gd] [--shape-penalty MU]
+        [--smooth-penalty NU] [--rounding ste|anneal] [--qualities 50,...] [--pick-images 100] [--out DIR]
 
 - tables: `learn --method e2e`'s ladder, learned on the first --learn-images photos of
   ../shared/data/imagenet-calib-200 (4:2:0, the descent of featcomp.jpeg.e2e with these settings);
@@ -51,14 +52,33 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def descent_args(parser: argparse.ArgumentParser) -> None:
+    """The descent's settings (featcomp.jpeg.e2e.Settings) as flags; defaults are Settings' own."""
+    d = Settings()
+    parser.add_argument("--learn-images", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--batch", type=int, default=d.batch, help="0: all learning photos (full batch)")
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--lambdas", default=",".join(f"{x:g}" for x in d.lambdas))
+    parser.add_argument("--param", default=d.param)
+    parser.add_argument("--optimizer", default=d.optimizer)
+    parser.add_argument("--shape-penalty", type=float, default=d.shape_penalty)
+    parser.add_argument("--smooth-penalty", type=float, default=d.smooth_penalty)
+    parser.add_argument("--rounding", default=d.rounding)
+    parser.add_argument("--temperature", default=",".join(f"{x:g}" for x in d.temperature))
+
+
+def descent_settings(args: argparse.Namespace) -> Settings:
+    t0, t1 = (float(x) for x in args.temperature.split(","))
+    return Settings(lambdas=tuple(float(x) for x in args.lambdas.split(",")), steps=args.steps, batch=args.batch,
+                    lr=args.lr, param=args.param, optimizer=args.optimizer, shape_penalty=args.shape_penalty,
+                    smooth_penalty=args.smooth_penalty, rounding=args.rounding, temperature=(t0, t1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--learn-images", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=0.02)
-    parser.add_argument("--lambdas", default="0.003,0.01,0.02,0.04,0.08,0.16,0.3")
+    descent_args(parser)
     parser.add_argument("--qualities", default="50,60,70,75,80,85,90,93,95,97")
     parser.add_argument("--pick-images", type=int, default=100)
     parser.add_argument("--out", type=Path, default=OUT)
@@ -77,8 +97,7 @@ def main() -> int:
     calib_known = read_labels(SHARED / "data" / "imagenet-calib-200" / "labels.txt")
     calib = [model_view(load_rgb(p), geometry) for p in calib_paths[: max(args.learn_images, args.pick_images)]]
     pick_labels = np.array([calib_known[p.name] for p in calib_paths[: args.pick_images]])
-    settings = Settings(lambdas=tuple(float(x) for x in args.lambdas.split(",")), steps=args.steps, batch=args.batch,
-                        lr=args.lr)
+    settings = descent_settings(args)
     qualities = [int(q) for q in args.qualities.split(",")]
     out_path = args.out / "e2e.json"
     results: dict[str, object] = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -116,8 +135,7 @@ def main() -> int:
         results[name] = {"uncompressed_top1": uncompressed, "learn_seconds": round(learn_s, 1), "e2e": info,
                          "standard": [p.as_dict() for p in std_points], "e2e_points": [p.as_dict() for p in e2e_points],
                          "operating_points": operating, "max_drop_1_picks": picks}
-        results["settings"] = {"learn_images": args.learn_images, "steps": args.steps, "batch": args.batch,
-                               "lr": args.lr, "lambdas": args.lambdas, "qualities": qualities,
+        results["settings"] = {"learn_images": args.learn_images, **settings.as_dict(), "qualities": qualities,
                                "pick_images": args.pick_images, "subsampling": sub}
         out_path.write_text(json.dumps(results, indent=1))
         _print(name, uncompressed, operating, picks)

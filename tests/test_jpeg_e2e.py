@@ -197,3 +197,106 @@ def test_missing_torch_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
         e2e.import_torch()
     with pytest.raises(FeatcompError, match="needs torch"):
         learn("e2e", _views(2), Classifier(models.two_convs(), SPEC), max_drop=1.0, metric="agreement")
+
+
+@pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:0"])
+def test_annexk_parameterisation_gradient_equals_finite_differences(subsampling: str) -> None:
+    """Steps = Annex K x exp(g + theta): d(task loss + lambda x rate + shape penalties)/d(g, theta) through the
+    proxy (annealed soft quantizer at T 0.3, float64) against central differences."""
+    clf = Classifier(models.two_convs(), SPEC)
+    views = _views(2)
+    proxy = e2e.Proxy(views, clf, subsampling, dtype=torch.float64)
+    proxy.temperature = 0.3
+    graph = TorchGraph(clf.model, clf.logit, dtype=torch.float64)
+    target = torch.softmax(torch.tensor(np.random.default_rng(1).normal(0, 1, (2, 4))), dim=1)
+    rate = e2e.RateModel(0.2, 0.3, 10.0, 0.0)
+    settings = e2e.Settings(param="annexk", start_quality=60, shape_penalty=0.5, smooth_penalty=0.2)
+    steps = e2e.Steps(torch, settings, subsampling, torch.float64)
+    with torch.no_grad():  # off Annex K's shape, so the penalties have a gradient too
+        steps.theta += torch.tensor(np.random.default_rng(5).normal(0, 0.2, (2, 8, 8)))
+    np.testing.assert_allclose(steps.raw().mean().item(), np.mean(np.log(standard(60).luma.tolist() + standard(60).chroma.tolist())),
+                               atol=0.3)  # g starts at the start quality's scale
+
+    def loss() -> torch.Tensor:
+        theta = steps.log_steps()
+        logits = graph(proxy.inputs(theta, rounding="anneal")).reshape(2, -1)
+        kl = (target * (torch.log(target) - torch.log_softmax(logits, dim=1))).sum(dim=1).mean()
+        return kl + 0.01 * 8 * proxy.bytes(theta, rate).mean() / 256 + steps.penalty(settings)
+
+    grads = torch.autograd.grad(loss(), steps.params)
+    rng = np.random.default_rng(6)
+    eps = 1e-6
+    directions = [(1.0, torch.zeros(2, 8, 8)), (0.0, torch.zeros(2, 8, 8)), (0.0, torch.zeros(2, 8, 8))]
+    directions[1][1][0, 0, 0], directions[2][1][1, 2, 1] = 1.0, 1.0
+    directions += [(float(rng.normal()), torch.tensor(rng.normal(0, 1, (2, 8, 8)))) for _ in range(2)]
+    with torch.no_grad():
+        for dg, dtheta in directions:
+            values = []
+            for sign in (1, -1):
+                steps.scale += sign * eps * dg
+                steps.theta += sign * eps * dtheta
+                values.append(float(loss()))
+                steps.scale -= sign * eps * dg
+                steps.theta -= sign * eps * dtheta
+            numeric = (values[0] - values[1]) / (2 * eps)
+            analytic = float(grads[0] * dg + (grads[1] * dtheta).sum())
+            assert abs(numeric - analytic) <= 1e-3 * abs(numeric) + 1e-7, (numeric, analytic)
+    assert abs(float(grads[0])) > 0 and float(grads[1].abs().sum()) > 0
+
+
+def test_annealed_soft_quantizer_becomes_rounding() -> None:
+    """At a low temperature the soft quantizer is libjpeg's rounding; at a high one it is smooth (not a staircase)."""
+    y = torch.tensor(np.random.default_rng(7).uniform(-40, 40, 5000))
+    y = y[(y - torch.floor(y) - 0.5).abs() > 0.02]  # away from the ties, where rounding itself jumps
+    np.testing.assert_allclose(e2e.soft_round(torch, y, 0.001).numpy(), torch.round(y).numpy(), atol=1e-6)
+    hot = e2e.soft_round(torch, y, 0.3)
+    assert float((hot - torch.round(y)).abs().max()) > 0.05
+    ramp = torch.linspace(2.0, 4.0, 2001, dtype=torch.float64)
+    assert float(torch.diff(e2e.soft_round(torch, ramp, 0.3)).max()) < 0.01  # continuous across the integers
+    assert bool((torch.diff(e2e.soft_round(torch, ramp, 0.3)) >= 0).all())  # and increasing
+
+
+@pytest.mark.parametrize("options", [
+    {"param": "annexk", "optimizer": "gd", "batch": 0, "shape_penalty": 0.1, "smooth_penalty": 0.1},
+    {"param": "annexk", "rounding": "anneal", "temperature": (0.3, 0.02)}], ids=["annexk-gd-full", "anneal"])
+def test_learn_e2e_options_give_a_ladder(options: dict[str, object]) -> None:
+    clf = Classifier(models.two_convs(), SPEC)
+    settings = e2e.Settings(**{"lambdas": (0.01, 1.0, 100.0), "steps": 3, "batch": 2, "chunk": 3, **options})  # type: ignore[arg-type]
+    tables = learn("e2e", _views(4), clf, target_bpp=14.0, subsampling="4:2:0", e2e_settings=settings)
+    rungs = tables.ladder
+    assert rungs is not None and rungs.min() >= 1 and (rungs[-1] == 255).all()
+    assert np.all(np.diff(rungs, axis=0) >= 0)
+    assert tables.meta["e2e"]["settings"]["param"] == "annexk"
+
+
+def test_bad_e2e_setting_is_one_line() -> None:
+    with pytest.raises(FeatcompError, match="optimizer 'sgd'"):
+        e2e.Settings(optimizer="sgd").check()
+
+
+def test_e2e_spec_parses_and_refuses_in_one_line() -> None:
+    got = e2e.Settings.parse("param=annexk,optimizer=gd,batch=0,lambdas=0.01/0.1,shape-penalty=0.2,temperature=0.5/0.02")
+    assert (got.param, got.optimizer, got.batch, got.lambdas, got.shape_penalty, got.temperature) == (
+        "annexk", "gd", 0, (0.01, 0.1), 0.2, (0.5, 0.02))
+    assert e2e.Settings.parse("") == e2e.Settings()
+    for bad, says in (("optimizer=sgd", "optimizer 'sgd'"), ("steps=many", "not a int"), ("speed=1", "KEY one of"),
+                      ("batch=1,batch=2", "once each"), ("temperature=0.3", "two values")):
+        with pytest.raises(FeatcompError, match=says):
+            e2e.Settings.parse(bad)
+
+
+def test_cli_learn_e2e_spec(cli: Callable[..., object], model_file: Callable[..., str], tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, v in enumerate(_views(3)):
+        Image.fromarray(v).save(folder / f"p{i}.png")
+    model = model_file(models.two_convs())
+    common = ("jpeg", "learn", model, "--images", folder, "--preprocess", "resize=16,crop=16,order=rgb,mean=128,std=128",
+              "--max-drop", "50", "--metric", "agreement", "-o", tmp_path / "t.json", "-q")
+    done = cli(*common, "--method", "e2e", "--e2e", "lambdas=0.01/1,steps=2,batch=0,param=annexk,optimizer=gd")
+    assert done.code == 0, done.err  # type: ignore[attr-defined]
+    assert Tables.load(tmp_path / "t.json").meta["e2e"]["settings"]["optimizer"] == "gd"
+    wrong = cli(*common, "--method", "learned", "--e2e", "param=annexk")
+    assert wrong.code == 1 and "--method e2e" in wrong.err and "Traceback" not in wrong.err  # type: ignore[attr-defined]

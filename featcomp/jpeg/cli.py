@@ -64,6 +64,11 @@ def arguments(p: argparse.ArgumentParser) -> None:
     _labels_args(learn)
     learn.add_argument("--subsampling", choices=SUBSAMPLINGS, default="4:2:0",
                        help="chroma subsampling the tables are made and measured for (default 4:2:0, Pillow's)")
+    learn.add_argument("--e2e", metavar="SPEC",
+                       help="--method e2e's descent, e.g. 'param=annexk,optimizer=gd,batch=0,shape_penalty=0.1' "
+                            "(keys: lambdas (a/b/...), steps, batch (0: all images), lr, start_quality, rounding "
+                            "(ste|soft|anneal), param (log|annexk), optimizer (adam|gd), shape_penalty, "
+                            "smooth_penalty, temperature (start/end), seed, chunk; see docs/jpeg.md)")
     learn.add_argument("-o", "--output", metavar="TABLES.json", required=True, help="where to write the tables")
 
     insert = sub.add_parser("insert", help="put the learned-JPEG node at a model's input (or --remove it)",
@@ -191,6 +196,14 @@ def _learn(args: argparse.Namespace, bars: Bars) -> int:
     from featcomp.modelio import check_writable
 
     output = check_writable(args.output)
+    settings = None
+    if args.e2e is not None:
+        from featcomp.errors import FeatcompError
+        from featcomp.jpeg.e2e import Settings
+
+        if args.method != "e2e":
+            raise FeatcompError("--e2e sets the e2e descent: give it with --method e2e")
+        settings = Settings.parse(args.e2e)
     model, name, preprocess = _setup(args)
     paths, views = _views(args, preprocess)
     labels = _labels(args, paths) if args.target_bpp is None else None
@@ -201,7 +214,7 @@ def _learn(args: argparse.Namespace, bars: Bars) -> int:
     stage = {"operational": "tuning bands", "e2e": "descending"}.get(args.method, "probing frequencies")
     tables = learn(args.method, views, classifier, target_bpp=args.target_bpp, max_drop=args.max_drop,
                    model_name=name, progress=bars.track(stage, total=None if args.method == "e2e" else 128), subsampling=args.subsampling,
-                   labels=labels, label_offset=args.label_offset, metric=args.metric)
+                   labels=labels, label_offset=args.label_offset, metric=args.metric, e2e_settings=settings)
     tables.save(output)
     meta = tables.meta
     scores = []
