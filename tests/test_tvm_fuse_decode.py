@@ -71,7 +71,7 @@ def test_g1_sites_store_8_bits_and_consumers_read_them(tmp_path: Path) -> None:
     assert fused.stats["memory"]["activation_bytes"] < plain.stats["memory"]["activation_bytes"]
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
     # a decode fused for a conv's residual Add is computed in the tile's write, not as a block of its
-    # own that fills a whole decoded tensor inside the function (conv_schedules._output_stage)
+    # own that fills a whole decoded tensor inside the function (conv_schedules.output_stage)
     convs = [f.script() for _, f in fused.module.functions_items() if 'T.sblock("conv2d_nchw_update")' in f.script()]
     assert any("fc_symbols" in script for script in convs)
     for script in convs:

@@ -38,7 +38,7 @@ DENSE, DEPTHWISE = "conv2d_nchw", "group_conv2d_nchw"
 MATVEC = "matvec_packed"  # layout.MATVEC (layout imports relax: not imported here)
 
 
-def _shape(buffer: Any) -> list[int]:
+def buffer_shape(buffer: Any) -> list[int]:
     return [int(d) for d in buffer.shape]
 
 
@@ -185,7 +185,7 @@ def _even_odd(sch: s_tir.Schedule, block: Any) -> None:
     sch.transform_block_layout(block, _even_odd_index)
 
 
-def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any, local: bool = False, stride: int = 1,
+def input_stage(sch: s_tir.Schedule, conv: Any, loop: Any, local: bool = False, stride: int = 1,
                  keep: Any = None) -> None:
     """Producers of the conv: plain copies are inlined; a padding stage (and what feeds it, e.g. a
     fused decode) is computed per row band, a separate block the tile reads from. local: the band's
@@ -198,7 +198,7 @@ def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any, local: bool = False,
             except Exception:  # noqa: BLE001 - 0.27 schedule errors share no base but Exception
                 pass
     for block in _chain(sch, conv, "get_producers"):  # nearest first: compute_at needs its consumer placed
-        split = (local and stride == 2 and _shape(sch.get(block).writes[0].source)[-1] % 2 == 0
+        split = (local and stride == 2 and buffer_shape(sch.get(block).writes[0].source)[-1] % 2 == 0
                  and _same(sch, sch.get_consumers(block)[0], conv))  # odd widths would need a padding column
         if split:
             _even_odd(sch, block)
@@ -213,7 +213,7 @@ def _input_stage(sch: s_tir.Schedule, conv: Any, loop: Any, local: bool = False,
             sch.vectorize(inner)
 
 
-def _output_stage(sch: s_tir.Schedule, writer: Any, loop: Any) -> list[Any]:
+def output_stage(sch: s_tir.Schedule, writer: Any, loop: Any) -> list[Any]:
     """Fold the elementwise epilogue chain (bias, clip, residual add, a fused encode) into the block
     that writes the conv's result, computed at the tile. Another input of the chain computed in the
     function (the decode of a residual's stored codes) is inlined first: left as a block, it blocks
@@ -242,13 +242,13 @@ def _output_stage(sch: s_tir.Schedule, writer: Any, loop: Any) -> list[Any]:
         return sch.get_consumers(writer)
     # output channels padded to whole vectors (layout.padded_channels): the slice back to OC, with the
     # epilogue after it folded in, computed per tile from the tile's (cached) result
-    _output_stage(sch, sliced, loop)
+    output_stage(sch, sliced, loop)
     return sch.get_consumers(sliced)
 
 
 def _narrower(sch: s_tir.Schedule, block: Any, writer: Any) -> bool:
     """Does the block write a tensor of the writer's rank that is smaller (a slice of it)?"""
-    mine, theirs = _shape(sch.get(block).writes[0].source), _shape(sch.get(writer).writes[0].source)
+    mine, theirs = buffer_shape(sch.get(block).writes[0].source), buffer_shape(sch.get(writer).writes[0].source)
     return len(mine) == len(theirs) and mine != theirs and all(a <= b for a, b in zip(mine, theirs))
 
 
@@ -257,11 +257,11 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any, constants: frozens
     constants: the function's parameters that are constants (a weight among them is repacked per
     channel block for the channel-vector tile, _pack_weight)."""
     out = sch.get(conv).writes[0].source
-    n, oc, oh, ow = _shape(out)
+    n, oc, oh, ow = buffer_shape(out)
     weight = sch.get(conv).reads[1].source  # topi.nn.conv reads (padded input, weight)
     cast = _reads_codes(sch, conv)  # a folded conv reading stored codes (or their widening)
     fi, pt = _channel_tile(oc, ow, rule, cast)
-    if fi == 0 or _shape(weight)[-1] != oc:
+    if fi == 0 or buffer_shape(weight)[-1] != oc:
         return None
     pv = _pixel_vector(ow, rule.lanes)
     if pv and _stride(sch, conv) == 1:
@@ -277,7 +277,7 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any, constants: frozens
         sch.reorder(fo, b, y, xo, rc, ry, rx, xi, fin)
         band = sch.fuse(fo, b, y)  # channel blocks outermost: a block's weights stay in cache over its rows
     else:  # the band's float32 input serves a group of channel blocks whose weights fit a cache
-        per_block = fi * int(np.prod(_shape(weight)[:-1])) * 4
+        per_block = fi * int(np.prod(buffer_shape(weight)[:-1])) * 4
         blocks = oc // fi
         group = max(g for g in range(1, blocks + 1) if blocks % g == 0 and (g == 1 or g * per_block <= GROUP_BYTES))
         fog, fob = sch.split(fo, factors=[None, group])
@@ -287,8 +287,8 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any, constants: frozens
         sch.parallel(band)
     sch.unroll(xi)
     sch.vectorize(fin)
-    _input_stage(sch, conv, band, local=staged is not None, keep=staged)
-    left = _output_stage(sch, acc, xo)
+    input_stage(sch, conv, band, local=staged is not None, keep=staged)
+    left = output_stage(sch, acc, xo)
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])
     _, c, y, x = sch.get_loops(acc)[-4:]
@@ -320,7 +320,7 @@ def _pixel_vector(ow: int, lanes: int) -> int:
 def _dense_pixel_vectors(sch: s_tir.Schedule, conv: Any, rule: Any, pv: int, size: int) -> list[Any]:
     """Big maps, stride 1: FT output channels (unrolled) x PV pixels of a row (vectorized) in
     registers; inputs are contiguous vector loads, weights scalar broadcasts, the write contiguous."""
-    oc = _shape(sch.get(conv).writes[0].source)[1]
+    oc = buffer_shape(sch.get(conv).writes[0].source)[1]
     vectors = max(1, pv // rule.lanes)
     cap = max(1, min(12, (rule.registers - vectors - 1) // vectors))
     ft = next(f for f in range(min(cap, oc), 0, -1) if oc % f == 0)
@@ -334,8 +334,8 @@ def _dense_pixel_vectors(sch: s_tir.Schedule, conv: Any, rule: Any, pv: int, siz
         sch.parallel(band)
     sch.unroll(fin)
     sch.vectorize(xi)
-    _input_stage(sch, conv, band)
-    left = _output_stage(sch, acc, xo)
+    input_stage(sch, conv, band)
+    left = output_stage(sch, acc, xo)
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])
     _, c, _, x = sch.get_loops(acc)[-4:]
@@ -349,10 +349,10 @@ def schedule_depthwise(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] |
     reduce = [lp for lp, it in zip(sch.get_loops(conv), sch.get(conv).iter_vars) if it.iter_type == tirx.IterVar.CommReduce]
     if int(sch.get(reduce[0]).extent) != 1:
         return None
-    n, c, oh, ow = _shape(sch.get(conv).writes[0].source)
+    n, c, oh, ow = buffer_shape(sch.get(conv).writes[0].source)
     stride = _stride(sch, conv)
     b, f, y, x, rc, ry, rx = sch.get_loops(conv)
-    v = _depthwise_vector(ow, rule.lanes)
+    v = depthwise_vector(ow, rule.lanes)
     xo, xi = sch.split(x, factors=[None, v])
     rows = next(r for r in (8, 7, 6, 5, 4, 3, 2, 1) if oh % r == 0)  # a band's padded input is computed once
     yo, yi = sch.split(y, factors=[None, rows])
@@ -362,8 +362,8 @@ def schedule_depthwise(sch: s_tir.Schedule, conv: Any, rule: Any) -> list[Any] |
         sch.parallel(band)
     staged = _float_input(sch, conv)  # 8-bit codes: the band's padded input widened once, not per tap
     acc = sch.cache_write(conv, 0, "local")
-    _input_stage(sch, conv, band, local=True, stride=stride, keep=staged)
-    left = _output_stage(sch, acc, xo)
+    input_stage(sch, conv, band, local=True, stride=stride, keep=staged)
+    left = output_stage(sch, acc, xo)
     sch.vectorize(xi)
     init = sch.decompose_reduction(conv, rc)
     sch.vectorize(sch.get_loops(init)[-1])
@@ -376,7 +376,7 @@ def _stride(sch: s_tir.Schedule, conv: Any) -> int:
     return 2 if "v_xx * T.int64(2)" in str(sch.get(conv).body) else 1
 
 
-def _depthwise_vector(ow: int, lanes: int) -> int:
+def depthwise_vector(ow: int, lanes: int) -> int:
     """Pixels per vector: a divisor of the row up to two vectors, or the whole row when it is short
     (LLVM splits a 7- or 14-wide vector into 8/4/2/1-lane parts: still far better than scalar)."""
     if ow <= 2 * lanes:

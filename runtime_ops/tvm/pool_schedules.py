@@ -29,11 +29,11 @@ def schedule_pool(sch: s_tir.Schedule, pool: Any, rule: Any) -> list[Any] | None
     loops = sch.get_loops(pool)
     if len(loops) != 6:
         return None
-    n, c, oh, ow = cs._shape(sch.get(pool).writes[0].source)
+    n, c, oh, ow = cs.buffer_shape(sch.get(pool).writes[0].source)
     found = _STRIDE.search(str(sch.get(pool).body))
     stride = int(found.group(1)) if found else 1
     b, f, y, x, ry, rx = loops
-    v = cs._depthwise_vector(ow, rule.lanes)
+    v = cs.depthwise_vector(ow, rule.lanes)
     xo, xi = sch.split(x, factors=[None, v])
     rows = next(r for r in (8, 7, 6, 5, 4, 3, 2, 1) if oh % r == 0)
     yo, yi = sch.split(y, factors=[None, rows])
@@ -44,8 +44,8 @@ def schedule_pool(sch: s_tir.Schedule, pool: Any, rule: Any) -> list[Any] | None
     acc = sch.cache_write(pool, 0, "local")
     # no padding stage: the band's rows are still staged (a copy), for contiguous loads
     staged = None if sch.get_producers(pool) else sch.cache_read(pool, 0, "global")
-    cs._input_stage(sch, pool, band, local=True, stride=stride, keep=staged)
-    left = cs._output_stage(sch, acc, xo)
+    cs.input_stage(sch, pool, band, local=True, stride=stride, keep=staged)
+    left = cs.output_stage(sch, acc, xo)
     sch.vectorize(xi)
     init = sch.decompose_reduction(pool, ry)
     sch.vectorize(sch.get_loops(init)[-1])
