@@ -76,6 +76,16 @@ def outputs(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> tuple
     return classes, np.concatenate([r[logit].reshape(len(r[logit]), -1) for r in runs])
 
 
+def dctcm_stages(proto: Any, feeds: list[Any]) -> tuple[list[Any], dict[str, Any], dict[str, Any], dict[str, float]]:
+    """The stages compress runs before its search (sites, statistics, dct-cm fronts, sensitivities), shared by
+    every budget a run validates so the estimators are compared on the same fronts."""
+    family = make_codec("dct-cm")
+    sites = find_sites(proto)
+    stats = api.calibrate(proto, feeds, sites=sites, stats_options=family.stats_options)
+    fronts = {s.name: family.candidates(stats[s.name]) for s in sites}
+    return sites, stats, fronts, allocation.sensitivities(proto, sites, feeds[:api.SENSITIVITY_BATCHES], fronts)
+
+
 def bits(fronts: dict[str, Any], codecs: dict[str, Any], sizes: dict[str, int]) -> float:
     """Size-weighted bits/value of the chosen candidates on the calibration data (side information included)."""
     per = {n: next(c.bits_per_value for c in fronts[n] if c.site is codecs[n]) for n in codecs}
@@ -90,11 +100,7 @@ def direction(name: str, shared: Path, fit: str, test: str, limit: int, budgets:
     t0 = time.perf_counter()
     reader = open_inputs(shared / SETS[fit], input_spec(proto), Preprocess.parse(preprocess), limit)
     feeds = collect(reader, input_spec(proto))
-    family = make_codec("dct-cm")
-    sites = find_sites(proto)
-    stats = api.calibrate(proto, feeds, sites=sites, stats_options=family.stats_options)
-    fronts = {s.name: family.candidates(stats[s.name]) for s in sites}
-    gains = allocation.sensitivities(proto, sites, feeds[:api.SENSITIVITY_BATCHES], fronts)
+    sites, stats, fronts, gains = dctcm_stages(proto, feeds)
     shared_seconds = time.perf_counter() - t0
     log(f"{name} {fit}->{test}: calibrated on {len(feeds)} inputs in {shared_seconds:.0f} s")
     sizes = {s.name: s.values for s in sites}

@@ -16,17 +16,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from budget_validation import MODELS, SETS, bits, held_out, outputs
+from budget_validation import MODELS, SETS, bits, dctcm_stages, held_out, outputs
 
 from featcomp import allocate as allocation
-from featcomp import api, modelio, zoo
+from featcomp import modelio, zoo
 from featcomp.budget import DropEstimate, estimate, measured_drop, smooth_estimate
-from featcomp.codecs import make_codec
 from featcomp.data import collect, open_inputs
 from featcomp.modelio import input_spec, prepare
 from featcomp.passes.insert import insert_pairs
-from featcomp.passes.sites import find_sites
 from featcomp.preprocess import Preprocess
 
 
@@ -48,11 +45,7 @@ def main() -> int:
     proto = prepare(modelio.load_model(args.shared / path) if path else zoo.efficientnet_lite0())
     reader = open_inputs(args.shared / SETS[args.fit], input_spec(proto), Preprocess.parse(preprocess), args.limit)
     feeds = collect(reader, input_spec(proto))
-    family = make_codec("dct-cm")
-    sites = find_sites(proto)
-    stats = api.calibrate(proto, feeds, sites=sites, stats_options=family.stats_options)
-    fronts = {s.name: family.candidates(stats[s.name]) for s in sites}
-    gains = allocation.sensitivities(proto, sites, feeds[:api.SENSITIVITY_BATCHES], fronts)
+    sites, stats, fronts, gains = dctcm_stages(proto, feeds)
     test_feeds, labels = held_out(proto, args.shared / SETS[args.test], preprocess, None)
     labels = labels + offset
     fit_classes, fit_ref = outputs(proto, feeds)
