@@ -8,7 +8,8 @@ memory, bundle size per target.
 Writes benchmarks/results/tvm/results.json and results.md. The models are the embedded
 EfficientNet-Lite0 and, when ../shared is there, MobileNetV2, compressed at 20 dB logit SNR
 (calibrated on 16 images of imagenet-calib-200, or on the 6 zoo photos without ../shared).
-Latency: batch 1, medians of --rounds rounds in which ORT, TVM with the default (tiled conv)
+Latency: batch 1, medians of --rounds rounds in which ORT (intra-op threads not spinning, see
+docs/tvm.md "Traps"), TVM with the default (tiled conv)
 schedules and TVM with the generic schedule only run one call each in turn. Then the top-10
 functions of MobileNetV2 (TVM's VM instrument hook). The kernel rows run in a child process on one thread
 (TVM_NUM_THREADS=1), next to a one-thread numpy copy: on a shared machine a two-thread kernel's
@@ -133,7 +134,7 @@ def end_to_end(cases: list[tuple[str, Any, Any, str]], threads: int, tune: int, 
                                            tune_trials=tune, tune_dir=tune_dir)
             compile_s = time.perf_counter() - t0
             generic = build.compile_model(model, target, shape_dict={spec.name: [1, 3, 224, 224]}, tiled=False)
-            sess = ort.session(model, threads=threads)
+            sess = ort.session(model, threads=threads, spinning=False)  # a spinning ORT slows the next TVM call (docs/tvm.md "Traps")
             runs = {"ort": lambda: sess.run(None, {spec.name: x}), "tvm": build.runner(compiled, [x]),
                     "generic": build.runner(generic, [x])}
             times = _interleaved(runs, rounds)
@@ -311,6 +312,7 @@ def main() -> int:
         print(json.dumps(kernels(1)))
         return 0
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read when TVM's thread pool starts
+    os.environ.setdefault("TVM_BIND_THREADS", "0")  # unpinned workers, as ORT's (docs/tvm.md "Traps")
     if args.stored_codes:
         where = args.stored_codes_target
         rows = stored_codes(models(args.quick), args.threads, target_name=where)

@@ -20,12 +20,20 @@ except ImportError as exc:  # pragma: no cover - onnxruntime is a hard dependenc
     raise FeatcompError("featcomp needs onnxruntime: pip install onnxruntime==1.31.1") from exc
 
 
-def session(model: onnx.ModelProto | bytes | str, threads: int | None = None) -> "ort.InferenceSession":
-    """An InferenceSession for a (possibly compressed) model."""
+def session(model: onnx.ModelProto | bytes | str, threads: int | None = None,
+            spinning: bool = True) -> "ort.InferenceSession":
+    """An InferenceSession for a (possibly compressed) model.
+
+    spinning False: the intra-op threads sleep as soon as a run ends instead of spinning; a benchmark
+    that runs TVM right after ORT on few cores needs it (a spinning ORT thread slows TVM's next
+    parallel launch several times, docs/tvm.md "Traps").
+    """
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     payload = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
     try:
         return ort.InferenceSession(payload, options, providers=["CPUExecutionProvider"])

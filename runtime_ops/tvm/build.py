@@ -254,15 +254,17 @@ def runner(compiled: Compiled, inputs: list[Any]) -> Any:
     return lambda: main(*args)
 
 
-def profile_calls(compiled: Compiled, inputs: list[Any], rounds: int) -> dict[str, list[float]]:
+def profile_calls(compiled: Compiled | str | Path, inputs: list[Any], rounds: int) -> dict[str, list[float]]:
     """Seconds of every call the VM makes (compiled functions and builtins), by callee name, over
     `rounds` runs of main: the per-layer breakdown (TVM 0.27's VM has no profile mode; its
-    instrument hook is called before and after each call)."""
+    instrument hook is called before and after each call). A path: a library made by `export`,
+    so a benchmark can profile one build in child processes with different TVM_NUM_THREADS."""
     import time
 
     import numpy as np
 
-    vm = relax.VirtualMachine(compiled.executable, tvm.cpu())
+    executable = compiled.executable if isinstance(compiled, Compiled) else tvm.runtime.load_module(str(compiled))
+    vm = relax.VirtualMachine(executable, tvm.cpu())
     args = [tvm.runtime.tensor(np.ascontiguousarray(x)) for x in inputs]
     vm["main"](*args)
     calls: dict[str, list[float]] = {}
