@@ -6,6 +6,7 @@ FT output channels (unrolled) x PV pixels of a row (vectorized, contiguous loads
 Other rows (28, 14, 7, odd widths), one tile = PT pixels of one output row x FI output channels:
 
     parallel for (fo, n, y):                      # channel block x row: a block's weights stay cached
+                                                  # (n, y, fo) when the weights are smaller than the input
         pad / input stage computed here           # a separate block (a decode fused into the conv joins it)
         for xo:
             ACC[PT, FI] = 0                       # registers: PT x FI/lanes vectors
@@ -79,6 +80,27 @@ def _channel_tile(oc: int, ow: int, rule: Any, cast: bool) -> tuple[int, int]:
         vectors = fi // rule.lanes or 1
         return fi, _pixel_tile(ow, max(1, min(14, (rule.registers - vectors - 1) // vectors)))
     return best[3], -best[2]
+
+
+def worth_threads(outputs: int, reduction: int, rule: Any) -> bool:
+    """Threads for a dense conv when its multiply-adds (not its outputs) are many: a 1x1 conv
+    projecting 960 channels of a 7x7 map to 160 has only 7840 outputs but 7.5 M multiply-adds (0.17
+    ms on one core), and stayed on one thread under the element-count rule of the other ops."""
+    return outputs * reduction >= 16 * rule.parallel_min
+
+
+def rows_outer(sch: s_tir.Schedule, conv: Any) -> bool:
+    """Order the parallel band as (row, channel block) when the input is the biggest operand (a
+    projection: more input than weights and than output): threads then split the rows, each reading
+    half the input. As (channel block, row), a conv with few channel blocks (MobileNetV2's 56x56
+    projections: 2 blocks of 12 channels) gave each of 2 threads one block, so both read the whole
+    input (1.8 MB) and the second core bought nothing. Big weights (7x7 maps, 960 -> 320) keep
+    blocks outermost, so a block's weights stay cached over its rows; so do expansions (16 -> 96 at
+    112x112): rows outermost there wrote 96 channel planes per row step and measured 1.3x slower."""
+    weight = int(np.prod(buffer_shape(sch.get(conv).reads[1].source)))
+    data = int(np.prod(buffer_shape(sch.get(conv).reads[0].source)))
+    out = int(np.prod(buffer_shape(sch.get(conv).writes[0].source)))
+    return weight <= data and out <= data
 
 
 def _pixel_tile(ow: int, cap: int) -> int:
@@ -265,7 +287,7 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any, constants: frozens
         return None
     pv = _pixel_vector(ow, rule.lanes)
     if pv and _stride(sch, conv) == 1:
-        return _dense_pixel_vectors(sch, conv, rule, pv, n * oh * oc * ow)
+        return _dense_pixel_vectors(sch, conv, rule, pv, n * oh * oc * ow * int(np.prod(buffer_shape(weight)[:-1])))
     _pack_weight(sch, conv, weight, fi, constants)
     staged = _float_input(sch, conv) if cast else None
     acc = sch.cache_write(conv, 0, "local")
@@ -274,8 +296,12 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any, constants: frozens
     fo, fin = sch.split(f, factors=[None, fi])
     xo, xi = sch.split(x, factors=[None, pt])
     if staged is None:
-        sch.reorder(fo, b, y, xo, rc, ry, rx, xi, fin)
-        band = sch.fuse(fo, b, y)  # channel blocks outermost: a block's weights stay in cache over its rows
+        if rows_outer(sch, conv):
+            sch.reorder(b, y, fo, xo, rc, ry, rx, xi, fin)
+            band = sch.fuse(b, y, fo)
+        else:
+            sch.reorder(fo, b, y, xo, rc, ry, rx, xi, fin)
+            band = sch.fuse(fo, b, y)  # channel blocks outermost: a block's weights stay in cache over its rows
     else:  # the band's float32 input serves a group of channel blocks whose weights fit a cache
         per_block = fi * int(np.prod(buffer_shape(weight)[:-1])) * 4
         blocks = oc // fi
@@ -283,7 +309,7 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any, constants: frozens
         fog, fob = sch.split(fo, factors=[None, group])
         sch.reorder(fog, b, y, fob, xo, rc, ry, rx, xi, fin)
         band = sch.fuse(fog, b, y)
-    if n * oh * oc * ow >= rule.parallel_min:
+    if worth_threads(n * oh * oc * ow, int(np.prod(buffer_shape(weight)[:-1])), rule):
         sch.parallel(band)
     sch.unroll(xi)
     sch.vectorize(fin)
@@ -317,7 +343,7 @@ def _pixel_vector(ow: int, lanes: int) -> int:
     return next((v for v in (2 * lanes, lanes, lanes // 2) if v >= 4 and ow % v == 0), 0)
 
 
-def _dense_pixel_vectors(sch: s_tir.Schedule, conv: Any, rule: Any, pv: int, size: int) -> list[Any]:
+def _dense_pixel_vectors(sch: s_tir.Schedule, conv: Any, rule: Any, pv: int, macs: int) -> list[Any]:
     """Big maps, stride 1: FT output channels (unrolled) x PV pixels of a row (vectorized) in
     registers; inputs are contiguous vector loads, weights scalar broadcasts, the write contiguous."""
     oc = buffer_shape(sch.get(conv).writes[0].source)[1]
@@ -328,9 +354,13 @@ def _dense_pixel_vectors(sch: s_tir.Schedule, conv: Any, rule: Any, pv: int, siz
     b, f, y, x, rc, ry, rx = sch.get_loops(conv)
     fo, fin = sch.split(f, factors=[None, ft])
     xo, xi = sch.split(x, factors=[None, pv])
-    sch.reorder(fo, b, y, xo, rc, ry, rx, fin, xi)
-    band = sch.fuse(fo, b, y)
-    if size >= rule.parallel_min:
+    if rows_outer(sch, conv):
+        sch.reorder(b, y, fo, xo, rc, ry, rx, fin, xi)
+        band = sch.fuse(b, y, fo)
+    else:
+        sch.reorder(fo, b, y, xo, rc, ry, rx, fin, xi)
+        band = sch.fuse(fo, b, y)
+    if worth_threads(macs, 1, rule):
         sch.parallel(band)
     sch.unroll(fin)
     sch.vectorize(xi)
