@@ -93,6 +93,11 @@ def compare(name: str, tree: Path, tmp: Path, args: argparse.Namespace) -> dict[
         if len(rows) <= args.top:
             ratio = row[f"work_{n}"] / row[f"base_{n}"] if row[f"base_{n}"] else float("nan")
             print(f"| {k} | {row['base_1']:.3f} | {row['work_1']:.3f} | {row[f'base_{n}']:.3f} | {row[f'work_{n}']:.3f} | {ratio:.2f} |")
+    slow = [r for r in rows if r["work_1"] > 0 and r[f"work_{n}"] / r["work_1"] > 0.6]
+    slow_ms = sum(r[f"work_{n}"] for r in slow)
+    print(f"work tree: {len(slow)} of {len(rows)} functions take more than 0.6x their 1-thread time at {n} threads, "
+          f"{slow_ms:.2f} ms = {slow_ms / totals[f'work_{n}']:.0%} of the {n}-thread sum: "
+          + ", ".join(f"{r['function']} {r[f'work_{n}'] / r['work_1']:.2f}" for r in slow[:12]))
     return {"totals": totals, "rows": rows}
 
 
