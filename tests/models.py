@@ -214,9 +214,10 @@ def mobile_block() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
-def projection_block() -> onnx.ModelProto:
-    """A 1x1 projection (96 -> 16 channels on a 14x14 map: 3136 outputs but 0.3 M multiply-adds, the
-    input the biggest operand) and a 1x1 expansion back to 96 (+ clip): the two band orders."""
+def projection_block(size: int = 14) -> onnx.ModelProto:
+    """A 1x1 projection (96 -> 16 channels; on a 14x14 map 3136 outputs but 0.3 M multiply-adds, the
+    input the biggest operand) and a 1x1 expansion back to 96 (+ clip): the two band orders. 56x56
+    rows split into pixel vectors (the other dense tile)."""
     rng = np.random.default_rng(7)
     inits = [numpy_helper.from_array(rng.normal(0, 0.2, (16, 96, 1, 1)).astype(np.float32), "p.w"),
              numpy_helper.from_array(rng.normal(0, 0.1, 16).astype(np.float32), "p.b"),
@@ -226,6 +227,6 @@ def projection_block() -> onnx.ModelProto:
     nodes = [helper.make_node("Conv", ["input", "p.w", "p.b"], ["p"]),
              helper.make_node("Conv", ["p", "e.w", "e.b"], ["ec"]),
              helper.make_node("Clip", ["ec", "lo", "hi"], ["out"])]
-    graph = helper.make_graph(nodes, "projection", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 96, 14, 14])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 96, 14, 14])], inits)
+    graph = helper.make_graph(nodes, "projection", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 96, size, size])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 96, size, size])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)

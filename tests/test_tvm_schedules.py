@@ -504,13 +504,14 @@ def _parallel_loop(script: str) -> str:
     return found[0]
 
 
-def test_conv_threads_follow_work_and_band_order_follows_the_biggest_operand(target) -> None:
+@pytest.mark.parametrize("size", [14, 56])
+def test_conv_threads_follow_work_and_band_order_follows_the_biggest_operand(target, size: int) -> None:
     """A projection with few outputs but many multiply-adds is parallel (the element-count rule left
     it on one thread), its band split by rows (n, y, channel block: each thread reads half the input);
     the expansion after it keeps channel blocks outermost."""
     from featcomp.runtime_ops.tvm import build, convert, schedules
 
-    mod = build.legalize(convert.import_model(models.projection_block()), target)
+    mod = build.legalize(convert.import_model(models.projection_block(size)), target)
     mod, _, naive = schedules.schedule_rest(mod, target)
     assert naive == 0
     convs = {gv.name_hint: f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint}
@@ -520,15 +521,16 @@ def test_conv_threads_follow_work_and_band_order_follows_the_biggest_operand(tar
     assert _parallel_loop(expand).startswith("ff_0_"), expand
 
 
-def test_conv_band_orders_keep_results() -> None:
+@pytest.mark.parametrize("size", [14, 56])
+def test_conv_band_orders_keep_results(size: int) -> None:
     """The projection (rows outermost) and expansion (channel blocks outermost) agree with ONNX Runtime."""
     import numpy as np
 
     from featcomp.runtime_ops import ort as fort
 
     build = need_tvm()
-    model = models.projection_block()
-    x = np.random.default_rng(2).normal(size=(1, 96, 14, 14)).astype(np.float32)
+    model = models.projection_block(size)
+    x = np.random.default_rng(2).normal(size=(1, 96, size, size)).astype(np.float32)
     want = np.asarray(next(iter(fort.run(fort.session(model), {"input": x}).values())))
     compiled = build.compile_model(model, build.make_target("host"))
     assert compiled.stats["conv_tiled"] == 2 and compiled.stats["naive"] == 0
