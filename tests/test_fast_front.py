@@ -119,3 +119,17 @@ def test_group_sum_equals_add_at() -> None:
     expected = np.zeros((5, 3, 3, 21))
     np.add.at(expected, group, rows)
     assert np.array_equal(rans._group_sum(group, rows, 5), expected)
+
+
+def test_rice_bytes_of_all_samples_at_once_are_the_packed_sizes() -> None:
+    stats = relu_stats(shape=(16, 20, 9), seed=5)
+    front = DctCm(coder="rice", groups=(1, 8)).candidates(stats)
+    kinds = set(np.concatenate([c.site.kinds for c in front]).tolist())  # type: ignore[attr-defined]
+    assert kinds >= {dctcm.DENSE, dctcm.MASK}
+    assert any(c.site.cmin.min() < 0 for c in front)  # type: ignore[attr-defined]  # signed ranges (sign planes)
+    for cand in front:
+        site = cand.site
+        assert isinstance(site, DctCmSite)
+        sym = site.symbols(stats.spatial)
+        sym[0, 1] = 0  # an all-zero channel: its flag is cleared
+        assert site.coded_bytes_batch(sym) == [len(site.pack(one)) for one in sym]

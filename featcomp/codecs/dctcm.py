@@ -304,13 +304,46 @@ class DctCmSite:
         return total
 
     def coded_bytes_batch(self, symbols: np.ndarray) -> list[int]:
-        """coded_bytes of each sample of symbols [N, C, H, W]; the rANS coder counts all samples in one pass."""
-        if self.rans is None or len(symbols) < 2:
+        """coded_bytes of each sample of symbols [N, C, H, W]; either coder counts all samples in one pass."""
+        if len(symbols) < 2:
             return [self.coded_bytes(one) for one in symbols]
+        if self.rans is None:
+            return self._rice_bytes_batch(symbols)
         slices = [s for one in symbols for s in self._slices(self._streams(one))]
         sizes = self.rans.payload_bytes(slices, *self.channel_ranges())
         count = len(slices) // len(symbols)
         return [bitstream.overhead_bytes(self.shape) + sum(sizes[i:i + count]) for i in range(0, len(sizes), count)]
+
+    def _rice_bytes_batch(self, symbols: np.ndarray) -> list[int]:
+        """coded_bytes of each sample [N, C, H, W] under the Rice planes, counted for all samples at once: per band
+        the flag, bitmap and sign planes' bits and the Rice remainder and unary bits, as _payload writes them."""
+        if symbols.shape[1:] != self.shape:
+            raise FeatcompError(f"dct-cm site expects tensors of shape {self.shape}, got {symbols.shape[1:]}")
+        c, h, w = self.shape
+        sym = symbols.reshape(len(symbols), c, h * w).astype(np.int64)
+        lo, _ = self.channel_ranges()
+        live, is_mask = self.kinds != DROP, self.kinds == MASK
+        signed_mask = is_mask & (lo < 0)
+        k = self.rice_k.astype(np.int64)
+        codes = np.where(is_mask[:, None], np.abs(sym) - 1,
+                         np.where((lo < 0)[:, None], np.where(sym >= 0, 2 * sym, -2 * sym - 1), sym - lo[:, None]))
+        quotient = codes >> k[:, None]
+        nonzero = sym != 0
+        total = np.full(len(sym), bitstream.overhead_bytes(self.shape), np.int64)
+        flag_bytes = (int(live.sum()) + 7) // 8
+        rows = bitstream.bands(self.shape)
+        for a, b in zip(rows[:-1], rows[1:]):
+            part = slice(int(a) * w, int(b) * w)
+            nz = nonzero[:, :, part]
+            flagged = live & nz.any(axis=2)                                   # [N, C]
+            coded = np.where(is_mask[:, None], nz, True) & flagged[:, :, None]  # [N, C, n]
+            count = coded.sum(axis=2)
+            bitmap = (flagged & is_mask).sum(axis=1) * (part.stop - part.start)
+            signs = (count * (flagged & signed_mask)).sum(axis=1)
+            remainder = (count * k).sum(axis=1)
+            unary = count.sum(axis=1) + np.where(coded, quotient[:, :, part], 0).sum(axis=(1, 2))
+            total += flag_bytes + (bitmap + 7) // 8 + (signs + 7) // 8 + (remainder + 7) // 8 + (unary + 7) // 8
+        return [int(t) for t in total]
 
     def encode(self, x: np.ndarray) -> bytes:
         return self.pack(self.symbols(np.asarray(x).reshape(self.shape)))
@@ -480,7 +513,7 @@ def _fit_rans(cand: Candidate, spatial: np.ndarray) -> _RansFit:
     sym = site.symbols(spatial).reshape(len(spatial), c, h * w).astype(np.int64)
     lo, hi = site.channel_ranges()
     model, cost = RansCoder.fit(sym, lo, hi, site.kinds != DROP, np.zeros(c, np.int64), bitstream.bands(site.shape))
-    rice_bytes = sum(site.coded_bytes(one.reshape(site.shape)) for one in sym) / len(sym)
+    rice_bytes = sum(site.coded_bytes_batch(sym.reshape(len(sym), *site.shape))) / len(sym)
     return _RansFit(cand, model, sym, rice_bytes, bitstream.overhead_bytes(site.shape) + cost - len(model.to_bytes()))
 
 
