@@ -123,9 +123,9 @@ def same_result(rows: list[dict[str, Any]]) -> str:
         first = group[0]["choices"]
         for r in group:
             same = sum(1 for site, c in r["choices"].items() if first.get(site, {}).get("param_id") == c["param_id"])
-            lines.append(f"| {r['model']} | {r['calib_inputs']} | {r.get('variant', '')} | {r['compress_seconds']:.0f} s "
-                         f"| {r['ratio']:.1f}x | {same} of {len(r['choices'])} | {r['bits_per_value']:.4f} "
-                         f"| {r['output_snr_db']} |")
+            lines.append(f"| {r['model']} | {r['calib_inputs']} | {r.get('variant', '')} "
+                         f"| {r['compress_seconds']:.0f} s | {r['ratio']:.1f}x | {same} of {len(r['choices'])} "
+                         f"| {r['bits_per_value']:.4f} | {r['output_snr_db']} |")
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
@@ -148,7 +148,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             "| ratio | bits/value | x int8 | est. drop (calibration) | load avg |\n"
             "|---|---|---|---|---|---|---|---|---|---|")
     same = same_result(rows)
-    return "\n".join([head, *(line(r) for r in rows)]) + "\n" + (f"\nSame result across variants:\n\n{same}" if same else "")
+    tail = f"\nSame result across variants:\n\n{same}" if same else ""
+    return "\n".join([head, *(line(r) for r in rows)]) + "\n" + tail
 
 
 def main() -> int:
