@@ -235,12 +235,14 @@ def _label_targets(reader: InputReader, feeds: Sequence[dict[str, np.ndarray]], 
 
 
 def report(model: ModelLike, data: DataLike, *, preprocess: Preprocess | str | None = None,
-           limit: int | None = None, name: str | None = None, progress: Progress | None = None) -> Report:
-    """Run a compressed model and measure real coded bytes, SQNR and agreement per site."""
+           limit: int | None = None, name: str | None = None, progress: Progress | None = None,
+           bytes_samples: int | None = None) -> Report:
+    """Run a compressed model and measure real coded bytes, SQNR and agreement per site (the bytes on the first
+    `bytes_samples` samples only, when given: see featcomp.reporting.measure)."""
     proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
     label = name or (Path(model).name if not isinstance(model, onnx.ModelProto) else proto.graph.name or "model")
     reader = open_inputs(data, input_spec(proto), _preprocess(preprocess), limit, role="report")
-    result = measure(proto, reader, name=label, progress=progress)
+    result = measure(proto, reader, name=label, progress=progress, bytes_samples=bytes_samples)
     from featcomp.passes.jpeg_input import jpeg_tables
 
     tables = jpeg_tables(proto)

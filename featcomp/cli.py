@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 FORMATS = ("table", "json", "csv", "md")  # the same names as featcomp.reporting.render.FORMATS
 DEFAULT_NAME = "efficientnet-lite0"
 DEFAULT_OUTPUT_SNR = 20.0  # dB of logit SNR for the default job (see README)
+REPORT_BYTES_INPUTS = 16  # calibration inputs whose real coded bytes the report after compress counts
 DEFAULT_OUT = Path("featcomp-out") / f"{DEFAULT_NAME}.fc.onnx"
 
 
@@ -219,12 +220,18 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="FILE",
                    help="also write the report: FILE.html a page to open in a browser, .csv, .md, else JSON "
                         "(default job: JSON and HTML next to OUT)")
+    p.add_argument("--bytes-inputs", type=int, default=REPORT_BYTES_INPUTS, metavar="N",
+                   help=f"the report after compress counts real coded bytes on the first N calibration inputs "
+                        f"(default {REPORT_BYTES_INPUTS}; 0: all, as long again as the compress); SQNR and agreement "
+                        "use all of them")
     _data_args(p)
     _format_arg(p)
     _view_args(p)
 
 
 def _compress(args: argparse.Namespace, bars: Bars) -> int:
+    if args.bytes_inputs < 0:
+        raise FeatcompError(f"--bytes-inputs must be 0 (all inputs) or more, got {args.bytes_inputs}")
     output, report_paths = _compress_paths(args)
     sweep = _sweep(args.sweep, [report_format(p) for p in report_paths])
     from featcomp import api
@@ -274,7 +281,8 @@ def _compress(args: argparse.Namespace, bars: Bars) -> int:
     save_model(result.model, output)
     report_reader = reader("report")
     report = api.report(result.model, report_reader, name=output.name,
-                        progress=bars.track("measuring", total=size_of(report_reader)))
+                        progress=bars.track("measuring", total=size_of(report_reader)),
+                        bytes_samples=args.bytes_inputs or None)
     data = "scikit-image sample photos" if args.model is None and args.calib is None else str(calib)
     how = result.allocation.as_dict()
     report.meta.update(featcomp=_version(), allocation=how, compress_seconds=result.seconds, data=data)

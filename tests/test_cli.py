@@ -210,6 +210,23 @@ def test_compress_report_records_how_it_was_made(cli, model_file, calib_npz, tmp
     assert meta["compress_seconds"]["total"] > 0 and meta["featcomp"]
 
 
+def test_compress_report_counts_bytes_on_the_first_inputs(cli, model_file, calib_npz, tmp_path) -> None:
+    """--bytes-inputs: the report after compress packs the first N inputs only (and says so); bad N: one line."""
+    import json
+
+    import models
+
+    out, report = tmp_path / "m.fc.onnx", tmp_path / "r.json"
+    run = cli("compress", model_file(models.two_convs()), "-o", out, "--calib", calib_npz, "--output-snr", "20",
+              "--report", report, "--quiet", "--bytes-inputs", "1")
+    assert run.code == 0, run.err
+    saved = json.loads(report.read_text())
+    assert saved["bytes_samples"] == 1 and saved["samples"] == 4
+    assert "coded bytes counted on the first 1" in run.out
+    bad = cli("compress", model_file(models.two_convs()), "-o", out, "--calib", calib_npz, "--bytes-inputs", "-2")
+    assert bad.code == 1 and "--bytes-inputs" in bad.err and len(bad.err.strip().splitlines()) == 1
+
+
 def test_compress_searches_on_labelled_calibration_images(cli, model_file, images, tmp_path) -> None:
     """--labels reaches the accuracy search through the CLI's own image reader (a wrapped reader keeps its paths)."""
     import json

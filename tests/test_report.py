@@ -192,3 +192,16 @@ def test_report_of_an_uncompressed_model_is_refused(data) -> None:
     path, _ = data
     with pytest.raises(FeatcompError, match="no featcomp pairs"):
         api.report(models.residual(), path)
+
+
+def test_bytes_on_a_subset_are_those_samples_real_sizes(compressed, data, independent, report: Report) -> None:
+    path, _ = data
+    part = api.report(compressed, path, name="residual", bytes_samples=2)
+    assert part.bytes_samples == 2 and report.bytes_samples is None and part.samples == SAMPLES
+    for s, full in zip(part.sites, report.sites):
+        sizes = independent[s.name]["sizes"][:2]
+        assert s.coded_bytes_mean == pytest.approx(float(np.mean(sizes)), rel=1e-12)
+        assert s.sqnr_db == full.sqnr_db  # quality still on every sample
+    assert part.accuracy == report.accuracy
+    assert "coded bytes counted on the first 2" in render(part, "table")
+    assert Report.from_json(part.to_json()).bytes_samples == 2

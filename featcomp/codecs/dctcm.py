@@ -56,6 +56,9 @@ RANGE_QUANTILE = 0.9999  # coefficient ranges cover this fraction of calibration
 CODERS = ("auto", "own", "rice", "rans")  # entropy coder: the cheaper per site (auto), or one of them (own = rice)
 RANS_EXACT_MARGIN = 0.03  # rANS and Rice this close (relative): count rANS's real bytes to choose
 SPATIAL_VALUES = 1 << 18  # whole-sample values kept to fit and measure the rANS coder (its contexts are spatial)
+# candidates below this SQNR keep their Rice rating (no rANS fit): the allocators never pick them (their floor,
+# featcomp.allocate.MIN_SITE_SQNR_DB, equal by a test), and they cannot change the front above it (see _with_rans_front)
+RANS_FLOOR_DB = 12.0
 _RD_SLOPE = 2.0 * math.log(2.0) / 12.0  # dD/dR of a uniform quantizer at high rate, per step^2
 
 
@@ -301,13 +304,46 @@ class DctCmSite:
         return total
 
     def coded_bytes_batch(self, symbols: np.ndarray) -> list[int]:
-        """coded_bytes of each sample of symbols [N, C, H, W]; the rANS coder counts all samples in one pass."""
-        if self.rans is None or len(symbols) < 2:
+        """coded_bytes of each sample of symbols [N, C, H, W]; either coder counts all samples in one pass."""
+        if len(symbols) < 2:
             return [self.coded_bytes(one) for one in symbols]
+        if self.rans is None:
+            return self._rice_bytes_batch(symbols)
         slices = [s for one in symbols for s in self._slices(self._streams(one))]
         sizes = self.rans.payload_bytes(slices, *self.channel_ranges())
         count = len(slices) // len(symbols)
         return [bitstream.overhead_bytes(self.shape) + sum(sizes[i:i + count]) for i in range(0, len(sizes), count)]
+
+    def _rice_bytes_batch(self, symbols: np.ndarray) -> list[int]:
+        """coded_bytes of each sample [N, C, H, W] under the Rice planes, counted for all samples at once: per band
+        the flag, bitmap and sign planes' bits and the Rice remainder and unary bits, as _payload writes them."""
+        if symbols.shape[1:] != self.shape:
+            raise FeatcompError(f"dct-cm site expects tensors of shape {self.shape}, got {symbols.shape[1:]}")
+        c, h, w = self.shape
+        sym = symbols.reshape(len(symbols), c, h * w).astype(np.int64)
+        lo, _ = self.channel_ranges()
+        live, is_mask = self.kinds != DROP, self.kinds == MASK
+        signed_mask = is_mask & (lo < 0)
+        k = self.rice_k.astype(np.int64)
+        codes = np.where(is_mask[:, None], np.abs(sym) - 1,
+                         np.where((lo < 0)[:, None], np.where(sym >= 0, 2 * sym, -2 * sym - 1), sym - lo[:, None]))
+        quotient = codes >> k[:, None]
+        nonzero = sym != 0
+        total = np.full(len(sym), bitstream.overhead_bytes(self.shape), np.int64)
+        flag_bytes = (int(live.sum()) + 7) // 8
+        rows = bitstream.bands(self.shape)
+        for a, b in zip(rows[:-1], rows[1:]):
+            part = slice(int(a) * w, int(b) * w)
+            nz = nonzero[:, :, part]
+            flagged = live & nz.any(axis=2)                                   # [N, C]
+            coded = np.where(is_mask[:, None], nz, True) & flagged[:, :, None]  # [N, C, n]
+            count = coded.sum(axis=2)
+            bitmap = (flagged & is_mask).sum(axis=1) * (part.stop - part.start)
+            signs = (count * (flagged & signed_mask)).sum(axis=1)
+            remainder = (count * k).sum(axis=1)
+            unary = count.sum(axis=1) + np.where(coded, quotient[:, :, part], 0).sum(axis=(1, 2))
+            total += flag_bytes + (bitmap + 7) // 8 + (signs + 7) // 8 + (remainder + 7) // 8 + (unary + 7) // 8
+        return [int(t) for t in total]
 
     def encode(self, x: np.ndarray) -> bytes:
         return self.pack(self.symbols(np.asarray(x).reshape(self.shape)))
@@ -415,12 +451,17 @@ class DctCm:
             object.__setattr__(self, "stats_options", {})
 
     def calibrate(self, stats: ActivationStats) -> DctCmSite:
-        site = pick(self.candidates(stats), self.sqnr_db).site
+        site = pick(self._candidates(stats, min(self.sqnr_db, RANS_FLOOR_DB)), self.sqnr_db).site
         assert isinstance(site, DctCmSite)
         return site
 
     def candidates(self, stats: ActivationStats) -> list[Candidate]:
-        """The Pareto front (fewer bits <-> lower SQNR), cheapest first, lossless last."""
+        """The Pareto front (fewer bits <-> lower SQNR), cheapest first, lossless last. Candidates below
+        RANS_FLOOR_DB, which no allocator picks, are rated with the Rice planes only (unless coder="rans")."""
+        return self._candidates(stats, RANS_FLOOR_DB)
+
+    def _candidates(self, stats: ActivationStats, floor_db: float) -> list[Candidate]:
+        """The front, with the rANS coder fitted on the candidates of at least floor_db SQNR."""
         sample = stats.sample
         signed = stats.minimum < 0
         qmax = 127.0 if signed else 255.0
@@ -441,7 +482,8 @@ class DctCm:
         front = _front(found)
         if self.coder == "rice" or stats.spatial_values <= 0:
             return front
-        return _front(_with_rans_front(front, stats.spatial, self.coder == "rans"))
+        force = self.coder == "rans"
+        return _front(_with_rans_front(front, stats.spatial, force, -math.inf if force else floor_db))
 
 
 def _front(found: list[Candidate]) -> list[Candidate]:
@@ -471,28 +513,46 @@ def _fit_rans(cand: Candidate, spatial: np.ndarray) -> _RansFit:
     sym = site.symbols(spatial).reshape(len(spatial), c, h * w).astype(np.int64)
     lo, hi = site.channel_ranges()
     model, cost = RansCoder.fit(sym, lo, hi, site.kinds != DROP, np.zeros(c, np.int64), bitstream.bands(site.shape))
-    rice_bytes = sum(site.coded_bytes(one.reshape(site.shape)) for one in sym) / len(sym)
+    rice_bytes = sum(site.coded_bytes_batch(sym.reshape(len(sym), *site.shape))) / len(sym)
     return _RansFit(cand, model, sym, rice_bytes, bitstream.overhead_bytes(site.shape) + cost - len(model.to_bytes()))
 
 
-def _with_rans_front(front: list[Candidate], spatial: np.ndarray, force: bool) -> list[Candidate]:
-    """Each candidate with the rANS coder fitted on whole calibration samples, if its bytes (payload and coder
-    description) are fewer than the Rice planes' on the same samples (or `force`). Its bits are the Rice
-    estimate scaled by the rANS/Rice payload ratio, so the front stays on one scale (payload only, as the rest).
+def _with_rans_front(front: list[Candidate], spatial: np.ndarray, force: bool,
+                     floor_db: float = -math.inf) -> list[Candidate]:
+    """Each candidate of at least `floor_db` SQNR with the rANS coder fitted on whole calibration samples, if its
+    bytes (payload and coder description) are fewer than the Rice planes' on the same samples (or `force`). Its
+    bits are the Rice estimate scaled by the rANS/Rice payload ratio, so the front stays on one scale (payload
+    only, as the rest).
+
+    Candidates below `floor_db` keep their Rice rating: a pick for a target >= floor_db only looks at candidates
+    meeting it, and the Pareto pruning of a candidate only depends on the candidates below its SQNR (each one's
+    rating is its own), so the front above the floor, and every such pick, is the same as when every candidate
+    is fitted.
 
     Running the rANS encoder on every candidate of every front was most of compress time, so a candidate's
     payload is rated by the fit's estimate (ideal code length under the quantized frequencies), corrected by
     the offset to the real bytes measured on one candidate of the front (nearly constant: the final states and
-    byte rounding). Where rANS and Rice are within RANS_EXACT_MARGIN, so the estimate could pick the wrong
-    coder, the real bytes are counted. The bytes a compressed model reports are always the real ones."""
-    fits = [_fit_rans(cand, spatial) for cand in front]
-    live = [f for f in fits if f.model.live.any()]
+    byte rounding). That reference is the middle one of the candidates with coded channels, fitted even when
+    it lies below the floor, so the offset does not depend on the floor. Where rANS and Rice are within
+    RANS_EXACT_MARGIN, so the estimate could pick the wrong coder, the real bytes are counted. The bytes a
+    compressed model reports are always the real ones."""
+    # the reference test of the fits, model.live.any(), read from the candidates: `live` is the index array of the
+    # channels that are not dropped, so a candidate whose only coded channel is channel 0 does not count (kept as
+    # it was: it only decides which candidate is the reference)
+    coded = [i for i, cand in enumerate(front) if np.flatnonzero(_dctcm(cand).kinds != DROP).any()]
+    ref = coded[len(coded) // 2] if coded else -1
+    fits = {i: _fit_rans(cand, spatial) for i, cand in enumerate(front) if cand.sqnr_db >= floor_db or i == ref}
     offset = 0.0
-    if live:
-        ref = live[len(live) // 2]
-        assert isinstance(ref.cand.site, DctCmSite)
-        offset = rans_exact_bytes(ref.model, ref.sym, ref.cand.site) - ref.estimate
-    return [_choose(f, offset, force) for f in fits]
+    if coded:
+        one = fits[ref]
+        offset = rans_exact_bytes(one.model, one.sym, _dctcm(one.cand)) - one.estimate
+    return [_choose(fits[i], offset, force) if cand.sqnr_db >= floor_db else cand for i, cand in enumerate(front)]
+
+
+def _dctcm(cand: Candidate) -> DctCmSite:
+    site = cand.site
+    assert isinstance(site, DctCmSite)
+    return site
 
 
 def _choose(fit: _RansFit, offset: float, force: bool) -> Candidate:
@@ -606,7 +666,8 @@ def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.nda
             raise FeatcompError("per-channel steps are for zero-mask mode (G = 1), one per channel")
         step = to_half((deltas * np.linalg.norm(t.astype(np.float64), axis=1)).astype(np.float32))
         width = c if per_channel else group
-        y = q.reshape(s, c // group, group) @ t.T
+        # G = 1: one exact product per value (a [S*C, 1] x [1, 1] matmul is the same value, many times slower)
+        y = q * t[0, 0] if group == 1 else q.reshape(s, c // group, group) @ t.T
         coef = np.rint(y.reshape(-1, width) / step.astype(np.float32))
         # Ranges are clipped at a high quantile: rare outliers are cheap to clip and costly to allow.
         hi = np.ceil(np.quantile(np.abs(coef), RANGE_QUANTILE, axis=0))
@@ -634,8 +695,10 @@ def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.nda
     site = _make_site(shape, scale, signed, t, step, lo, hi, kinds, ks)
     if per_channel:
         recon = np.clip(coef, site.cmin, site.cmax) * site.decode_matrix.reshape(c)
-    else:
-        recon = (np.clip(coef, site.cmin, site.cmax) @ site.decode_matrix.T).reshape(s, c)
+    elif group == 1:  # one product per value, as the 1 x 1 matmul computes it
+        recon = (np.clip(coef, site.cmin, site.cmax) * site.decode_matrix[0, 0]).reshape(s, c)
+    else:  # batched per sample: the same dot products as one [S*C/G, G] matmul, without a threaded BLAS call
+        recon = (np.clip(coef, site.cmin, site.cmax).reshape(s, c // group, group) @ site.decode_matrix.T).reshape(s, c)
     bits = float(cost.mean())
     if weights is not None:  # per-channel steps cost side information: every candidate counts its own
         bits += 8.0 * site.side_bytes / (shape[0] * shape[1] * shape[2])

@@ -115,14 +115,22 @@ def _refine(group: np.ndarray, hist: np.ndarray, groups: int) -> np.ndarray:
     """Lloyd rounds on channel token histograms [C, K]: each group's table from its channels, then each channel
     to the group whose table codes its tokens in the fewest bits (empty groups keep their channels' old place)."""
     for _ in range(LLOYD_ROUNDS):
-        counts = np.zeros((groups, hist.shape[1]))
-        np.add.at(counts, group, hist)
-        q = _quantize(counts) / TOTAL
+        q = _quantize(_group_sum(group, hist, groups)) / TOTAL
         new = np.argmin(-hist @ np.log2(q).T, axis=1)
         if np.array_equal(new, group):
             break
         group = new
     return np.searchsorted(np.unique(group), group).astype(np.int64)  # empty groups dropped
+
+
+def _group_sum(group: np.ndarray, rows: np.ndarray, groups: int) -> np.ndarray:
+    """[groups, ...] sums of rows [C, ...] by each row's group: np.add.at's result in one bincount (the rows hold
+    counts, integers in float64, so every sum is exact whatever the order)."""
+    flat = rows.reshape(len(rows), -1)
+    m = flat.shape[1]
+    keys = (group.astype(np.int64)[:, None] * m + np.arange(m)[None, :]).reshape(-1)
+    sums = np.bincount(keys, weights=flat.reshape(-1), minlength=groups * m)
+    return sums.reshape((groups,) + rows.shape[1:])
 
 
 def _stack(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -503,10 +511,8 @@ class RansCoder:
         nlive = len(live_idx)
         cells = ((np.arange(nlive, dtype=np.int64)[:, None] * 3 + left) * 3 + prev) * k + tok
         joint = np.bincount(cells.reshape(-1), minlength=nlive * 9 * k).reshape(nlive, 3, 3, k).astype(np.float64)
-        per_context = {0: joint.sum(axis=(1, 2))[:, None], 1: joint.sum(axis=2), 2: joint.sum(axis=1),
-                       3: joint.reshape(nlive, 9, k)}
         # channel order by entropy of their tokens, for grouping
-        per_channel = per_context[0][:, 0]
+        per_channel = joint.sum(axis=(1, 2))
         p = per_channel / per_channel.sum(axis=1, keepdims=True)
         with np.errstate(divide="ignore", invalid="ignore"):
             entropy = -np.sum(np.where(p > 0, p * np.log2(p), 0.0), axis=1)
@@ -517,10 +523,11 @@ class RansCoder:
                 continue
             group_live = _refine((rank * wanted // nlive).astype(np.int64), per_channel, wanted)
             groups = int(group_live.max()) + 1
+            by_group = _group_sum(group_live, joint, groups)  # [groups, 3, 3, K]: each mode's tables are its sums
+            per_mode = {0: by_group.sum(axis=(1, 2)), 1: by_group.sum(axis=2), 2: by_group.sum(axis=1),
+                        3: by_group}
             for mode, nctx in CONTEXT_MODES.items():
-                grouped = np.zeros((groups, nctx, k))
-                np.add.at(grouped, group_live, per_context[mode])
-                counts = grouped.reshape(groups * nctx, k)
+                counts = per_mode[mode].reshape(groups * nctx, k)
                 freq = _quantize(counts)
                 bits = -float(np.sum(counts * np.log2(freq / TOTAL)))
                 group_of = np.full(c, NO_GROUP, np.uint8)

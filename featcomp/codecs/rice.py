@@ -14,6 +14,7 @@ import numpy as np
 from featcomp.codecs.bitstream import BitReader, BitWriter
 
 MAX_K = 15
+HISTOGRAM_CELLS = 1 << 20  # best_k counts through a [columns, values] histogram up to this size
 
 
 def write(writer: BitWriter, values: np.ndarray, k: np.ndarray | int) -> None:
@@ -45,8 +46,16 @@ def best_k(values: np.ndarray, valid: np.ndarray | None = None) -> tuple[np.ndar
     if valid is not None:
         v = np.where(valid, v, 0)
     count = v.shape[0] if valid is None else valid.sum(axis=0)
-    ks = np.arange(min(MAX_K, int(np.max(v, initial=0)).bit_length()) + 1)
-    costs = np.stack([(v >> k).sum(axis=0) for k in ks]) / np.maximum(count, 1) + (ks + 1)[:, None]
+    top = int(np.max(v, initial=0))
+    ks = np.arange(min(MAX_K, top.bit_length()) + 1)
+    if v.ndim == 2 and v.shape[1] * (top + 1) <= HISTOGRAM_CELLS:
+        # one pass: per column the histogram of values, then sum(v >> k) = hist @ (values >> k) (exact integers)
+        f = v.shape[1]
+        hist = np.bincount((np.arange(f, dtype=np.int64) * (top + 1) + v).reshape(-1), minlength=f * (top + 1))
+        sums = (np.arange(top + 1, dtype=np.int64)[:, None] >> ks[None, :]).T @ hist.reshape(f, top + 1).T
+    else:
+        sums = np.stack([(v >> k).sum(axis=0) for k in ks])
+    costs = sums / np.maximum(count, 1) + (ks + 1)[:, None]
     best = np.argmin(costs, axis=0)
     mean = np.where(np.asarray(count) > 0, costs[best, np.arange(v.shape[1])], 0.0)
     return best.astype(np.uint8), mean

@@ -77,7 +77,8 @@ def summary_lines(report: Report) -> list[str]:
     t = report.totals
     mb = 1e6
     lines = [
-        f"{report.model}: {t.sites} sites, codec {report.codec}, {report.samples} samples, batch 1",
+        f"{report.model}: {t.sites} sites, codec {report.codec}, {report.samples} samples, batch 1"
+        + (f" (coded bytes counted on the first {report.bytes_samples})" if report.bytes_samples else ""),
         f"feature maps: {t.int8_bytes / mb:.3f} MB int8 -> {(t.coded_bytes + t.side_bytes) / mb:.3f} MB coded: "
         f"{t.ratio_vs_int8:.2f}x vs int8, {t.ratio_vs_fp32:.2f}x vs fp32, {t.bits_per_value:.2f} bits/value",
         f"bits/value: payload {t.payload_bits_per_value:.3f}, order-0 entropy {t.entropy_bits_per_value:.3f} "

@@ -91,6 +91,8 @@ class Report:
     schema: str = SCHEMA
     # optional: what a compiled bundle stores and moves (`featcomp report --bundle`; featcomp.reporting.deployed)
     deployed: Deployed | None = None
+    # optional: coded bytes (and the symbols' entropy) were counted on the first this many samples only; None: all
+    bytes_samples: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, allow_nan=True)
