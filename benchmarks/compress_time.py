@@ -13,7 +13,9 @@ Writes compress_time.json and compress_time.md in -o.
 
 --variants NAME=DIR,...: compare featcomp versions in one session. Each (N, model) runs once per variant, in
 turn, each in its own process with DIR first on PYTHONPATH (a directory holding another `featcomp/` package,
-e.g. `git archive OLD featcomp | tar -x -C DIR`; empty: this checkout). Every row records its variant, the
+with its passes and runtime_ops inside it, as an installed featcomp has them:
+`git archive OLD featcomp passes runtime_ops | tar -x -C DIR && mv DIR/passes DIR/runtime_ops DIR/featcomp/`;
+empty: this checkout; a DIR whose featcomp, featcomp.passes or featcomp.runtime_ops resolve elsewhere is refused). Every row records its variant, the
 featcomp it imported and each site's chosen codec (param_id, coder, group, step); the .md then gets a table of
 how many sites chose the same codec in each variant and the b/v each reached.
 """
@@ -86,7 +88,8 @@ def run(name: str, shared: Path, limit: int, bytes_inputs: int) -> dict[str, Any
             "ratio_vs_int8": totals.ratio_vs_int8, "bytes_inputs": len(held),
             "output_snr_db": how.get("output_snr_db"), "estimated_drop": how.get("estimated_drop"),
             "sites": len(result.codecs), "load_average": os.getloadavg()[0],
-            "featcomp": str(Path(api.__file__).parent), "choices": choices(result.codecs)}
+            "featcomp": str(Path(api.__file__).parent), "choices": choices(result.codecs),
+            "packages": imported_from()}
 
 
 def choices(codecs: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -99,6 +102,15 @@ def choices(codecs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def imported_from() -> list[str]:
+    """Where this process found featcomp and its two sub-packages (an editable install maps passes/ and
+    runtime_ops/ to the checkout, so a DIR without them would mix versions)."""
+    import featcomp.passes
+    import featcomp.runtime_ops
+
+    return [str(Path(m.__file__ or "").resolve().parent) for m in (featcomp, featcomp.passes, featcomp.runtime_ops)]
+
+
 def run_variant(variant: str, path: str, name: str, shared: Path, limit: int, bytes_inputs: int) -> dict[str, Any]:
     """run() in a fresh process that imports featcomp from `path` first (empty: this checkout)."""
     env = dict(os.environ)
@@ -109,6 +121,10 @@ def run_variant(variant: str, path: str, name: str, shared: Path, limit: int, by
     done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, check=True, text=True)
     row: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])  # the last line: the row
     row["variant"] = variant
+    root = Path(path).resolve() if path else None
+    if root is not None and not all(Path(p).is_relative_to(root) for p in row["packages"]):
+        raise SystemExit(f"variant {variant}: featcomp came from {row['packages']}, not all from {root}: put passes/ "
+                         "and runtime_ops/ inside DIR/featcomp/ (see --help)")
     return row
 
 
@@ -168,6 +184,11 @@ def main() -> int:
     variants = [tuple(v.split("=", 1)) for v in args.variants.split(",") if v] if args.variants else []
     if any(len(v) != 2 for v in variants):
         print("--variants takes NAME=DIR,... (DIR may be empty: this checkout)", file=sys.stderr)
+        return 1
+    missing = [d for _, d in variants if d and not (Path(d) / "featcomp" / "__init__.py").is_file()]
+    if missing:
+        print(f"--variants: no featcomp package in {', '.join(missing)} (see --help for how to make one)",
+              file=sys.stderr)
         return 1
     args.output.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []

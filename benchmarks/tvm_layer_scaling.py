@@ -1,17 +1,20 @@
 """Per-function speed-up from 1 to N threads of one TVM build (default schedules): which compiled
 functions do not scale, and what share of the N-thread time they are.
 
-    .venv/bin/python benchmarks/tvm_layer_scaling.py --model mobilenet_v2_1.0_224 [efficientnet-lite0] [--threads 2] [--rounds 20] [--top 15]
+    .venv/bin/python benchmarks/tvm_layer_scaling.py --model mobilenet_v2_1.0_224 [efficientnet-lite0] \
+        [--threads 2] [--rounds 20] [--top 15]
     .venv/bin/python benchmarks/tvm_layer_scaling.py --base REV --model ...   # a schedule change, function by function
 
 Models: squeezenet1.1 and mobilenet_v2_1.0_224 from ../shared/models, efficientnet-lite0
 (featcomp.zoo); the original model, batch 1, host target. The model is compiled and exported once;
 child processes then profile it (TVM's VM instrument hook around every call, `build.profile_calls`)
 with TVM_NUM_THREADS=1 and =N in turn, --repeats times each (TVM reads the thread count once per
-process), with TVM_BIND_THREADS=0 unless set (pinned workers made a random half of the N-thread
-processes run at 1-thread speed). Per function: seconds per call times calls per inference, pooled over the repeats; by default the fastest call of each function (`--stat min`): on a shared 2-core machine
-most 2-thread calls wait for a descheduled worker, the fastest shows what the schedule allows. Lists the functions whose N-thread time is more than 0.6x their 1-thread time (the ones
-that do not use the second core), largest N-thread time first. The hook adds a few microseconds
+process), with TVM_BIND_THREADS=0 unless set (in our runs about half of the pinned N-thread processes
+ran at 1-thread speed; docs/tvm.md "Traps" has our reading of why). Per function: seconds per call
+times calls per inference, pooled over the repeats; by default the fastest call of each function
+(`--stat min`): on a shared 2-core machine most 2-thread calls wait for a descheduled worker, the
+fastest shows what the schedule allows. Lists the functions whose N-thread time is more than 0.6x
+their 1-thread time (the ones that do not use the second core), largest N-thread time first. The hook adds a few microseconds
 per call, so tiny functions look worse than they are.
 
 --base REV also compiles that commit (as tvm_model_ab.py does) and profiles both builds in
@@ -74,9 +77,10 @@ def compare(name: str, tree: Path, tmp: Path, args: argparse.Namespace) -> dict[
     for side, lib in libs.items():
         compile_side(name, lib, args.threads, tree if side == "base" else None)
     samples: dict[tuple[str, int], list[dict[str, list[float]]]] = {}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for threads in (1, args.threads):
-            for side, lib in libs.items():
+            order = list(libs.items()) if repeat % 2 == 0 else list(libs.items())[::-1]  # no side always second
+            for side, lib in order:
                 samples.setdefault((side, threads), []).append(profile(lib, threads, args.rounds))
     ms = {key: per_inference(v, args.rounds, args.stat) for key, v in samples.items()}
     n = args.threads

@@ -222,7 +222,7 @@ def _compress_args(p: argparse.ArgumentParser) -> None:
                         "(default job: JSON and HTML next to OUT)")
     p.add_argument("--bytes-inputs", type=int, default=REPORT_BYTES_INPUTS, metavar="N",
                    help=f"the report after compress counts real coded bytes on the first N calibration inputs "
-                        f"(default {REPORT_BYTES_INPUTS}; 0: all, as long again as the compress); SQNR and agreement "
+                        f"(whole batches, so at least N; default {REPORT_BYTES_INPUTS}; 0: all, as long again as the compress); SQNR and agreement "
                         "use all of them")
     _data_args(p)
     _format_arg(p)

@@ -230,3 +230,11 @@ def projection_block(size: int = 14) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "projection", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 96, size, size])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 96, size, size])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
+def same_width_conv(size: int = 56, channels: int = 16) -> onnx.ModelProto:
+    """One padded 3x3 conv C -> C: its padded input is its biggest operand, yet it is no projection."""
+    b = _Builder(8)
+    b.conv(INPUT, "out", channels, channels)
+    return b.model([_input((1, channels, size, size))],
+                   [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, channels, size, size])])

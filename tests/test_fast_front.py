@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from featcomp.codecs import bitstream, dctcm, rans, rice
-from featcomp.codecs.base import ActivationStats, pick
+from featcomp.codecs.base import ActivationStats, Candidate, pick
 from featcomp.codecs.dctcm import DROP, DctCm, DctCmSite
 from featcomp.codecs.rans import RansCoder
 
@@ -76,7 +76,7 @@ def test_rans_floor_is_the_allocators_floor() -> None:
     assert dctcm.RANS_FLOOR_DB == MIN_SITE_SQNR_DB  # the front is only fitted where allocate can pick
 
 
-def fingerprint(front: list) -> list[tuple[float, float, int, bool]]:
+def fingerprint(front: list[Candidate]) -> list[tuple[float, float, int, bool]]:
     return [(c.bits_per_value, c.sqnr_db, c.site.param_id, c.site.rans is not None) for c in front]
 
 

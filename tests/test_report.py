@@ -205,3 +205,10 @@ def test_bytes_on_a_subset_are_those_samples_real_sizes(compressed, data, indepe
     assert part.accuracy == report.accuracy
     assert "coded bytes counted on the first 2" in render(part, "table")
     assert Report.from_json(part.to_json()).bytes_samples == 2
+
+
+@pytest.mark.parametrize("count", [0, -3])
+def test_bytes_on_no_samples_is_refused_in_one_line(compressed, data, count: int) -> None:
+    path, _ = data
+    with pytest.raises(FeatcompError, match="bytes_samples must be at least 1"):
+        api.report(compressed, path, bytes_samples=count)

@@ -535,3 +535,15 @@ def test_conv_band_orders_keep_results(size: int) -> None:
     compiled = build.compile_model(model, build.make_target("host"))
     assert compiled.stats["conv_tiled"] == 2 and compiled.stats["naive"] == 0
     np.testing.assert_allclose(build.run_local(compiled, [x])[0], want, rtol=1e-4, atol=1e-4)
+
+
+def test_padding_alone_does_not_make_a_conv_a_projection(target) -> None:
+    """A padded 3x3 conv C -> C reads a (bordered) input bigger than its output, but keeps channel blocks
+    outermost: the rows-first band is for convs with fewer output than input channels."""
+    from featcomp.runtime_ops.tvm import build, convert, schedules
+
+    mod = build.legalize(convert.import_model(models.same_width_conv()), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    (script,) = [f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint]
+    assert _parallel_loop(script).startswith("ff_0_"), script

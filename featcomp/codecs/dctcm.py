@@ -525,9 +525,9 @@ def _with_rans_front(front: list[Candidate], spatial: np.ndarray, force: bool,
     only, as the rest).
 
     Candidates below `floor_db` keep their Rice rating: a pick for a target >= floor_db only looks at candidates
-    meeting it, and the Pareto pruning of a candidate only depends on the candidates below its SQNR (each one's
-    rating is its own), so the front above the floor, and every such pick, is the same as when every candidate
-    is fitted.
+    meeting it, and the Pareto pruning of a candidate only depends on the candidates at or above its SQNR (a
+    cheaper one of at least its SQNR drops it; each one's rating is its own), which the floor never touches, so
+    the front above the floor, and every such pick, is the same as when every candidate is fitted.
 
     Running the rANS encoder on every candidate of every front was most of compress time, so a candidate's
     payload is rated by the fit's estimate (ideal code length under the quantized frequencies), corrected by
@@ -697,7 +697,7 @@ def _fit(shape: tuple[int, int, int], scale: np.float32, signed: bool, q: np.nda
         recon = np.clip(coef, site.cmin, site.cmax) * site.decode_matrix.reshape(c)
     elif group == 1:  # one product per value, as the 1 x 1 matmul computes it
         recon = (np.clip(coef, site.cmin, site.cmax) * site.decode_matrix[0, 0]).reshape(s, c)
-    else:  # batched per sample: the same dot products as one [S*C/G, G] matmul, without a threaded BLAS call
+    else:  # batched per sample, not one [S*C/G, G] threaded BLAS call (summation order may differ in the last bit)
         recon = (np.clip(coef, site.cmin, site.cmax).reshape(s, c // group, group) @ site.decode_matrix.T).reshape(s, c)
     bits = float(cost.mean())
     if weights is not None:  # per-channel steps cost side information: every candidate counts its own

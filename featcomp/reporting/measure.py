@@ -97,6 +97,8 @@ def measure(model: onnx.ModelProto, reader: InputReader, *, name: str = "model",
     """The report of `model` on every input of `reader`; with `bytes_samples`, real coded bytes (and the symbols'
     entropy) are counted on the batches that start within the first that many samples only (the numpy rANS
     encoder costs as much as a compress): SQNR, agreement and the logit SNR still use every input."""
+    if bytes_samples is not None and bytes_samples < 1:
+        raise FeatcompError(f"bytes_samples must be at least 1 (None: every input), got {bytes_samples}")
     pairs = find_pairs(model)
     if not pairs:
         raise FeatcompError("the model has no featcomp pairs: compress it first ('featcomp compress')")

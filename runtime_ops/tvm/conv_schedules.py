@@ -6,7 +6,8 @@ FT output channels (unrolled) x PV pixels of a row (vectorized, contiguous loads
 Other rows (28, 14, 7, odd widths), one tile = PT pixels of one output row x FI output channels:
 
     parallel for (fo, n, y):                      # channel block x row: a block's weights stay cached
-                                                  # (n, y, fo) when the weights are smaller than the input
+                                                  # (n, y, fo) for a projection (rows_outer), not
+                                                  # when the input is staged (8-bit codes)
         pad / input stage computed here           # a separate block (a decode fused into the conv joins it)
         for xo:
             ACC[PT, FI] = 0                       # registers: PT x FI/lanes vectors
@@ -97,10 +98,12 @@ def rows_outer(sch: s_tir.Schedule, conv: Any) -> bool:
     input (1.8 MB) and the second core bought nothing. Big weights (7x7 maps, 960 -> 320) keep
     blocks outermost, so a block's weights stay cached over its rows; so do expansions (16 -> 96 at
     112x112): rows outermost there wrote 96 channel planes per row step and measured 1.3x slower."""
+    data_shape, out_shape = buffer_shape(sch.get(conv).reads[0].source), buffer_shape(sch.get(conv).writes[0].source)
     weight = int(np.prod(buffer_shape(sch.get(conv).reads[1].source)))
-    data = int(np.prod(buffer_shape(sch.get(conv).reads[0].source)))
-    out = int(np.prod(buffer_shape(sch.get(conv).writes[0].source)))
-    return weight <= data and out <= data
+    data, out = int(np.prod(data_shape)), int(np.prod(out_shape))
+    # fewer output than input channels too: `data` is the padded input, so a padded k x k conv C -> C (never
+    # measured this way) would otherwise count as a projection because of its border alone
+    return weight <= data and out <= data and out_shape[1] < data_shape[1]
 
 
 def _pixel_tile(ow: int, cap: int) -> int:
