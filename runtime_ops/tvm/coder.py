@@ -144,7 +144,8 @@ def _rans_arrays(site: Site) -> CoderArrays:
               "live": pad(i32(live)), "par": i32([coder.direct, coder.tokens, coder.context_mode, len(live)]),
               "freq": pad(i32(coder.freq)), "cum": pad(i32(coder.cum))}
     head = _head(site, site.codec_id)
-    pack = {**shared, "band": band, "room": room, "head": head, "crc": CRC_TABLE}
+    pack = {**shared, "rcp": pad(rk.recip_table(coder.freq).reshape(-1)), "band": band, "room": room, "head": head,
+            "crc": CRC_TABLE}
     lookup = np.ascontiguousarray(coder.lookup().reshape(-1), np.uint8)
     unpack = {**shared, "lookup": pad(lookup), "band": band, "head": head, "crc": CRC_TABLE}
     return CoderArrays(site, max_bytes, pack, unpack)
