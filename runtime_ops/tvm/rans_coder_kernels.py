@@ -103,6 +103,9 @@ def entry(s, onl):  # pack: ent[ci, s] = the table entry of the cell at position
     ri[1] = rbase + onl * ri[1] + onp * ri[2]  # (now the table row)
     ri[2] = T.Select(ri[0] < direct, ri[0], direct + ((ri[3] - 4) << 2) + ((ri[0] >> (ri[3] - 2)) & 3))
     ent[ci * nk + s] = ri[1] * kk + ri[2]
+    ri[3] = T.Select(ri[0] >= direct, ri[3] - 2, 0)  # raw bits of the cell (none in a bad slice)
+    wid[ci * nk + s] = T.Cast("uint8", ri[3])
+    anyraw[ci] = anyraw[ci] | ri[3]
 
 
 @T.macro(hygienic=False)
@@ -161,6 +164,9 @@ def pack_kernel() -> tirx.PrimFunc:
                 last = T.Bind(nk - (lanes - 1) * chunk)  # positions of the last lane (>= 1)
                 ent = T.alloc_buffer((ncoded * (T.Cast("int64", band[i % nsl + 1]) - T.Cast("int64", band[i % nsl])),),
                                      "int32", scope="global")  # the cells' table entries ([ncoded, nk])
+                wid = T.alloc_buffer((ncoded * (T.Cast("int64", band[i % nsl + 1]) - T.Cast("int64", band[i % nsl])),),
+                                     "uint8", scope="global")  # and their raw-bit counts
+                anyraw = T.alloc_buffer((CL,), "int32", scope="global")  # per coded channel: raw bits at all?
                 # 1. the table entry of every cell (row * K + token), channel by channel in raster order: no
                 # dependency between cells, so the loops vectorise; the lane's first cell has no left neighbour
                 for ci in range(ncoded):
@@ -174,6 +180,7 @@ def pack_kernel() -> tirx.PrimFunc:
                     pm = T.Bind(mode[pc])
                     rbase = T.Bind(gbase[ch])
                     onp = T.Bind(T.Select(ci > 0, wq, 0))
+                    anyraw[ci] = 0
                     for l in range(lanes):
                         q0 = T.Bind(l * chunk)
                         entry(q0, 0)
@@ -212,19 +219,19 @@ def pack_kernel() -> tirx.PrimFunc:
                 pos[0] = base + room[sl + 1] - wp[0]
                 acc[0] = T.uint64(0)
                 nb[0] = 0
-                for t in range(ncoded * chunk):
-                    ch = T.Bind(live[t // chunk])
-                    clo = T.Bind(lo[ch])
-                    chi = T.Bind(hi[ch])
-                    cr = T.Bind(rc[ch])
-                    cm = T.Bind(mode[ch])
-                    nv = T.Bind(lanes - 1 + T.Select(t % chunk < last, T.int64(1), T.int64(0)))
-                    for l in range(nv):
-                        v = T.Bind(T.Cast("int32", sym[b, ch, a0 + l * chunk + t % chunk]))
-                        ri[0] = T.Select(v >= clo and v <= chi, _mag(v, cm, cr), 0)  # a bad slice writes no raw bits
-                        if ri[0] >= direct:
-                            ri[1] = 29 - T.clz(ri[0])
-                            put(0, T.Cast("uint64", ri[0] & ((1 << ri[1]) - 1)), ri[1])
+                # (step then lane, from the counts of pass 1: the channels and cells without raw bits cost a test)
+                for ci in range(ncoded):
+                    if anyraw[ci] != 0:
+                        ch = T.Bind(live[ci])
+                        cr = T.Bind(rc[ch])
+                        cm = T.Bind(mode[ch])
+                        for j in range(chunk):
+                            nv = T.Bind(lanes - 1 + T.Select(j < last, T.int64(1), T.int64(0)))
+                            for l in range(nv):
+                                ri[1] = T.Cast("int32", wid[ci * nk + l * chunk + j])
+                                if ri[1] > 0:
+                                    ri[0] = _mag(T.Cast("int32", sym[b, ch, a0 + l * chunk + j]), cm, cr)
+                                    put(0, T.Cast("uint64", ri[0] & ((1 << ri[1]) - 1)), ri[1])
                 align(0)
                 stop[0] = pos[0]
             table_entry(sl, room[sl], stop[0], bad[0] == 0)
