@@ -87,12 +87,27 @@ def base_kernels(commit: str, into: Path) -> Any:
     return importlib.import_module("base_rans_kernels")
 
 
+def arrays_for(module: Any, site: Any) -> Any:
+    """The site arrays a version of the rANS kernels takes, by parameter name: the working tree's coder_arrays,
+    plus the per-table arrays older kernels read instead (freq and cum before fc)."""
+    from featcomp.runtime_ops.tvm.coder import coder_arrays
+
+    a = coder_arrays(site)
+    coder = site.rans if getattr(site, "rans", None) is not None else site.coder
+    i32 = lambda x: np.ascontiguousarray(np.asarray(x, np.int64).reshape(-1), np.int32)  # noqa: E731
+    legacy = {k: i32(v) if v.size else np.zeros(1, np.int32) for k, v in (("freq", coder.freq), ("cum", coder.cum))}
+    names = {op: [str(p.name) for p in getattr(module, f"{op}_kernel")().params] for op in ("pack", "unpack")}
+    take = lambda have, want: {k: have[k] if k in have else legacy[k] for k in want}  # noqa: E731
+    return replace(a, pack=take(a.pack, names["pack"][1:-2]), unpack=take(a.unpack, names["unpack"][2:-2]))
+
+
 class Kernels:
     """One version's rANS pack/unpack (and the Rice ones) built for the host, called on one site's symbols."""
 
     def __init__(self, modules: dict[str, Any], target: Any) -> None:
         import tvm
 
+        self.modules = {k: m for k, m in modules.items() if k != "rice"}
         funcs = {f"{name}_{op}": getattr(mod, f"{op}_kernel")().with_attr("global_symbol", f"{name}_{op}")
                  for name, mod in modules.items() for op in ("pack", "unpack")}
         self.params = {k: [str(p.name) for p in f.params] for k, f in funcs.items()}
@@ -105,7 +120,8 @@ class Kernels:
 
         from featcomp.runtime_ops.tvm.coder import coder_arrays
 
-        arrays = coder_arrays(site)
+        arrays = arrays_for(self.modules[name], site) if name in self.modules and getattr(site, "rans", None) is not None \
+            else coder_arrays(site)
         dev = tvm.cpu()
         c, h, w = site.shape
         t = lambda a: tvm.runtime.tensor(np.ascontiguousarray(a), dev)  # noqa: E731
@@ -113,8 +129,8 @@ class Kernels:
         out, lengths = t(np.zeros((1, arrays.max_bytes), np.uint8)), t(np.zeros(1, np.int32))
         back, status = t(np.zeros((1, c, h * w), np.int16)), t(np.zeros(1, np.int32))
         pack, unpack = self.lib[f"{name}_pack"], self.lib[f"{name}_unpack"]
-        pargs = [sym, *[t(arrays.pack[k]) for k in self.params[f"{name}_pack"][1:-2]], out, lengths]
-        uargs = [out, lengths, *[t(arrays.unpack[k]) for k in self.params[f"{name}_unpack"][2:-2]], back, status]
+        pargs = [sym, *[t(a) for a in arrays.pack.values()], out, lengths]
+        uargs = [out, lengths, *[t(a) for a in arrays.unpack.values()], back, status]
         pack(*pargs)
         stream = out.numpy()[0, :int(lengths.numpy()[0])].tobytes()
         unpack(*uargs)
@@ -205,12 +221,13 @@ def model_rows(model: Any, input_name: str, x: np.ndarray, target: Any, base: An
     compiled = {"stored_codes": build.compile_model(model, target, shape_dict=shape),
                 "coder": build.compile_model(model, target, shape_dict=shape, coder=True)}
     if base is not None:
-        new = coder.RANS_KERNELS
+        new, arrays = coder.RANS_KERNELS, coder.coder_arrays
         coder.RANS_KERNELS = ("rans", base)
+        coder.coder_arrays = lambda site: arrays_for(base, site) if coder._rans_of(site) is not None else arrays(site)
         try:
             compiled["coder_base"] = build.compile_model(model, target, shape_dict=shape, coder=True)
         finally:
-            coder.RANS_KERNELS = new
+            coder.RANS_KERNELS, coder.coder_arrays = new, arrays
     times: dict[str, list[float]] = {k: [] for k in compiled}
     for _ in range(rounds):
         for k, c in compiled.items():

@@ -296,7 +296,7 @@ def coded(bb: relax.BlockBuilder, site: Site, symbols: relax.Expr, n: int) -> tu
     """symbols [n, C, H, W] (int16 or the site's 8-bit storage) -> (the symbols unpacked from the packed streams, the streams' lengths int32 [n])."""
     a = coder_arrays(site)
     c, h, w = site.shape
-    consts = lambda d: [relax.const(v) for v in d.values()]  # noqa: E731
+    consts = lambda d: [relax.const(v, str(v.dtype)) for v in d.values()]  # noqa: E731  (the dtype given: relax.const makes int64 arrays int32)
     kernels = kernels_of(site)[1]
     gp = bb.add_func(kernels.pack_kernel(), f"fc_{a.name}_pack")  # one PrimFunc per codec for every site (symbolic sizes)
     gu = bb.add_func(kernels.unpack_kernel(), f"fc_{a.name}_unpack")
