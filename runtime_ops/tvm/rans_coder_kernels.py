@@ -13,8 +13,9 @@ every cell's table entry (context row * K + token) channel by channel in raster 
 between cells: the loop vectorises), so the serial encoder loop only loads an entry, its frequency,
 reciprocal (recip_table: no division) and cumulative frequency. Unpack's cells are branch-free: the
 context row, slot lookup, token and state update are selects and arithmetic, the renormalisation word is
-merged by arithmetic (a select of a loaded word compiles to a mispredicting branch), and the lane's last
-class is kept in a register for the left context. The words are the serial part (the bitstream
+merged by arithmetic (a select of a loaded word compiles to a mispredicting branch), a step whose words
+all lie inside the slice skips the per-cell clamp and bounds check, and the lane's last class is kept in
+a register for the left context. The words are the serial part (the bitstream
 interleaves them step by step, lane by lane): pack writes each lane's word below the lowest one so far
 *whether or not* the lane renormalises and keeps it (moves the cursor) only when it does; unpack reads a
 word at the cursor for every cell and moves the cursor only when the lane takes it (a cursor past the
@@ -106,6 +107,26 @@ def entry(s, onl):  # pack: ent[ci, s] = the table entry of the cell at position
     ri[3] = T.Select(ri[0] >= direct, ri[3] - 2, 0)  # raw bits of the cell (none in a bad slice)
     wid[ci * nk + s] = T.Cast("uint8", ri[3])
     anyraw[ci] = anyraw[ci] | ri[3]
+
+
+@T.macro(hygienic=False)
+def decode_cell(l, at, check):  # unpack: lane l's cell at this step (token to sym, state, word at byte `at`)
+    p = T.Bind(a0 + l * chunk + j)
+    rl[0] = T.Cast("int64", rbase + onl * lc[l] + onp * _cls(T.Cast("int32", sym[b, pc, p])))  # row
+    rl[1] = xs[l] & T.int64(TOTAL - 1)  # slot
+    ri[0] = T.Cast("int32", lookup[rl[0] * T.int64(TOTAL) + rl[1]])  # token
+    rl[0] = rl[0] * T.Cast("int64", kk) + T.Cast("int64", ri[0])  # table entry
+    rl[1] = T.Cast("int64", freq[rl[0]]) * (xs[l] >> T.int64(PRECISION)) + rl[1] - T.Cast("int64", cum[rl[0]])
+    ri[1] = T.Cast("int32", rl[1] < T.int64(LOWER))  # renormalise
+    rl[2] = T.Cast("int64", data[b, at]) | (T.Cast("int64", data[b, at + 1]) << T.int64(8))
+    # the word taken or not by arithmetic: a select of a loaded value becomes a branch, which mispredicts on
+    # every renormalisation (about one cell in five)
+    xs[l] = (rl[1] << T.Cast("int64", 16 * ri[1])) | (rl[2] & -T.Cast("int64", ri[1]))
+    if check == 1:
+        over[0] = over[0] | (ri[1] & T.Cast("int32", wc[0] + 2 > send[0]))
+    wc[0] = wc[0] + T.Cast("int64", 2 * ri[1])
+    lc[l] = _cls(ri[0])
+    sym[b, ch, p] = T.Cast("int16", ri[0])
 
 
 @T.macro(hygienic=False)
@@ -329,23 +350,12 @@ def unpack_kernel() -> tirx.PrimFunc:
                         onl = T.Bind(T.Select(j > 0, wl, 0))
                         onp = T.Bind(T.Select(ci > 0, wq, 0))
                         nv = T.Bind(lanes - 1 + T.Select(j < last, T.int64(1), T.int64(0)))
-                        for l in range(nv):
-                            p = T.Bind(a0 + l * chunk + j)
-                            rl[0] = T.Cast("int64", rbase + onl * lc[l] + onp * _cls(T.Cast("int32", sym[b, pc, p])))  # row
-                            rl[1] = xs[l] & T.int64(TOTAL - 1)  # slot
-                            ri[0] = T.Cast("int32", lookup[rl[0] * T.int64(TOTAL) + rl[1]])  # token
-                            rl[0] = rl[0] * T.Cast("int64", kk) + T.Cast("int64", ri[0])  # table entry
-                            rl[1] = T.Cast("int64", freq[rl[0]]) * (xs[l] >> T.int64(PRECISION)) + rl[1] - T.Cast("int64", cum[rl[0]])
-                            ri[1] = T.Cast("int32", rl[1] < T.int64(LOWER))  # renormalise
-                            rl[2] = T.min(wc[0], T.Cast("int64", M) - 2)
-                            rl[2] = T.Cast("int64", data[b, rl[2]]) | (T.Cast("int64", data[b, rl[2] + 1]) << T.int64(8))
-                            # the word taken or not by arithmetic: a select of a loaded value becomes a branch,
-                            # which mispredicts on every renormalisation (about one cell in five)
-                            xs[l] = (rl[1] << T.Cast("int64", 16 * ri[1])) | (rl[2] & -T.Cast("int64", ri[1]))
-                            over[0] = over[0] | (ri[1] & T.Cast("int32", wc[0] + 2 > send[0]))
-                            wc[0] = wc[0] + T.Cast("int64", 2 * ri[1])
-                            lc[l] = _cls(ri[0])
-                            sym[b, ch, p] = T.Cast("int16", ri[0])
+                        if wc[0] + 2 * nv <= send[0]:  # every word this step may take is in the slice: no clamp
+                            for l in range(nv):
+                                decode_cell(l, wc[0], 0)
+                        else:
+                            for l in range(nv):
+                                decode_cell(l, T.min(wc[0], T.Cast("int64", M) - 2), 1)
                     if over[0] != 0:
                         st[0] = ST_PLANE
                     for l in range(lanes):
