@@ -57,7 +57,6 @@ from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (names the macr
     find_slice,
     put,
     put_u32,
-    read_uint,
     seal,
     table_entry,
     u32_at,
@@ -248,11 +247,10 @@ def pack_kernel() -> tirx.PrimFunc:
                         cm = T.Bind(mode[ch])
                         for j in range(chunk):
                             nv = T.Bind(lanes - 1 + T.Select(j < last, T.int64(1), T.int64(0)))
-                            for l in range(nv):
-                                ri[1] = T.Cast("int32", wid[ci * nk + l * chunk + j])
-                                if ri[1] > 0:
-                                    ri[0] = _mag(T.Cast("int32", sym[b, ch, a0 + l * chunk + j]), cm, cr)
-                                    put(0, T.Cast("uint64", ri[0] & ((1 << ri[1]) - 1)), ri[1])
+                            for l in range(nv):  # (no branch on the count: about a third of the cells of a
+                                ri[1] = T.Cast("int32", wid[ci * nk + l * chunk + j])  # wide channel have raw bits)
+                                ri[0] = _mag(T.Cast("int32", sym[b, ch, a0 + l * chunk + j]), cm, cr)
+                                put(0, T.Cast("uint64", ri[0] & ((1 << ri[1]) - 1)), ri[1])
                 align(0)
                 stop[0] = pos[0]
             table_entry(sl, room[sl], stop[0], bad[0] == 0)
@@ -288,6 +286,7 @@ def unpack_kernel() -> tirx.PrimFunc:
         wl = T.Bind(T.Select(cmode == 1, 1, T.Select(cmode == 3, 3, 0)))  # row = gbase + wl * left + wq * prev
         wq = T.Bind(T.Select(cmode >= 2, 1, 0))
         ncoded = T.Bind(T.Cast("int64", par[3]))
+        direct64 = T.Bind(T.Cast("int64", direct))
         verdict = T.alloc_buffer((N * nsl,), "int32", scope="global")
         for i in T.parallel(N * nsl):
             b = T.Bind(i // nsl)
@@ -307,6 +306,7 @@ def unpack_kernel() -> tirx.PrimFunc:
             geo = T.alloc_buffer((2,), "int64", scope="global")
             wc = T.alloc_buffer((1,), "int64", scope="global")  # next word's byte
             u = T.alloc_buffer((1,), "int64", scope="global")
+            cut = T.alloc_buffer((1,), "int32", scope="global")  # a raw-bit read past the slice
             total = T.Bind(nbytes[b])
             a0 = T.Bind(band[sl])
             nk = T.Bind(T.Cast("int64", band[sl + 1]) - T.Cast("int64", band[sl]))
@@ -365,6 +365,7 @@ def unpack_kernel() -> tirx.PrimFunc:
                 if st[0] == 0:
                     bit[0] = wc[0] * 8
                     over[0] = 0
+                    cut[0] = 0
                     for t in range(ncoded * chunk):
                         ch = T.Bind(live[t // chunk])
                         clo = T.Bind(T.Cast("int64", lo[ch]))
@@ -376,15 +377,29 @@ def unpack_kernel() -> tirx.PrimFunc:
                             p = T.Bind(a0 + l * chunk + t % chunk)
                             tok = T.Bind(T.Cast("int64", sym[b, ch, p]))
                             u[0] = tok
-                            if tok >= T.Cast("int64", direct):  # raw bits follow (a failed read leaves st != 0)
-                                k = T.Bind(tok - T.Cast("int64", direct))
-                                width = T.Bind((k >> T.int64(2)) + T.int64(2))
-                                read_uint(width, end)
-                                u[0] = ((T.int64(4) + (k & T.int64(3))) << width) | val[0]
+                            if tok >= direct64:  # raw bits follow: read from a 4-byte window at the bit cursor,
+                                # not bit by bit (counts up to 25: a larger one is a value out of any int16 range)
+                                rl[0] = ((tok - direct64) >> T.int64(2)) + T.int64(2)
+                                ri[0] = T.Cast("int32", bit[0] + rl[0] > end)  # past the slice: truncated
+                                ri[1] = T.Cast("int32", rl[0] > T.int64(25))
+                                cut[0] = cut[0] | ri[0]
+                                over[0] = over[0] | ri[1]
+                                rl[0] = T.Select(ri[0] + ri[1] > 0, T.int64(0), rl[0])
+                                rl[2] = bit[0] >> T.int64(3)
+                                rl[1] = (T.Cast("int64", data[b, T.min(rl[2], T.Cast("int64", M) - 1)]) << T.int64(24)) \
+                                    | (T.Cast("int64", data[b, T.min(rl[2] + 1, T.Cast("int64", M) - 1)]) << T.int64(16)) \
+                                    | (T.Cast("int64", data[b, T.min(rl[2] + 2, T.Cast("int64", M) - 1)]) << T.int64(8)) \
+                                    | T.Cast("int64", data[b, T.min(rl[2] + 3, T.Cast("int64", M) - 1)])
+                                rl[1] = (rl[1] >> (T.int64(32) - (bit[0] & T.int64(7)) - rl[0])) & ((T.int64(1) << rl[0]) - T.int64(1))
+                                bit[0] = bit[0] + rl[0]
+                                u[0] = ((T.int64(4) + ((tok - direct64) & T.int64(3))) << rl[0]) | rl[1]
                             u[0] = cr + T.Select(cm == 0, u[0], T.Select(cm == 1, -u[0], T.Select(
-                                u[0] % 2 == 0, u[0] // 2, -((u[0] + 1) // 2))))  # (now the symbol)
+                                (u[0] & T.int64(1)) == 0, u[0] >> T.int64(1), -((u[0] + 1) >> T.int64(1)))))  # (the symbol;
+                            # u >= 0: shifts, not floor division's sign fix-ups)
                             over[0] = over[0] | T.Select(u[0] < clo or u[0] > chi, 1, 0)
                             sym[b, ch, p] = T.Cast("int16", u[0])
+                    if cut[0] != 0:
+                        st[0] = ST_PLANE
                     if st[0] == 0 and over[0] != 0:
                         st[0] = ST_RANGE
                 if st[0] == 0 and (bit[0] + 7) // 8 * 8 != end:
