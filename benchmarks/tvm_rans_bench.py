@@ -269,6 +269,8 @@ def markdown(runs: dict[str, Any]) -> str:
                       f"(2 x 2 threads) hold {sl['values_in_sites_with_4_slices_or_more'] / sl['values']:.1%} of the "
                       f"{sl['values']:,} values.", ""]
         m = r["model"]
+        if not m:  # --no-model
+            continue
         lines += ["Whole model, ms per inference: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in m.items())
                   + "; rANS coder / stored codes = " + ", ".join(
                       f"{m[k] / m['stored_codes']:.2f}x ({k.replace('_', ' ')})" for k in m if k != "stored_codes") + ".", ""]
