@@ -22,8 +22,9 @@ word at the cursor for every cell and moves the cursor only when the lane takes 
 slice is a truncated stream, reported after the loop). Pack runs the encoder backwards (last step first,
 lanes last first), so the words land in the decoder's order (step, then lane); then the final states,
 the words moved down behind them, and the raw-bit plane. Unpack keeps each decoded token in the output
-(the previous channel's context reads it back from there), then reads the raw bits in the same order
-and turns tokens into symbols in place.
+(the previous channel's context reads it back from there) and lists, without a branch, the cells whose
+tokens carry raw bits; then turns every token into its symbol in a vectorisable raster pass, and reads
+the listed cells' raw bits in the decoder's order from a 4-byte window (no branch per cell, no bit loop).
 
 Site arrays (coder.py builds them from a RansCoder and the site's ranges): lo/hi [C] i32 (channel
 ranges), rc [C] i32 (the coder's centre), mode [C] i32 (0: u = v, 1: u = -v, 2: zigzag of the centred
@@ -126,6 +127,9 @@ def decode_cell(l, at, check):  # unpack: lane l's cell at this step (token to s
     wc[0] = wc[0] + T.Cast("int64", 2 * ri[1])
     lc[l] = _cls(ri[0])
     sym[b, ch, p] = T.Cast("int16", ri[0])
+    rpos[nr[0]] = T.Cast("int32", ci * nk + l * chunk + j)  # a token with raw bits joins the list (no branch:
+    rtok[nr[0]] = T.Cast("uint8", ri[0])  # the slot is written every time and kept when the count moves)
+    nr[0] = nr[0] + T.Cast("int64", ri[0] >= direct)
 
 
 @T.macro(hygienic=False)
@@ -307,6 +311,7 @@ def unpack_kernel() -> tirx.PrimFunc:
             wc = T.alloc_buffer((1,), "int64", scope="global")  # next word's byte
             u = T.alloc_buffer((1,), "int64", scope="global")
             cut = T.alloc_buffer((1,), "int32", scope="global")  # a raw-bit read past the slice
+            nr = T.alloc_buffer((1,), "int64", scope="global")  # tokens with raw bits so far
             total = T.Bind(nbytes[b])
             a0 = T.Bind(band[sl])
             nk = T.Bind(T.Cast("int64", band[sl + 1]) - T.Cast("int64", band[sl]))
@@ -339,6 +344,11 @@ def unpack_kernel() -> tirx.PrimFunc:
                 # lane renormalises, and the cursor moves only when it does (reads clamped into the buffer;
                 # running past the slice sets `over`, and the slice is refused after the loop).
                 last = T.Bind(nk - (lanes - 1) * chunk)  # positions of the last lane (>= 1)
+                rpos = T.alloc_buffer((ncoded * (T.Cast("int64", band[i % nsl + 1]) - T.Cast("int64", band[i % nsl])),),
+                                      "int32", scope="global")  # the cells whose tokens have raw bits, in order,
+                rtok = T.alloc_buffer((ncoded * (T.Cast("int64", band[i % nsl + 1]) - T.Cast("int64", band[i % nsl])),),
+                                      "uint8", scope="global")  # and those tokens
+                nr[0] = T.int64(0)
                 if st[0] == 0:  # (valid lane states: every table row below stays in range)
                     over[0] = 0
                     for t in range(ncoded * chunk):
@@ -361,43 +371,50 @@ def unpack_kernel() -> tirx.PrimFunc:
                     for l in range(lanes):
                         if xs[l] != T.int64(LOWER):
                             st[0] = ST_PLANE
-                # raw bits, same order; tokens -> symbols in place
+                # tokens -> symbols: first every cell channel by channel in raster order (no dependency between
+                # cells: the loop vectorises; a token with raw bits gets a placeholder), then the listed tokens with
+                # raw bits in the decoder's order (step then lane), without a branch per cell: their raw bits from
+                # a 4-byte window at the bit cursor (counts up to 25: a larger one is a value out of any int16 range)
                 if st[0] == 0:
                     bit[0] = wc[0] * 8
                     over[0] = 0
                     cut[0] = 0
-                    for t in range(ncoded * chunk):
-                        ch = T.Bind(live[t // chunk])
-                        clo = T.Bind(T.Cast("int64", lo[ch]))
-                        chi = T.Bind(T.Cast("int64", hi[ch]))
-                        cr = T.Bind(T.Cast("int64", rc[ch]))
+                    for ci in range(ncoded):
+                        ch = T.Bind(live[ci])
+                        clo = T.Bind(lo[ch])
+                        chi = T.Bind(hi[ch])
+                        cr = T.Bind(rc[ch])
                         cm = T.Bind(mode[ch])
-                        nv = T.Bind(lanes - 1 + T.Select(t % chunk < last, T.int64(1), T.int64(0)))
-                        for l in range(nv):
-                            p = T.Bind(a0 + l * chunk + t % chunk)
-                            tok = T.Bind(T.Cast("int64", sym[b, ch, p]))
-                            u[0] = tok
-                            if tok >= direct64:  # raw bits follow: read from a 4-byte window at the bit cursor,
-                                # not bit by bit (counts up to 25: a larger one is a value out of any int16 range)
-                                rl[0] = ((tok - direct64) >> T.int64(2)) + T.int64(2)
-                                ri[0] = T.Cast("int32", bit[0] + rl[0] > end)  # past the slice: truncated
-                                ri[1] = T.Cast("int32", rl[0] > T.int64(25))
-                                cut[0] = cut[0] | ri[0]
-                                over[0] = over[0] | ri[1]
-                                rl[0] = T.Select(ri[0] + ri[1] > 0, T.int64(0), rl[0])
-                                rl[2] = bit[0] >> T.int64(3)
-                                rl[1] = (T.Cast("int64", data[b, T.min(rl[2], T.Cast("int64", M) - 1)]) << T.int64(24)) \
-                                    | (T.Cast("int64", data[b, T.min(rl[2] + 1, T.Cast("int64", M) - 1)]) << T.int64(16)) \
-                                    | (T.Cast("int64", data[b, T.min(rl[2] + 2, T.Cast("int64", M) - 1)]) << T.int64(8)) \
-                                    | T.Cast("int64", data[b, T.min(rl[2] + 3, T.Cast("int64", M) - 1)])
-                                rl[1] = (rl[1] >> (T.int64(32) - (bit[0] & T.int64(7)) - rl[0])) & ((T.int64(1) << rl[0]) - T.int64(1))
-                                bit[0] = bit[0] + rl[0]
-                                u[0] = ((T.int64(4) + ((tok - direct64) & T.int64(3))) << rl[0]) | rl[1]
-                            u[0] = cr + T.Select(cm == 0, u[0], T.Select(cm == 1, -u[0], T.Select(
-                                (u[0] & T.int64(1)) == 0, u[0] >> T.int64(1), -((u[0] + 1) >> T.int64(1)))))  # (the symbol;
-                            # u >= 0: shifts, not floor division's sign fix-ups)
-                            over[0] = over[0] | T.Select(u[0] < clo or u[0] > chi, 1, 0)
-                            sym[b, ch, p] = T.Cast("int16", u[0])
+                        for s in range(nk):
+                            ri[0] = T.Cast("int32", sym[b, ch, a0 + s])
+                            ri[1] = cr + T.Select(cm == 0, ri[0], T.Select(cm == 1, -ri[0], T.Select(
+                                (ri[0] & 1) == 0, ri[0] >> 1, -((ri[0] + 1) >> 1))))  # (the symbol; shifts, u >= 0)
+                            over[0] = over[0] | T.Cast("int32", (ri[1] < clo or ri[1] > chi) and ri[0] < direct)
+                            sym[b, ch, a0 + s] = T.Cast("int16", ri[1])
+                    for r in range(nr[0]):
+                        ci = T.Bind(T.Cast("int64", rpos[r]) // nk)
+                        p = T.Bind(a0 + T.Cast("int64", rpos[r]) - ci * nk)
+                        ch = T.Bind(live[ci])
+                        tok = T.Bind(T.Cast("int64", rtok[r]))
+                        rl[0] = ((tok - direct64) >> T.int64(2)) + T.int64(2)
+                        ri[0] = T.Cast("int32", bit[0] + rl[0] > end)  # past the slice: truncated
+                        ri[1] = T.Cast("int32", rl[0] > T.int64(25))
+                        cut[0] = cut[0] | ri[0]
+                        over[0] = over[0] | ri[1]
+                        rl[0] = T.Select(ri[0] + ri[1] > 0, T.int64(0), rl[0])
+                        rl[2] = bit[0] >> T.int64(3)
+                        rl[1] = (T.Cast("int64", data[b, T.min(rl[2], T.Cast("int64", M) - 1)]) << T.int64(24)) \
+                            | (T.Cast("int64", data[b, T.min(rl[2] + 1, T.Cast("int64", M) - 1)]) << T.int64(16)) \
+                            | (T.Cast("int64", data[b, T.min(rl[2] + 2, T.Cast("int64", M) - 1)]) << T.int64(8)) \
+                            | T.Cast("int64", data[b, T.min(rl[2] + 3, T.Cast("int64", M) - 1)])
+                        rl[1] = (rl[1] >> (T.int64(32) - (bit[0] & T.int64(7)) - rl[0])) & ((T.int64(1) << rl[0]) - T.int64(1))
+                        bit[0] = bit[0] + rl[0]
+                        u[0] = ((T.int64(4) + ((tok - direct64) & T.int64(3))) << rl[0]) | rl[1]
+                        cm = T.Bind(mode[ch])
+                        u[0] = T.Cast("int64", rc[ch]) + T.Select(cm == 0, u[0], T.Select(cm == 1, -u[0], T.Select(
+                            (u[0] & T.int64(1)) == 0, u[0] >> T.int64(1), -((u[0] + 1) >> T.int64(1)))))
+                        over[0] = over[0] | T.Cast("int32", u[0] < T.Cast("int64", lo[ch]) or u[0] > T.Cast("int64", hi[ch]))
+                        sym[b, ch, p] = T.Cast("int16", u[0])
                     if cut[0] != 0:
                         st[0] = ST_PLANE
                     if st[0] == 0 and over[0] != 0:
