@@ -2,7 +2,7 @@
 real rANS bitstreams (`compile --coder`) cost the whole compiled model against its stored codes.
 
     .venv/bin/python benchmarks/tvm_rans_bench.py [--model OUT.onnx] [--base COMMIT] [--label NAME]
-        [--threads 2] [--images 2] [--sites 3] [--rounds 7]
+        [--threads 2] [--images 2] [--sites 3] [--rounds 7] [--no-model] [--clock wall|thread]
 
 Model: MobileNetV2 (../shared) compressed with dct-cm at 20 dB logit SNR, every site rANS coded
 (`--entropy-coder rans`; calibrated on 16 images of imagenet-calib-200), or --model, an already compressed
@@ -11,7 +11,8 @@ measurement run interleaved in one process, one call of each per round, --rounds
 medians. Kernels: buffers allocated once, no Python conversions in the timed call; every TIR stream is
 checked equal to the numpy reference's first. Rice: the same site and symbols with its rANS model removed
 (the site's own Rice planes). --base COMMIT adds that commit's rANS kernels (runtime_ops/tvm/rans_coder_kernels.py,
-same site arrays) as "before", interleaved with the working tree's, per site and in the whole model.
+given the site arrays its parameters name) as "before", interleaved with the working tree's, per site and in the
+whole model. --clock thread (with --threads 1) times the calling thread's CPU time: steadier on a loaded machine.
 Results: benchmarks/results/tvm/rans.json (one entry per --label, kept across runs) and rans.md.
 """
 
@@ -87,12 +88,27 @@ def base_kernels(commit: str, into: Path) -> Any:
     return importlib.import_module("base_rans_kernels")
 
 
+def arrays_for(module: Any, site: Any, make: Callable[[Any], Any] | None = None) -> Any:
+    """The site arrays a version of the rANS kernels takes, by parameter name: the working tree's coder_arrays
+    (or `make`), plus the per-table arrays older kernels read that it no longer builds."""
+    from featcomp.runtime_ops.tvm.coder import coder_arrays
+
+    a = (make or coder_arrays)(site)
+    coder = site.rans if getattr(site, "rans", None) is not None else site.coder
+    i32 = lambda x: np.ascontiguousarray(np.asarray(x, np.int64).reshape(-1), np.int32)  # noqa: E731
+    legacy = {k: i32(v) if v.size else np.zeros(1, np.int32) for k, v in (("freq", coder.freq), ("cum", coder.cum))}
+    names = {op: [str(p.name) for p in getattr(module, f"{op}_kernel")().params] for op in ("pack", "unpack")}
+    take = lambda have, want: {k: have[k] if k in have else legacy[k] for k in want}  # noqa: E731
+    return replace(a, pack=take(a.pack, names["pack"][1:-2]), unpack=take(a.unpack, names["unpack"][2:-2]))
+
+
 class Kernels:
     """One version's rANS pack/unpack (and the Rice ones) built for the host, called on one site's symbols."""
 
     def __init__(self, modules: dict[str, Any], target: Any) -> None:
         import tvm
 
+        self.modules = {k: m for k, m in modules.items() if k != "rice"}
         funcs = {f"{name}_{op}": getattr(mod, f"{op}_kernel")().with_attr("global_symbol", f"{name}_{op}")
                  for name, mod in modules.items() for op in ("pack", "unpack")}
         self.params = {k: [str(p.name) for p in f.params] for k, f in funcs.items()}
@@ -105,7 +121,8 @@ class Kernels:
 
         from featcomp.runtime_ops.tvm.coder import coder_arrays
 
-        arrays = coder_arrays(site)
+        arrays = arrays_for(self.modules[name], site) if name in self.modules and getattr(site, "rans", None) is not None \
+            else coder_arrays(site)
         dev = tvm.cpu()
         c, h, w = site.shape
         t = lambda a: tvm.runtime.tensor(np.ascontiguousarray(a), dev)  # noqa: E731
@@ -113,14 +130,17 @@ class Kernels:
         out, lengths = t(np.zeros((1, arrays.max_bytes), np.uint8)), t(np.zeros(1, np.int32))
         back, status = t(np.zeros((1, c, h * w), np.int16)), t(np.zeros(1, np.int32))
         pack, unpack = self.lib[f"{name}_pack"], self.lib[f"{name}_unpack"]
-        pargs = [sym, *[t(arrays.pack[k]) for k in self.params[f"{name}_pack"][1:-2]], out, lengths]
-        uargs = [out, lengths, *[t(arrays.unpack[k]) for k in self.params[f"{name}_unpack"][2:-2]], back, status]
+        pargs = [sym, *[t(a) for a in arrays.pack.values()], out, lengths]
+        uargs = [out, lengths, *[t(a) for a in arrays.unpack.values()], back, status]
         pack(*pargs)
         stream = out.numpy()[0, :int(lengths.numpy()[0])].tobytes()
         unpack(*uargs)
         if int(status.numpy()[0]) or not np.array_equal(back.numpy().reshape(symbols.shape[1:]), symbols[0]):
             sys.exit(f"tvm_rans_bench: {name} kernels do not unpack their own stream")
         return (lambda: pack(*pargs)), (lambda: unpack(*uargs)), stream
+
+
+CLOCK: Callable[[], float] = time.perf_counter  # --clock thread: time.thread_time (one thread only)
 
 
 def interleaved(calls: dict[str, Call], rounds: int, number: int) -> dict[str, float]:
@@ -130,10 +150,10 @@ def interleaved(calls: dict[str, Call], rounds: int, number: int) -> dict[str, f
         fn()  # warm
     for _ in range(rounds):
         for k, fn in calls.items():
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             for _ in range(number):
                 fn()
-            times[k].append((time.perf_counter() - t0) / number)
+            times[k].append((CLOCK() - t0) / number)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -205,12 +225,14 @@ def model_rows(model: Any, input_name: str, x: np.ndarray, target: Any, base: An
     compiled = {"stored_codes": build.compile_model(model, target, shape_dict=shape),
                 "coder": build.compile_model(model, target, shape_dict=shape, coder=True)}
     if base is not None:
-        new = coder.RANS_KERNELS
+        new, arrays = coder.RANS_KERNELS, coder.coder_arrays
         coder.RANS_KERNELS = ("rans", base)
+        coder.coder_arrays = lambda site: arrays_for(base, site, arrays) if coder._rans_of(site) is not None \
+            else arrays(site)
         try:
             compiled["coder_base"] = build.compile_model(model, target, shape_dict=shape, coder=True)
         finally:
-            coder.RANS_KERNELS = new
+            coder.RANS_KERNELS, coder.coder_arrays = new, arrays
     times: dict[str, list[float]] = {k: [] for k in compiled}
     for _ in range(rounds):
         for k, c in compiled.items():
@@ -224,7 +246,7 @@ def markdown(runs: dict[str, Any]) -> str:
              "(medians). Rice: the same site and symbols with its rANS model removed.", ""]
     for label, r in runs.items():
         lines += [f"## {label}", "", f"`{r['command']}`; commit {r['commit']}; {r['threads']} threads "
-                  f"(TVM_NUM_THREADS), host {r['host']}, {r['photos']} photo(s), load average {r['load_start']} -> "
+                  f"(TVM_NUM_THREADS), {r.get('clock', 'wall')} clock, host {r['host']}, {r['photos']} photo(s), load average {r['load_start']} -> "
                   f"{r['load_end']}.", ""]
         versions = r["versions"]
         head = [f"{v} {op}" for op in ("pack", "unpack") for v in versions]
@@ -247,6 +269,8 @@ def markdown(runs: dict[str, Any]) -> str:
                       f"(2 x 2 threads) hold {sl['values_in_sites_with_4_slices_or_more'] / sl['values']:.1%} of the "
                       f"{sl['values']:,} values.", ""]
         m = r["model"]
+        if not m:  # --no-model
+            continue
         lines += ["Whole model, ms per inference: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in m.items())
                   + "; rANS coder / stored codes = " + ", ".join(
                       f"{m[k] / m['stored_codes']:.2f}x ({k.replace('_', ' ')})" for k in m if k != "stored_codes") + ".", ""]
@@ -263,7 +287,14 @@ def main() -> int:
     parser.add_argument("--sites", type=int, default=3, help="the largest sites shown one by one, with numpy")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-model", action="store_true", help="skip the whole-model rows")
+    parser.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                        help="per-site times: wall clock, or the calling thread's CPU time (--threads 1 only: TVM then "
+                             "runs every task on the calling thread; time lost to other jobs on a loaded machine drops out)")
     args = parser.parse_args()
+    if args.clock == "thread" and args.threads != 1:
+        sys.exit("tvm_rans_bench: --clock thread needs --threads 1 (other threads' work is not counted)")
+    global CLOCK
+    CLOCK = time.thread_time if args.clock == "thread" else time.perf_counter
     if not (SHARED / "models/mobilenet_v2_1.0_224.onnx").exists():
         sys.exit("tvm_rans_bench: needs ../shared (MobileNetV2 and imagenet-val-100)")
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # read when TVM's thread pool starts
@@ -287,7 +318,7 @@ def main() -> int:
     dirty = subprocess.run(["git", "status", "--porcelain", "runtime_ops"], cwd=ROOT, capture_output=True, text=True).stdout
     result = {"command": "TVM_NUM_THREADS={} .venv/bin/python benchmarks/tvm_rans_bench.py {}".format(
         args.threads, shlex.join(sys.argv[1:])), "commit": commit + ("+dirty" if dirty else ""),
-        "host": platform.processor() or platform.machine(), "threads": args.threads, "photos": args.images,
+        "host": platform.processor() or platform.machine(), "threads": args.threads, "clock": args.clock, "photos": args.images,
         "versions": versions, "load_start": load_start, "load_end": round(os.getloadavg()[0], 1), "site": site,
         "model": model_ms}
     OUT.mkdir(parents=True, exist_ok=True)

@@ -204,29 +204,30 @@ def test_a_stream_longer_than_the_site_can_produce_is_refused(tir) -> None:
 
 # --- inside compiled models ---------------------------------------------------------------------------------
 
-def _compressed(calib_npz, codec: str = "transform-vlc"):  # type: ignore[no-untyped-def]
+def _compressed(calib_npz, codec: str = "transform-vlc", coder: str = "own"):  # type: ignore[no-untyped-def]
     import models
 
     from featcomp import api
 
     return api.compress(models.residual(), calib_npz, codec=codec, quality=OutputSnr(25.0),
-                        codec_options={"coder": "own"}).model  # TIR: no rANS
+                        codec_options={"coder": coder}).model
 
 
-@pytest.mark.parametrize("codec", ["transform-vlc", "dct-cm"])
-def test_model_with_coder_decodes_what_it_packed(tir, calib_npz, codec: str) -> None:
+@pytest.mark.parametrize("codec,coder", [("transform-vlc", "own"), ("dct-cm", "own"), ("dct-cm", "rans")])
+def test_model_with_coder_decodes_what_it_packed(tir, calib_npz, codec: str, coder: str) -> None:
     """Host build, batch 2: the coder changes no output, and each site's coded bytes are len(site.pack)
-    of the very symbols the compiled encoder produced (exposed as extra outputs)."""
+    of the very symbols the compiled encoder produced (exposed as extra outputs). rANS: its kernels' int64
+    reciprocal table reaches the compiled model as int64 (relax.const alone would make it int32)."""
     import models
     from featcomp.passes.pairs import find_pairs
     from featcomp.runtime_ops import ort
     from featcomp.runtime_ops.tvm import build, convert
     from onnx import TensorProto
 
-    model = _compressed(calib_npz, codec)
+    model = _compressed(calib_npz, codec, coder)
     pairs = find_pairs(model)
     mod = convert.import_model(model, coder=True)
-    name = "tvlc" if codec == "transform-vlc" else "dctcm"
+    name = "rans" if coder == "rans" else "tvlc" if codec == "transform-vlc" else "dctcm"
     coders = sorted(gv.name_hint for gv, _ in mod.functions_items() if gv.name_hint.endswith(("_pack", "_unpack")))
     assert len(pairs) > 1 and coders == [f"fc_{name}_pack", f"fc_{name}_unpack"]  # one kernel pair serves every site
     probe = ort.with_outputs(model, [p.symbols for p in pairs], [TensorProto.INT16] * len(pairs))

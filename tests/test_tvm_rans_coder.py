@@ -145,3 +145,45 @@ def test_kernels_run_one_parallel_task_per_slice_with_its_own_lane_states(tir, o
     task = script[script.index("T.parallel(n * nsl)"):script.index("T.parallel(n)")]
     assert re.search(r"xs = T\.alloc_buffer\(\(32,\), \"int64\"\)", task)  # the lanes' states, per task
     assert re.search(r"for (ll|l) in range\(nv\):", task)  # the cells of the lanes live at this step
+
+
+def test_encoder_reciprocals_give_the_exact_quotient_for_every_frequency(tir) -> None:
+    """pack divides by the symbol frequency with a multiply (recip_table): the table is floor(2**44 / f) and,
+    with one correction, x * rcp >> 44 is x // f for every state the encoder divides (x < f * 2**20), checked
+    at the edges (multiples of f and their neighbours, the largest state) and at random states, for the extreme
+    frequencies 1 and M - 1, the powers of two and around sqrt(2**24), where a shorter reciprocal fails."""
+    from featcomp.runtime_ops.tvm import rans_coder_kernels as rk
+
+    freq = np.array([[1, 2, 3, 4095, 4096, 2048, 2049, 2895, 2896, 2897, 4094, 1000]])
+    rcp = rk.recip_table(freq)
+    assert rcp.dtype == np.int64 and rcp.tolist() == [[(1 << 44) // int(f) for f in freq[0]]]
+    rng = np.random.default_rng(5)
+    for f, r in zip(freq[0].astype(np.uint64), rcp[0].astype(np.uint64)):
+        top = f << np.uint64(32 - rans.PRECISION)  # the renormalised state is below this
+        q = np.arange(0, int(top // f), max(1, int(top // f) // 4096), dtype=np.uint64)
+        x = np.concatenate([q * f, q * f + f - np.uint64(1), q * f + np.uint64(1), [top - np.uint64(1)],
+                            rng.integers(0, int(top), 100_000, dtype=np.uint64)])
+        x = x[x < top]
+        q0 = (x * r) >> np.uint64(rk.RCP_SHIFT)          # no wrap-around: x * r < 2**64
+        assert np.all(q0 <= x // f) and np.all((x - q0 * f) // f <= 1)
+        quotient = q0 + ((x - q0 * f) >= f)
+        np.testing.assert_array_equal(quotient, x // f)
+
+
+@pytest.mark.parametrize("mode", sorted(rans.CONTEXT_MODES))
+def test_extreme_frequencies_round_trip(tir, mode: int) -> None:
+    """Tables of two tokens with frequencies 1 and M - 1 (each way round per context): the rarest symbol costs
+    12 bits and renormalises at once, the commonest almost never; streams of mostly rare and mostly common
+    symbols are the reference's bytes and decode back."""
+    from test_codec_tvlc import HAND
+
+    c = HAND.shape[0]
+    k, g = HAND.cmin.shape
+    cmin, cmax = np.zeros((k, g), np.int16), np.ones((k, g), np.int16)   # unsigned 0..1: tokens 0 and 1
+    rows = rans.CONTEXT_MODES[mode]
+    freq = np.array([[rans.TOTAL - 1, 1] if r % 2 == 0 else [1, rans.TOTAL - 1] for r in range(rows)], np.int64)
+    coder = RansCoder(np.zeros(c, np.int64), np.zeros(c, np.uint8), freq, 2, mode)
+    site = replace(HAND, shape=(c, 9, 11), cmin=cmin, cmax=cmax, coder=coder)
+    rng = np.random.default_rng(mode)
+    symbols = np.stack([(rng.random((c, 9, 11)) < p) for p in (0.02, 0.5, 0.98)]).astype(np.int16)
+    round_trips_like_numpy(tir.TirCoder(site, n=len(symbols)), site, symbols)

@@ -144,7 +144,8 @@ def _rans_arrays(site: Site) -> CoderArrays:
               "live": pad(i32(live)), "par": i32([coder.direct, coder.tokens, coder.context_mode, len(live)]),
               "freq": pad(i32(coder.freq)), "cum": pad(i32(coder.cum))}
     head = _head(site, site.codec_id)
-    pack = {**shared, "band": band, "room": room, "head": head, "crc": CRC_TABLE}
+    pack = {**shared, "rcp": pad(rk.recip_table(coder.freq).reshape(-1)), "band": band, "room": room, "head": head,
+            "crc": CRC_TABLE}
     lookup = np.ascontiguousarray(coder.lookup().reshape(-1), np.uint8)
     unpack = {**shared, "lookup": pad(lookup), "band": band, "head": head, "crc": CRC_TABLE}
     return CoderArrays(site, max_bytes, pack, unpack)
@@ -295,7 +296,7 @@ def coded(bb: relax.BlockBuilder, site: Site, symbols: relax.Expr, n: int) -> tu
     """symbols [n, C, H, W] (int16 or the site's 8-bit storage) -> (the symbols unpacked from the packed streams, the streams' lengths int32 [n])."""
     a = coder_arrays(site)
     c, h, w = site.shape
-    consts = lambda d: [relax.const(v) for v in d.values()]  # noqa: E731
+    consts = lambda d: [relax.const(v, str(v.dtype)) for v in d.values()]  # noqa: E731  (the dtype given: relax.const makes int64 arrays int32)
     kernels = kernels_of(site)[1]
     gp = bb.add_func(kernels.pack_kernel(), f"fc_{a.name}_pack")  # one PrimFunc per codec for every site (symbolic sizes)
     gu = bb.add_func(kernels.unpack_kernel(), f"fc_{a.name}_unpack")
