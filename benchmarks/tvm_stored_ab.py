@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -96,6 +97,26 @@ def kind(function: str) -> str:
             (False, True): "merged decode"}.get((writes, reads), "other (incl. folded convs)")
 
 
+def layer_key(function: str) -> str:
+    """The layer a compiled function computes, comparable across builds: the name without the fused
+    encode/decode suffixes and the conv's number (TVM numbers each model's functions on its own; the
+    fused ops after the conv keep theirs, e.g. add2_maximum1_minimum1)."""
+    base = re.sub(r"_fc_(en|de)code.*$", "", function)
+    return re.sub(r"conv2d\d+", "conv2d", base)
+
+
+def gaps(ms: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Per layer (layer_key), work minus base ms per inference, largest first, with the share of the total gap."""
+    sums: dict[str, dict[str, float]] = {}
+    for side, functions in ms.items():
+        for name, t in functions.items():
+            sums.setdefault(layer_key(name), {"base": 0.0, "work": 0.0})[side] += t
+    total = sum(v["work"] - v["base"] for v in sums.values())
+    rows = [{"layer": k, **v, "gap": v["work"] - v["base"], "share": (v["work"] - v["base"]) / total if total else 0.0}
+            for k, v in sums.items()]
+    return sorted(rows, key=lambda r: -r["gap"])
+
+
 def per_function(libs: dict[str, Path], threads: int, rounds: int, repeats: int, top: int) -> dict[str, Any]:
     """Per function ms per inference of both libraries (fastest call x calls), and the gap's largest parts."""
     from tvm_layer_scaling import per_inference, profile
@@ -113,8 +134,12 @@ def per_function(libs: dict[str, Path], threads: int, rounds: int, repeats: int,
     groups: dict[str, float] = {}
     for name, t in ms["work"].items():
         groups[kind(name)] = groups.get(kind(name), 0.0) + t
+    rows = gaps(ms)
+    print(f"  largest gaps by layer (work - base, of the total {totals['work'] - totals['base']:+.2f} ms):")
+    for r in rows[:top]:
+        print(f"    {r['gap']:+7.3f} ms {r['share']:6.1%}  {r['base']:.3f} -> {r['work']:.3f}  {r['layer']}")
     print("  compressed by kind: " + ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(groups.items(), key=lambda kv: -kv[1])))
-    return {"totals": totals, "functions": ms, "kinds": groups}
+    return {"totals": totals, "functions": ms, "kinds": groups, "gaps": rows}
 
 
 def main() -> int:
