@@ -21,9 +21,10 @@ Two shapes of kernel:
   (encode -> decode is an elementwise chain), which writes the fp32 reconstruction instead of the
   symbols; fuse_decode.py places it in the consumers instead (folded into conv weights, or fused).
 
-Exactness (TVM 0.27.0.post1 and its LLVM): T.nearbyint lowers to llvm.nearbyint (round half to
-even, numpy.rint); fdiv stays a division (no fast-math flags); transform @ q sums products of
-integers below 2**24, exact in float32 in any order, with or without FMA contraction.
+Exactness (TVM 0.27.0.post1 and its LLVM): T.nearbyint lowers to llvm.nearbyint and _rint (the G = 1
+encode) to llvm.roundeven, both round half to even (numpy.rint); fdiv stays a division (no fast-math
+flags); transform @ q sums products of integers below 2**24, exact in float32 in any order, with or
+without FMA contraction.
 """
 
 from __future__ import annotations
@@ -125,6 +126,13 @@ def _encode_grouped(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str, off
     return fc_encode
 
 
+def _rint(x: Any) -> Any:
+    """Round half to even, as T.nearbyint, but through llvm.roundeven: in the producer's vectorized output
+    stage (8 lanes on SSE) T.nearbyint comes out as scalar roundss and drags the divisions along (divss),
+    llvm.roundeven as roundps/divps (x86-64-v2; frintn on NEON)."""
+    return T.call_llvm_pure_intrin("float32", "llvm.roundeven", x)
+
+
 def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str, offset: int, mode: str) -> tirx.PrimFunc:
     n, c, h, w = _i64(n_, c_, h_, w_)
     shift = _shifted(offset)
@@ -132,7 +140,7 @@ def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str, offset: 
 
     def second(q: Any, t: Any, s: Any) -> Any:
         """nearbyint(t * q / s) of the integer q, or what the caller proved equal to it (encode_kernel)."""
-        return q if mode == SKIP else T.nearbyint(t * q) if mode == MULTIPLY else T.nearbyint(t * q / s)
+        return q if mode == SKIP else _rint(t * q) if mode == MULTIPLY else _rint(t * q / s)
 
     @T.prim_func(private=True, s_tir=True)
     def fc_encode(
@@ -151,7 +159,7 @@ def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str, offset: 
             with T.sblock("symbols"):
                 vb, vk, vj, vs = T.axis.remap("SSSS", [b, k, j, s])
                 Y[vb, vk, vj, vs] = T.Cast(dtype, shift(T.min(T.max(second(
-                    T.min(T.max(T.nearbyint(X[vb, vk, vj, vs] / scale[vk, z]), qmin[vk, z]), qmax[vk, z]),
+                    T.min(T.max(_rint(X[vb, vk, vj, vs] / scale[vk, z]), qmin[vk, z]), qmax[vk, z]),
                     transform[vk, z, z], step[vk, z]), cmin[vk, z]), cmax[vk, z])))
 
     return fc_encode
