@@ -76,8 +76,13 @@ def dctcm_results(site_cases: list[SiteCase]) -> list[tuple[str, np.ndarray, np.
     xs.append(x)
     refs.append(per)
     for name, c, g, per_channel in (("hand-g8-scalar", 16, 8, False), ("hand-g1-perch", 16, 1, True),
-                                    ("hand-gC-perch", 8, 8, True), ("hand-g4-perch", 32, 4, True)):
+                                    ("hand-gC-perch", 8, 8, True), ("hand-g4-perch", 32, 4, True),
+                                    ("hand-g1-unit", 16, 1, True), ("hand-g1-ratio", 16, 1, True)):
         arrays = _hand_arrays(c, g, per_channel, rng)
+        if name.endswith("unit"):  # transform = step = 1: the encode kernel that skips its second rounding
+            arrays["transform"], arrays["step"] = np.ones_like(arrays["transform"]), np.ones_like(arrays["step"])
+        if name.endswith("ratio"):  # transform 128, step 160 (a real site's): the kernel multiplies by 0.8
+            arrays["transform"], arrays["step"] = np.full_like(arrays["transform"], 128), np.full_like(arrays["step"], 160)
         x = _ties(rng, (N, c, 6, 10), arrays["scale"])
         sites.append((name, arrays, x.shape))
         xs.append(x)
@@ -105,6 +110,33 @@ def test_symbols_bit_exact_and_decode_to_round_off(dctcm_results) -> None:
         np.testing.assert_allclose(decoded, want_x, rtol=2e-6, atol=1e-6 * float(np.abs(want_x).max() + 1), err_msg=name)
     assert {g for g, _ in groups} >= {1, 8} and any(dims == 3 for _, dims in groups)
     assert {np.dtype(np.int16), np.dtype(np.int8), np.dtype(np.uint8)} <= dtypes  # 8-bit and int16 sites both covered
+
+
+def test_second_stage_multiplies_only_where_every_symbol_is_the_same() -> None:
+    """The G = 1 encode replaces nearbyint(t * q / s) by q (t = s = 1) or nearbyint(q * (t / s)) only when the
+    converter found the same value for every integer q of the site's range; the hand-g1-unit and
+    hand-g1-ratio cases above check those kernels' symbols bit for bit."""
+    from tvm import relax
+
+    from featcomp.runtime_ops.tvm import kernels
+    from featcomp.runtime_ops.tvm.convert import second_stage
+
+    def mode(t: float, s: float, lo: float, hi: float) -> str:
+        arrays = (np.float32(v) for v in (t, s, lo, hi))
+        return second_stage(*(relax.const(a) for a in arrays), 4)[0]
+
+    assert mode(1, 1, -127, 127) == kernels.SKIP
+    assert mode(128, 160, 0, 255) == kernels.MULTIPLY
+    s = np.float32(40) * np.float32(0.37)  # 1 / s rounded to float32 moves two q's rounding across .5
+    q = np.arange(-255, 256, dtype=np.float32)
+    assert np.any(np.rint(q * (np.float32(1) / s)) != np.rint(q / s))
+    assert mode(1, float(s), -255, 255) == kernels.DIVIDE
+    general = kernels.encode_kernel("DctCmEncode", 1, 8, 4, 4, 1, "int8").script()
+    assert general.count("llvm.roundeven") == 2 and general.count(" / ") == 2
+    multiply = kernels.encode_kernel("DctCmEncode", 1, 8, 4, 4, 1, "int8", 0, kernels.MULTIPLY).script()
+    assert multiply.count("llvm.roundeven") == 2 and multiply.count(" / ") == 1
+    skip = kernels.encode_kernel("DctCmEncode", 1, 8, 4, 4, 1, "int8", 0, kernels.SKIP).script()
+    assert skip.count("llvm.roundeven") == 1 and "step" in skip.split("T.sblock")[0]  # same signature
 
 
 def test_uint8_sites_are_kept_as_int8_with_an_offset() -> None:

@@ -68,6 +68,35 @@ def _const(value: relax.Expr) -> np.ndarray | None:
     return value.value.numpy() if isinstance(value, tvm.ir.expr.Constant) and hasattr(value.value, "numpy") else None
 
 
+def _per_channel(value: relax.Expr, c: int) -> np.ndarray | None:
+    """A constant side array as one float32 value per channel (scalar or [C,...] of one value per channel)."""
+    array = _const(value)
+    if array is None or array.size not in (1, c):
+        return None
+    return np.broadcast_to(array.astype(np.float32).reshape(-1), (c,))
+
+
+def second_stage(transform: relax.Expr, step: relax.Expr, qmin: relax.Expr, qmax: relax.Expr,
+                 c: int) -> tuple[str, np.ndarray | None]:
+    """How a G = 1 encode may compute nearbyint(transform * q / step) of the integer q (kernels.encode_kernel):
+    SKIP when transform = step = 1; MULTIPLY by m = float32(transform / step) per channel when
+    nearbyint(q * m) equals it for every integer q in [qmin, qmax] (checked here, in float32 as the
+    kernel computes it: a division costs several times a product in the producer's output stage);
+    else DIVIDE. Returns the mode and m (MULTIPLY only)."""
+    t, s, lo, hi = (_per_channel(v, c) for v in (transform, step, qmin, qmax))
+    if t is None or s is None or lo is None or hi is None:
+        return kernels.DIVIDE, None
+    if np.all(t == 1) and np.all(s == 1):
+        return kernels.SKIP, None
+    if float(hi.max()) - float(lo.min()) > 1 << 16 or not (np.all(np.isfinite(t)) and np.all(s != 0)):
+        return kernels.DIVIDE, None
+    q = np.arange(float(lo.min()), float(hi.max()) + 1, dtype=np.float32)[None, :]
+    m = (t / s).astype(np.float32)
+    if not np.array_equal(np.rint(q * m[:, None]), np.rint((t[:, None] * q) / s[:, None])):
+        return kernels.DIVIDE, None
+    return kernels.MULTIPLY, m
+
+
 def _as_kg(bb: relax.BlockBuilder, value: relax.Expr, k: int, g: int, what: str) -> relax.Expr:
     """A side array (scalar, per channel [C,1,1], per coefficient [G,1], per group coefficient [K,G,1];
     float or int16) as the float [K, G] buffer the kernels read. Constants (initializers) are reshaped
@@ -157,7 +186,10 @@ def _encode_converter(name: str) -> type:
         side = [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in
                 ((scale, "scale"), (qmin, "qmin"), (qmax, "qmax"))]
         tail = [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in ((step, "step"), (cmin, "cmin"), (cmax, "cmax"))]
-        kernel = kernels.encode_kernel(name, n, c, h, w, g, dtype, offset).with_attr(kernels.SITE_ATTR, site)
+        mode, product = second_stage(transform, step, qmin, qmax, c) if g == 1 else (kernels.DIVIDE, None)
+        if product is not None:  # the kernel multiplies by transform / step (exact for this site's q)
+            transform = relax.const(product.reshape(c, 1, 1))
+        kernel = kernels.encode_kernel(name, n, c, h, w, g, dtype, offset, mode).with_attr(kernels.SITE_ATTR, site)
         gv = bb.add_func(kernel, f"fc_encode_{n}x{c}x{h}x{w}_g{g}")
         args = [*side, _as_kgg(bb, transform, k, g, f"{name} transform"), *tail]
         if g == 1:  # elementwise on NCHW: no reshapes, so FuseOps can fuse it into the producer

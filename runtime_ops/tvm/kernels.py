@@ -21,9 +21,10 @@ Two shapes of kernel:
   (encode -> decode is an elementwise chain), which writes the fp32 reconstruction instead of the
   symbols; fuse_decode.py places it in the consumers instead (folded into conv weights, or fused).
 
-Exactness (TVM 0.27.0.post1 and its LLVM): T.nearbyint lowers to llvm.nearbyint (round half to
-even, numpy.rint); fdiv stays a division (no fast-math flags); transform @ q sums products of
-integers below 2**24, exact in float32 in any order, with or without FMA contraction.
+Exactness (TVM 0.27.0.post1 and its LLVM): T.nearbyint lowers to llvm.nearbyint and _rint (the G = 1
+encode) to llvm.roundeven, both round half to even (numpy.rint); fdiv stays a division (no fast-math
+flags); transform @ q sums products of integers below 2**24, exact in float32 in any order, with or
+without FMA contraction.
 """
 
 from __future__ import annotations
@@ -40,17 +41,22 @@ SITE_ATTR = "featcomp.site"  # the site (tensor name) an encode/decode PrimFunc 
 OFFSET_ATTR = "featcomp.offset"  # stored = symbol - offset (uint8-range sites kept as int8: one 8-bit pool)
 SCHEDULED = "tirx.is_scheduled"  # a PrimFunc the schedule rules leave alone
 ENCODE, DECODE = "encode", "decode"
+DIVIDE, MULTIPLY, SKIP = "divide", "multiply", "skip"  # the G = 1 encode's second stage (encode_kernel)
 
 
 @functools.lru_cache(maxsize=None)  # TVMScript parsing costs ~30 ms; PrimFuncs are immutable
 def encode_kernel(op: str, n: int, c: int, h: int, w: int, g: int, dtype: str = "int16",
-                  offset: int = 0) -> tirx.PrimFunc:
+                  offset: int = 0, second: str = DIVIDE) -> tirx.PrimFunc:
     """X f32 [n, K, g, h*w] -> symbols [n, K, g, h*w] (K = c/g); for g = 1, [n, c, h, w] in and out.
     dtype: the site's storage type (int8/uint8 when its clip range fits, see codecs.base.storage_dtype);
     the final clip keeps every symbol inside it, so the cast is exact. offset: the kernel stores
     symbol - offset (an integer-valued float minus an integer: exact), e.g. 128 for a [0, 255] site
-    kept as int8 so that it shares TVM's int8 storage pool."""
-    func = (_encode_g1(op, n, c, h, w, dtype, offset) if g == 1
+    kept as int8 so that it shares TVM's int8 storage pool. second (g = 1 only): how the kernel computes
+    nearbyint(transform * q / step) of the integer q: DIVIDE as written; MULTIPLY nearbyint(transform * q)
+    with the caller passing transform / step as `transform` (convert.py checks, for every integer q of the
+    site's range, that this gives the same symbols); SKIP: q itself (transform = step = 1). Both save a
+    division per value in the producer's output stage, where the encode is fused."""
+    func = (_encode_g1(op, n, c, h, w, dtype, offset, second) if g == 1
             else _encode_grouped(op, n, c, h * w, g, dtype, offset))
     return func.with_attr(OFFSET_ATTR, offset) if offset else func
 
@@ -120,9 +126,22 @@ def _encode_grouped(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str, off
     return fc_encode
 
 
-def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str, offset: int) -> tirx.PrimFunc:
+def _rint(x: Any) -> Any:
+    """Round half to even, as T.nearbyint, but through llvm.roundeven: in the producer's vectorized output
+    stage (8 lanes on SSE) T.nearbyint comes out as scalar roundss and drags the divisions along (divss),
+    llvm.roundeven as roundps/divps (x86-64-v2; frintn on NEON)."""
+    return T.call_llvm_pure_intrin("float32", "llvm.roundeven", x)
+
+
+def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str, offset: int, mode: str) -> tirx.PrimFunc:
     n, c, h, w = _i64(n_, c_, h_, w_)
     shift = _shifted(offset)
+    z = T.int64(0)
+
+    def second(q: Any, t: Any, s: Any) -> Any:
+        """nearbyint(t * q / s) of the integer q, or what the caller proved equal to it (encode_kernel)."""
+        return q if mode == SKIP else _rint(t * q) if mode == MULTIPLY else _rint(t * q / s)
+
     @T.prim_func(private=True, s_tir=True)
     def fc_encode(
         X: T.Buffer((n, c, h, w), "float32"),
@@ -139,9 +158,9 @@ def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str, offset: 
         for b, k, j, s in T.grid(n, c, h, w):
             with T.sblock("symbols"):
                 vb, vk, vj, vs = T.axis.remap("SSSS", [b, k, j, s])
-                Y[vb, vk, vj, vs] = T.Cast(dtype, shift(T.min(T.max(T.nearbyint(
-                    transform[vk, T.int64(0), T.int64(0)] * T.min(T.max(T.nearbyint(X[vb, vk, vj, vs] / scale[vk, T.int64(0)]), qmin[vk, T.int64(0)]),
-                                                qmax[vk, T.int64(0)]) / step[vk, T.int64(0)]), cmin[vk, T.int64(0)]), cmax[vk, T.int64(0)])))
+                Y[vb, vk, vj, vs] = T.Cast(dtype, shift(T.min(T.max(second(
+                    T.min(T.max(_rint(X[vb, vk, vj, vs] / scale[vk, z]), qmin[vk, z]), qmax[vk, z]),
+                    transform[vk, z, z], step[vk, z]), cmin[vk, z]), cmax[vk, z])))
 
     return fc_encode
 
