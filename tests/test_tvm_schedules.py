@@ -521,9 +521,27 @@ def test_conv_threads_follow_work_and_band_order_follows_the_biggest_operand(tar
     assert _parallel_loop(expand).startswith("ff_0_"), expand
 
 
-@pytest.mark.parametrize("size", [14, 56])
+def test_big_input_conv_bands_rows_around_channel_blocks(target) -> None:
+    """An expansion whose input is more than half a 1 MiB cache (16 x 112 x 112 floats, 0.8 MB) runs
+    (n, row band, channel block, row): every block reads the band's few input rows while they are
+    cached, instead of streaming the whole input once per block; the band's input fits BAND_BYTES."""
+    from featcomp.runtime_ops.tvm import build, conv_schedules, convert, schedules
+
+    mod = build.legalize(convert.import_model(models.projection_block(112)), target)
+    mod, _, naive = schedules.schedule_rest(mod, target)
+    assert naive == 0
+    convs = {gv.name_hint: f.script() for gv, f in mod.functions_items() if "conv2d" in gv.name_hint}
+    expand = next(s for name, s in convs.items() if "maximum" in name)
+    assert _parallel_loop(expand).startswith("nn_yy_0_ff_0"), expand
+    rows = re.search(r"for yy_1, xx_0 in T\.grid\(T\.int64\((\d+)\)", expand)
+    assert rows is not None and 1 < int(rows.group(1)) and 112 % int(rows.group(1)) == 0, expand
+    assert int(rows.group(1)) * 16 * 112 * 4 <= conv_schedules.BAND_BYTES
+
+
+@pytest.mark.parametrize("size", [14, 56, 112])
 def test_conv_band_orders_keep_results(size: int) -> None:
-    """The projection (rows outermost) and expansion (channel blocks outermost) agree with ONNX Runtime."""
+    """The projection (rows outermost), the expansion (channel blocks outermost) and, at 112x112, the
+    expansion in row bands around its channel blocks agree with ONNX Runtime."""
     import numpy as np
 
     from featcomp.runtime_ops import ort as fort
