@@ -49,12 +49,17 @@ def kernels_of(site: Site) -> tuple[str, Any]:
     return RANS_KERNELS if _rans_of(site) is not None else KERNELS[type(site)]
 
 def _crc_table() -> np.ndarray:
-    """zlib's CRC-32 table (reflected 0xEDB88320): entry i is the CRC register after byte i from zero."""
+    """zlib's CRC-32 tables for slicing-by-8 (reflected 0xEDB88320), [8, 256] u32: row 0 is the byte-at-a-time
+    table (entry i is the CRC register after byte i from zero), row k the register after byte i and k zero bytes,
+    so the kernels fold 8 bytes per step with 8 lookups instead of 8 dependent ones."""
     poly = np.uint32(0xEDB88320)
     table = np.arange(256, dtype=np.uint32)
     for _ in range(8):
         table = np.where(table & 1, (table >> 1) ^ poly, table >> 1).astype(np.uint32)
-    return table
+    rows = [table]
+    for _ in range(7):
+        rows.append(((rows[-1] >> 8) ^ table[rows[-1] & 255]).astype(np.uint32))
+    return np.stack(rows)
 
 
 CRC_TABLE = _crc_table()

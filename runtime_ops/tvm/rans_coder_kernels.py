@@ -150,7 +150,7 @@ def pack_kernel() -> tirx.PrimFunc:
                      live: T.Buffer((CL,), "int32"), par: T.Buffer((4,), "int32"), freq: T.Buffer((RK,), "int32"),
                      cum: T.Buffer((RK,), "int32"), rcp: T.Buffer((RK,), "int64"), band: T.Buffer((S1,), "int32"),
                      room: T.Buffer((S1,), "int32"),
-                     head: T.Buffer((HEAD_FIXED,), "uint8"), crc: T.Buffer((256,), "uint32"),
+                     head: T.Buffer((HEAD_FIXED,), "uint8"), crc: T.Buffer((8, 256), "uint32"),
                      out: T.Buffer((N, M), "uint8"), nbytes: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: PACK, "op_pattern": 8, SCHEDULED: True})
         nsl = T.Bind(S1 - 1)
@@ -280,7 +280,7 @@ def unpack_kernel() -> tirx.PrimFunc:
                        gbase: T.Buffer((Cn,), "int32"), live: T.Buffer((CL,), "int32"), par: T.Buffer((4,), "int32"),
                        freq: T.Buffer((RK,), "int32"), cum: T.Buffer((RK,), "int32"), lookup: T.Buffer((LS,), "uint8"),
                        band: T.Buffer((S1,), "int32"), head: T.Buffer((HEAD_FIXED,), "uint8"),
-                       crc: T.Buffer((256,), "uint32"), sym: T.Buffer((N, Cn, P), "int16"),
+                       crc: T.Buffer((8, 256), "uint32"), sym: T.Buffer((N, Cn, P), "int16"),
                        status: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: UNPACK, "op_pattern": 8, SCHEDULED: True})
         nsl = T.Bind(S1 - 1)
