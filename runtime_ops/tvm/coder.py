@@ -217,6 +217,28 @@ def _tvlc_arrays(site: TvlcSite) -> CoderArrays:
 
 
 @functools.lru_cache(maxsize=None)
+def task_scratch(site: Site) -> dict[str, int]:
+    """Bytes one parallel task of this site's pack and unpack takes from TVM's workspace on its largest slice
+    (each kernel module's task_scratch), and its slices: memory the planned activation memory does not see."""
+    a = coder_arrays(site)
+    pack, unpack = kernels_of(site)[1].task_scratch(a.pack)
+    return {"pack_task_bytes": pack, "unpack_task_bytes": unpack, "slices": len(a.pack["band"]) - 1}
+
+
+def scratch_summary(model: onnx.ModelProto) -> dict[str, Any]:
+    """Per coded site its kernels' per-task scratch, and the most one thread holds at once. A worker thread
+    keeps its workspace pool's pages, and the coder calls run one after another, so each thread running coder
+    tasks holds at most `bytes_per_thread` on top of the planned activation memory (x threads in all)."""
+    sites: list[dict[str, Any]] = []
+    most = 0
+    for p in find_pairs(model):
+        if isinstance(p.codec, (TvlcSite, DctCmSite)):
+            scratch = task_scratch(p.codec)
+            sites.append({"site": p.site, **scratch})
+            most = max(most, scratch["pack_task_bytes"], scratch["unpack_task_bytes"])
+    return {"sites": sites, "bytes_per_thread": most}
+
+
 def _library(target: str) -> Any:
     """Each codec's pack and unpack, built once per target: their sizes are symbolic, so every site shares them."""
     funcs = {f"{name}_{op}": getattr(kernels, f"{op}_kernel")().with_attr("global_symbol", f"{name}_{op}")

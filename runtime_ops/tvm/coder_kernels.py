@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR, SCHEDULED
 from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (names the macros use)
     BAD_SLICE,
@@ -63,6 +65,13 @@ from featcomp.codecs.tvlc import RUN_MAX
 PACK, UNPACK = "tvlc-pack", "tvlc-unpack"
 MAX_CODE = 16                # longest codeword (escape offset excluded)
 FAST_BITS = 8                # codewords up to this long decode with one table lookup
+
+
+def task_scratch(pack: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Bytes one parallel task of (pack, unpack) allocates outside the planned activation memory: a `local`
+    counter per token class (pack's `ntok` i32, unpack's `cnt` i64). `pack`: its kernel arrays."""
+    classes = len(pack["hi"])
+    return 4 * classes, 8 * classes
 
 
 def _i64(*dims: int) -> tuple[tirx.IntImm, ...]:

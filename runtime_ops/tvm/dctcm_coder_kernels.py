@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR, SCHEDULED
 from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (names the macros use)
     BAD_SLICE,
@@ -54,6 +56,13 @@ from tvm.script import tirx as T
 from featcomp.codecs.dctcm import DENSE, DROP, MASK
 
 PACK, UNPACK = "dctcm-pack", "dctcm-unpack"
+
+
+def task_scratch(pack: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Bytes one parallel task of (pack, unpack) allocates outside the planned activation memory: a `local`
+    flag i32 per channel in both. `pack`: its kernel arrays."""
+    channels = len(pack["lo"])
+    return 4 * channels, 4 * channels
 
 
 def _sizes() -> tuple[tirx.Var, ...]:

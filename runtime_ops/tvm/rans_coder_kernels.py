@@ -79,6 +79,18 @@ def recip_table(freq: np.ndarray) -> np.ndarray:
     return (np.int64(1) << RCP_SHIFT) // np.asarray(freq, np.int64)
 
 
+def task_scratch(pack: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Bytes one parallel task of (pack, unpack) takes from TVM's workspace pool on the site's largest slice
+    (StaticPlanBlockMemory plans main's tensors only, so this is outside the planned activation memory):
+    pack's `ent` i32 and `wid` u8 per coded value and `anyraw` i32 per coded channel, unpack's `rpos` i32
+    and `rtok` u8 per coded value; nothing for a site without coded channels. `pack`: its kernel arrays."""
+    ncoded = int(pack["par"][3])
+    if ncoded == 0:
+        return 0, 0
+    values = ncoded * int(np.diff(pack["band"].astype(np.int64)).max())
+    return 5 * values + 4 * ncoded, 5 * values
+
+
 def _sizes() -> tuple[tirx.Var, ...]:
     return tuple(tirx.Var(v, "int64") for v in ("n", "c", "hw", "max_bytes", "coded", "cells", "slots"))
 
