@@ -10,8 +10,8 @@ model. Symbols: ONNX Runtime's, on the first --images photos of imagenet-val-100
 measurement run interleaved in one process, one call of each per round, --rounds rounds; the tables give
 medians. Kernels: buffers allocated once, no Python conversions in the timed call; every TIR stream is
 checked equal to the numpy reference's first. Rice: the same site and symbols with its rANS model removed
-(the site's own Rice planes). --base COMMIT adds that commit's rANS kernels (runtime_ops/tvm/rans_coder_kernels.py,
-given the site arrays its parameters name) as "before", interleaved with the working tree's, per site and in the
+(the site's own Rice planes). --base COMMIT adds that commit's rANS kernels (runtime_ops/tvm/rans_coder_kernels.py
+and its stream_tir.py macros, given the site arrays its parameters name) as "before", interleaved with the working tree's, per site and in the
 whole model. --clock thread (with --threads 1) times the calling thread's CPU time: steadier on a loaded machine.
 Results: benchmarks/results/tvm/rans.json (one entry per --label, kept across runs) and rans.md.
 """
@@ -78,12 +78,20 @@ def site_symbols(model: Any, images: int) -> tuple[list[Any], dict[str, list[np.
 
 
 def base_kernels(commit: str, into: Path) -> Any:
-    """runtime_ops/tvm/rans_coder_kernels.py as it was at `commit`, as a private module."""
-    done = subprocess.run(["git", "show", f"{commit}:runtime_ops/tvm/rans_coder_kernels.py"], cwd=ROOT,
-                          capture_output=True, text=True)
-    if done.returncode != 0:
+    """runtime_ops/tvm/rans_coder_kernels.py as it was at `commit`, as a private module, with that commit's
+    stream_tir.py macros (container, CRC-32, bit I/O) when it has them, so the base times its own CRC too."""
+    def show(path: str) -> str | None:
+        done = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout if done.returncode == 0 else None
+
+    text = show("runtime_ops/tvm/rans_coder_kernels.py")
+    if text is None:
         sys.exit(f"tvm_rans_bench: {commit} has no runtime_ops/tvm/rans_coder_kernels.py: pick a later commit")
-    (into / "base_rans_kernels.py").write_text(done.stdout)
+    macros = show("runtime_ops/tvm/stream_tir.py")
+    if macros is not None:
+        (into / "base_stream_tir.py").write_text(macros)
+        text = text.replace("from featcomp.runtime_ops.tvm.stream_tir import", "from base_stream_tir import")
+    (into / "base_rans_kernels.py").write_text(text)
     sys.path.insert(0, str(into))
     return importlib.import_module("base_rans_kernels")
 
@@ -97,9 +105,17 @@ def arrays_for(module: Any, site: Any, make: Callable[[Any], Any] | None = None)
     coder = site.rans if getattr(site, "rans", None) is not None else site.coder
     i32 = lambda x: np.ascontiguousarray(np.asarray(x, np.int64).reshape(-1), np.int32)  # noqa: E731
     legacy = {k: i32(v) if v.size else np.zeros(1, np.int32) for k, v in (("freq", coder.freq), ("cum", coder.cum))}
-    names = {op: [str(p.name) for p in getattr(module, f"{op}_kernel")().params] for op in ("pack", "unpack")}
-    take = lambda have, want: {k: have[k] if k in have else legacy[k] for k in want}  # noqa: E731
-    return replace(a, pack=take(a.pack, names["pack"][1:-2]), unpack=take(a.unpack, names["unpack"][2:-2]))
+    funcs = {op: getattr(module, f"{op}_kernel")() for op in ("pack", "unpack")}
+    names = {op: [str(p.name) for p in f.params] for op, f in funcs.items()}
+    ranks = {op: {str(p.name): len(p.shape) for p in f.params} for op, f in funcs.items()}
+
+    def take(have: dict[str, np.ndarray], want: list[str], op: str) -> dict[str, np.ndarray]:
+        got = {k: have[k] if k in have else legacy[k] for k in want}
+        if "crc" in got and ranks[op]["crc"] == 1 and got["crc"].ndim == 2:  # byte-at-a-time kernels: row 0
+            got["crc"] = np.ascontiguousarray(got["crc"][0])
+        return got
+
+    return replace(a, pack=take(a.pack, names["pack"][1:-2], "pack"), unpack=take(a.unpack, names["unpack"][2:-2], "unpack"))
 
 
 class Kernels:

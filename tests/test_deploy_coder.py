@@ -46,6 +46,11 @@ def test_emulated_board_codes_every_site_as_the_reference_does(tmp_path: Path, c
 
     built = cli("compile", path, "--target", "rasp4b64", "-o", tmp_path / "rpi", "--coder", "-q")
     assert built.code == 0, built.err
+    from featcomp.deploy import bundle
+
+    info = bundle.load_manifest(tmp_path / "rpi")["compile"]  # the coders' workspace, outside the plan
+    assert [r["site"] for r in info["coder_scratch"]["sites"]] == [p.site for p in pairs]
+    assert info["memory"]["coder_scratch_bytes_per_thread"] == info["coder_scratch"]["bytes_per_thread"] > 0
     run = cli("run", tmp_path / "rpi", "--input", tmp_path / "x.npy", "--emulate", "--output", tmp_path / "y.npz")
     assert run.code == 0, run.err
     with np.load(tmp_path / "y.npz") as z:

@@ -236,6 +236,10 @@ def test_model_with_coder_decodes_what_it_packed(tir, calib_npz, codec: str, cod
     plain = build.compile_model(probe, target, shape_dict=shape)
     coded = build.compile_model(probe, target, shape_dict=shape, coder=True)
     assert len(coded.outputs) == len(plain.outputs) + len(pairs)
+    scratch = coded.stats["coder_scratch"]  # the coders' per-task workspace per site, and per thread in the total
+    assert [r["site"] for r in scratch["sites"]] == [p.site for p in pairs] and "coder_scratch" not in plain.stats
+    most = max(max(r["pack_task_bytes"], r["unpack_task_bytes"]) for r in scratch["sites"])
+    assert coded.stats["memory"]["coder_scratch_bytes_per_thread"] == scratch["bytes_per_thread"] == most > 0
     x = np.random.default_rng(4).normal(size=(2, 3, models.SIZE, models.SIZE)).astype(np.float32)
     want, got = build.run_local(plain, [x]), build.run_local(coded, [x])
     for a, b in zip(want, got):

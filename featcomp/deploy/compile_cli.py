@@ -46,6 +46,9 @@ def run(args: argparse.Namespace, bars: Any) -> int:
     memory = info.get("memory", {}).get("activation_bytes", 0)
     original = info.get("memory_without_pairs", {}).get("activation_bytes")
     without = f" ({original / 1e6:.2f} MB without pairs)" if original else ""
+    scratch = info.get("memory", {}).get("coder_scratch_bytes_per_thread")
+    if scratch:  # the coder kernels' workspace, outside the plan
+        without += f" + {scratch / 1e6:.2f} MB coder scratch per thread"
     print(f"{args.output}: {manifest['target']['arch']} bundle of {manifest['model']} for {args.target} "
           f"({len(manifest['codec_sites'])} codec sites, {manifest['bytes'] / 1e6:.1f} MB, planned activation memory "
           f"{memory / 1e6:.2f} MB{without}, compiled in {info['seconds']['total']:.1f}s)", file=sys.stdout)

@@ -193,6 +193,11 @@ def compile_model(model: onnx.ModelProto, target: tvm.target.Target, *, shape_di
             sites[site].reasons.append("decoded tensor still allocated: " + "; ".join(where))
     stats["sites"] = [o.as_dict() for o in sites.values()]
     stats["memory"] = planned_memory(mod, target)
+    if coder:  # the coder kernels' workspace, outside the plan: per site, and per thread in the total
+        from featcomp.runtime_ops.tvm.coder import scratch_summary
+
+        stats["coder_scratch"] = scratch_summary(model)
+        stats["memory"]["coder_scratch_bytes_per_thread"] = stats["coder_scratch"]["bytes_per_thread"]
     stats["stored_sites"] = [site.as_dict() for site in memory.stored_tensors(mod)]
     t0 = time.perf_counter()
     ex = tvm.compile(mod, target, relax_pipeline=tvm.transform.Sequential(_lower_passes(target)))

@@ -17,7 +17,7 @@ Every site array arrives as a runtime buffer (coder.py builds them from a TvlcSi
   row unused), code [J,S] u64 and length [J,S] i32 (the bits sent per token index, escape and offset
   included; length 0: no codeword), band [slices+1] i32 (each slice's first value in a plane), room
   [slices+1] i32 (pack only: where each slice is written before the slices are moved together), head
-  [16] u8 (the container header up to its length field), crc [256] u32 (the CRC-32 table).
+  [16] u8 (the container header up to its length field), crc [8, 256] u32 (the slicing-by-8 CRC-32 tables).
 The unpacker also takes the canonical-code tables dfirst/dcount/dindex [J,17] i32 (per codeword
 length: first code, how many, where they start in dsym), dsym [J,S+1] i32 (token index per
 canonical rank, size[j] standing for the escape), fast [J, 2^FAST_BITS] i32 (per leading byte: token
@@ -32,6 +32,8 @@ it does not (1 container, 2 plane truncated or no codeword, 3 token counts, 4 va
 from __future__ import annotations
 
 import functools
+
+import numpy as np
 
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR, SCHEDULED
 from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (names the macros use)
@@ -63,6 +65,13 @@ from featcomp.codecs.tvlc import RUN_MAX
 PACK, UNPACK = "tvlc-pack", "tvlc-unpack"
 MAX_CODE = 16                # longest codeword (escape offset excluded)
 FAST_BITS = 8                # codewords up to this long decode with one table lookup
+
+
+def task_scratch(pack: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Bytes one parallel task of (pack, unpack) allocates outside the planned activation memory: a `local`
+    counter per token class (pack's `ntok` i32, unpack's `cnt` i64). `pack`: its kernel arrays."""
+    classes = len(pack["hi"])
+    return 4 * classes, 8 * classes
 
 
 def _i64(*dims: int) -> tuple[tirx.IntImm, ...]:
@@ -107,7 +116,7 @@ def pack_kernel() -> tirx.PrimFunc:
                      hi: T.Buffer((J,), "int32"), lo: T.Buffer((J,), "int32"), size: T.Buffer((J,), "int32"),
                      width: T.Buffer((S1, J), "int32"), code: T.Buffer((J, S), "uint64"),
                      length: T.Buffer((J, S), "int32"), band: T.Buffer((S1,), "int32"), room: T.Buffer((S1,), "int32"),
-                     head: T.Buffer((HEAD_FIXED,), "uint8"), crc: T.Buffer((256,), "uint32"),
+                     head: T.Buffer((HEAD_FIXED,), "uint8"), crc: T.Buffer((8, 256), "uint32"),
                      out: T.Buffer((N, M), "uint8"), nbytes: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: PACK, "op_pattern": 8, SCHEDULED: True})
         nsl = T.Bind(S1 - 1)
@@ -181,7 +190,7 @@ def unpack_kernel() -> tirx.PrimFunc:
                        dindex: T.Buffer((J, 17), "int32"), dsym: T.Buffer((J, T1), "int32"), fast: T.Buffer((J, 1 << FAST_BITS), "int32"),
                        escbits: T.Buffer((J,), "int32"), cmin: T.Buffer((Cn,), "int32"),
                        cmax: T.Buffer((Cn,), "int32"), band: T.Buffer((S1,), "int32"), head: T.Buffer((HEAD_FIXED,), "uint8"),
-                       crc: T.Buffer((256,), "uint32"), sym: T.Buffer((N, Cn, P), "int16"),
+                       crc: T.Buffer((8, 256), "uint32"), sym: T.Buffer((N, Cn, P), "int16"),
                        status: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: UNPACK, "op_pattern": 8, SCHEDULED: True})
         nsl = T.Bind(S1 - 1)

@@ -13,7 +13,7 @@ sample in parallel (see stream_tir.py); marked scheduled and opaque, like the tr
 Site arrays (coder.py builds them from a DctCmSite), all [C] i32: kind (DROP/DENSE/MASK), k (Rice
 parameter), lo/hi (the channel's coefficient range); and band [slices+1] i32 (each slice's first
 value in a channel), room [slices+1] i32 (pack only: where each slice is written before the slices
-are moved together), head [16] u8, crc [256] u32.
+are moved together), head [16] u8, crc [8, 256] u32.
 
 unpack never reads or writes out of bounds; status[b] is 0 where numpy decodes the stream, else
 1 container, 2 a plane truncated, 3 a flagged channel that codes only zeros, 4 a value out of its
@@ -25,6 +25,8 @@ the symbols of dropped channels.
 from __future__ import annotations
 
 import functools
+
+import numpy as np
 
 from featcomp.runtime_ops.tvm.kernels import OP_ATTR, SCHEDULED
 from featcomp.runtime_ops.tvm.stream_tir import (  # noqa: F401  (names the macros use)
@@ -54,6 +56,13 @@ from tvm.script import tirx as T
 from featcomp.codecs.dctcm import DENSE, DROP, MASK
 
 PACK, UNPACK = "dctcm-pack", "dctcm-unpack"
+
+
+def task_scratch(pack: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Bytes one parallel task of (pack, unpack) allocates outside the planned activation memory: a `local`
+    flag i32 per channel in both. `pack`: its kernel arrays."""
+    channels = len(pack["lo"])
+    return 4 * channels, 4 * channels
 
 
 def _sizes() -> tuple[tirx.Var, ...]:
@@ -87,7 +96,7 @@ def pack_kernel() -> tirx.PrimFunc:
     def fc_dctcm_pack(sym: T.Buffer((N, Cn, P), "int16"), kind: T.Buffer((Cn,), "int32"), k: T.Buffer((Cn,), "int32"),
                       lo: T.Buffer((Cn,), "int32"), hi: T.Buffer((Cn,), "int32"), band: T.Buffer((S1,), "int32"),
                       room: T.Buffer((S1,), "int32"), head: T.Buffer((HEAD_FIXED,), "uint8"),
-                      crc: T.Buffer((256,), "uint32"), out: T.Buffer((N, M), "uint8"), nbytes: T.Buffer((N,), "int32")):
+                      crc: T.Buffer((8, 256), "uint32"), out: T.Buffer((N, M), "uint8"), nbytes: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: PACK, "op_pattern": 8, SCHEDULED: True})
         nsl = T.Bind(S1 - 1)
         for i in T.parallel(N * nsl):  # every slice of every sample at once, each into its own region
@@ -186,7 +195,7 @@ def unpack_kernel() -> tirx.PrimFunc:
     def fc_dctcm_unpack(data: T.Buffer((N, M), "uint8"), nbytes: T.Buffer((N,), "int32"),
                         kind: T.Buffer((Cn,), "int32"), k: T.Buffer((Cn,), "int32"), lo: T.Buffer((Cn,), "int32"),
                         hi: T.Buffer((Cn,), "int32"), band: T.Buffer((S1,), "int32"), head: T.Buffer((HEAD_FIXED,), "uint8"),
-                        crc: T.Buffer((256,), "uint32"), sym: T.Buffer((N, Cn, P), "int16"),
+                        crc: T.Buffer((8, 256), "uint32"), sym: T.Buffer((N, Cn, P), "int16"),
                         status: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: UNPACK, "op_pattern": 8, SCHEDULED: True})
         nsl = T.Bind(S1 - 1)

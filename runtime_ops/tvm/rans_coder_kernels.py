@@ -79,6 +79,18 @@ def recip_table(freq: np.ndarray) -> np.ndarray:
     return (np.int64(1) << RCP_SHIFT) // np.asarray(freq, np.int64)
 
 
+def task_scratch(pack: dict[str, np.ndarray]) -> tuple[int, int]:
+    """Bytes one parallel task of (pack, unpack) takes from TVM's workspace pool on the site's largest slice
+    (StaticPlanBlockMemory plans main's tensors only, so this is outside the planned activation memory):
+    pack's `ent` i32 and `wid` u8 per coded value and `anyraw` i32 per coded channel, unpack's `rpos` i32
+    and `rtok` u8 per coded value; nothing for a site without coded channels. `pack`: its kernel arrays."""
+    ncoded = int(pack["par"][3])
+    if ncoded == 0:
+        return 0, 0
+    values = ncoded * int(np.diff(pack["band"].astype(np.int64)).max())
+    return 5 * values + 4 * ncoded, 5 * values
+
+
 def _sizes() -> tuple[tirx.Var, ...]:
     return tuple(tirx.Var(v, "int64") for v in ("n", "c", "hw", "max_bytes", "coded", "cells", "slots"))
 
@@ -150,7 +162,7 @@ def pack_kernel() -> tirx.PrimFunc:
                      live: T.Buffer((CL,), "int32"), par: T.Buffer((4,), "int32"), freq: T.Buffer((RK,), "int32"),
                      cum: T.Buffer((RK,), "int32"), rcp: T.Buffer((RK,), "int64"), band: T.Buffer((S1,), "int32"),
                      room: T.Buffer((S1,), "int32"),
-                     head: T.Buffer((HEAD_FIXED,), "uint8"), crc: T.Buffer((256,), "uint32"),
+                     head: T.Buffer((HEAD_FIXED,), "uint8"), crc: T.Buffer((8, 256), "uint32"),
                      out: T.Buffer((N, M), "uint8"), nbytes: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: PACK, "op_pattern": 8, SCHEDULED: True})
         nsl = T.Bind(S1 - 1)
@@ -280,7 +292,7 @@ def unpack_kernel() -> tirx.PrimFunc:
                        gbase: T.Buffer((Cn,), "int32"), live: T.Buffer((CL,), "int32"), par: T.Buffer((4,), "int32"),
                        freq: T.Buffer((RK,), "int32"), cum: T.Buffer((RK,), "int32"), lookup: T.Buffer((LS,), "uint8"),
                        band: T.Buffer((S1,), "int32"), head: T.Buffer((HEAD_FIXED,), "uint8"),
-                       crc: T.Buffer((256,), "uint32"), sym: T.Buffer((N, Cn, P), "int16"),
+                       crc: T.Buffer((8, 256), "uint32"), sym: T.Buffer((N, Cn, P), "int16"),
                        status: T.Buffer((N,), "int32")):
         T.func_attr({"tirx.noalias": True, OP_ATTR: UNPACK, "op_pattern": 8, SCHEDULED: True})
         nsl = T.Bind(S1 - 1)

@@ -13,7 +13,7 @@ slices' verdicts.
 
 These are unhygienic TVMScript macros, expanded into the calling kernel, which provides the names
 they use: `b` (the sample), `nsl` (slices per stream), `out` or `data` (streams uint8 [n, M]),
-`head` [16] u8 and `crc` [256] u32 (container header up to its length field, CRC-32 table), and
+`head` [16] u8 and `crc` [8, 256] u32 (container header up to its length field, slicing-by-8 CRC-32 tables), and
 one-slot-per-writer registers `acc` u64, `nb` i32, `pos` i32 (pending bits, their count, next byte);
 readers add `bit` i64, `val` i64, `tot` i64, `st` i32 (position in bits, value read, a sum, status)
 and `sbeg`/`send` i64 (the slice's bytes); `sum_` u32 is the CRC register; pack's `seal` uses
@@ -34,10 +34,21 @@ BAD_SLICE = 0xFFFFFFFF  # pack's table length of a slice with a symbol it cannot
 
 
 @T.macro(hygienic=False)
-def crc32(buf, lo, hi):  # sum_[0] = zlib.crc32 of buf[b, lo:hi]
+def crc32(buf, lo, hi):  # sum_[0] = zlib.crc32 of buf[b, lo:hi]: slicing-by-8 (crc [8, 256]), then byte at a time
     sum_[0] = T.uint32(0xFFFFFFFF)
-    for i in range(lo, hi):
-        sum_[0] = crc[T.Cast("int32", (sum_[0] ^ T.Cast("uint32", buf[b, i])) & T.uint32(255))] ^ (sum_[0] >> T.uint32(8))
+    for j in range((hi - lo) // 8):
+        at = T.Bind(lo + 8 * j)
+        one = T.Bind(sum_[0] ^ (T.Cast("uint32", buf[b, at]) | (T.Cast("uint32", buf[b, at + 1]) << T.uint32(8))
+                                | (T.Cast("uint32", buf[b, at + 2]) << T.uint32(16))
+                                | (T.Cast("uint32", buf[b, at + 3]) << T.uint32(24))))
+        two = T.Bind(T.Cast("uint32", buf[b, at + 4]) | (T.Cast("uint32", buf[b, at + 5]) << T.uint32(8))
+                     | (T.Cast("uint32", buf[b, at + 6]) << T.uint32(16)) | (T.Cast("uint32", buf[b, at + 7]) << T.uint32(24)))
+        sum_[0] = (crc[7, T.Cast("int32", one & T.uint32(255))] ^ crc[6, T.Cast("int32", (one >> T.uint32(8)) & T.uint32(255))]
+                   ^ crc[5, T.Cast("int32", (one >> T.uint32(16)) & T.uint32(255))] ^ crc[4, T.Cast("int32", one >> T.uint32(24))]
+                   ^ crc[3, T.Cast("int32", two & T.uint32(255))] ^ crc[2, T.Cast("int32", (two >> T.uint32(8)) & T.uint32(255))]
+                   ^ crc[1, T.Cast("int32", (two >> T.uint32(16)) & T.uint32(255))] ^ crc[0, T.Cast("int32", two >> T.uint32(24))])
+    for i in range(lo + (hi - lo) // 8 * 8, hi):
+        sum_[0] = crc[0, T.Cast("int32", (sum_[0] ^ T.Cast("uint32", buf[b, i])) & T.uint32(255))] ^ (sum_[0] >> T.uint32(8))
     sum_[0] = sum_[0] ^ T.uint32(0xFFFFFFFF)
 
 
