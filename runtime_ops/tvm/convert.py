@@ -157,7 +157,11 @@ def _encode_converter(name: str) -> type:
         side = [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in
                 ((scale, "scale"), (qmin, "qmin"), (qmax, "qmax"))]
         tail = [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in ((step, "step"), (cmin, "cmin"), (cmax, "cmax"))]
-        kernel = kernels.encode_kernel(name, n, c, h, w, g, dtype, offset).with_attr(kernels.SITE_ATTR, site)
+        theta = _const(inputs[9]) if len(inputs) > 9 and inputs[9] is not None else np.zeros(())
+        deadzone = theta is None or bool(np.any(theta))  # a constant 0 (or no input): the plain kernel
+        if deadzone:  # TvlcEncode's centre and rounding offset (schemas.TVLC_ENCODE)
+            tail += [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in ((inputs[8], "centre"), (inputs[9], "deadzone"))]
+        kernel = kernels.encode_kernel(name, n, c, h, w, g, dtype, offset, deadzone).with_attr(kernels.SITE_ATTR, site)
         gv = bb.add_func(kernel, f"fc_encode_{n}x{c}x{h}x{w}_g{g}")
         args = [*side, _as_kgg(bb, transform, k, g, f"{name} transform"), *tail]
         if g == 1:  # elementwise on NCHW: no reshapes, so FuseOps can fuse it into the producer
@@ -222,6 +226,7 @@ def _decode_transpose_converter(name: str) -> type:
 # Which converter maker serves an op, by the op's input names (the op contract in schemas.py).
 _ROLES: dict[tuple[str, ...], Callable[[str], type]] = {
     ("X", "scale", "qmin", "qmax", "transform", "step", "cmin", "cmax"): _encode_converter,
+    ("X", "scale", "qmin", "qmax", "transform", "step", "cmin", "cmax", "centre", "deadzone"): _encode_converter,
     ("Y", "decode"): _decode_matrix_converter,
     ("Y", "transform", "gain"): _decode_transpose_converter,
 }
