@@ -30,6 +30,11 @@ from featcomp.budget import Z95, estimate, measured_drop
 from featcomp.modelio import prepare
 
 
+def _number(text: str) -> int | float:
+    """An option value: int when written as one (grid=30, a count), else float (deadzone=0.33)."""
+    return int(text) if text.strip().lstrip("+-").isdigit() else float(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model", choices=sorted(MODELS))
@@ -39,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
                     "(no search: compares quantizers at equal allocation, free of the search's steps)")
     ap.add_argument("--limit", type=int, default=64)
     ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
-    ap.add_argument("--option", action="append", default=[], help="codec option key=value (float)")
+    ap.add_argument("--option", action="append", default=[], help="codec option key=value (int or float)")
     ap.add_argument("-o", "--output", type=Path)
     args = ap.parse_args(argv)
     path, preprocess, offset = MODELS[args.model]
     given = modelio.load_model(args.shared / path) if path else zoo.efficientnet_lite0()
     proto = prepare(given)
-    options = {k: float(v) for k, v in (o.split("=", 1) for o in args.option)}
+    options = {k: _number(v) for k, v in (o.split("=", 1) for o in args.option)}
     t0 = time.perf_counter()
     result = api.compress(proto, args.shared / SETS["calib"], codec=args.codec, preprocess=preprocess,
                           limit=args.limit, codec_options=options,

@@ -11,6 +11,7 @@ import os
 import re
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from conftest import DATA_KINDS
 from featcomp.codecs.base import ActivationStats, sqnr_db
 from featcomp.codecs.huffman import HuffmanTable
 from featcomp.codecs.tvlc import (
-    NO_TABLE, RUN_MAX, Coder, TransformVlc, TvlcSite, integer_basis, tokens_of, values_of,
+    NO_TABLE, RUN_MAX, Coder, TransformVlc, TvlcSite, _Fitter, dead_zone_round, integer_basis, tokens_of, values_of,
 )
 from featcomp.errors import CodecError, FeatcompError
 from test_bitstream import HEADER_V2, split_slices, with_slice
@@ -183,6 +184,85 @@ def test_fixed_step_uses_that_step() -> None:
     stats = stats_of(DATA_KINDS["lowrank"](rng, 6))
     site = TransformVlc(step=4.0).calibrate(stats)
     assert site.delta == 4.0
+
+
+# --- dead zone (encoder only) ---------------------------------------------------------------------------------
+
+def test_dead_zone_round_is_rint_at_zero_and_rounds_toward_the_centre() -> None:
+    rng = np.random.default_rng(9)
+    u = (rng.laplace(0.0, 3.0, 20000) + rng.integers(-2, 3, 20000)).astype(np.float32)
+    u[:200] = np.rint(u[:200]) + np.float32(0.5)  # ties of plain rounding
+    centre = rng.integers(-2, 3, 20000).astype(np.float32)
+    np.testing.assert_array_equal(dead_zone_round(u, np.float32(0), centre), np.rint(u))
+    plain = np.rint(u)
+    for theta in (np.float32(np.float16(1 / 6)), np.float32(np.float16(1 / 3))):
+        got = dead_zone_round(u, theta, centre)
+        want = np.where(u > centre, np.rint(u - theta), np.where(u < centre, np.rint(u + theta), centre))
+        np.testing.assert_array_equal(got, want)
+        assert np.all(np.abs(got - centre) <= np.abs(plain - centre))        # never away from the centre
+        assert np.all(np.abs(got - plain) <= 1) and np.all(np.abs(got - u) <= 0.5 + theta)
+        assert np.all(got[np.abs(u - centre) < 0.5 + theta] == centre[np.abs(u - centre) < 0.5 + theta])
+        assert np.sum(got == centre) > np.sum(plain == centre)
+
+
+def test_dead_zone_lowers_the_real_coded_bytes_of_a_laplacian_sample() -> None:
+    """Laplacian coefficients, the same step with and without a dead zone (ranges, centres kept; coder fitted on
+    the symbols): fewer real bytes, and fewer bits than the plain front needs for the same SQNR."""
+    rng = np.random.default_rng(17)
+    x = (rng.laplace(0.0, 1.0, (6, 16, 16, 16)) * rng.uniform(0.5, 2.0, (1, 16, 1, 1))).astype(np.float32)
+    stats = stats_of(x)
+    fit = _Fitter(stats, np.float32(np.abs(x).max() / 127), True, 127.0, "huffman")
+    basis, bits = fit.basis("none", 1)
+    y = fit.transformed_spatial(basis)
+    plain = [fit.candidate(basis, bits, y, float(d), "none") for d in np.geomspace(2.0, 64.0, 11)]
+    db, rate = [c.sqnr_db for c in plain], [c.bits_per_value for c in plain]
+    assert db == sorted(db, reverse=True)
+    theta = float(np.float16(1 / 6))
+    for i in (3, 4, 6):  # steps 5.7, 8, 16 (8-bit units; Laplacian scale ~8)
+        dz = fit.candidate(basis, bits, y, float(plain[i].site.delta), "none", theta)
+        assert float(dz.site.deadzone) == theta and float(plain[i].site.deadzone) == 0
+        real = [sum(c.site.coded_bytes(one) for one in c.site.symbols(x)) for c in (plain[i], dz)]
+        assert real[1] < 0.98 * real[0], (i, real)
+        assert dz.bits_per_value < np.interp(dz.sqnr_db, db[::-1], rate[::-1]), i
+
+
+def test_dead_zone_is_encoder_only_and_stored_with_the_site(fronts) -> None:
+    front, _, fresh = fronts["lowrank-pca"]
+    plain = front[len(front) // 2].site
+    site = replace(plain, deadzone=np.float32(np.float16(1 / 3)))
+    assert site.param_id == plain.param_id  # the decoder and the bitstream do not depend on it
+    arrays = site.side_arrays()
+    again = TvlcSite.from_arrays(arrays, site.attributes())
+    s = site.symbols(fresh)
+    assert again.deadzone == site.deadzone and np.array_equal(again.symbols(fresh), s)
+    assert not np.array_equal(s, plain.symbols(fresh))
+    np.testing.assert_array_equal(site.unpack(site.pack(s[0])), s[0])
+    # a model written before the dead zone has neither input: plain rounding
+    old = {k: v for k, v in arrays.items() if k not in ("centre", "deadzone")}
+    assert TvlcSite.from_arrays(old, site.attributes()).deadzone == 0
+    # off, the two inputs cost two bytes
+    off = plain.side_arrays()
+    assert off["centre"].nbytes + off["deadzone"].nbytes == 2
+    with pytest.raises(FeatcompError, match="centres"):
+        TvlcSite.from_arrays({**arrays, "centre": arrays["centre"] + 1}, site.attributes())
+    with pytest.raises(FeatcompError, match="dead zone"):
+        replace(plain, deadzone=np.float32(0.5))
+    with pytest.raises(FeatcompError, match="deadzone"):
+        TransformVlc(deadzone=0.7)
+
+
+def test_dead_zone_candidates_join_the_front() -> None:
+    """With deadzone > 0 every group and step is also tried with offsets deadzone/2 and deadzone; off, the
+    front is the plain one exactly."""
+    rng = np.random.default_rng(4)
+    stats = stats_of(DATA_KINDS["smooth"](rng, 6))
+    plain = TransformVlc(groups=(4,), grid=4).candidates(stats)
+    off = TransformVlc(groups=(4,), grid=4, deadzone=0.0).candidates(stats)
+    on = TransformVlc(groups=(4,), grid=4, deadzone=1 / 3).candidates(stats)
+    assert [(c.bits_per_value, c.sqnr_db) for c in off] == [(c.bits_per_value, c.sqnr_db) for c in plain]
+    assert any(c.site.deadzone > 0 for c in on)
+    assert TransformVlc(deadzone=1 / 3).offsets == [0.0, float(np.float16(1 / 6)), float(np.float16(1 / 3))]
+    assert TransformVlc(deadzone=1 / 3, step=2.0).offsets == [0.0]
 
 
 # --- golden bitstream ----------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """TvlcEncode/TvlcDecode as ONNX functions in a plain onnxruntime.InferenceSession against the numpy
 reference: symbols bit for bit (rounding ties and clipping included), decoded values to float precision,
-for PCA, DCT and identity sites at every default-domain opset featcomp emits."""
+for PCA, DCT and identity sites, with and without a dead zone, at every default-domain opset featcomp emits."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -18,6 +20,7 @@ from featcomp.ops.schemas import DOMAIN, PAIRS, VERSION
 
 OPSETS = (11, 13, 17, 21)
 SHAPE = (16, 6, 10)
+DEADZONE = np.float32(np.float16(1 / 3))  # as TransformVlc stores it
 
 
 def pair_model(site: TvlcSite, opset: int) -> onnx.ModelProto:
@@ -52,12 +55,15 @@ def sites() -> list[tuple[str, TvlcSite, np.ndarray]]:
             front = TransformVlc(transform=transform, groups=(4, 16)).candidates(stats)
             for cand in (front[1], front[len(front) // 2], front[-1]):
                 out.append((f"{kind}-{transform}-{cand.site.mode}", cand.site, fresh))
+            if transform != "dct":  # the dead zone rounds toward the coder's centres, signed and not
+                site = replace(front[len(front) // 2].site, deadzone=DEADZONE)
+                out.append((f"{kind}-{transform}-{site.mode}-deadzone", site, fresh))
     return out
 
 
 @pytest.mark.parametrize("opset", OPSETS)
 def test_ort_symbols_bit_exact_and_decoded_close(sites, opset: int) -> None:
-    modes = set()
+    modes, moved = set(), 0
     for name, site, fresh in sites:
         sess = onnxruntime.InferenceSession(pair_model(site, opset).SerializeToString(), providers=["CPUExecutionProvider"])
         # planted rounding ties of the 8-bit stage, values beyond the clip range, zeros
@@ -73,4 +79,7 @@ def test_ort_symbols_bit_exact_and_decoded_close(sites, opset: int) -> None:
         for i in range(len(x)):  # and the symbols survive the bitstream
             np.testing.assert_array_equal(site.unpack(site.pack(y[i])), y[i])
         modes.add(site.mode[:3])
+        if site.deadzone:  # not vacuous: the dead zone changes symbols here
+            moved += int(np.sum(y != replace(site, deadzone=np.float32(0)).symbols(x)))
     assert {"pca", "dct", "non"} <= modes
+    assert moved > 0

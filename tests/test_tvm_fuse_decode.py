@@ -244,3 +244,26 @@ def test_real_model_keeps_no_decoded_tensor() -> None:
         want = np.asarray(next(iter(ort.run(ort.session(compressed), {spec.name: x}).values())))
         assert got.argmax() == want.argmax(), path.name
         assert float(np.abs(got - want).max()) < 0.05 * float(np.ptp(want)), path.name
+
+
+def test_dead_zone_encode_fuses_into_its_producer(tmp_path: Path) -> None:
+    """Transform-VLC G = 1 sites with a dead zone (their own encode kernel, centre and offset as two more
+    buffers): still fused into the producing layer's output stage, and the compiled model computes what ONNX
+    Runtime computes with the dead zone, not what it computes without."""
+    from dataclasses import replace
+
+    from featcomp import api
+    from featcomp.passes.insert import insert_pairs
+    from featcomp.runtime_ops import ort
+
+    plain = _compressed(tmp_path, codec="transform-vlc", quality=Sqnr(20.0), codec_options={"groups": ()})
+    codecs = {name: replace(site, deadzone=np.float32(np.float16(1 / 3))) for name, site in api.site_codecs(plain).items()}
+    dz = insert_pairs(api.strip(plain), codecs).model
+    build = need_tvm()
+    fused = build.compile_model(dz, build.make_target("host"))
+    assert fused.stats["fusion"]["encode_fused"] == len(codecs) and fused.stats["fusion"]["encode_alone"] == 0
+    x = np.random.default_rng(5).normal(size=(1, 3, models.SIZE, models.SIZE)).astype(np.float32)
+    out = build.run_local(fused, [x])[0]
+    want, without = (next(iter(ort.run(ort.session(m), {models.INPUT: x}).values())) for m in (dz, plain))
+    err, moved = float(np.abs(out - want).max()), float(np.abs(without - want).max())
+    assert err <= 1e-4 * float(np.abs(want).max()) and err < moved / 10, (err, moved)

@@ -5,6 +5,8 @@ one model holding every case."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -154,7 +156,8 @@ def test_planted_ties_round_half_to_even(dctcm_results) -> None:
 
 
 def test_tvlc_ops_map_onto_the_same_kernels() -> None:
-    """TvlcEncode/TvlcDecode (int16 per-group transforms, scalar step, int16 clips, transpose * gain)."""
+    """TvlcEncode/TvlcDecode (int16 per-group transforms, scalar step, int16 clips, transpose * gain), with and
+    without the dead zone (its own kernels: centre and offset, rounded toward the centre)."""
     rng = np.random.default_rng(11)
     calib, fresh = signed_smooth(rng, 8), signed_smooth(rng, 2)
     stats = ActivationStats("t", tuple(calib.shape[1:]), covariance=True, spatial_values=1 << 16)
@@ -164,10 +167,13 @@ def test_tvlc_ops_map_onto_the_same_kernels() -> None:
     for transform in ("pca", "none"):
         front = TransformVlc(transform=transform, groups=(4, 16)).candidates(stats)
         cands[transform] = front[len(front) // 2].site
+        cands[f"{transform}-deadzone"] = replace(front[len(front) // 2].site, deadzone=np.float32(np.float16(1 / 3)))
     sites = [(name, {**site.side_arrays(), "transform": site.transform}, fresh.shape) for name, site in cands.items()]
-    outs = run_x86(pair_model(sites, "TvlcEncode", "TvlcDecode"), [fresh, fresh])
+    outs = run_x86(pair_model(sites, "TvlcEncode", "TvlcDecode"), [fresh] * len(sites))
     for i, site in enumerate(cands.values()):
         want = site.symbols(fresh)
+        if site.deadzone:  # not vacuous: the dead zone moves symbols here
+            assert np.any(want != replace(site, deadzone=np.float32(0)).symbols(fresh))
         assert outs[2 * i].dtype == site.storage_dtype
         np.testing.assert_array_equal(outs[2 * i], want)
         np.testing.assert_allclose(outs[2 * i + 1], site.dequantize(want), rtol=2e-6,

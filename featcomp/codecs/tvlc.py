@@ -106,6 +106,19 @@ def values_of(tokens: np.ndarray, hi: int, count: int) -> np.ndarray:
     return np.repeat(np.where(run, 0, tokens), lengths)
 
 
+def dead_zone_round(u: np.ndarray, theta: float | np.floating, centre: np.ndarray) -> np.ndarray:
+    """round(u) with a dead zone of rounding offset theta toward centre (integer-valued, broadcast against u):
+    max(rint(u - theta), min(rint(u + theta), centre)), i.e. rint(u - theta) above the centre and
+    rint(u + theta) below it. Values within 0.5 + theta of the centre become the centre, which the coder codes
+    cheapest (zero runs), and every other value moves by at most one level toward it: fewer bits for a little
+    more distortion on Laplacian-like coefficients. At theta = 0 it is rint(u) exactly, for any centre. The ops
+    compute it in u's precision (float32) in this order, so numpy, ONNX Runtime and TIR agree bit for bit."""
+    if not theta:
+        return np.rint(u)
+    t = np.asarray(theta, u.dtype)
+    return np.maximum(np.rint(u - t), np.minimum(np.rint(u + t), np.asarray(centre, u.dtype)))
+
+
 # ---------------------------------------------------------------------------------------------- coder
 
 @dataclass(frozen=True, eq=False)
@@ -186,6 +199,7 @@ class TvlcSite:
     gain: np.float32           # scale * step / 4**B: decode = transform^T * gain
     coder: Coder | RansCoder   # Huffman tokens with zero runs, or the context-modelled rANS coder (rans.py)
     kind: str = "pca"
+    deadzone: np.float32 = np.float32(0.0)  # rounding offset theta toward each plane's centre (encoder only)
 
     codec_name = "transform-vlc"
 
@@ -196,6 +210,8 @@ class TvlcSite:
             raise FeatcompError(f"transform-vlc site with {c} channels has inconsistent group shapes")
         if self.cmin.shape != (k, g) or self.cmax.shape != (k, g) or np.any(self.cmin > self.cmax):
             raise FeatcompError("transform-vlc coefficient ranges are inconsistent")
+        if not (np.isfinite(self.deadzone) and 0.0 <= self.deadzone < 0.5):
+            raise FeatcompError(f"transform-vlc dead zone must be in [0, 0.5), got {float(self.deadzone)}")
         constant = (self.cmin == self.cmax).reshape(c)
         if isinstance(self.coder, RansCoder):
             if len(self.coder.centre) != c or np.any(constant != (self.coder.group_of == NO_GROUP)):
@@ -261,7 +277,7 @@ class TvlcSite:
         return TvlcSite(shape=self.shape, scale=step, qmin=np.float32(-32767), qmax=np.float32(32767),
                         transform=np.ones((1, 1, 1), np.int16), step=np.float32(1.0),
                         cmin=self.cmin.reshape(c, 1).copy(), cmax=self.cmax.reshape(c, 1).copy(), gain=step,
-                        coder=self.coder, kind=f"folded-{self.kind}{self.group}")
+                        coder=self.coder, kind=f"folded-{self.kind}{self.group}", deadzone=self.deadzone)
 
     def fold_factors(self) -> FoldFactors | None:
         """T / 2**B per group and folded() (None at G = 1: nothing to fold)."""
@@ -279,6 +295,11 @@ class TvlcSite:
         return zlib.crc32(self.coder.to_bytes(), crc)
 
     @property
+    def centre(self) -> np.ndarray:
+        """[C] float32: each plane's centre (the coder's), which the dead zone rounds toward."""
+        return self.coder.centre.astype(np.float32)
+
+    @property
     def decode_matrix(self) -> np.ndarray:
         """[K, G, G] float32, computed as the decode op computes it: transpose(float(transform)) * gain."""
         return np.swapaxes(self.transform.astype(np.float32), 1, 2) * self.gain
@@ -293,7 +314,7 @@ class TvlcSite:
         k, g = self.cmin.shape
         q = np.clip(np.rint(x.reshape(n, c, h, w) / self.scale), self.qmin, self.qmax)
         y = self.transform.astype(np.float32) @ q.reshape(n, k, g, h * w)
-        coef = np.rint(y / self.step)
+        coef = dead_zone_round(y / self.step, self.deadzone, self.centre.reshape(k, g, 1))
         coef = np.minimum(np.maximum(coef, self.cmin[..., None].astype(np.float32)), self.cmax[..., None].astype(np.float32))
         return coef.reshape(shape).astype(np.int16)
 
@@ -437,6 +458,9 @@ class TvlcSite:
             "cmin": compact(self.cmin.reshape(k, g, 1)),  # int8 when the ranges fit (the op casts to float)
             "cmax": compact(self.cmax.reshape(k, g, 1)),
             "gain": np.asarray(self.gain, np.float32),
+            # encoder only (the decoder, the bitstream and param_id ignore them): one int8 byte each when off
+            "centre": compact(self.centre.reshape(k, g, 1)) if self.deadzone else np.zeros((1, 1, 1), np.int8),
+            "deadzone": compact(np.asarray(self.deadzone, np.float32)),
         }
 
     @property
@@ -461,7 +485,7 @@ class TvlcSite:
         entropy = entropy.decode() if isinstance(entropy, bytes) else str(entropy)
         if entropy not in ("huffman", "rans"):
             raise FeatcompError(f"the model's transform-vlc site uses entropy coder '{entropy}', which this featcomp does not know")
-        return cls(
+        site = cls(
             shape=tuple(int(v) for v in attributes["shape"]),  # type: ignore[arg-type]
             scale=np.float32(arrays["scale"]), qmin=np.float32(arrays["qmin"]), qmax=np.float32(arrays["qmax"]),
             transform=t.astype(np.int16).reshape(-1, g, g), step=np.float32(arrays["step"]),
@@ -469,7 +493,11 @@ class TvlcSite:
             gain=np.float32(arrays["gain"]),
             coder=(RansCoder if entropy == "rans" else Coder).from_bytes(bytes(coder)),
             kind=kind.decode() if isinstance(kind, bytes) else str(kind),
+            deadzone=np.float32(arrays.get("deadzone", 0.0)),  # absent: a model written before the dead zone
         )
+        if site.deadzone and not np.array_equal(np.asarray(arrays.get("centre"), np.float32).reshape(-1), site.centre):
+            raise FeatcompError("the model's transform-vlc dead-zone centres differ from its coder's centres")
+        return site
 
     def describe(self) -> dict[str, Any]:
         live = self.live
@@ -482,6 +510,7 @@ class TvlcSite:
             "signed": bool(self.qmin < 0),
             "scale": float(self.scale),
             "step": float(self.delta),
+            "deadzone": float(self.deadzone),
             "coded_channels": int(live.sum()),
             "constant_channels": int((~live).sum()),
             "tables": len(self.coder.freq) if isinstance(self.coder, RansCoder) else len(self.coder.tables),
@@ -497,6 +526,9 @@ class TransformVlc:
 
     transform: "pca" (calibrated KLT per group), "dct" (integer DCT-II per group) or "none" (G = 1).
     groups: the group sizes tried (each must divide C; the identity G = 1 is always tried as well).
+    deadzone: the largest rounding offset tried (see dead_zone_round); every group and step is also tried
+    with offsets deadzone / 2 and deadzone (rounded to float16 values, stored in 2 bytes), and the site's
+    real-bits front keeps whichever wins. 0 tries only plain rounding. With a fixed `step`: no dead zone.
     """
 
     transform: str = "pca"
@@ -505,6 +537,7 @@ class TransformVlc:
     step: float | None = None
     sqnr_db: float = 30.0
     coder: str = "auto"
+    deadzone: float = 0.0
     name: str = "transform-vlc"
     stats_options: dict[str, Any] = field(default_factory=lambda: {"covariance": True, "spatial_values": SPATIAL_VALUES})
 
@@ -517,6 +550,15 @@ class TransformVlc:
             object.__setattr__(self, "coder", "huffman")
         if self.step is not None and not (math.isfinite(self.step) and self.step > 0):
             raise FeatcompError(f"--step must be a positive number (8-bit quantization steps), got {self.step}")
+        if not (math.isfinite(self.deadzone) and 0.0 <= self.deadzone < 0.5):
+            raise FeatcompError(f"deadzone must be a rounding offset in [0, 0.5), got {self.deadzone}")
+
+    @property
+    def offsets(self) -> list[float]:
+        """The dead-zone offsets each group and step is tried with (0 first)."""
+        if self.step is not None or not self.deadzone:
+            return [0.0]
+        return [0.0, float(np.float16(self.deadzone / 2)), float(np.float16(self.deadzone))]
 
     def calibrate(self, stats: ActivationStats) -> TvlcSite:
         front = self.candidates(stats)
@@ -539,7 +581,8 @@ class TransformVlc:
             basis, bits = fit.basis(self.transform, g)
             y = fit.transformed_spatial(basis)
             deltas = [self.step] if self.step is not None else list(np.geomspace(1.0 if g == 1 else 0.5, 64.0, self.grid))
-            found += [fit.candidate(basis, bits, y, float(d), self.transform if g > 1 else "none") for d in deltas]
+            found += [fit.candidate(basis, bits, y, float(d), self.transform if g > 1 else "none", theta)
+                      for d in deltas for theta in self.offsets]
         if self.step is not None:
             return sorted(found, key=lambda cand: cand.bits_per_value)[:1]
         front: list[Candidate] = []
@@ -592,7 +635,8 @@ class _Fitter:
         sign = np.sign(np.take_along_axis(rows, np.abs(rows).argmax(axis=2)[..., None], axis=2))
         return integer_basis(rows * np.where(sign == 0, 1.0, sign), self.qmax)
 
-    def candidate(self, t: np.ndarray, bits: int, y_spatial: np.ndarray, delta: float, kind: str) -> Candidate:
+    def candidate(self, t: np.ndarray, bits: int, y_spatial: np.ndarray, delta: float, kind: str,
+                  theta: float = 0.0) -> Candidate:
         c = self.stats.shape[0]
         g = t.shape[-1]
         k = c // g
@@ -610,6 +654,8 @@ class _Fitter:
         coef = np.clip(coef, lo, hi).reshape(s, c)
         lo, hi = lo.reshape(c), hi.reshape(c)
         centre = _mode(coef.astype(np.int64))
+        if theta:  # ranges and centres as plain rounding gives them; the dead zone rounds toward the centre
+            coef = np.clip(dead_zone_round((y / step).reshape(s, c), theta, centre), lo, hi)
         # make constant the coefficients whose distortion saving is not worth their bits
         entropy = _plane_entropy(coef.astype(np.int64))
         yo = (y / (1 << bits)).reshape(s, c)  # orthonormal units (8-bit steps)
@@ -623,7 +669,7 @@ class _Fitter:
         arith = self._site_arrays(t, bits, step, lo, hi)
         # tables from the whole samples' symbols (spatial order matters to the runs), computed as the op does
         n = len(y_spatial)
-        sym = np.rint(y_spatial / step)
+        sym = dead_zone_round(y_spatial / step, np.float32(theta), centre.reshape(k, g, 1))
         sym = np.minimum(np.maximum(sym, arith["cmin"][..., None].astype(np.float32)), arith["cmax"][..., None].astype(np.float32))
         sym = sym.reshape(n, c, -1).astype(np.int64) - centre[None, :, None]
         # runs end where the stream's slices (bands of rows) end, so tokens are taken per slice
@@ -639,7 +685,8 @@ class _Fitter:
             ends = np.array([lv, hv + RUN_MAX - 1])
             tables.append(HuffmanTable.fit(np.concatenate([*per_slice, ends]), MAX_CODE_LENGTH))
             tokens.append(per_slice)
-        site = TvlcSite(shape=self.stats.shape, **arith, coder=Coder(centre, table_of, tuple(tables)), kind=kind)
+        site = TvlcSite(shape=self.stats.shape, **arith, coder=Coder(centre, table_of, tuple(tables)), kind=kind,
+                        deadzone=np.float32(theta))
         counts = sum((int(site.count_widths(site.classes(), b - a).sum()) + 7) // 8 for a, b in spans)
         coded = n * (counts + bitstream.overhead_bytes(self.stats.shape) - bitstream.HEADER_BYTES) + sum(
             (table.size_bits(one) + 7) // 8 for table, per in zip(tables, tokens) for one in per)

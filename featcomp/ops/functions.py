@@ -43,7 +43,7 @@ def _encode(op: OpSchema, opset: int) -> onnx.FunctionProto:
     nodes: list[onnx.NodeProto] = []
     target, shape = _group_shape(nodes, "X", "transform", "_")
     # side arrays are stored compactly (int8/int16 integers, float16 steps): exact in float32 after a Cast
-    cast = ("transform", "cmin", "cmax") if op is TVLC_ENCODE else ("transform", "step", "cmin", "cmax")
+    cast = ("transform", "cmin", "cmax", "centre", "deadzone") if op is TVLC_ENCODE else ("transform", "step", "cmin", "cmax")
     nodes += [helper.make_node("Cast", [name], [f"_{name}f"], to=TensorProto.FLOAT) for name in cast]
     matrix, lo, hi = "_transformf", "_cminf", "_cmaxf"
     step = "_stepf" if "step" in cast else "step"
@@ -54,13 +54,26 @@ def _encode(op: OpSchema, opset: int) -> onnx.FunctionProto:
         helper.make_node("Reshape", ["_q", target], ["_qg"]),
         helper.make_node("MatMul", [matrix, "_qg"], ["_y"]),
         helper.make_node("Div", ["_y", step], ["_ys"]),
-        helper.make_node("Round", ["_ys"], ["_yr"]),
+        *(_dead_zone("_ys", "_yr") if op is TVLC_ENCODE else [helper.make_node("Round", ["_ys"], ["_yr"])]),
         helper.make_node("Max", ["_yr", lo], ["_ylo"]),
         helper.make_node("Min", ["_ylo", hi], ["_yc"]),
         helper.make_node("Reshape", ["_yc", shape], ["_yf"]),
         helper.make_node("Cast", ["_yf"], ["Y"], to=TensorProto.INT16),
     ]
     return _function(op, nodes, opset)
+
+
+def _dead_zone(u: str, out: str) -> list[onnx.NodeProto]:
+    """out = max(round(u - deadzone), min(round(u + deadzone), centre)) in float32, as tvlc.dead_zone_round
+    computes it (round(u) exactly at deadzone = 0, whatever the centre)."""
+    return [
+        helper.make_node("Sub", [u, "_deadzonef"], ["_dzlo"]),
+        helper.make_node("Round", ["_dzlo"], ["_dzlor"]),
+        helper.make_node("Add", [u, "_deadzonef"], ["_dzhi"]),
+        helper.make_node("Round", ["_dzhi"], ["_dzhir"]),
+        helper.make_node("Min", ["_dzhir", "_centref"], ["_dzc"]),
+        helper.make_node("Max", ["_dzlor", "_dzc"], [out]),
+    ]
 
 
 def _decode(op: OpSchema, opset: int) -> onnx.FunctionProto:

@@ -75,8 +75,10 @@ TVLC_ENCODE = OpSchema(
         "Transform-VLC encoder (the transform and quantizer half; the variable-length code is the bitstream's). "
         "q = clip(round(X / scale), qmin, qmax); per pixel, channels in K = C/G groups of G: "
         "y_k = float(transform[k]) @ q_k (an integer approximation of the group's calibrated PCA basis, a DCT, or "
-        "the identity, exact in float32); symbols = min(max(round(y / step), float(cmin)), float(cmax)), int16. The "
-        "same arithmetic as DctCmEncode, with one transform per group and integer side arrays stored as int16."
+        "the identity, exact in float32); u = y / step; symbols = min(max(max(round(u - deadzone), "
+        "min(round(u + deadzone), centre)), float(cmin)), float(cmax)), int16: a dead zone that rounds toward each "
+        "coefficient's centre (round(u) exactly at deadzone = 0). The same arithmetic as DctCmEncode, with one "
+        "transform per group, the dead zone, and integer side arrays stored as int16."
     ),
     inputs=(
         Port("X", "tensor(float) [N,C,H,W]", "activation"),
@@ -87,6 +89,10 @@ TVLC_ENCODE = OpSchema(
         Port("step", "tensor(float) []", "quantization step of every coefficient (rows of transform share one norm)"),
         Port("cmin", "tensor(int16) [K,G,1]", "per-coefficient lower clip"),
         Port("cmax", "tensor(int16) [K,G,1]", "per-coefficient upper clip (cmin == cmax: a constant, not coded)"),
+        Port("centre", "tensor(int8|int16) [K,G,1] or [1,1,1]", "the coder's centre of each coefficient, which the "
+             "dead zone rounds toward (any value at deadzone = 0); optional: absent in models written before it"),
+        Port("deadzone", "tensor(int8|float16|float) []", "rounding offset in [0, 0.5): encoder only, the decoder "
+             "and the bitstream do not depend on it; optional, absent means 0"),
     ),
     outputs=(Port("Y", "tensor(int16) [N,C,H,W]", "symbols: the integer payload the variable-length code codes"),),
     attributes=(

@@ -186,10 +186,17 @@ def _encode_converter(name: str) -> type:
         side = [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in
                 ((scale, "scale"), (qmin, "qmin"), (qmax, "qmax"))]
         tail = [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in ((step, "step"), (cmin, "cmin"), (cmax, "cmax"))]
-        mode, product = second_stage(transform, step, qmin, qmax, c) if g == 1 else (kernels.DIVIDE, None)
+        theta = _const(inputs[9]) if len(inputs) > 9 and inputs[9] is not None else np.zeros(())
+        deadzone = theta is None or bool(np.any(theta))  # a constant 0 (or no input): the plain kernel
+        if deadzone:  # TvlcEncode's centre and rounding offset (schemas.TVLC_ENCODE)
+            tail += [_as_kg(bb, v, k, g, f"{name} {label}") for v, label in ((inputs[8], "centre"), (inputs[9], "deadzone"))]
+        # the dead-zone kernels divide by the step themselves: the second-stage shortcut is for plain sites
+        mode, product = (second_stage(transform, step, qmin, qmax, c) if g == 1 and not deadzone
+                         else (kernels.DIVIDE, None))
         if product is not None:  # the kernel multiplies by transform / step (exact for this site's q)
             transform = relax.const(product.reshape(c, 1, 1))
-        kernel = kernels.encode_kernel(name, n, c, h, w, g, dtype, offset, mode).with_attr(kernels.SITE_ATTR, site)
+        kernel = kernels.encode_kernel(name, n, c, h, w, g, dtype, offset, mode,
+                                       deadzone).with_attr(kernels.SITE_ATTR, site)
         gv = bb.add_func(kernel, f"fc_encode_{n}x{c}x{h}x{w}_g{g}")
         args = [*side, _as_kgg(bb, transform, k, g, f"{name} transform"), *tail]
         if g == 1:  # elementwise on NCHW: no reshapes, so FuseOps can fuse it into the producer
@@ -254,6 +261,7 @@ def _decode_transpose_converter(name: str) -> type:
 # Which converter maker serves an op, by the op's input names (the op contract in schemas.py).
 _ROLES: dict[tuple[str, ...], Callable[[str], type]] = {
     ("X", "scale", "qmin", "qmax", "transform", "step", "cmin", "cmax"): _encode_converter,
+    ("X", "scale", "qmin", "qmax", "transform", "step", "cmin", "cmax", "centre", "deadzone"): _encode_converter,
     ("Y", "decode"): _decode_matrix_converter,
     ("Y", "transform", "gain"): _decode_transpose_converter,
 }

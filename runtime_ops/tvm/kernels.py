@@ -21,6 +21,10 @@ Two shapes of kernel:
   (encode -> decode is an elementwise chain), which writes the fp32 reconstruction instead of the
   symbols; fuse_decode.py places it in the consumers instead (folded into conv weights, or fused).
 
+The dead zone (TvlcEncode's centre/deadzone inputs, codecs.tvlc.dead_zone_round) has kernels of its own,
+with two more [K, G] buffers: max(rint(u - theta), min(rint(u + theta), centre)), u = ACC / step. A site
+without a dead zone (theta a constant 0, or a model written before it) keeps the plain kernels.
+
 Exactness (TVM 0.27.0.post1 and its LLVM): T.nearbyint lowers to llvm.nearbyint and _rint (the G = 1
 encode) to llvm.roundeven, both round half to even (numpy.rint); fdiv stays a division (no fast-math
 flags); transform @ q sums products of integers below 2**24, exact in float32 in any order, with or
@@ -46,7 +50,7 @@ DIVIDE, MULTIPLY, SKIP = "divide", "multiply", "skip"  # the G = 1 encode's seco
 
 @functools.lru_cache(maxsize=None)  # TVMScript parsing costs ~30 ms; PrimFuncs are immutable
 def encode_kernel(op: str, n: int, c: int, h: int, w: int, g: int, dtype: str = "int16",
-                  offset: int = 0, second: str = DIVIDE) -> tirx.PrimFunc:
+                  offset: int = 0, second: str = DIVIDE, deadzone: bool = False) -> tirx.PrimFunc:
     """X f32 [n, K, g, h*w] -> symbols [n, K, g, h*w] (K = c/g); for g = 1, [n, c, h, w] in and out.
     dtype: the site's storage type (int8/uint8 when its clip range fits, see codecs.base.storage_dtype);
     the final clip keeps every symbol inside it, so the cast is exact. offset: the kernel stores
@@ -55,9 +59,17 @@ def encode_kernel(op: str, n: int, c: int, h: int, w: int, g: int, dtype: str = 
     nearbyint(transform * q / step) of the integer q: DIVIDE as written; MULTIPLY nearbyint(transform * q)
     with the caller passing transform / step as `transform` (convert.py checks, for every integer q of the
     site's range, that this gives the same symbols); SKIP: q itself (transform = step = 1). Both save a
-    division per value in the producer's output stage, where the encode is fused."""
-    func = (_encode_g1(op, n, c, h, w, dtype, offset, second) if g == 1
-            else _encode_grouped(op, n, c, h * w, g, dtype, offset))
+    division per value in the producer's output stage, where the encode is fused. deadzone: the kernel
+    takes centre and theta [K, g] after cmax and rounds with the dead zone (DIVIDE only; the plain
+    kernels' signature is unchanged)."""
+    if deadzone:
+        if second != DIVIDE:
+            raise ValueError("the dead-zone encode divides by the step itself: second must be DIVIDE")
+        func = (_encode_g1_dz(op, n, c, h, w, dtype, offset) if g == 1
+                else _encode_grouped_dz(op, n, c, h * w, g, dtype, offset))
+    else:
+        func = (_encode_g1(op, n, c, h, w, dtype, offset, second) if g == 1
+                else _encode_grouped(op, n, c, h * w, g, dtype, offset))
     return func.with_attr(OFFSET_ATTR, offset) if offset else func
 
 
@@ -161,6 +173,83 @@ def _encode_g1(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str, offset: 
                 Y[vb, vk, vj, vs] = T.Cast(dtype, shift(T.min(T.max(second(
                     T.min(T.max(_rint(X[vb, vk, vj, vs] / scale[vk, z]), qmin[vk, z]), qmax[vk, z]),
                     transform[vk, z, z], step[vk, z]), cmin[vk, z]), cmax[vk, z])))
+
+    return fc_encode
+
+
+def _dead_zone(u: Any, theta: Any, centre: Any) -> Any:
+    """max(rint(u - theta), min(rint(u + theta), centre)): codecs.tvlc.dead_zone_round as a TIR expression."""
+    return T.max(T.nearbyint(u - theta), T.min(T.nearbyint(u + theta), centre))
+
+
+def _encode_grouped_dz(op: str, n_: int, c_: int, p_: int, g_: int, dtype: str, offset: int) -> tirx.PrimFunc:
+    """_encode_grouped with the dead zone in its "symbols" block (same blocks: schedules.py tiles it alike)."""
+    n, cg, p, g = _i64(n_, c_ // g_, p_, g_)
+    shift = _shifted(offset)
+
+    @T.prim_func(private=True, s_tir=True)
+    def fc_encode(
+        X: T.Buffer((n, cg, g, p), "float32"),
+        scale: T.Buffer((cg, g), "float32"),
+        qmin: T.Buffer((cg, g), "float32"),
+        qmax: T.Buffer((cg, g), "float32"),
+        transform: T.Buffer((cg, g, g), "float32"),
+        step: T.Buffer((cg, g), "float32"),
+        cmin: T.Buffer((cg, g), "float32"),
+        cmax: T.Buffer((cg, g), "float32"),
+        centre: T.Buffer((cg, g), "float32"),
+        theta: T.Buffer((cg, g), "float32"),
+        Y: T.Buffer((n, cg, g, p), dtype),
+    ):
+        T.func_attr({"tirx.noalias": True, OP_ATTR: op, "op_pattern": 8})
+        Q = T.sblock_alloc_buffer((n, cg, g, p), "float32")
+        ACC = T.sblock_alloc_buffer((n, cg, g, p), "float32")
+        for b, k, j, s in T.grid(n, cg, g, p):
+            with T.sblock("quantize"):
+                vb, vk, vj, vs = T.axis.remap("SSSS", [b, k, j, s])
+                Q[vb, vk, vj, vs] = T.min(T.max(T.nearbyint(X[vb, vk, vj, vs] / scale[vk, vj]), qmin[vk, vj]),
+                                          qmax[vk, vj])
+        for b, k, i, s, j in T.grid(n, cg, g, p, g):
+            with T.sblock("transform"):
+                vb, vk, vi, vs, vj = T.axis.remap("SSSSR", [b, k, i, s, j])
+                with T.init():
+                    ACC[vb, vk, vi, vs] = T.float32(0)
+                ACC[vb, vk, vi, vs] = ACC[vb, vk, vi, vs] + transform[vk, vi, vj] * Q[vb, vk, vj, vs]
+        for b, k, i, s in T.grid(n, cg, g, p):
+            with T.sblock("symbols"):
+                vb, vk, vi, vs = T.axis.remap("SSSS", [b, k, i, s])
+                Y[vb, vk, vi, vs] = T.Cast(dtype, shift(T.min(T.max(_dead_zone(
+                    ACC[vb, vk, vi, vs] / step[vk, vi], theta[vk, vi], centre[vk, vi]), cmin[vk, vi]), cmax[vk, vi])))
+
+    return fc_encode
+
+
+def _encode_g1_dz(op: str, n_: int, c_: int, h_: int, w_: int, dtype: str, offset: int) -> tirx.PrimFunc:
+    """_encode_g1 with the dead zone: elementwise still, so FuseOps fuses it into the producer alike."""
+    n, c, h, w = _i64(n_, c_, h_, w_)
+    shift = _shifted(offset)
+    @T.prim_func(private=True, s_tir=True)
+    def fc_encode(
+        X: T.Buffer((n, c, h, w), "float32"),
+        scale: T.Buffer((c, T.int64(1)), "float32"),
+        qmin: T.Buffer((c, T.int64(1)), "float32"),
+        qmax: T.Buffer((c, T.int64(1)), "float32"),
+        transform: T.Buffer((c, T.int64(1), T.int64(1)), "float32"),
+        step: T.Buffer((c, T.int64(1)), "float32"),
+        cmin: T.Buffer((c, T.int64(1)), "float32"),
+        cmax: T.Buffer((c, T.int64(1)), "float32"),
+        centre: T.Buffer((c, T.int64(1)), "float32"),
+        theta: T.Buffer((c, T.int64(1)), "float32"),
+        Y: T.Buffer((n, c, h, w), dtype),
+    ):
+        T.func_attr({"tirx.noalias": True, OP_ATTR: op})
+        for b, k, j, s in T.grid(n, c, h, w):
+            with T.sblock("symbols"):
+                vb, vk, vj, vs = T.axis.remap("SSSS", [b, k, j, s])
+                Y[vb, vk, vj, vs] = T.Cast(dtype, shift(T.min(T.max(_dead_zone(
+                    transform[vk, T.int64(0), T.int64(0)] * T.min(T.max(T.nearbyint(X[vb, vk, vj, vs] / scale[vk, T.int64(0)]), qmin[vk, T.int64(0)]),
+                                                qmax[vk, T.int64(0)]) / step[vk, T.int64(0)],
+                    theta[vk, T.int64(0)], centre[vk, T.int64(0)]), cmin[vk, T.int64(0)]), cmax[vk, T.int64(0)])))
 
     return fc_encode
 
