@@ -127,6 +127,19 @@ def spinning_order(runs: dict[str, Any], rounds: int, warmup: int = 5) -> dict[s
     return times
 
 
+def ort_runs(model: Any, x: np.ndarray, threads: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """ORT's reference output and its two timed slots: without spinning ("ort", what TVM is compared
+    with: a spinning thread slows the next TVM call) and as shipped ("ort_spin", timed between pauses)."""
+    from featcomp.modelio import input_spec
+    from featcomp.runtime_ops import ort
+
+    name = input_spec(model).name
+    quiet = ort.session(model, threads=threads, spinning=False)
+    spinning = ort.session(model, threads=threads)
+    return (np.asarray(quiet.run(None, {name: x})[0]),
+            {"ort": lambda: quiet.run(None, {name: x}), "ort_spin": lambda: spinning.run(None, {name: x})})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=True, help="the commit to compare against (e.g. main, HEAD~1)")
@@ -138,8 +151,6 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("TVM_BIND_THREADS", "0")  # read when TVM's thread pool starts (docs/tvm.md "Traps")
-    from featcomp.modelio import input_spec
-    from featcomp.runtime_ops import ort
 
     with tempfile.TemporaryDirectory(prefix="tvm_model_ab-") as tmp:
         tree = checkout(args.base, Path(tmp) / "base")
@@ -147,13 +158,8 @@ def main() -> int:
             libs = {side: Path(tmp) / f"{name}-{side}.so" for side in ("base", "work")}
             tiled = {side: compile_side(name, libs[side], args.threads, tree if side == "base" else None) for side in libs}
             model = load_model(name)
-            spec = input_spec(model)
             x = np.random.default_rng(1).normal(size=(1, 3, 224, 224)).astype(np.float32)
-            quiet = ort.session(model, threads=args.threads, spinning=False)
-            spinning = ort.session(model, threads=args.threads)
-            ref = np.asarray(quiet.run(None, {spec.name: x})[0])
-            runs: dict[str, Any] = {"ort": lambda: quiet.run(None, {spec.name: x}),
-                                    "ort_spin": lambda: spinning.run(None, {spec.name: x})}
+            ref, runs = ort_runs(model, x, args.threads)
             for side, lib in libs.items():
                 runs[side], out = vm_runner(lib, x)
                 diff = float(np.abs(out.reshape(ref.shape) - ref).max())

@@ -40,7 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from tvm_model_ab import checkout, interleaved, vm_runner  # noqa: E402
+from tvm_model_ab import checkout, interleaved, ort_runs, vm_runner  # noqa: E402
 
 NAMES = ("mobilenet_v2_1.0_224", "efficientnet-lite0", "squeezenet1.1")
 
@@ -157,8 +157,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     os.environ.setdefault("TVM_BIND_THREADS", "0")  # read when TVM's thread pool starts (docs/tvm.md "Traps")
-    from featcomp.modelio import input_spec, load_model
-    from featcomp.runtime_ops import ort
+    from featcomp.modelio import load_model
 
     report: dict[str, Any] = {"threads": args.threads, "rounds": args.rounds, "base": args.base, "models": {}}
     with tempfile.TemporaryDirectory(prefix="tvm_stored_ab-") as tmp:
@@ -175,13 +174,8 @@ def main() -> int:
             libs = {"base": (library(compressed_path, Path(tmp) / f"{name}-fc-base.so", args.threads, tree) if tree
                              else library(original_path, cache / f"{name}-orig-t{args.threads}.so", args.threads)),
                     "work": library(compressed_path, fc, args.threads)}
-            spec = input_spec(original)
             x = np.random.default_rng(1).normal(size=(1, 3, 224, 224)).astype(np.float32)
-            quiet = ort.session(original, threads=args.threads, spinning=False)
-            spinning = ort.session(original, threads=args.threads)
-            ref = np.asarray(quiet.run(None, {spec.name: x})[0])
-            runs: dict[str, Any] = {"ort": lambda: quiet.run(None, {spec.name: x}),
-                                    "ort_spin": lambda: spinning.run(None, {spec.name: x})}
+            ref, runs = ort_runs(original, x, args.threads)
             checks: dict[str, Any] = {}
             outs = {}
             for side, lib in libs.items():

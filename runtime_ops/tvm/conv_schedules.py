@@ -130,6 +130,23 @@ def band_rows(sch: s_tir.Schedule, conv: Any) -> int:
     return max(fits, default=1)
 
 
+def order_band(sch: s_tir.Schedule, conv: Any, outer: tuple[Any, Any, Any, Any], inner: tuple[Any, ...]) -> Any:
+    """The dense conv's parallel band from its (n, channel block, row, pixel tile) loops, ordered by the
+    rules above: rows first for a projection (rows_outer), row bands around the channel blocks for a big
+    input (band_rows), else channel blocks outermost (a block's weights stay in cache over its rows)."""
+    b, fo, y, xo = outer
+    rows = band_rows(sch, conv)
+    if rows_outer(sch, conv):
+        sch.reorder(b, y, fo, xo, *inner)
+        return sch.fuse(b, y, fo)
+    if rows:
+        yo, yi = sch.split(y, factors=[None, rows])
+        sch.reorder(b, yo, fo, yi, xo, *inner)
+        return sch.fuse(b, yo, fo)
+    sch.reorder(fo, b, y, xo, *inner)
+    return sch.fuse(fo, b, y)
+
+
 def _pixel_tile(ow: int, cap: int) -> int:
     """PT: the largest divisor of the output row that fits the registers (a guarded tail measured
     several times slower: the guard sits inside the reduction)."""
@@ -323,17 +340,7 @@ def schedule_dense(sch: s_tir.Schedule, conv: Any, rule: Any, constants: frozens
     fo, fin = sch.split(f, factors=[None, fi])
     xo, xi = sch.split(x, factors=[None, pt])
     if staged is None:
-        rows = band_rows(sch, conv)
-        if rows_outer(sch, conv):
-            sch.reorder(b, y, fo, xo, rc, ry, rx, xi, fin)
-            band = sch.fuse(b, y, fo)
-        elif rows:
-            yo, yi = sch.split(y, factors=[None, rows])
-            sch.reorder(b, yo, fo, yi, xo, rc, ry, rx, xi, fin)
-            band = sch.fuse(b, yo, fo)
-        else:
-            sch.reorder(fo, b, y, xo, rc, ry, rx, xi, fin)
-            band = sch.fuse(fo, b, y)  # channel blocks outermost: a block's weights stay in cache over its rows
+        band = order_band(sch, conv, (b, fo, y, xo), (rc, ry, rx, xi, fin))
     else:  # the band's float32 input serves a group of channel blocks whose weights fit a cache
         per_block = fi * int(np.prod(buffer_shape(weight)[:-1])) * 4
         blocks = oc // fi
@@ -386,17 +393,7 @@ def _dense_pixel_vectors(sch: s_tir.Schedule, conv: Any, rule: Any, pv: int, mac
     b, f, y, x, rc, ry, rx = sch.get_loops(conv)
     fo, fin = sch.split(f, factors=[None, ft])
     xo, xi = sch.split(x, factors=[None, pv])
-    rows = band_rows(sch, conv)
-    if rows_outer(sch, conv):
-        sch.reorder(b, y, fo, xo, rc, ry, rx, fin, xi)
-        band = sch.fuse(b, y, fo)
-    elif rows:
-        yo, yi = sch.split(y, factors=[None, rows])
-        sch.reorder(b, yo, fo, yi, xo, rc, ry, rx, fin, xi)
-        band = sch.fuse(b, yo, fo)
-    else:
-        sch.reorder(fo, b, y, xo, rc, ry, rx, fin, xi)
-        band = sch.fuse(fo, b, y)
+    band = order_band(sch, conv, (b, fo, y, xo), (rc, ry, rx, fin, xi))
     if worth_threads(macs, 1, rule):
         sch.parallel(band)
     sch.unroll(fin)
