@@ -76,6 +76,9 @@ def _per_channel(value: relax.Expr, c: int) -> np.ndarray | None:
     return np.broadcast_to(array.astype(np.float32).reshape(-1), (c,))
 
 
+MULTIPLY_CHECK_LEVELS = 1 << 12  # the exhaustive check is [C, levels] floats: 8-bit sites have 256, int16 sites divide
+
+
 def second_stage(transform: relax.Expr, step: relax.Expr, qmin: relax.Expr, qmax: relax.Expr,
                  c: int) -> tuple[str, np.ndarray | None]:
     """How a G = 1 encode may compute nearbyint(transform * q / step) of the integer q (kernels.encode_kernel):
@@ -88,7 +91,7 @@ def second_stage(transform: relax.Expr, step: relax.Expr, qmin: relax.Expr, qmax
         return kernels.DIVIDE, None
     if np.all(t == 1) and np.all(s == 1):
         return kernels.SKIP, None
-    if float(hi.max()) - float(lo.min()) > 1 << 16 or not (np.all(np.isfinite(t)) and np.all(s != 0)):
+    if float(hi.max()) - float(lo.min()) > MULTIPLY_CHECK_LEVELS or not (np.all(np.isfinite(t)) and np.all(s != 0)):
         return kernels.DIVIDE, None
     q = np.arange(float(lo.min()), float(hi.max()) + 1, dtype=np.float32)[None, :]
     m = (t / s).astype(np.float32)
